@@ -1,0 +1,189 @@
+//! Settings from the environment (and a `.env` file, which routemq reads but never writes).
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `QUEUE_CONNECTION` | `sqlite` | the default connection |
+//! | `QUEUE_VISIBILITY_TIMEOUT` | `300` | seconds a lease lives without a heartbeat |
+//! | `QUEUE_HEARTBEAT_INTERVAL` | `10` | seconds between lease renewals |
+//! | `QUEUE_REAPER_INTERVAL` | `30` | seconds between reaper passes (`0`: off) |
+//! | `QUEUE_SHUTDOWN_GRACE` | `300` | seconds running jobs get after SIGTERM/SIGINT |
+//! | `QUEUE_RETRY_BACKOFF_ENABLED` | `false` | exponential backoff for every job (`1/true/yes/on`) |
+//! | `QUEUE_RETRY_MAX_DELAY` | `60` | backoff cap in seconds |
+//! | `QUEUE_RETRY_JITTER` | `0` | backoff jitter fraction |
+//!
+//! Driver variables (`DATABASE_URL`, `REDIS_URL`, ...) are read by the drivers. An invalid value is
+//! an error that names the variable and the value; unlike RouteMQ, routemq does not quietly fall
+//! back to a default.
+
+use std::time::Duration;
+
+use crate::retry::RetryDefaults;
+
+/// A variable with a value that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid value {value:?} for {variable}: {expected}")]
+pub struct ConfigError {
+    /// The variable.
+    pub variable: String,
+    /// Its value (never a password: secrets are not parsed here).
+    pub value: String,
+    /// What it must be.
+    pub expected: &'static str,
+}
+
+/// Queue and worker settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// `QUEUE_CONNECTION`.
+    pub default_connection: String,
+    /// `QUEUE_VISIBILITY_TIMEOUT`.
+    pub visibility_timeout: Duration,
+    /// `QUEUE_HEARTBEAT_INTERVAL`.
+    pub heartbeat_interval: Duration,
+    /// `QUEUE_REAPER_INTERVAL` (zero: the reaper is off).
+    pub reaper_interval: Duration,
+    /// `QUEUE_SHUTDOWN_GRACE`.
+    pub shutdown_grace: Duration,
+    /// `QUEUE_RETRY_*`.
+    pub retry: RetryDefaults,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            default_connection: "sqlite".to_owned(),
+            visibility_timeout: Duration::from_secs(300),
+            heartbeat_interval: Duration::from_secs(10),
+            reaper_interval: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(300),
+            retry: RetryDefaults::default(),
+        }
+    }
+}
+
+/// Loads `./.env` into the environment once (existing variables win). Missing file: nothing happens.
+pub fn load_dotenv() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = dotenvy::dotenv();
+    });
+}
+
+/// Reads a variable from the process environment, after `.env` has been loaded.
+pub fn env_var(name: &str) -> Option<String> {
+    load_dotenv();
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+impl Settings {
+    /// Reads the settings from the environment and `.env`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(env_var)
+    }
+
+    /// Reads the settings through `lookup` (for tests, or another configuration source).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let defaults = Self::default();
+        let secs = |name: &str, default: Duration, allow_zero: bool| -> Result<Duration, ConfigError> {
+            match lookup(name) {
+                None => Ok(default),
+                Some(raw) => parse_secs(&raw, allow_zero).ok_or_else(|| ConfigError {
+                    variable: name.to_owned(),
+                    value: raw,
+                    expected: if allow_zero { "a number of seconds ≥ 0" } else { "a number of seconds > 0" },
+                }),
+            }
+        };
+        let number = |name: &str, default: f64, range: std::ops::RangeInclusive<f64>, expected| match lookup(name) {
+            None => Ok(default),
+            Some(raw) => raw
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|v| range.contains(v))
+                .ok_or(ConfigError { variable: name.to_owned(), value: raw, expected }),
+        };
+        let backoff = match lookup("QUEUE_RETRY_BACKOFF_ENABLED") {
+            None => false,
+            Some(raw) => parse_bool(&raw).ok_or(ConfigError {
+                variable: "QUEUE_RETRY_BACKOFF_ENABLED".to_owned(),
+                value: raw,
+                expected: "true or false (1/0, yes/no, on/off)",
+            })?,
+        };
+        let default_connection = lookup("QUEUE_CONNECTION").map_or(defaults.default_connection, |c| c.trim().to_owned());
+        Ok(Self {
+            default_connection,
+            visibility_timeout: secs("QUEUE_VISIBILITY_TIMEOUT", defaults.visibility_timeout, false)?,
+            heartbeat_interval: secs("QUEUE_HEARTBEAT_INTERVAL", defaults.heartbeat_interval, false)?,
+            reaper_interval: secs("QUEUE_REAPER_INTERVAL", defaults.reaper_interval, true)?,
+            shutdown_grace: secs("QUEUE_SHUTDOWN_GRACE", defaults.shutdown_grace, true)?,
+            retry: RetryDefaults {
+                backoff_enabled: backoff,
+                max_delay: number("QUEUE_RETRY_MAX_DELAY", 60.0, 0.0..=f64::MAX, "a number of seconds ≥ 0")?,
+                jitter: number("QUEUE_RETRY_JITTER", 0.0, 0.0..=1.0, "a fraction from 0 to 1")?,
+            },
+        })
+    }
+}
+
+/// Seconds as an integer or decimal (`"2.5"`).
+pub(crate) fn parse_secs(raw: &str, allow_zero: bool) -> Option<Duration> {
+    let secs: f64 = raw.trim().parse().ok()?;
+    let valid = secs.is_finite() && (secs > 0.0 || (allow_zero && secs == 0.0));
+    valid.then(|| Duration::from_secs_f64(secs))
+}
+
+/// RouteMQ's truthy words, plus their opposites.
+pub(crate) fn parse_bool(raw: &str) -> Option<bool> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        Settings::from_lookup(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned()))
+    }
+
+    #[test]
+    fn defaults_are_routemqs() {
+        let s = settings(&[]).expect("defaults");
+        assert_eq!(s, Settings::default());
+        assert_eq!(s.visibility_timeout, Duration::from_secs(300));
+        assert_eq!(s.default_connection, "sqlite");
+    }
+
+    #[test]
+    fn reads_every_variable() {
+        let s = settings(&[
+            ("QUEUE_CONNECTION", "memory"),
+            ("QUEUE_VISIBILITY_TIMEOUT", "2.5"),
+            ("QUEUE_HEARTBEAT_INTERVAL", "1"),
+            ("QUEUE_REAPER_INTERVAL", "0"),
+            ("QUEUE_SHUTDOWN_GRACE", "5"),
+            ("QUEUE_RETRY_BACKOFF_ENABLED", "yes"),
+            ("QUEUE_RETRY_MAX_DELAY", "30"),
+            ("QUEUE_RETRY_JITTER", "0.5"),
+        ])
+        .expect("valid");
+        assert_eq!(s.default_connection, "memory");
+        assert_eq!(s.visibility_timeout, Duration::from_millis(2500));
+        assert_eq!(s.reaper_interval, Duration::ZERO);
+        assert_eq!(s.retry, RetryDefaults { backoff_enabled: true, max_delay: 30.0, jitter: 0.5 });
+    }
+
+    #[test]
+    fn invalid_values_name_the_variable_and_value() {
+        let error = settings(&[("QUEUE_VISIBILITY_TIMEOUT", "soon")]).expect_err("invalid");
+        assert_eq!(error.to_string(), "invalid value \"soon\" for QUEUE_VISIBILITY_TIMEOUT: a number of seconds > 0");
+        assert!(settings(&[("QUEUE_RETRY_JITTER", "2")]).is_err());
+        assert!(settings(&[("QUEUE_RETRY_BACKOFF_ENABLED", "maybe")]).is_err());
+        assert!(settings(&[("QUEUE_HEARTBEAT_INTERVAL", "0")]).is_err());
+    }
+}

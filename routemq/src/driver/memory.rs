@@ -1,0 +1,373 @@
+//! The in-memory driver: jobs live in the process, with the same semantics as the durable drivers.
+//!
+//! Use it for tests, examples, and work that may be lost when the process exits. Time is read from
+//! tokio's clock, so tests can pause and advance it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::{DriverError, FailedJob, Failure, Lease, NewJob, QueueDriver, QueueStats, Reaped, ReservedJob};
+use crate::envelope::Envelope;
+
+#[derive(Debug)]
+struct StoredJob {
+    queue: String,
+    payload: String,
+    attempts: u32,
+    created: Instant,
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    /// Ready jobs by id (FIFO by id, as `ORDER BY id` on SQL).
+    ready: BTreeSet<u64>,
+    /// Delayed jobs by due time.
+    delayed: BTreeSet<(Instant, u64)>,
+    /// Reserved jobs by last heartbeat, for O(log n) reaping.
+    reserved: BTreeSet<(Instant, u64)>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    jobs: HashMap<u64, StoredJob>,
+    /// Last heartbeat of each reserved job.
+    leases: HashMap<u64, Instant>,
+    queues: BTreeMap<String, QueueState>,
+    failed: BTreeMap<u64, FailedJob>,
+    next_id: u64,
+    next_failed_id: u64,
+}
+
+/// Jobs in process memory. Cheap to create; each instance is its own store.
+#[derive(Debug)]
+pub struct MemoryDriver {
+    state: Mutex<State>,
+    wake: watch::Sender<u64>,
+}
+
+impl Default for MemoryDriver {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryDriver {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self { state: Mutex::new(State::default()), wake: watch::Sender::new(0) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way that matters
+        // more than losing the whole store, so keep going with the data.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn wake(&self) {
+        self.wake.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+impl State {
+    fn queue(&mut self, name: &str) -> &mut QueueState {
+        if !self.queues.contains_key(name) {
+            self.queues.insert(name.to_owned(), QueueState::default());
+        }
+        self.queues.get_mut(name).expect("inserted above")
+    }
+
+    fn insert(&mut self, queue: &str, payload: String, delay: Duration, now: Instant) -> u64 {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.jobs.insert(id, StoredJob { queue: queue.to_owned(), payload, attempts: 0, created: now });
+        self.schedule(queue, id, delay, now);
+        id
+    }
+
+    fn schedule(&mut self, queue: &str, id: u64, delay: Duration, now: Instant) {
+        let state = self.queue(queue);
+        if delay.is_zero() {
+            state.ready.insert(id);
+        } else {
+            state.delayed.insert((now + delay, id));
+        }
+    }
+
+    fn promote_due(&mut self, queue: &str, now: Instant) {
+        let Some(state) = self.queues.get_mut(queue) else { return };
+        while let Some(&(due, id)) = state.delayed.first() {
+            if due > now {
+                break;
+            }
+            state.delayed.pop_first();
+            state.ready.insert(id);
+        }
+    }
+
+    /// The job's id if `lease` is the live reservation of it.
+    fn held(&self, lease: &Lease) -> Option<u64> {
+        let id: u64 = lease.id.parse().ok()?;
+        let job = self.jobs.get(&id)?;
+        (self.leases.contains_key(&id) && job.attempts == lease.attempts && job.queue == lease.queue).then_some(id)
+    }
+
+    fn unlease(&mut self, id: u64) -> Option<StoredJob> {
+        let heartbeat = self.leases.remove(&id)?;
+        let job = self.jobs.get(&id)?;
+        let queue = job.queue.clone();
+        self.queue(&queue).reserved.remove(&(heartbeat, id));
+        self.jobs.remove(&id)
+    }
+
+    fn record_failed(&mut self, job: StoredJob, failure: &Failure) {
+        self.next_failed_id += 1;
+        let id = self.next_failed_id;
+        self.failed.insert(
+            id,
+            FailedJob {
+                id: id.to_string(),
+                connection: failure.connection.clone(),
+                queue: job.queue,
+                payload: job.payload,
+                exception: failure.exception.clone(),
+                failed_at: SystemTime::now(),
+            },
+        );
+    }
+}
+
+fn failed_id(id: &str) -> Result<u64, DriverError> {
+    id.parse().map_err(|_| DriverError::InvalidId(id.to_owned()))
+}
+
+#[async_trait]
+impl QueueDriver for MemoryDriver {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn push(&self, jobs: &[NewJob]) -> Result<Vec<String>, DriverError> {
+        let now = Instant::now();
+        let ids = {
+            let mut state = self.lock();
+            jobs.iter()
+                .map(|job| state.insert(&job.queue, job.payload.clone(), job.delay, now).to_string())
+                .collect()
+        };
+        self.wake();
+        Ok(ids)
+    }
+
+    async fn reserve(&self, queues: &[String], max: usize) -> Result<Vec<ReservedJob>, DriverError> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let mut out = Vec::new();
+        for queue in queues {
+            state.promote_due(queue, now);
+            while out.len() < max {
+                let Some(id) = state.queues.get_mut(queue).and_then(|q| q.ready.pop_first()) else { break };
+                state.queue(queue).reserved.insert((now, id));
+                state.leases.insert(id, now);
+                let Some(job) = state.jobs.get_mut(&id) else { continue };
+                job.attempts += 1;
+                out.push(ReservedJob {
+                    lease: Lease { id: id.to_string(), queue: queue.clone(), attempts: job.attempts, token: String::new() },
+                    payload: job.payload.clone(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn ack(&self, leases: &[Lease]) -> Result<(), DriverError> {
+        let mut state = self.lock();
+        for lease in leases {
+            if let Some(id) = state.held(lease) {
+                state.unlease(id);
+            }
+        }
+        Ok(())
+    }
+
+    async fn release(&self, lease: &Lease, delay: Duration, refund_attempt: bool) -> Result<bool, DriverError> {
+        let now = Instant::now();
+        let released = {
+            let mut state = self.lock();
+            let Some(id) = state.held(lease) else { return Ok(false) };
+            let Some(heartbeat) = state.leases.remove(&id) else { return Ok(false) };
+            state.queue(&lease.queue).reserved.remove(&(heartbeat, id));
+            if let Some(job) = state.jobs.get_mut(&id) {
+                if refund_attempt {
+                    job.attempts = job.attempts.saturating_sub(1);
+                }
+            }
+            state.schedule(&lease.queue, id, delay, now);
+            true
+        };
+        self.wake();
+        Ok(released)
+    }
+
+    async fn fail(&self, lease: &Lease, failure: &Failure) -> Result<bool, DriverError> {
+        let mut state = self.lock();
+        let Some(id) = state.held(lease) else { return Ok(false) };
+        let Some(job) = state.unlease(id) else { return Ok(false) };
+        state.record_failed(job, failure);
+        Ok(true)
+    }
+
+    async fn extend(&self, leases: &[Lease]) -> Result<usize, DriverError> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let mut held = 0;
+        for lease in leases {
+            let Some(id) = state.held(lease) else { continue };
+            if let Some(old) = state.leases.insert(id, now) {
+                let queue = state.queue(&lease.queue);
+                queue.reserved.remove(&(old, id));
+                queue.reserved.insert((now, id));
+                held += 1;
+            }
+        }
+        Ok(held)
+    }
+
+    async fn reap(
+        &self,
+        queues: &[String],
+        visibility_timeout: Duration,
+        max_tries_override: Option<u32>,
+    ) -> Result<Reaped, DriverError> {
+        let now = Instant::now();
+        let mut reaped = Reaped::default();
+        {
+            let mut state = self.lock();
+            let Some(cutoff) = now.checked_sub(visibility_timeout) else { return Ok(reaped) };
+            for queue in queues {
+                loop {
+                    let Some(&(heartbeat, id)) = state.queues.get(queue).and_then(|q| q.reserved.first()) else { break };
+                    if heartbeat >= cutoff {
+                        break;
+                    }
+                    state.queue(queue).reserved.pop_first();
+                    state.leases.remove(&id);
+                    let Some(job) = state.jobs.get(&id) else { continue };
+                    let max_tries = max_tries_override
+                        .unwrap_or_else(|| Envelope::decode(&job.payload).map_or(3, |e| e.effective_max_tries()));
+                    if job.attempts >= max_tries {
+                        let Some(job) = state.jobs.remove(&id) else { continue };
+                        let failure = Failure {
+                            connection: "memory".to_owned(),
+                            exception: super::reservation_expired_message(visibility_timeout),
+                        };
+                        state.record_failed(job, &failure);
+                        reaped.failed += 1;
+                    } else {
+                        state.queue(queue).ready.insert(id);
+                        reaped.requeued += 1;
+                    }
+                }
+            }
+        }
+        if reaped.requeued > 0 {
+            self.wake();
+        }
+        Ok(reaped)
+    }
+
+    async fn size(&self, queue: &str) -> Result<u64, DriverError> {
+        let state = self.lock();
+        Ok(state.queues.get(queue).map_or(0, |q| (q.ready.len() + q.delayed.len()) as u64))
+    }
+
+    async fn stats(&self, queue: &str) -> Result<QueueStats, DriverError> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        state.promote_due(queue, now);
+        let failed = state.failed.values().filter(|f| f.queue == queue).count() as u64;
+        let Some(q) = state.queues.get(queue) else {
+            return Ok(QueueStats { queue: queue.to_owned(), failed, ..QueueStats::default() });
+        };
+        let oldest = q.ready.iter().filter_map(|id| state.jobs.get(id)).map(|job| job.created).min();
+        Ok(QueueStats {
+            queue: queue.to_owned(),
+            ready: q.ready.len() as u64,
+            reserved: q.reserved.len() as u64,
+            delayed: q.delayed.len() as u64,
+            failed,
+            oldest_ready_age_seconds: oldest.map_or(0.0, |created| now.duration_since(created).as_secs_f64()),
+        })
+    }
+
+    async fn queues(&self) -> Result<Vec<String>, DriverError> {
+        let state = self.lock();
+        let mut names: BTreeSet<String> = state
+            .queues
+            .iter()
+            .filter(|(_, q)| !(q.ready.is_empty() && q.delayed.is_empty() && q.reserved.is_empty()))
+            .map(|(name, _)| name.clone())
+            .collect();
+        names.extend(state.failed.values().map(|f| f.queue.clone()));
+        Ok(names.into_iter().collect())
+    }
+
+    async fn next_due(&self, queues: &[String]) -> Result<Option<Duration>, DriverError> {
+        let now = Instant::now();
+        let state = self.lock();
+        Ok(queues
+            .iter()
+            .filter_map(|q| state.queues.get(q).and_then(|q| q.delayed.first()))
+            .map(|(due, _)| due.saturating_duration_since(now))
+            .min())
+    }
+
+    fn wake_signal(&self) -> Option<watch::Receiver<u64>> {
+        Some(self.wake.subscribe())
+    }
+
+    async fn failed_list(&self, queue: Option<&str>) -> Result<Vec<FailedJob>, DriverError> {
+        let state = self.lock();
+        Ok(state.failed.values().filter(|f| queue.is_none_or(|q| f.queue == q)).cloned().collect())
+    }
+
+    async fn failed_get(&self, id: &str) -> Result<Option<FailedJob>, DriverError> {
+        let id = failed_id(id)?;
+        Ok(self.lock().failed.get(&id).cloned())
+    }
+
+    async fn failed_retry(&self, id: &str) -> Result<Option<String>, DriverError> {
+        let id = failed_id(id)?;
+        let new_id = {
+            let mut state = self.lock();
+            let Some(failed) = state.failed.remove(&id) else { return Ok(None) };
+            state.insert(&failed.queue, failed.payload, Duration::ZERO, Instant::now())
+        };
+        self.wake();
+        Ok(Some(new_id.to_string()))
+    }
+
+    async fn failed_forget(&self, id: &str) -> Result<bool, DriverError> {
+        let id = failed_id(id)?;
+        Ok(self.lock().failed.remove(&id).is_some())
+    }
+
+    async fn failed_flush(&self, queue: Option<&str>) -> Result<u64, DriverError> {
+        let mut state = self.lock();
+        let before = state.failed.len();
+        state.failed.retain(|_, f| queue.is_some_and(|q| f.queue != q));
+        Ok((before - state.failed.len()) as u64)
+    }
+
+    async fn failed_prune(&self, queue: Option<&str>, older_than: Duration) -> Result<u64, DriverError> {
+        let cutoff = SystemTime::now().checked_sub(older_than).unwrap_or(SystemTime::UNIX_EPOCH);
+        let mut state = self.lock();
+        let before = state.failed.len();
+        state.failed.retain(|_, f| f.failed_at >= cutoff || queue.is_some_and(|q| f.queue != q));
+        Ok((before - state.failed.len()) as u64)
+    }
+}

@@ -1,0 +1,245 @@
+//! Queue drivers: where jobs are stored, and the one trait the rest of routemq talks to.
+//!
+//! Every driver has the same semantics, checked by the conformance suite in `tests/`:
+//! FIFO by id within a queue; delayed jobs invisible until due; a reservation is a lease that a
+//! heartbeat ([`QueueDriver::extend`]) keeps alive and the reaper ([`QueueDriver::reap`]) takes back
+//! when it is older than the visibility timeout; `attempts` counts reservations; every operation
+//! on a lease names the exact reservation ([`Lease`]), so a worker whose lease was reaped and handed
+//! to someone else cannot acknowledge or fail the other worker's run.
+
+pub mod memory;
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::job::BoxError;
+
+/// A job to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewJob {
+    /// The queue to push to (already validated).
+    pub queue: String,
+    /// The encoded envelope.
+    pub payload: String,
+    /// How long the job stays invisible (zero: ready now).
+    pub delay: Duration,
+}
+
+/// One reservation of one job: what ack, release, fail and extend act on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Lease {
+    /// The job's id.
+    pub id: String,
+    /// The queue it was reserved from.
+    pub queue: String,
+    /// The attempt number this reservation started (counts from 1).
+    pub attempts: u32,
+    /// Driver-specific token that identifies the reservation (may be empty).
+    pub token: String,
+}
+
+/// A job a worker holds a lease on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReservedJob {
+    /// The reservation.
+    pub lease: Lease,
+    /// The encoded envelope, exactly as stored.
+    pub payload: String,
+}
+
+/// What to record in the failed store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The connection name recorded with the job.
+    pub connection: String,
+    /// `"{ErrorKind}: {message}"`, RouteMQ's form.
+    pub exception: String,
+}
+
+/// A job in the failed store (RouteMQ's failed-job record).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailedJob {
+    /// The failed job's id (a row id, or `failed:{queue}:{n}` on Redis).
+    pub id: String,
+    /// The connection it failed on.
+    pub connection: String,
+    /// The queue it failed on.
+    pub queue: String,
+    /// The envelope, as it was stored when it failed.
+    pub payload: String,
+    /// The error: `"{Kind}: {message}"`.
+    pub exception: String,
+    /// When it failed, ISO 8601 UTC.
+    #[serde(serialize_with = "serialize_time")]
+    pub failed_at: SystemTime,
+}
+
+fn serialize_time<S: serde::Serializer>(at: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&crate::time::iso_utc(*at))
+}
+
+/// Per-queue counts (RouteMQ's `stats`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct QueueStats {
+    /// The queue.
+    pub queue: String,
+    /// Jobs visible now.
+    pub ready: u64,
+    /// Jobs leased by a worker.
+    pub reserved: u64,
+    /// Jobs not yet due.
+    pub delayed: u64,
+    /// Jobs in the failed store for this queue.
+    pub failed: u64,
+    /// Age in seconds of the oldest ready job (0 when none).
+    pub oldest_ready_age_seconds: f64,
+}
+
+/// What a reaper pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Reaped {
+    /// Expired leases put back to ready (tries left).
+    pub requeued: u64,
+    /// Expired leases moved to the failed store (tries used up).
+    pub failed: u64,
+}
+
+/// Driver failures: the broker is unreachable, or an operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DriverError {
+    /// Could not connect (the URL is shown without its password).
+    #[error("cannot connect to {target}: {source}")]
+    Connect {
+        /// Where we tried to connect, password removed.
+        target: String,
+        /// The client's error.
+        #[source]
+        source: BoxError,
+    },
+    /// The backend rejected or lost an operation.
+    #[error("{operation} failed: {source}")]
+    Backend {
+        /// What was being done.
+        operation: &'static str,
+        /// The client's error.
+        #[source]
+        source: BoxError,
+    },
+    /// A failed-job id that this driver cannot have written.
+    #[error("invalid failed-job id `{0}`")]
+    InvalidId(String),
+}
+
+impl DriverError {
+    /// A backend error for `operation`.
+    pub fn backend(operation: &'static str, source: impl Into<BoxError>) -> Self {
+        Self::Backend { operation, source: source.into() }
+    }
+}
+
+/// The message RouteMQ records when a lease expires with no tries left.
+pub fn reservation_expired_message(visibility_timeout: Duration) -> String {
+    format!(
+        "ReservationExpired: Job reservation expired after {}s visibility timeout",
+        visibility_timeout.as_secs()
+    )
+}
+
+/// The storage behind a connection. Object-safe; drivers are shared as `Arc<dyn QueueDriver>`.
+///
+/// Implement it to add a custom broker, then register it with
+/// [`QueueManager::register`](crate::QueueManager::register). Run the conformance suite from the
+/// repository's `tests/` crate against it before relying on it.
+#[async_trait]
+pub trait QueueDriver: Send + Sync + fmt::Debug {
+    /// The kind of driver (`memory`, `sqlite`, `redis`, ...), for logs.
+    fn kind(&self) -> &'static str;
+
+    /// Creates tables or other schema if missing. Idempotent.
+    async fn migrate(&self) -> Result<(), DriverError> {
+        Ok(())
+    }
+
+    /// Stores jobs, in one round trip where the backend allows; returns their ids in order.
+    async fn push(&self, jobs: &[NewJob]) -> Result<Vec<String>, DriverError>;
+
+    /// Leases up to `max` ready jobs from `queues` (earlier queues first, FIFO within each),
+    /// incrementing each job's `attempts`.
+    async fn reserve(&self, queues: &[String], max: usize) -> Result<Vec<ReservedJob>, DriverError>;
+
+    /// Deletes finished jobs. Leases that are no longer held are skipped.
+    async fn ack(&self, leases: &[Lease]) -> Result<(), DriverError>;
+
+    /// Puts a job back, visible after `delay`. With `refund_attempt` the reservation does not
+    /// count as an attempt (shutdown). Returns whether the lease was still held.
+    async fn release(&self, lease: &Lease, delay: Duration, refund_attempt: bool) -> Result<bool, DriverError>;
+
+    /// Moves a job to the failed store. Returns whether the lease was still held.
+    async fn fail(&self, lease: &Lease, failure: &Failure) -> Result<bool, DriverError>;
+
+    /// Renews leases (the heartbeat). Returns how many were still held.
+    async fn extend(&self, leases: &[Lease]) -> Result<usize, DriverError>;
+
+    /// Takes back leases not renewed for `visibility_timeout`: to ready with their attempts
+    /// kept, or to the failed store when the envelope's `max_tries` (or `max_tries_override`) is used up.
+    async fn reap(
+        &self,
+        queues: &[String],
+        visibility_timeout: Duration,
+        max_tries_override: Option<u32>,
+    ) -> Result<Reaped, DriverError>;
+
+    /// Ready plus delayed jobs (RouteMQ's `size`; reserved ones are not counted).
+    async fn size(&self, queue: &str) -> Result<u64, DriverError>;
+
+    /// Counts for one queue.
+    async fn stats(&self, queue: &str) -> Result<QueueStats, DriverError>;
+
+    /// Every queue that has jobs or failed jobs.
+    async fn queues(&self) -> Result<Vec<String>, DriverError>;
+
+    /// How long until the next delayed job in `queues` is due (`None`: none, or unknown).
+    async fn next_due(&self, _queues: &[String]) -> Result<Option<Duration>, DriverError> {
+        Ok(None)
+    }
+
+    /// A counter that changes when jobs may have become ready, for idle workers to wait on
+    /// instead of polling. `None`: the worker polls every `sleep` interval.
+    fn wake_signal(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+
+    /// Failed jobs, oldest first, for one queue or all.
+    async fn failed_list(&self, queue: Option<&str>) -> Result<Vec<FailedJob>, DriverError>;
+
+    /// One failed job.
+    async fn failed_get(&self, id: &str) -> Result<Option<FailedJob>, DriverError>;
+
+    /// Pushes a failed job back to its queue (attempts start again) and removes it from the
+    /// failed store, atomically. Returns the new job id, or `None` if there is no such failed job.
+    async fn failed_retry(&self, id: &str) -> Result<Option<String>, DriverError>;
+
+    /// Deletes a failed job. Returns whether it existed.
+    async fn failed_forget(&self, id: &str) -> Result<bool, DriverError>;
+
+    /// Deletes every failed job of a queue (or all). Returns how many.
+    async fn failed_flush(&self, queue: Option<&str>) -> Result<u64, DriverError>;
+
+    /// Deletes failed jobs older than `older_than`, of one queue or all. Returns how many.
+    async fn failed_prune(&self, queue: Option<&str>, older_than: Duration) -> Result<u64, DriverError>;
+
+    /// Retries every failed job of a queue (or all). Returns how many.
+    async fn failed_retry_all(&self, queue: Option<&str>) -> Result<u64, DriverError> {
+        let mut retried = 0;
+        for job in self.failed_list(queue).await? {
+            if self.failed_retry(&job.id).await?.is_some() {
+                retried += 1;
+            }
+        }
+        Ok(retried)
+    }
+}

@@ -1,0 +1,466 @@
+//! The wire envelope, compatible with RouteMQ (Python): what a queue stores for every job.
+//!
+//! ```json
+//! {"class": "my_app.jobs.SendEmailJob", "data": {"to": "a@b.c"}, "observability": {...},
+//!  "max_tries": 3, "timeout": 60, "retry_after": 0, "retry_backoff_enabled": false,
+//!  "retry_backoff_max_delay": null, "retry_backoff_jitter": null, "queue": "emails"}
+//! ```
+//!
+//! Fields are written in RouteMQ's order and layout (Python's `json.dumps`: `", "` separators,
+//! non-ASCII escaped). Decoding reads envelopes RouteMQ wrote, including the failed-job form whose
+//! `data` carries extra `retry_backoff_*` keys, and checks every field's type: a malformed envelope is
+//! an [`EnvelopeError`], never a panic. `data` is kept as raw JSON until the tag has been looked up in
+//! the registry, so an unregistered tag is never instantiated.
+
+mod python_json;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Number;
+use serde_json::value::RawValue;
+
+use crate::job::{Job, JobOptions};
+
+pub(crate) use python_json::write_python;
+
+/// Largest payload (encoded envelope) accepted at dispatch and decoded by a worker: 8 MiB.
+///
+/// RouteMQ's SQL column is `TEXT` (64 KiB on MySQL); routemq creates `MEDIUMTEXT`/`TEXT` columns that
+/// hold this limit. Put large blobs in object storage and queue their address instead.
+pub const MAX_PAYLOAD_BYTES: usize = 8 * 1024 * 1024;
+
+/// A decoded envelope. `data` and `observability` stay raw JSON until they are needed.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    class: String,
+    data: Box<RawValue>,
+    observability: Option<Box<RawValue>>,
+    max_tries: i64,
+    timeout: Number,
+    retry_after: Number,
+    retry_backoff_enabled: bool,
+    retry_backoff_max_delay: Option<Number>,
+    retry_backoff_jitter: Option<Number>,
+    queue: String,
+}
+
+/// Why an envelope could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnvelopeError {
+    /// The payload is not JSON at all (or is truncated, or nested too deeply).
+    #[error("payload is not valid JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    /// The payload is JSON but not an object.
+    #[error("payload must be a JSON object (a RouteMQ envelope), found {found}")]
+    NotAnObject {
+        /// The JSON kind that was found.
+        found: &'static str,
+    },
+    /// The envelope has no `class`, or it is null.
+    #[error("envelope has no `class` field: it does not name a job type")]
+    MissingClass,
+    /// `class` is not a non-empty string.
+    #[error("envelope field `class` must be a non-empty string, found {found}")]
+    BadClass {
+        /// What was found instead.
+        found: String,
+    },
+    /// A field has the wrong JSON type.
+    #[error("envelope field `{field}` must be {expected}, found {found}")]
+    WrongType {
+        /// The field's name.
+        field: &'static str,
+        /// The type it must have.
+        expected: &'static str,
+        /// The JSON kind that was found.
+        found: &'static str,
+    },
+    /// The payload is bigger than [`MAX_PAYLOAD_BYTES`].
+    #[error("payload is {size} bytes, over the limit of {limit} bytes")]
+    TooLarge {
+        /// The payload's size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A job's fields could not be serialized.
+    #[error("could not serialize job `{job}`: {source}")]
+    Encode {
+        /// The job's name.
+        job: &'static str,
+        /// The serializer's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A job serialized to something other than a JSON object.
+    #[error("job `{job}` must serialize to a JSON object, found {found}")]
+    DataNotObject {
+        /// The job's name.
+        job: &'static str,
+        /// The JSON kind that was produced.
+        found: &'static str,
+    },
+}
+
+/// The `observability` object written at dispatch (RouteMQ's keys; trace ids join it with tracing).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Observability<'a> {
+    /// The job type's short name.
+    pub job_class: &'a str,
+    /// The queue the job is pushed to.
+    pub queue: &'a str,
+    /// The connection the job is pushed to.
+    pub connection: &'a str,
+    /// The delay in seconds, for delayed dispatch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delay: Option<u64>,
+    /// Set on jobs pushed by a bulk dispatch.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub bulk: bool,
+}
+
+/// The fields after `data` and `observability`, in RouteMQ's order.
+struct Settings<'a> {
+    max_tries: i64,
+    timeout: &'a Number,
+    retry_after: &'a Number,
+    retry_backoff_enabled: bool,
+    retry_backoff_max_delay: Option<&'a Number>,
+    retry_backoff_jitter: Option<&'a Number>,
+    queue: &'a str,
+}
+
+/// Writes a whole envelope; returns the bytes and the offset where `data` starts.
+fn write_envelope<D: Serialize + ?Sized, O: Serialize + ?Sized>(
+    class: &str,
+    data: &D,
+    observability: &O,
+    settings: &Settings<'_>,
+) -> serde_json::Result<(Vec<u8>, usize)> {
+    fn field<T: Serialize + ?Sized>(out: &mut Vec<u8>, key: &str, value: &T) -> serde_json::Result<()> {
+        out.extend_from_slice(b", \"");
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\": ");
+        write_python(out, value)
+    }
+    let mut out = Vec::with_capacity(320);
+    out.extend_from_slice(br#"{"class": "#);
+    write_python(&mut out, class)?;
+    out.extend_from_slice(br#", "data": "#);
+    let data_start = out.len();
+    write_python(&mut out, data)?;
+    field(&mut out, "observability", observability)?;
+    field(&mut out, "max_tries", &settings.max_tries)?;
+    field(&mut out, "timeout", settings.timeout)?;
+    field(&mut out, "retry_after", settings.retry_after)?;
+    field(&mut out, "retry_backoff_enabled", &settings.retry_backoff_enabled)?;
+    field(&mut out, "retry_backoff_max_delay", &settings.retry_backoff_max_delay)?;
+    field(&mut out, "retry_backoff_jitter", &settings.retry_backoff_jitter)?;
+    field(&mut out, "queue", settings.queue)?;
+    out.push(b'}');
+    Ok((out, data_start))
+}
+
+#[derive(Deserialize)]
+struct In<'a> {
+    #[serde(borrow)]
+    class: Option<&'a RawValue>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+    #[serde(borrow)]
+    observability: Option<&'a RawValue>,
+    #[serde(borrow)]
+    max_tries: Option<&'a RawValue>,
+    #[serde(borrow)]
+    timeout: Option<&'a RawValue>,
+    #[serde(borrow)]
+    retry_after: Option<&'a RawValue>,
+    #[serde(borrow)]
+    retry_backoff_enabled: Option<&'a RawValue>,
+    #[serde(borrow)]
+    retry_backoff_max_delay: Option<&'a RawValue>,
+    #[serde(borrow)]
+    retry_backoff_jitter: Option<&'a RawValue>,
+    #[serde(borrow)]
+    queue: Option<&'a RawValue>,
+}
+
+/// The JSON kind of a raw value, for error messages.
+pub(crate) fn kind_of(raw: &str) -> &'static str {
+    match raw.trim_start().as_bytes().first() {
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b'"') => "a string",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        Some(_) => "a number",
+        None => "nothing",
+    }
+}
+
+fn typed<'a, T: Deserialize<'a>>(
+    raw: Option<&'a RawValue>,
+    field: &'static str,
+    expected: &'static str,
+) -> Result<Option<T>, EnvelopeError> {
+    raw.map(|raw| {
+        serde_json::from_str::<T>(raw.get()).map_err(|_| EnvelopeError::WrongType {
+            field,
+            expected,
+            found: kind_of(raw.get()),
+        })
+    })
+    .transpose()
+}
+
+fn number(raw: Option<&RawValue>, field: &'static str, default: u64) -> Result<Number, EnvelopeError> {
+    Ok(typed::<Number>(raw, field, "a number")?.unwrap_or_else(|| Number::from(default)))
+}
+
+fn optional_number(raw: Option<&RawValue>, field: &'static str) -> Result<Option<Number>, EnvelopeError> {
+    Ok(typed::<Option<Number>>(raw, field, "a number or null")?.flatten())
+}
+
+fn number_from_f64(value: f64) -> Number {
+    Number::from_f64(value).unwrap_or_else(|| Number::from(0))
+}
+
+impl Envelope {
+    /// Encodes a job the way RouteMQ does, ready to store.
+    pub fn encode<T: Job>(job: &T, queue: &str, observability: &Observability<'_>) -> Result<String, EnvelopeError> {
+        Self::encode_with(job, T::NAME, &T::OPTIONS, queue, observability)
+    }
+
+    /// Encodes any serializable value under a job name and options (the typed path is [`Envelope::encode`]).
+    pub fn encode_with<D: Serialize + ?Sized>(
+        data: &D,
+        name: &'static str,
+        options: &JobOptions,
+        queue: &str,
+        observability: &Observability<'_>,
+    ) -> Result<String, EnvelopeError> {
+        let timeout = Number::from(options.timeout);
+        let retry_after = Number::from(options.retry_after);
+        let max_delay = options.max_delay.map(number_from_f64);
+        let jitter = options.jitter.map(number_from_f64);
+        let settings = Settings {
+            max_tries: i64::from(options.max_tries),
+            timeout: &timeout,
+            retry_after: &retry_after,
+            retry_backoff_enabled: options.backoff,
+            retry_backoff_max_delay: max_delay.as_ref(),
+            retry_backoff_jitter: jitter.as_ref(),
+            queue,
+        };
+        let (out, data_start) = write_envelope(name, data, observability, &settings)
+            .map_err(|source| EnvelopeError::Encode { job: name, source })?;
+        if out.get(data_start) != Some(&b'{') {
+            let found = kind_of(std::str::from_utf8(&out[data_start..]).unwrap_or(""));
+            return Err(EnvelopeError::DataNotObject { job: name, found });
+        }
+        // The Python formatter escapes everything outside printable ASCII, so this is ASCII.
+        let payload = String::from_utf8_lossy(&out).into_owned();
+        if payload.len() > MAX_PAYLOAD_BYTES {
+            return Err(EnvelopeError::TooLarge { size: payload.len(), limit: MAX_PAYLOAD_BYTES });
+        }
+        Ok(payload)
+    }
+
+    /// Decodes and validates an envelope. The `data` object is checked for shape only.
+    pub fn decode(payload: &str) -> Result<Self, EnvelopeError> {
+        if payload.len() > MAX_PAYLOAD_BYTES {
+            return Err(EnvelopeError::TooLarge { size: payload.len(), limit: MAX_PAYLOAD_BYTES });
+        }
+        if !payload.trim_start().starts_with('{') {
+            return match serde_json::from_str::<serde::de::IgnoredAny>(payload) {
+                Ok(_) => Err(EnvelopeError::NotAnObject { found: kind_of(payload) }),
+                Err(error) => Err(EnvelopeError::NotJson(error)),
+            };
+        }
+        let fields: In<'_> = serde_json::from_str(payload).map_err(EnvelopeError::NotJson)?;
+
+        let class = match fields.class {
+            None => return Err(EnvelopeError::MissingClass),
+            Some(raw) => match serde_json::from_str::<String>(raw.get()) {
+                Ok(class) if !class.is_empty() => class,
+                Ok(_) => return Err(EnvelopeError::BadClass { found: "an empty string".to_owned() }),
+                Err(_) => return Err(EnvelopeError::BadClass { found: kind_of(raw.get()).to_owned() }),
+            },
+        };
+        let data = match fields.data {
+            None => RawValue::from_string("{}".to_owned()).map_err(EnvelopeError::NotJson)?,
+            Some(raw) if kind_of(raw.get()) == "an object" => raw.to_owned(),
+            Some(raw) => {
+                return Err(EnvelopeError::WrongType { field: "data", expected: "an object", found: kind_of(raw.get()) });
+            }
+        };
+        let observability = match fields.observability {
+            Some(raw) if kind_of(raw.get()) == "an object" => Some(raw.to_owned()),
+            // RouteMQ treats anything but an object as an empty context.
+            _ => None,
+        };
+        Ok(Self {
+            class,
+            data,
+            observability,
+            max_tries: typed::<i64>(fields.max_tries, "max_tries", "an integer")?.unwrap_or(3),
+            timeout: number(fields.timeout, "timeout", 60)?,
+            retry_after: number(fields.retry_after, "retry_after", 0)?,
+            retry_backoff_enabled: typed::<Option<bool>>(fields.retry_backoff_enabled, "retry_backoff_enabled", "a boolean")?
+                .flatten()
+                .unwrap_or(false),
+            retry_backoff_max_delay: optional_number(fields.retry_backoff_max_delay, "retry_backoff_max_delay")?,
+            retry_backoff_jitter: optional_number(fields.retry_backoff_jitter, "retry_backoff_jitter")?,
+            queue: typed::<String>(fields.queue, "queue", "a string")?.unwrap_or_else(|| "default".to_owned()),
+        })
+    }
+
+    /// Re-encodes the envelope in RouteMQ's layout (what the failed store keeps).
+    pub fn to_json(&self) -> String {
+        let settings = Settings {
+            max_tries: self.max_tries,
+            timeout: &self.timeout,
+            retry_after: &self.retry_after,
+            retry_backoff_enabled: self.retry_backoff_enabled,
+            retry_backoff_max_delay: self.retry_backoff_max_delay.as_ref(),
+            retry_backoff_jitter: self.retry_backoff_jitter.as_ref(),
+            queue: &self.queue,
+        };
+        // Strings, numbers and already-valid raw JSON always serialize.
+        let written = match self.observability.as_deref() {
+            Some(observability) => write_envelope(&self.class, &*self.data, observability, &settings),
+            None => write_envelope(&self.class, &*self.data, &serde_json::Map::new(), &settings),
+        };
+        written.map(|(out, _)| String::from_utf8_lossy(&out).into_owned()).unwrap_or_default()
+    }
+
+    /// The job's wire tag (`class`).
+    pub fn class(&self) -> &str {
+        &self.class
+    }
+
+    /// The job's fields as raw JSON (always an object).
+    pub fn data(&self) -> &str {
+        self.data.get()
+    }
+
+    /// The `observability` object as raw JSON, if the envelope has one.
+    pub fn observability(&self) -> Option<&str> {
+        self.observability.as_deref().map(RawValue::get)
+    }
+
+    /// `max_tries` as stored (RouteMQ lets 0 and negative values through; see [`Envelope::effective_max_tries`]).
+    pub fn max_tries(&self) -> i64 {
+        self.max_tries
+    }
+
+    /// `max_tries` clamped to at least 1, as a worker applies it.
+    pub fn effective_max_tries(&self) -> u32 {
+        u32::try_from(self.max_tries.max(1)).unwrap_or(u32::MAX)
+    }
+
+    /// The attempt timeout in seconds (`None` when 0 or negative: the worker's default applies).
+    pub fn timeout_secs(&self) -> Option<f64> {
+        self.timeout.as_f64().filter(|t| *t > 0.0)
+    }
+
+    /// The fixed retry delay in seconds (the backoff base when backoff is on).
+    pub fn retry_after_secs(&self) -> f64 {
+        self.retry_after.as_f64().unwrap_or(0.0).max(0.0)
+    }
+
+    /// Whether the job asked for exponential backoff.
+    pub fn backoff_enabled(&self) -> bool {
+        self.retry_backoff_enabled
+    }
+
+    /// The job's backoff cap in seconds, if it set one.
+    pub fn backoff_max_delay(&self) -> Option<f64> {
+        self.retry_backoff_max_delay.as_ref().and_then(Number::as_f64)
+    }
+
+    /// The job's backoff jitter, if it set one.
+    pub fn backoff_jitter(&self) -> Option<f64> {
+        self.retry_backoff_jitter.as_ref().and_then(Number::as_f64)
+    }
+
+    /// The queue named inside the envelope (informational: the queue a job sits in is what counts).
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+}
+
+/// The short type name for `observability.job_class`: the last dotted segment of the tag.
+pub(crate) fn short_name(name: &str) -> &str {
+    name.rsplit('.').next().unwrap_or(name)
+}
+
+/// Convenience for [`Envelope::encode`] with the observability RouteMQ's manager writes.
+pub(crate) fn encode_job<T: Job>(
+    job: &T,
+    queue: &str,
+    connection: &str,
+    delay: Option<u64>,
+    bulk: bool,
+) -> Result<String, EnvelopeError> {
+    let observability = Observability { job_class: short_name(T::NAME), queue, connection, delay, bulk };
+    Envelope::encode(job, queue, &observability)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ECHO: &str = r#"{"class": "interop_jobs.EchoJob", "data": {"text": "h\u00fc", "n": [1, 2.5]}, "observability": {"trace_id": "ab", "queue": "q"}, "max_tries": 3, "timeout": 30, "retry_after": 0, "retry_backoff_enabled": false, "retry_backoff_max_delay": null, "retry_backoff_jitter": null, "queue": "interop"}"#;
+
+    #[test]
+    fn decodes_and_re_encodes_byte_for_byte() {
+        let envelope = Envelope::decode(ECHO).expect("decodes");
+        assert_eq!(envelope.class(), "interop_jobs.EchoJob");
+        assert_eq!(envelope.effective_max_tries(), 3);
+        assert_eq!(envelope.timeout_secs(), Some(30.0));
+        assert_eq!(envelope.queue(), "interop");
+        assert_eq!(envelope.to_json(), ECHO);
+    }
+
+    #[test]
+    fn missing_fields_take_routemq_defaults() {
+        let envelope = Envelope::decode(r#"{"class": "x.Y"}"#).expect("decodes");
+        assert_eq!(envelope.data(), "{}");
+        assert_eq!((envelope.max_tries(), envelope.timeout_secs(), envelope.retry_after_secs()), (3, Some(60.0), 0.0));
+        assert_eq!(envelope.queue(), "default");
+        assert!(!envelope.backoff_enabled());
+    }
+
+    #[test]
+    fn malformed_envelopes_are_typed_errors() {
+        let cases: [(&str, &str); 10] = [
+            ("not json", "not valid JSON"),
+            (r#"{"class": "x.Y", "data": {"#, "not valid JSON"),
+            ("[1, 2]", "found an array"),
+            ("{}", "no `class`"),
+            (r#"{"class": null}"#, "no `class`"),
+            (r#"{"class": 123}"#, "found a number"),
+            (r#"{"class": ""}"#, "found an empty string"),
+            (r#"{"class": "x.Y", "data": [1]}"#, "`data` must be an object, found an array"),
+            (r#"{"class": "x.Y", "max_tries": "3"}"#, "`max_tries` must be an integer, found a string"),
+            (r#"{"class": "x.Y", "queue": 5}"#, "`queue` must be a string, found a number"),
+        ];
+        for (payload, expected) in cases {
+            let error = Envelope::decode(payload).expect_err(payload).to_string();
+            assert!(error.contains(expected), "{payload}: {error}");
+        }
+    }
+
+    #[test]
+    fn oversized_payloads_are_refused() {
+        let huge = format!(r#"{{"class": "x.Y", "data": {{"s": "{}"}}}}"#, "a".repeat(MAX_PAYLOAD_BYTES));
+        assert!(matches!(Envelope::decode(&huge), Err(EnvelopeError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let deep = format!(r#"{{"class": "x.Y", "data": {{"a": {}1{}}}}}"#, "[".repeat(100_000), "]".repeat(100_000));
+        assert!(matches!(Envelope::decode(&deep), Err(EnvelopeError::NotJson(_))));
+    }
+}

@@ -1,0 +1,319 @@
+//! The [`Job`] trait, its static options, the context a job runs with, and how a job fails.
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+
+/// A boxed error that can cross threads.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The static configuration of a job type, written by `#[job(...)]`.
+///
+/// Implemented by the `#[job]` attribute; there is no need to implement it by hand.
+pub trait JobMeta {
+    /// The wire tag stored in the envelope's `class` field.
+    const NAME: &'static str;
+    /// Tries, timeout, retry delay, queue and connection.
+    const OPTIONS: JobOptions;
+}
+
+/// Per-type job settings, with RouteMQ's defaults (see [`JobOptions::DEFAULT`]).
+///
+/// These values are written into every envelope the type dispatches; a worker runs a job with the
+/// values from its envelope, so a job dispatched by RouteMQ (Python) keeps the settings its producer
+/// chose.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct JobOptions {
+    /// How many times the job may run before it goes to the failed store (≥ 1).
+    pub max_tries: u32,
+    /// Seconds one attempt may run before it is cancelled and counted as failed (> 0).
+    pub timeout: u64,
+    /// Seconds to wait before a failed attempt runs again (the base delay when backoff is on).
+    pub retry_after: u64,
+    /// The queue the job is pushed to unless the dispatch says otherwise.
+    pub queue: &'static str,
+    /// The connection the job is pushed to; `None` means the configured default.
+    pub connection: Option<&'static str>,
+    /// Exponential backoff (`retry_after * 2^(attempt-1)`, capped by `max_delay`).
+    pub backoff: bool,
+    /// The backoff cap in seconds; `None` takes the worker's `QUEUE_RETRY_MAX_DELAY`.
+    pub max_delay: Option<f64>,
+    /// The backoff jitter fraction; `None` takes the worker's `QUEUE_RETRY_JITTER`.
+    pub jitter: Option<f64>,
+}
+
+impl JobOptions {
+    /// RouteMQ's defaults: 3 tries, 60 s timeout, no retry delay, queue `default`, fixed delays.
+    pub const DEFAULT: JobOptions = JobOptions {
+        max_tries: 3,
+        timeout: 60,
+        retry_after: 0,
+        queue: "default",
+        connection: None,
+        backoff: false,
+        max_delay: None,
+        jitter: None,
+    };
+}
+
+impl Default for JobOptions {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// A background job: a `#[job]` struct whose `handle` does the work.
+///
+/// ```
+/// use routemq::prelude::*;
+///
+/// #[job(max_tries = 3, timeout = 60, retry_after = 10, queue = "emails")]
+/// pub struct SendWelcomeEmail {
+///     pub to: String,
+/// }
+///
+/// impl Job for SendWelcomeEmail {
+///     async fn handle(&mut self, ctx: &JobContext) -> Result<(), JobError> {
+///         if self.to.is_empty() {
+///             return Err(JobError::permanent("no recipient"));
+///         }
+///         println!("attempt {} of job {}: mailing {}", ctx.attempts(), ctx.job_id(), self.to);
+///         Ok(())
+///     }
+/// }
+/// ```
+///
+/// Return `Err` to try again later (up to `max_tries`); a panic or a timeout counts as a failed
+/// attempt too. When the last try fails, [`Job::failed`] runs once and the job moves to the failed
+/// store.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is marked #[job] but does not implement `routemq::Job`",
+    label = "this type needs an `impl Job`",
+    note = "add `impl routemq::Job for {Self} {{ async fn handle(&mut self, ctx: &JobContext) -> Result<(), JobError> {{ .. }} }}`"
+)]
+pub trait Job: JobMeta + Serialize + DeserializeOwned + Send + 'static {
+    /// Does the work. `Ok` acknowledges the job; `Err` fails this attempt.
+    fn handle(&mut self, ctx: &JobContext) -> impl Future<Output = Result<(), JobError>> + Send;
+
+    /// Called exactly once when the job has failed for good (tries used up, or a permanent error).
+    /// Never called for an attempt that will be retried. The default logs the error.
+    fn failed(&mut self, ctx: &JobContext, error: &JobError) -> impl Future<Output = ()> + Send {
+        tracing::error!(
+            job = Self::NAME,
+            job_id = %ctx.job_id(),
+            attempts = ctx.attempts(),
+            "job {} failed permanently: {error}",
+            Self::NAME
+        );
+        std::future::ready(())
+    }
+}
+
+/// What a running job knows about itself.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    job_id: String,
+    attempts: u32,
+    max_tries: u32,
+    queue: String,
+    connection: String,
+    cancel: CancellationToken,
+}
+
+impl JobContext {
+    /// Builds a context; the worker does this for every attempt. Useful in tests of `handle`.
+    pub fn new(job_id: impl Into<String>, attempts: u32, queue: impl Into<String>, connection: impl Into<String>) -> Self {
+        Self {
+            job_id: job_id.into(),
+            attempts,
+            max_tries: attempts.max(1),
+            queue: queue.into(),
+            connection: connection.into(),
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    pub(crate) fn with_max_tries(mut self, max_tries: u32) -> Self {
+        self.max_tries = max_tries;
+        self
+    }
+
+    pub(crate) fn with_cancel(mut self, cancel: CancellationToken) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
+    /// The id the driver gave the job (a row id, or a Redis record id).
+    pub fn job_id(&self) -> &str {
+        &self.job_id
+    }
+
+    /// Which attempt this is, counting from 1.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// The most attempts this job gets (from its envelope, or the worker's `--max-tries`).
+    pub fn max_tries(&self) -> u32 {
+        self.max_tries
+    }
+
+    /// Whether this is the last attempt before the job goes to the failed store.
+    pub fn is_last_attempt(&self) -> bool {
+        self.attempts >= self.max_tries
+    }
+
+    /// The queue the job was reserved from.
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    /// The connection (driver) name the job was reserved from.
+    pub fn connection(&self) -> &str {
+        &self.connection
+    }
+
+    /// Fires when the attempt times out or the worker shuts down; long jobs should watch it and
+    /// stop cleanly (`ctx.cancellation().cancelled().await` in a `select!`).
+    pub fn cancellation(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// Whether the cancellation token has fired.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+}
+
+/// Why an attempt did not succeed, and what should happen next.
+///
+/// Any `std::error::Error + Send + Sync` converts into [`JobError::Failed`] with `?`, so a handler
+/// can use `?` on I/O, HTTP or database errors and get a retry. `JobError` itself deliberately does
+/// not implement `std::error::Error` (that is what makes the blanket conversion possible, as in
+/// `anyhow`).
+#[non_exhaustive]
+pub enum JobError {
+    /// A retryable failure: runs again after `retry_after` (or the backoff) while tries remain.
+    Failed(BoxError),
+    /// Put the job back and run it again after `delay`. Uses up an attempt.
+    Release {
+        /// How long to wait before the job is visible again.
+        delay: Duration,
+    },
+    /// A failure that will not get better: skip the remaining tries and go to the failed store.
+    Permanent(BoxError),
+    /// The attempt ran longer than the job's timeout (set by the worker).
+    TimedOut {
+        /// The timeout that was exceeded.
+        after: Duration,
+    },
+    /// `handle` panicked (set by the worker); the message is the panic's payload.
+    Panicked(String),
+}
+
+impl JobError {
+    /// A retryable failure with a message.
+    pub fn msg(message: impl Into<String>) -> Self {
+        Self::Failed(message.into().into())
+    }
+
+    /// A failure that skips the remaining tries.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self::Permanent(message.into().into())
+    }
+
+    /// Marks any error as permanent: `.map_err(JobError::fatal)?`.
+    pub fn fatal<E: Into<BoxError>>(error: E) -> Self {
+        Self::Permanent(error.into())
+    }
+
+    /// Release the job to run again after `delay` (uses up an attempt).
+    pub fn release(delay: Duration) -> Self {
+        Self::Release { delay }
+    }
+
+    /// Whether the job may run again after this error (if tries remain).
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, Self::Permanent(_))
+    }
+
+    /// The error's class name, as stored in front of the message in the failed store
+    /// (`"JobError::Failed: connection refused"`), and used as a low-cardinality log field.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Failed(_) => "Failed",
+            Self::Release { .. } => "Release",
+            Self::Permanent(_) => "Permanent",
+            Self::TimedOut { .. } => "TimedOut",
+            Self::Panicked(_) => "Panicked",
+        }
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for JobError {
+    fn from(error: E) -> Self {
+        Self::Failed(Box::new(error))
+    }
+}
+
+impl fmt::Display for JobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Failed(e) | Self::Permanent(e) => {
+                write!(f, "{e}")?;
+                let mut source = e.source();
+                while let Some(cause) = source {
+                    write!(f, ": {cause}")?;
+                    source = cause.source();
+                }
+                Ok(())
+            }
+            Self::Release { delay } => write!(f, "released back to the queue for {delay:?}"),
+            Self::TimedOut { after } => write!(f, "job timed out after {} seconds", after.as_secs_f64()),
+            Self::Panicked(message) => write!(f, "job panicked: {message}"),
+        }
+    }
+}
+
+impl fmt::Debug for JobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "JobError::{}({self})", self.kind())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io_failure() -> Result<(), JobError> {
+        Err(std::io::Error::other("disk full"))?;
+        Ok(())
+    }
+
+    #[test]
+    fn question_mark_converts_any_error_into_a_retryable_failure() {
+        let error = io_failure().expect_err("fails");
+        assert!(error.is_retryable());
+        assert_eq!(error.kind(), "Failed");
+        assert_eq!(error.to_string(), "disk full");
+    }
+
+    #[test]
+    fn permanent_errors_are_not_retryable() {
+        let error = JobError::permanent("bad address");
+        assert!(!error.is_retryable());
+        assert_eq!(format!("{error:?}"), "JobError::Permanent(bad address)");
+        assert!(JobError::release(Duration::from_secs(5)).is_retryable());
+    }
+
+    #[test]
+    fn context_knows_its_last_attempt() {
+        let ctx = JobContext::new("7", 3, "emails", "memory").with_max_tries(3);
+        assert!(ctx.is_last_attempt());
+        assert_eq!((ctx.job_id(), ctx.queue(), ctx.connection()), ("7", "emails", "memory"));
+    }
+}

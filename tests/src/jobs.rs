@@ -1,0 +1,174 @@
+//! Job types used by the conformance suite. Each records what it did in the [`ledger`](crate::ledger).
+
+use std::time::Duration;
+
+use routemq::prelude::*;
+
+use crate::ledger::record;
+
+/// Succeeds at once and records its number.
+#[derive(Debug)]
+#[job(name = "conformance.Record")]
+pub struct Record {
+    /// The ledger key.
+    pub key: String,
+    /// Its number, to check order.
+    pub n: u64,
+}
+
+impl Job for Record {
+    async fn handle(&mut self, ctx: &JobContext) -> Result<(), JobError> {
+        record(&self.key, "run", ctx.attempts(), self.n, ctx.job_id());
+        Ok(())
+    }
+}
+
+/// Fails its first `fail_times` attempts, then succeeds.
+#[derive(Debug)]
+#[job(name = "conformance.FailTimes", max_tries = 3)]
+pub struct FailTimes {
+    /// The ledger key.
+    pub key: String,
+    /// How many attempts fail.
+    pub fail_times: u32,
+}
+
+impl Job for FailTimes {
+    async fn handle(&mut self, ctx: &JobContext) -> Result<(), JobError> {
+        record(&self.key, "run", ctx.attempts(), 0, ctx.job_id());
+        if ctx.attempts() <= self.fail_times {
+            return Err(JobError::msg(format!("planned failure {}", ctx.attempts())));
+        }
+        Ok(())
+    }
+
+    async fn failed(&mut self, ctx: &JobContext, _error: &JobError) {
+        record(&self.key, "failed", ctx.attempts(), 0, ctx.job_id());
+    }
+}
+
+/// Always fails; `permanent` makes the failure skip remaining tries.
+#[derive(Debug)]
+#[job(name = "conformance.AlwaysFail", max_tries = 3)]
+pub struct AlwaysFail {
+    /// The ledger key.
+    pub key: String,
+    /// Return a permanent error.
+    pub permanent: bool,
+}
+
+impl Job for AlwaysFail {
+    async fn handle(&mut self, ctx: &JobContext) -> Result<(), JobError> {
+        record(&self.key, "run", ctx.attempts(), 0, ctx.job_id());
+        if self.permanent {
+            return Err(JobError::permanent("the address does not exist"));
+        }
+        Err(std::io::Error::other("the mail server refused"))?
+    }
+
+    async fn failed(&mut self, ctx: &JobContext, error: &JobError) {
+        let what = if error.to_string().contains("refused") || !error.is_retryable() { "failed" } else { "failed-other" };
+        record(&self.key, what, ctx.attempts(), 0, ctx.job_id());
+    }
+}
+
+/// Fails its first attempt and waits `retry_after = 1` second before the next.
+#[derive(Debug)]
+#[job(name = "conformance.RetryAfterOne", max_tries = 2, retry_after = 1)]
+pub struct RetryAfterOne {
+    /// The ledger key.
+    pub key: String,
+}
+
+impl Job for RetryAfterOne {
+    async fn handle(&mut self, ctx: &JobContext) -> Result<(), JobError> {
+        record(&self.key, "run", ctx.attempts(), 0, ctx.job_id());
+        if ctx.attempts() == 1 { Err(JobError::msg("first try fails")) } else { Ok(()) }
+    }
+}
+
+/// Sleeps `millis` on its first attempt (past its 1 s timeout when long), then finishes quickly.
+#[derive(Debug)]
+#[job(name = "conformance.Sleepy", max_tries = 2, timeout = 1)]
+pub struct Sleepy {
+    /// The ledger key.
+    pub key: String,
+    /// How long the first attempt sleeps.
+    pub millis: u64,
+}
+
+impl Job for Sleepy {
+    async fn handle(&mut self, ctx: &JobContext) -> Result<(), JobError> {
+        record(&self.key, "run", ctx.attempts(), 0, ctx.job_id());
+        if ctx.attempts() == 1 {
+            let token = ctx.cancellation().clone();
+            let key = self.key.clone();
+            let (attempt, id) = (ctx.attempts(), ctx.job_id().to_owned());
+            // Observes the token from outside the handler's future, which is dropped on timeout.
+            tokio::spawn(async move {
+                token.cancelled().await;
+                record(&key, "cancelled", attempt, 0, &id);
+            });
+            tokio::time::sleep(Duration::from_millis(self.millis)).await;
+        }
+        record(&self.key, "done", ctx.attempts(), 0, ctx.job_id());
+        Ok(())
+    }
+}
+
+/// Runs for a long time unless cancelled (shutdown tests); no timeout to speak of.
+#[derive(Debug)]
+#[job(name = "conformance.LongRunning", max_tries = 3, timeout = 600)]
+pub struct LongRunning {
+    /// The ledger key.
+    pub key: String,
+    /// Stop and return an error when the token fires.
+    pub cooperative: bool,
+}
+
+impl Job for LongRunning {
+    async fn handle(&mut self, ctx: &JobContext) -> Result<(), JobError> {
+        record(&self.key, "run", ctx.attempts(), 0, ctx.job_id());
+        if self.cooperative {
+            ctx.cancellation().cancelled().await;
+            record(&self.key, "stopping", ctx.attempts(), 0, ctx.job_id());
+            return Err(JobError::msg("interrupted by shutdown"));
+        }
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        Ok(())
+    }
+}
+
+/// Panics on its first attempt.
+#[derive(Debug)]
+#[job(name = "conformance.Panicky", max_tries = 2)]
+pub struct Panicky {
+    /// The ledger key.
+    pub key: String,
+}
+
+impl Job for Panicky {
+    async fn handle(&mut self, ctx: &JobContext) -> Result<(), JobError> {
+        record(&self.key, "run", ctx.attempts(), 0, ctx.job_id());
+        assert!(ctx.attempts() > 1, "first attempt panics on purpose");
+        Ok(())
+    }
+}
+
+/// Slow enough that several workers overlap (no-double-delivery test).
+#[derive(Debug)]
+#[job(name = "conformance.Work")]
+pub struct Work {
+    /// The ledger key.
+    pub key: String,
+    /// Its number.
+    pub n: u64,
+}
+
+impl Job for Work {
+    async fn handle(&mut self, ctx: &JobContext) -> Result<(), JobError> {
+        record(&self.key, "run", ctx.attempts(), self.n, ctx.job_id());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        Ok(())
+    }
+}

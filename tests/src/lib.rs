@@ -1,0 +1,43 @@
+//! routemq's cross-crate test support: the driver conformance suite, its jobs and its harness.
+//!
+//! Every driver runs the same suite: a test file calls [`conformance_suite!`] with a factory that
+//! returns the driver (or `None` when its server is not configured, which skips the suite with a
+//! clear message, or fails it under `ROUTEMQ_TEST_REQUIRE_SERVICES=1`).
+
+pub mod conformance;
+pub mod harness;
+pub mod jobs;
+pub mod ledger;
+
+pub use harness::{Factory, Harness};
+
+/// Generates one `#[tokio::test]` per conformance case for a driver factory.
+///
+/// ```ignore
+/// routemq_tests::conformance_suite!(|| async { Some(Arc::new(MemoryDriver::new()) as Arc<dyn QueueDriver>) });
+/// ```
+#[macro_export]
+macro_rules! conformance_suite {
+    ($factory:expr) => {
+        $crate::conformance_suite!(@cases $factory;
+            fifo_order, delayed_jobs_wait_for_their_time, bulk_push_is_one_call_with_unique_ids,
+            attempts_count_across_retries, retry_delay_is_honoured, failed_hook_runs_once_after_last_try,
+            permanent_error_skips_remaining_tries, timeout_fails_the_attempt_and_cancels, panic_is_a_failed_attempt,
+            undecodable_payloads_go_to_the_failed_store, expired_lease_is_reaped_and_rerun,
+            reaper_fails_jobs_out_of_tries, stale_lease_cannot_settle_a_newer_reservation,
+            no_two_workers_hold_the_same_job, graceful_shutdown_releases_unfinished_jobs,
+            cooperative_job_stops_on_shutdown_without_losing_an_attempt, stats_count_every_state,
+            max_jobs_limit_stops_the_worker, failed_store_operations, release_keeps_attempts_and_refund_returns_one
+        );
+    };
+    (@cases $factory:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                if let Some(harness) = $crate::Harness::new($factory, stringify!($case)).await {
+                    $crate::conformance::$case(harness).await;
+                }
+            }
+        )*
+    };
+}
