@@ -38,6 +38,8 @@ pub(crate) struct JobArgs {
     pub(crate) max_delay: Option<f64>,
     pub(crate) jitter: Option<f64>,
     pub(crate) krate: Option<Path>,
+    /// Keys seen so far, valid or not, so that a repeat is reported even when the first was bad.
+    seen: Vec<&'static str>,
 }
 
 /// Collects errors so that all of them are reported together.
@@ -90,29 +92,15 @@ impl JobArgs {
             errors.at(key_span, format!("the `{known}` argument requires a value: `{}`", example(known)));
             return Ok(());
         };
-        if self.is_set(known) {
+        if self.seen.contains(&known) {
             errors.at(key_span, format!("duplicate `#[job]` argument `{known}`"));
             return Ok(());
         }
+        self.seen.push(known);
         if let Err(error) = self.set(known, &value) {
             errors.push(error);
         }
         Ok(())
-    }
-
-    fn is_set(&self, key: &str) -> bool {
-        match key {
-            "max_tries" => self.max_tries.is_some(),
-            "timeout" => self.timeout.is_some(),
-            "retry_after" => self.retry_after.is_some(),
-            "queue" => self.queue.is_some(),
-            "name" => self.name.is_some(),
-            "connection" => self.connection.is_some(),
-            "backoff" => self.backoff.is_some(),
-            "max_delay" => self.max_delay.is_some(),
-            "jitter" => self.jitter.is_some(),
-            _ => self.krate.is_some(),
-        }
     }
 
     fn set(&mut self, key: &'static str, value: &Expr) -> syn::Result<()> {

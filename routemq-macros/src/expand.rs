@@ -24,24 +24,17 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
             return with_errors(input, errors);
         }
     };
+    let generics_ok = matches!(&item, Item::Struct(s) if s.generics.params.is_empty() && s.generics.where_clause.is_none());
     let Some(item) = check_item(item, &mut errors) else {
         return with_errors(input, errors);
     };
-    if errors_present(&mut errors) {
+    if !generics_ok {
         return with_errors(input, errors);
     }
-    generate(&job_args, item)
-}
-
-fn errors_present(errors: &mut Errors) -> bool {
-    let taken = std::mem::take(errors);
-    match taken.into_result() {
-        Ok(()) => false,
-        Err(error) => {
-            errors.push(error);
-            true
-        }
-    }
+    // Argument errors still get a full expansion (with defaults for the bad arguments), so that the
+    // user's `impl Job` does not add a cascade of unrelated errors to the real ones.
+    let expansion = generate(&job_args, item);
+    with_errors(expansion, errors)
 }
 
 fn with_errors(input: TokenStream, errors: Errors) -> TokenStream {

@@ -1,0 +1,12 @@
+use routemq::prelude::*;
+
+#[job(max_tries = 2, queue = "a", max_tries = 4)]
+struct Thing;
+
+impl Job for Thing {
+    async fn handle(&mut self, _ctx: &JobContext) -> Result<(), JobError> {
+        Ok(())
+    }
+}
+
+fn main() {}

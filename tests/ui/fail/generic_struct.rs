@@ -1,0 +1,8 @@
+use routemq::prelude::*;
+
+#[job]
+struct Thing<T> {
+    value: T,
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use routemq::prelude::*;
+
+#[job]
+struct Thing<'a> {
+    name: &'a str,
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use routemq::prelude::*;
+
+#[job(queue = "emails")]
+struct Thing {
+    to: String,
+}
+
+fn main() {}

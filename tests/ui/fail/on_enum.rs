@@ -1,0 +1,8 @@
+use routemq::prelude::*;
+
+#[job]
+enum Thing {
+    A,
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use routemq::prelude::*;
+
+#[job]
+fn thing() {}
+
+fn main() {}

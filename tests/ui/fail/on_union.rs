@@ -1,0 +1,8 @@
+use routemq::prelude::*;
+
+#[job]
+union Thing {
+    a: u32,
+}
+
+fn main() {}

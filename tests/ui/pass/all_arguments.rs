@@ -1,0 +1,31 @@
+use routemq::prelude::*;
+
+#[job(
+    max_tries = 5,
+    timeout = 120,
+    retry_after = 10,
+    queue = "emails.high-priority",
+    name = "my_app.jobs.SendEmailJob",
+    connection = "redis",
+    backoff = "exponential",
+    max_delay = 300,
+    jitter = 0.25,
+    crate = "routemq"
+)]
+pub struct Thing {
+    pub to: String,
+}
+
+impl Job for Thing {
+    async fn handle(&mut self, _ctx: &JobContext) -> Result<(), JobError> {
+        Ok(())
+    }
+}
+
+fn main() {
+    let o = Thing::OPTIONS;
+    assert_eq!((o.max_tries, o.timeout, o.retry_after), (5, 120, 10));
+    assert_eq!((o.queue, o.connection), ("emails.high-priority", Some("redis")));
+    assert_eq!((o.backoff, o.max_delay, o.jitter), (true, Some(300.0), Some(0.25)));
+    assert_eq!(Thing::NAME, "my_app.jobs.SendEmailJob");
+}
