@@ -195,6 +195,17 @@ fn unknown_message(key: &str) -> String {
 /// A near miss: a known key within edit distance 2, or one that contains / is contained in `key`.
 fn did_you_mean(key: &str) -> Option<&'static str> {
     let key_lower = key.to_lowercase();
+    let alias = match key_lower.as_str() {
+        "retries" | "max_retries" | "tries" | "attempts" | "max_attempts" => Some("max_tries"),
+        "delay" | "retry_delay" | "backoff_delay" => Some("retry_after"),
+        "timeout_secs" | "timeout_seconds" => Some("timeout"),
+        "tag" | "class" | "type_name" => Some("name"),
+        "max_backoff" | "backoff_max_delay" => Some("max_delay"),
+        _ => None,
+    };
+    if alias.is_some() {
+        return alias;
+    }
     KEYS.iter()
         .map(|k| (edit_distance(&key_lower, k), *k))
         .filter(|(d, k)| *d <= 2 || (key_lower.len() >= 4 && (k.contains(&key_lower) || key_lower.contains(k))))
@@ -325,7 +336,7 @@ mod tests {
         let (_, result) = parse(quote::quote!(retries = 3, timeout = 0, queue, queue = ""));
         let messages: Vec<String> = result.expect_err("four errors").into_iter().map(|e| e.to_string()).collect();
         assert_eq!(messages.len(), 4, "{messages:?}");
-        assert!(messages[0].contains("did you mean `retry_after`"), "{}", messages[0]);
+        assert!(messages[0].contains("did you mean `max_tries`"), "{}", messages[0]);
         assert!(messages[1].contains("greater than 0"));
         assert!(messages[2].contains("requires a value"));
         assert!(messages[3].contains("must not be empty"));

@@ -37,9 +37,11 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
     with_errors(expansion, errors)
 }
 
-fn with_errors(input: TokenStream, errors: Errors) -> TokenStream {
-    let compile_errors = errors.into_result().err().map(|e| e.to_compile_error());
-    quote!(#input #compile_errors)
+fn with_errors(mut input: TokenStream, errors: Errors) -> TokenStream {
+    if let Err(error) = errors.into_result() {
+        input.extend(error.to_compile_error());
+    }
+    input
 }
 
 /// Accepts a non-generic struct; records a spanned error for anything else.

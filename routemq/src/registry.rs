@@ -119,9 +119,9 @@ pub enum RegistryError {
         /// The shared tag.
         name: &'static str,
         /// One of the declarations.
-        first: RegistrationSite,
+        first: Box<RegistrationSite>,
         /// The other declaration.
-        second: RegistrationSite,
+        second: Box<RegistrationSite>,
     },
     /// No linked type has this tag.
     #[error(
@@ -185,7 +185,11 @@ impl Registry {
         for registration in registrations {
             if let Some(first) = by_name.insert(registration.name, registration) {
                 let (first, second) = ordered(first.site, registration.site);
-                return Err(RegistryError::DuplicateJobName { name: registration.name, first, second });
+                return Err(RegistryError::DuplicateJobName {
+                    name: registration.name,
+                    first: Box::new(first),
+                    second: Box::new(second),
+                });
             }
         }
         Ok(Registry { by_name })

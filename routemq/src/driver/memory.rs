@@ -201,10 +201,10 @@ impl QueueDriver for MemoryDriver {
             let Some(id) = state.held(lease) else { return Ok(false) };
             let Some(heartbeat) = state.leases.remove(&id) else { return Ok(false) };
             state.queue(&lease.queue).reserved.remove(&(heartbeat, id));
-            if let Some(job) = state.jobs.get_mut(&id) {
-                if refund_attempt {
-                    job.attempts = job.attempts.saturating_sub(1);
-                }
+            if let Some(job) = state.jobs.get_mut(&id)
+                && refund_attempt
+            {
+                job.attempts = job.attempts.saturating_sub(1);
             }
             state.schedule(&lease.queue, id, delay, now);
             true
@@ -249,8 +249,7 @@ impl QueueDriver for MemoryDriver {
             let mut state = self.lock();
             let Some(cutoff) = now.checked_sub(visibility_timeout) else { return Ok(reaped) };
             for queue in queues {
-                loop {
-                    let Some(&(heartbeat, id)) = state.queues.get(queue).and_then(|q| q.reserved.first()) else { break };
+                while let Some(&(heartbeat, id)) = state.queues.get(queue).and_then(|q| q.reserved.first()) {
                     if heartbeat >= cutoff {
                         break;
                     }

@@ -99,7 +99,7 @@ impl<'m, T: Job> PendingDispatch<'m, T> {
     async fn send(self) -> Result<String, QueueError> {
         let Resolved { queue, connection } = self.target.resolve::<T>(self.manager)?;
         let delay = self.target.delay;
-        let delay_secs = (!delay.is_zero()).then(|| delay.as_secs());
+        let delay_secs = (!delay.is_zero()).then_some(delay.as_secs());
         let payload = encode_job(&self.job, &queue, &connection, delay_secs, false)?;
         if let Some(fake) = self.manager.fake() {
             return Ok(fake.record(T::NAME, &queue, &connection, delay, payload));
@@ -164,7 +164,7 @@ impl<'m, T: Job> PendingBulk<'m, T> {
         }
         let Resolved { queue, connection } = self.target.resolve::<T>(self.manager)?;
         let delay = self.target.delay;
-        let delay_secs = (!delay.is_zero()).then(|| delay.as_secs());
+        let delay_secs = (!delay.is_zero()).then_some(delay.as_secs());
         let mut batch = Vec::with_capacity(self.jobs.len());
         for job in &self.jobs {
             let payload = encode_job(job, &queue, &connection, delay_secs, true)?;

@@ -342,14 +342,13 @@ async fn reserve_loop(shared: &Arc<Shared>, tasks: &mut JoinSet<Outcome>) {
                     continue;
                 }
             }
-            if idle && tasks.is_empty() && options.stop_when_empty {
-                match shared.driver.next_due(&options.queues).await {
-                    Ok(None) => {
-                        tracing::info!("worker stopping: queues are empty");
-                        break;
-                    }
-                    Ok(Some(_)) | Err(_) => {}
-                }
+            if idle
+                && tasks.is_empty()
+                && options.stop_when_empty
+                && let Ok(None) = shared.driver.next_due(&options.queues).await
+            {
+                tracing::info!("worker stopping: queues are empty");
+                break;
             }
             if !idle && tasks.len() < options.concurrency {
                 continue;
