@@ -67,9 +67,20 @@ impl JobArgs {
     /// Parses one `key = value` entry, recording any problem in `errors`.
     ///
     /// Returns `Err` only for token streams that cannot be read further at all.
-    pub(crate) fn parse_entry(&mut self, meta: &ParseNestedMeta<'_>, errors: &mut Errors) -> syn::Result<()> {
-        let key_span = meta.path.segments.first().map_or_else(Span::call_site, |s| s.ident.span());
-        let key = meta.path.get_ident().map_or_else(|| path_text(&meta.path), ToString::to_string);
+    pub(crate) fn parse_entry(
+        &mut self,
+        meta: &ParseNestedMeta<'_>,
+        errors: &mut Errors,
+    ) -> syn::Result<()> {
+        let key_span = meta
+            .path
+            .segments
+            .first()
+            .map_or_else(Span::call_site, |s| s.ident.span());
+        let key = meta
+            .path
+            .get_ident()
+            .map_or_else(|| path_text(&meta.path), ToString::to_string);
 
         // Read the value first (if any) so that parsing can go on after an error.
         let value = if meta.input.peek(Token![=]) {
@@ -78,7 +89,13 @@ impl JobArgs {
             let content;
             syn::parenthesized!(content in meta.input);
             let _ignored: proc_macro2::TokenStream = content.parse()?;
-            errors.at(key_span, format!("`{key}` takes a value, not a list: write `{}`", example(&key)));
+            errors.at(
+                key_span,
+                format!(
+                    "`{key}` takes a value, not a list: write `{}`",
+                    example(&key)
+                ),
+            );
             return Ok(());
         } else {
             None
@@ -89,7 +106,13 @@ impl JobArgs {
             return Ok(());
         };
         let Some(value) = value else {
-            errors.at(key_span, format!("the `{known}` argument requires a value: `{}`", example(known)));
+            errors.at(
+                key_span,
+                format!(
+                    "the `{known}` argument requires a value: `{}`",
+                    example(known)
+                ),
+            );
             return Ok(());
         };
         if self.seen.contains(&known) {
@@ -108,14 +131,20 @@ impl JobArgs {
             "max_tries" => {
                 let n = int(key, value)?;
                 if n == 0 {
-                    return Err(spanned(value, "`max_tries` must be at least 1: a job runs at least once"));
+                    return Err(spanned(
+                        value,
+                        "`max_tries` must be at least 1: a job runs at least once",
+                    ));
                 }
                 self.max_tries = Some(n);
             }
             "timeout" => {
                 let n = int(key, value)?;
                 if n == 0 {
-                    return Err(spanned(value, "`timeout` must be greater than 0 seconds, e.g. `timeout = 60`"));
+                    return Err(spanned(
+                        value,
+                        "`timeout` must be greater than 0 seconds, e.g. `timeout = 60`",
+                    ));
                 }
                 self.timeout = Some(n);
             }
@@ -156,7 +185,10 @@ impl JobArgs {
             _ => {
                 let lit = string(key, value)?;
                 let path = lit.parse::<Path>().map_err(|_| {
-                    syn::Error::new(lit.span(), "`crate` must be a path to the routemq crate, e.g. `crate = \"routemq\"`")
+                    syn::Error::new(
+                        lit.span(),
+                        "`crate` must be a path to the routemq crate, e.g. `crate = \"routemq\"`",
+                    )
                 })?;
                 self.krate = Some(path);
             }
@@ -183,12 +215,22 @@ fn example(key: &str) -> &'static str {
 }
 
 fn path_text(path: &Path) -> String {
-    path.segments.iter().map(|s| s.ident.to_string()).collect::<Vec<_>>().join("::")
+    path.segments
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect::<Vec<_>>()
+        .join("::")
 }
 
 fn unknown_message(key: &str) -> String {
-    let list = KEYS.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
-    let hint = did_you_mean(key).map(|k| format!(" (did you mean `{k}`?)")).unwrap_or_default();
+    let list = KEYS
+        .iter()
+        .map(|k| format!("`{k}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let hint = did_you_mean(key)
+        .map(|k| format!(" (did you mean `{k}`?)"))
+        .unwrap_or_default();
     format!("unknown `#[job]` argument `{key}`{hint}; expected one of: {list}")
 }
 
@@ -208,7 +250,9 @@ fn did_you_mean(key: &str) -> Option<&'static str> {
     }
     KEYS.iter()
         .map(|k| (edit_distance(&key_lower, k), *k))
-        .filter(|(d, k)| *d <= 2 || (key_lower.len() >= 4 && (k.contains(&key_lower) || key_lower.contains(k))))
+        .filter(|(d, k)| {
+            *d <= 2 || (key_lower.len() >= 4 && (k.contains(&key_lower) || key_lower.contains(k)))
+        })
         .min_by_key(|(d, _)| *d)
         .map(|(_, k)| k)
 }
@@ -237,41 +281,73 @@ where
     T::Err: std::fmt::Display,
 {
     match value {
-        Expr::Lit(ExprLit { lit: Lit::Int(lit), .. }) => lit
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(lit), ..
+        }) => lit
             .base10_parse::<T>()
             .map_err(|e| syn::Error::new(lit.span(), format!("`{key}` is out of range: {e}"))),
-        Expr::Unary(syn::ExprUnary { op: syn::UnOp::Neg(_), .. }) => {
-            Err(spanned(value, &format!("`{key}` must not be negative, e.g. `{}`", example(key))))
-        }
-        _ => Err(spanned(value, &format!("expected an integer for `{key}`, e.g. `{}`", example(key)))),
+        Expr::Unary(syn::ExprUnary {
+            op: syn::UnOp::Neg(_),
+            ..
+        }) => Err(spanned(
+            value,
+            &format!("`{key}` must not be negative, e.g. `{}`", example(key)),
+        )),
+        _ => Err(spanned(
+            value,
+            &format!("expected an integer for `{key}`, e.g. `{}`", example(key)),
+        )),
     }
 }
 
 fn number(key: &str, value: &Expr) -> syn::Result<f64> {
     match value {
-        Expr::Lit(ExprLit { lit: Lit::Int(lit), .. }) => lit.base10_parse::<f64>(),
-        Expr::Lit(ExprLit { lit: Lit::Float(lit), .. }) => lit.base10_parse::<f64>(),
-        Expr::Unary(syn::ExprUnary { op: syn::UnOp::Neg(_), .. }) => {
-            Err(spanned(value, &format!("`{key}` must not be negative, e.g. `{}`", example(key))))
-        }
-        _ => Err(spanned(value, &format!("expected a number for `{key}`, e.g. `{}`", example(key)))),
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(lit), ..
+        }) => lit.base10_parse::<f64>(),
+        Expr::Lit(ExprLit {
+            lit: Lit::Float(lit),
+            ..
+        }) => lit.base10_parse::<f64>(),
+        Expr::Unary(syn::ExprUnary {
+            op: syn::UnOp::Neg(_),
+            ..
+        }) => Err(spanned(
+            value,
+            &format!("`{key}` must not be negative, e.g. `{}`", example(key)),
+        )),
+        _ => Err(spanned(
+            value,
+            &format!("expected a number for `{key}`, e.g. `{}`", example(key)),
+        )),
     }
 }
 
 fn string(key: &str, value: &Expr) -> syn::Result<LitStr> {
     match value {
-        Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) => Ok(lit.clone()),
-        _ => Err(spanned(value, &format!("expected a string for `{key}`, e.g. `{}`", example(key)))),
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(lit), ..
+        }) => Ok(lit.clone()),
+        _ => Err(spanned(
+            value,
+            &format!("expected a string for `{key}`, e.g. `{}`", example(key)),
+        )),
     }
 }
 
 fn non_empty(key: &str, lit: &LitStr) -> syn::Result<String> {
     let value = lit.value();
     if value.is_empty() {
-        return Err(syn::Error::new(lit.span(), format!("`{key}` must not be empty, e.g. `{}`", example(key))));
+        return Err(syn::Error::new(
+            lit.span(),
+            format!("`{key}` must not be empty, e.g. `{}`", example(key)),
+        ));
     }
     if value.len() > MAX_NAME_LEN {
-        return Err(syn::Error::new(lit.span(), format!("`{key}` is longer than {MAX_NAME_LEN} bytes")));
+        return Err(syn::Error::new(
+            lit.span(),
+            format!("`{key}` is longer than {MAX_NAME_LEN} bytes"),
+        ));
     }
     Ok(value)
 }
@@ -279,10 +355,15 @@ fn non_empty(key: &str, lit: &LitStr) -> syn::Result<String> {
 /// Queue names: the same rule the runtime enforces at dispatch (`routemq::validate_queue_name`).
 fn queue_name(lit: &LitStr) -> syn::Result<String> {
     let value = non_empty("queue", lit)?;
-    if let Some(bad) = value.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))) {
+    if let Some(bad) = value
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+    {
         return Err(syn::Error::new(
             lit.span(),
-            format!("invalid character {bad:?} in queue name: use letters, digits, `_`, `-` and `.`"),
+            format!(
+                "invalid character {bad:?} in queue name: use letters, digits, `_`, `-` and `.`"
+            ),
         ));
     }
     Ok(value)
@@ -291,7 +372,10 @@ fn queue_name(lit: &LitStr) -> syn::Result<String> {
 /// Job names (wire tags): no whitespace or control characters, no leading or trailing dot.
 fn job_name(lit: &LitStr) -> syn::Result<String> {
     let value = non_empty("name", lit)?;
-    if value.chars().any(|c| c.is_whitespace() || c.is_control()) || value.starts_with('.') || value.ends_with('.') {
+    if value.chars().any(|c| c.is_whitespace() || c.is_control())
+        || value.starts_with('.')
+        || value.ends_with('.')
+    {
         return Err(syn::Error::new(
             lit.span(),
             "a job `name` may not contain whitespace or control characters, nor start or end with `.`",
@@ -315,8 +399,16 @@ mod tests {
     #[test]
     fn parses_every_argument() {
         let (args, result) = parse(quote::quote!(
-            max_tries = 5, timeout = 30, retry_after = 2, queue = "emails", name = "app.Send",
-            connection = "redis", backoff = "exponential", max_delay = 120, jitter = 0.5, crate = "rmq"
+            max_tries = 5,
+            timeout = 30,
+            retry_after = 2,
+            queue = "emails",
+            name = "app.Send",
+            connection = "redis",
+            backoff = "exponential",
+            max_delay = 120,
+            jitter = 0.5,
+            crate = "rmq"
         ));
         assert!(result.is_ok());
         assert_eq!(args.max_tries, Some(5));
@@ -334,9 +426,17 @@ mod tests {
     #[test]
     fn reports_every_error_at_once() {
         let (_, result) = parse(quote::quote!(retries = 3, timeout = 0, queue, queue = ""));
-        let messages: Vec<String> = result.expect_err("four errors").into_iter().map(|e| e.to_string()).collect();
+        let messages: Vec<String> = result
+            .expect_err("four errors")
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect();
         assert_eq!(messages.len(), 4, "{messages:?}");
-        assert!(messages[0].contains("did you mean `max_tries`"), "{}", messages[0]);
+        assert!(
+            messages[0].contains("did you mean `max_tries`"),
+            "{}",
+            messages[0]
+        );
         assert!(messages[1].contains("greater than 0"));
         assert!(messages[2].contains("requires a value"));
         assert!(messages[3].contains("must not be empty"));
@@ -345,7 +445,11 @@ mod tests {
     #[test]
     fn duplicate_is_reported_once_at_the_second_key() {
         let (args, result) = parse(quote::quote!(max_tries = 2, max_tries = 4));
-        let errors: Vec<String> = result.expect_err("duplicate").into_iter().map(|e| e.to_string()).collect();
+        let errors: Vec<String> = result
+            .expect_err("duplicate")
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect();
         assert_eq!(errors, ["duplicate `#[job]` argument `max_tries`"]);
         assert_eq!(args.max_tries, Some(2));
     }

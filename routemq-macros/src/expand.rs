@@ -46,7 +46,8 @@ fn with_errors(mut input: TokenStream, errors: Errors) -> TokenStream {
 
 /// Accepts a non-generic struct; records a spanned error for anything else.
 fn check_item(item: Item, errors: &mut Errors) -> Option<ItemStruct> {
-    const ONLY_STRUCTS: &str = "#[job] can only be used on a struct: a job is a struct whose fields are its payload";
+    const ONLY_STRUCTS: &str =
+        "#[job] can only be used on a struct: a job is a struct whose fields are its payload";
     match item {
         Item::Struct(item) => {
             if !item.generics.params.is_empty() || item.generics.where_clause.is_some() {
@@ -78,7 +79,10 @@ fn check_item(item: Item, errors: &mut Errors) -> Option<ItemStruct> {
 }
 
 fn generate(args: &JobArgs, mut item: ItemStruct) -> TokenStream {
-    let root: Path = args.krate.clone().unwrap_or_else(|| syn::parse_quote!(::routemq));
+    let root: Path = args
+        .krate
+        .clone()
+        .unwrap_or_else(|| syn::parse_quote!(::routemq));
     let ident = item.ident.clone();
     let serde_impls = serde_impls(&root, &mut item);
     let meta_impl = meta_impl(args, &root, &ident);
@@ -128,8 +132,14 @@ fn meta_impl(args: &JobArgs, root: &Path, ident: &syn::Ident) -> TokenStream {
     let queue = args.queue.as_deref().unwrap_or("default");
     let connection = optional(args.connection.as_ref().map(|c| quote!(#c)));
     let backoff = args.backoff.unwrap_or(false);
-    let max_delay = optional(args.max_delay.map(|v| Literal::f64_suffixed(v).into_token_stream()));
-    let jitter = optional(args.jitter.map(|v| Literal::f64_suffixed(v).into_token_stream()));
+    let max_delay = optional(
+        args.max_delay
+            .map(|v| Literal::f64_suffixed(v).into_token_stream()),
+    );
+    let jitter = optional(
+        args.jitter
+            .map(|v| Literal::f64_suffixed(v).into_token_stream()),
+    );
     quote! {
         impl #root::JobMeta for #ident {
             const NAME: &'static str = #name;
@@ -186,7 +196,11 @@ fn serde_impls(root: &Path, item: &mut ItemStruct) -> TokenStream {
     } else {
         quote!(#ident(#(__value.#names),*))
     };
-    let lifetime = if names.is_empty() { quote!() } else { quote!(<'__a>) };
+    let lifetime = if names.is_empty() {
+        quote!()
+    } else {
+        quote!(<'__a>)
+    };
     let span = Span::call_site();
     quote_spanned! {span=>
         #[derive(#root::__private::serde::Serialize)]
@@ -222,7 +236,9 @@ fn serde_impls(root: &Path, item: &mut ItemStruct) -> TokenStream {
 
 /// Removes and returns the `#[serde(...)]` attributes (they move to the shadow structs).
 fn take_serde_attrs(attrs: &mut Vec<Attribute>) -> Vec<Attribute> {
-    let (serde, rest): (Vec<_>, Vec<_>) = std::mem::take(attrs).into_iter().partition(|a| a.path().is_ident("serde"));
+    let (serde, rest): (Vec<_>, Vec<_>) = std::mem::take(attrs)
+        .into_iter()
+        .partition(|a| a.path().is_ident("serde"));
     *attrs = rest;
     serde
 }

@@ -84,24 +84,35 @@ impl Settings {
     /// Reads the settings through `lookup` (for tests, or another configuration source).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let defaults = Self::default();
-        let secs = |name: &str, default: Duration, allow_zero: bool| -> Result<Duration, ConfigError> {
+        let secs =
+            |name: &str, default: Duration, allow_zero: bool| -> Result<Duration, ConfigError> {
+                match lookup(name) {
+                    None => Ok(default),
+                    Some(raw) => parse_secs(&raw, allow_zero).ok_or_else(|| ConfigError {
+                        variable: name.to_owned(),
+                        value: raw,
+                        expected: if allow_zero {
+                            "a number of seconds ≥ 0"
+                        } else {
+                            "a number of seconds > 0"
+                        },
+                    }),
+                }
+            };
+        let number = |name: &str, default: f64, range: std::ops::RangeInclusive<f64>, expected| {
             match lookup(name) {
                 None => Ok(default),
-                Some(raw) => parse_secs(&raw, allow_zero).ok_or_else(|| ConfigError {
-                    variable: name.to_owned(),
-                    value: raw,
-                    expected: if allow_zero { "a number of seconds ≥ 0" } else { "a number of seconds > 0" },
-                }),
+                Some(raw) => raw
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|v| range.contains(v))
+                    .ok_or(ConfigError {
+                        variable: name.to_owned(),
+                        value: raw,
+                        expected,
+                    }),
             }
-        };
-        let number = |name: &str, default: f64, range: std::ops::RangeInclusive<f64>, expected| match lookup(name) {
-            None => Ok(default),
-            Some(raw) => raw
-                .trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|v| range.contains(v))
-                .ok_or(ConfigError { variable: name.to_owned(), value: raw, expected }),
         };
         let backoff = match lookup("QUEUE_RETRY_BACKOFF_ENABLED") {
             None => false,
@@ -111,17 +122,36 @@ impl Settings {
                 expected: "true or false (1/0, yes/no, on/off)",
             })?,
         };
-        let default_connection = lookup("QUEUE_CONNECTION").map_or(defaults.default_connection, |c| c.trim().to_owned());
+        let default_connection =
+            lookup("QUEUE_CONNECTION").map_or(defaults.default_connection, |c| c.trim().to_owned());
         Ok(Self {
             default_connection,
-            visibility_timeout: secs("QUEUE_VISIBILITY_TIMEOUT", defaults.visibility_timeout, false)?,
-            heartbeat_interval: secs("QUEUE_HEARTBEAT_INTERVAL", defaults.heartbeat_interval, false)?,
+            visibility_timeout: secs(
+                "QUEUE_VISIBILITY_TIMEOUT",
+                defaults.visibility_timeout,
+                false,
+            )?,
+            heartbeat_interval: secs(
+                "QUEUE_HEARTBEAT_INTERVAL",
+                defaults.heartbeat_interval,
+                false,
+            )?,
             reaper_interval: secs("QUEUE_REAPER_INTERVAL", defaults.reaper_interval, true)?,
             shutdown_grace: secs("QUEUE_SHUTDOWN_GRACE", defaults.shutdown_grace, true)?,
             retry: RetryDefaults {
                 backoff_enabled: backoff,
-                max_delay: number("QUEUE_RETRY_MAX_DELAY", 60.0, 0.0..=f64::MAX, "a number of seconds ≥ 0")?,
-                jitter: number("QUEUE_RETRY_JITTER", 0.0, 0.0..=1.0, "a fraction from 0 to 1")?,
+                max_delay: number(
+                    "QUEUE_RETRY_MAX_DELAY",
+                    60.0,
+                    0.0..=f64::MAX,
+                    "a number of seconds ≥ 0",
+                )?,
+                jitter: number(
+                    "QUEUE_RETRY_JITTER",
+                    0.0,
+                    0.0..=1.0,
+                    "a fraction from 0 to 1",
+                )?,
             },
         })
     }
@@ -148,7 +178,11 @@ mod tests {
     use super::*;
 
     fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        Settings::from_lookup(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned()))
+        Settings::from_lookup(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
     }
 
     #[test]
@@ -175,13 +209,23 @@ mod tests {
         assert_eq!(s.default_connection, "memory");
         assert_eq!(s.visibility_timeout, Duration::from_millis(2500));
         assert_eq!(s.reaper_interval, Duration::ZERO);
-        assert_eq!(s.retry, RetryDefaults { backoff_enabled: true, max_delay: 30.0, jitter: 0.5 });
+        assert_eq!(
+            s.retry,
+            RetryDefaults {
+                backoff_enabled: true,
+                max_delay: 30.0,
+                jitter: 0.5
+            }
+        );
     }
 
     #[test]
     fn invalid_values_name_the_variable_and_value() {
         let error = settings(&[("QUEUE_VISIBILITY_TIMEOUT", "soon")]).expect_err("invalid");
-        assert_eq!(error.to_string(), "invalid value \"soon\" for QUEUE_VISIBILITY_TIMEOUT: a number of seconds > 0");
+        assert_eq!(
+            error.to_string(),
+            "invalid value \"soon\" for QUEUE_VISIBILITY_TIMEOUT: a number of seconds > 0"
+        );
         assert!(settings(&[("QUEUE_RETRY_JITTER", "2")]).is_err());
         assert!(settings(&[("QUEUE_RETRY_BACKOFF_ENABLED", "maybe")]).is_err());
         assert!(settings(&[("QUEUE_HEARTBEAT_INTERVAL", "0")]).is_err());

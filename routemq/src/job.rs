@@ -126,7 +126,12 @@ pub struct JobContext {
 
 impl JobContext {
     /// Builds a context; the worker does this for every attempt. Useful in tests of `handle`.
-    pub fn new(job_id: impl Into<String>, attempts: u32, queue: impl Into<String>, connection: impl Into<String>) -> Self {
+    pub fn new(
+        job_id: impl Into<String>,
+        attempts: u32,
+        queue: impl Into<String>,
+        connection: impl Into<String>,
+    ) -> Self {
         Self {
             job_id: job_id.into(),
             attempts,
@@ -273,7 +278,9 @@ impl fmt::Display for JobError {
                 Ok(())
             }
             Self::Release { delay } => write!(f, "released back to the queue for {delay:?}"),
-            Self::TimedOut { after } => write!(f, "job timed out after {} seconds", after.as_secs_f64()),
+            Self::TimedOut { after } => {
+                write!(f, "job timed out after {} seconds", after.as_secs_f64())
+            }
             Self::Panicked(message) => write!(f, "job panicked: {message}"),
         }
     }
@@ -314,6 +321,9 @@ mod tests {
     fn context_knows_its_last_attempt() {
         let ctx = JobContext::new("7", 3, "emails", "memory").with_max_tries(3);
         assert!(ctx.is_last_attempt());
-        assert_eq!((ctx.job_id(), ctx.queue(), ctx.connection()), ("7", "emails", "memory"));
+        assert_eq!(
+            (ctx.job_id(), ctx.queue(), ctx.connection()),
+            ("7", "emails", "memory")
+        );
     }
 }

@@ -165,5 +165,7 @@ pub use routemq_macros::job;
 pub mod prelude {
     #[cfg(feature = "macros")]
     pub use crate::job;
-    pub use crate::{Dispatch, Job, JobContext, JobError, JobMeta, QueueManager, Worker, WorkerOptions, queue};
+    pub use crate::{
+        Dispatch, Job, JobContext, JobError, JobMeta, QueueManager, Worker, WorkerOptions, queue,
+    };
 }

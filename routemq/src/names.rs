@@ -28,12 +28,18 @@ pub fn validate_queue_name(name: &str) -> Result<(), InvalidQueueName> {
         "it is empty"
     } else if name.len() > MAX_QUEUE_NAME_LEN {
         "it is longer than 255 bytes"
-    } else if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')) {
+    } else if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    {
         "use only letters, digits, `_`, `-` and `.`"
     } else {
         return Ok(());
     };
-    Err(InvalidQueueName { name: name.to_owned(), reason })
+    Err(InvalidQueueName {
+        name: name.to_owned(),
+        reason,
+    })
 }
 
 #[cfg(test)]
@@ -42,7 +48,20 @@ mod tests {
 
     #[test]
     fn rejects_names_that_could_inject_or_collide() {
-        for bad in ["", "a b", "q'1", "q\"", "{q}", "q:delayed", "50%", "q*", "q?", "q[1]", "x;--", "ü"] {
+        for bad in [
+            "",
+            "a b",
+            "q'1",
+            "q\"",
+            "{q}",
+            "q:delayed",
+            "50%",
+            "q*",
+            "q?",
+            "q[1]",
+            "x;--",
+            "ü",
+        ] {
             assert!(validate_queue_name(bad).is_err(), "{bad:?}");
         }
         assert!(validate_queue_name(&"q".repeat(256)).is_err());

@@ -59,7 +59,11 @@ pub struct RegistrationSite {
 
 impl fmt::Display for RegistrationSite {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}::{} ({}:{})", self.module_path, self.type_name, self.file, self.line)
+        write!(
+            f,
+            "{}::{} ({}:{})",
+            self.module_path, self.type_name, self.file, self.line
+        )
     }
 }
 
@@ -74,7 +78,12 @@ pub struct JobRegistration {
 impl JobRegistration {
     /// The registration of `T`. Called by code that `#[job]` generates.
     pub const fn new<T: Job>(site: RegistrationSite) -> Self {
-        Self { name: T::NAME, options: T::OPTIONS, site, decode: decode_as::<T> }
+        Self {
+            name: T::NAME,
+            options: T::OPTIONS,
+            site,
+            decode: decode_as::<T>,
+        }
     }
 
     /// The wire tag.
@@ -100,7 +109,10 @@ impl JobRegistration {
 
 impl fmt::Debug for JobRegistration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JobRegistration").field("name", &self.name).field("site", &self.site).finish_non_exhaustive()
+        f.debug_struct("JobRegistration")
+            .field("name", &self.name)
+            .field("site", &self.site)
+            .finish_non_exhaustive()
     }
 }
 
@@ -171,7 +183,10 @@ static GLOBAL: OnceLock<Result<Registry, RegistryError>> = OnceLock::new();
 impl Registry {
     /// The registry of every `#[job]` type linked in, built and checked once.
     pub fn global() -> Result<&'static Registry, RegistryError> {
-        GLOBAL.get_or_init(Self::build).as_ref().map_err(Clone::clone)
+        GLOBAL
+            .get_or_init(Self::build)
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// Builds a fresh registry from everything `#[job]` submitted, rejecting duplicate tags.
@@ -180,7 +195,9 @@ impl Registry {
     }
 
     /// Builds a registry from explicit registrations (for tests).
-    pub fn build_from(registrations: impl IntoIterator<Item = &'static JobRegistration>) -> Result<Registry, RegistryError> {
+    pub fn build_from(
+        registrations: impl IntoIterator<Item = &'static JobRegistration>,
+    ) -> Result<Registry, RegistryError> {
         let mut by_name: HashMap<&'static str, &'static JobRegistration> = HashMap::new();
         for registration in registrations {
             if let Some(first) = by_name.insert(registration.name, registration) {
@@ -221,10 +238,13 @@ impl Registry {
 
     /// The registration for `name`, or an error that says how to link it.
     pub fn get(&self, name: &str) -> Result<&'static JobRegistration, RegistryError> {
-        self.by_name.get(name).copied().ok_or_else(|| RegistryError::UnknownJob {
-            name: name.to_owned(),
-            registered: self.summary(),
-        })
+        self.by_name
+            .get(name)
+            .copied()
+            .ok_or_else(|| RegistryError::UnknownJob {
+                name: name.to_owned(),
+                registered: self.summary(),
+            })
     }
 
     /// Fails unless every name in `names` is registered (call it in `main` or a test).
@@ -233,14 +253,19 @@ impl Registry {
     }
 
     /// Decodes a payload: envelope → tag lookup → `data` into the job's type, in that order.
-    pub fn decode(&self, payload: &str) -> Result<(Envelope, &'static JobRegistration, Box<dyn ErasedJob>), DecodeError> {
+    pub fn decode(
+        &self,
+        payload: &str,
+    ) -> Result<(Envelope, &'static JobRegistration, Box<dyn ErasedJob>), DecodeError> {
         let envelope = Envelope::decode(payload)?;
         let registration = self.get(envelope.class())?;
-        let job = registration.decode(envelope.data()).map_err(|source| DecodeError::Payload {
-            name: envelope.class().to_owned(),
-            type_name: registration.site.type_name,
-            source,
-        })?;
+        let job = registration
+            .decode(envelope.data())
+            .map_err(|source| DecodeError::Payload {
+                name: envelope.class().to_owned(),
+                type_name: registration.site.type_name,
+                source,
+            })?;
         Ok((envelope, registration, job))
     }
 
@@ -250,7 +275,12 @@ impl Registry {
         if names.is_empty() {
             return "none".to_owned();
         }
-        let mut text = names.iter().take(SHOWN).map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+        let mut text = names
+            .iter()
+            .take(SHOWN)
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
         if names.len() > SHOWN {
             text.push_str(&format!(" and {} more", names.len() - SHOWN));
         }
@@ -260,5 +290,9 @@ impl Registry {
 
 /// Orders two sites so that error messages are the same whatever order `inventory` yields.
 fn ordered(a: RegistrationSite, b: RegistrationSite) -> (RegistrationSite, RegistrationSite) {
-    if (a.file, a.line) <= (b.file, b.line) { (a, b) } else { (b, a) }
+    if (a.file, a.line) <= (b.file, b.line) {
+        (a, b)
+    } else {
+        (b, a)
+    }
 }

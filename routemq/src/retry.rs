@@ -16,7 +16,11 @@ pub struct RetryDefaults {
 
 impl Default for RetryDefaults {
     fn default() -> Self {
-        Self { backoff_enabled: false, max_delay: 60.0, jitter: 0.0 }
+        Self {
+            backoff_enabled: false,
+            max_delay: 60.0,
+            jitter: 0.0,
+        }
     }
 }
 
@@ -45,7 +49,9 @@ pub fn retry_delay_secs(job: &JobRetry, defaults: &RetryDefaults, attempts: u32,
     }
     let max = job.max_delay.unwrap_or(defaults.max_delay).max(base);
     let jitter = job.jitter.unwrap_or(defaults.jitter);
-    let exponent = i32::try_from(attempts.max(1) - 1).unwrap_or(i32::MAX).min(1023);
+    let exponent = i32::try_from(attempts.max(1) - 1)
+        .unwrap_or(i32::MAX)
+        .min(1023);
     let delay = (base * 2f64.powi(exponent)).min(max);
     if delay <= 0.0 || jitter <= 0.0 {
         return delay;
@@ -68,29 +74,70 @@ mod tests {
 
     #[test]
     fn matches_routemq_test_values() {
-        let defaults = RetryDefaults { backoff_enabled: true, max_delay: 10.0, jitter: 0.0 };
-        let job = JobRetry { retry_after: 2.0, ..JobRetry::default() };
+        let defaults = RetryDefaults {
+            backoff_enabled: true,
+            max_delay: 10.0,
+            jitter: 0.0,
+        };
+        let job = JobRetry {
+            retry_after: 2.0,
+            ..JobRetry::default()
+        };
         assert_eq!(retry_delay_secs(&job, &defaults, 3, 0.0), 8.0);
 
-        let job = JobRetry { retry_after: 4.0, backoff_enabled: true, max_delay: Some(6.0), jitter: Some(1.0) };
-        assert_eq!(retry_delay_secs(&job, &RetryDefaults::default(), 2, 0.5), 3.0);
+        let job = JobRetry {
+            retry_after: 4.0,
+            backoff_enabled: true,
+            max_delay: Some(6.0),
+            jitter: Some(1.0),
+        };
+        assert_eq!(
+            retry_delay_secs(&job, &RetryDefaults::default(), 2, 0.5),
+            3.0
+        );
     }
 
     #[test]
     fn fixed_delay_when_backoff_is_off_and_attempt_zero_counts_as_one() {
-        let job = JobRetry { retry_after: 7.0, ..JobRetry::default() };
-        assert_eq!(retry_delay_secs(&job, &RetryDefaults::default(), 5, 0.9), 7.0);
-        let on = RetryDefaults { backoff_enabled: true, ..RetryDefaults::default() };
+        let job = JobRetry {
+            retry_after: 7.0,
+            ..JobRetry::default()
+        };
+        assert_eq!(
+            retry_delay_secs(&job, &RetryDefaults::default(), 5, 0.9),
+            7.0
+        );
+        let on = RetryDefaults {
+            backoff_enabled: true,
+            ..RetryDefaults::default()
+        };
         assert_eq!(retry_delay_secs(&job, &on, 0, 0.0), 7.0);
         assert_eq!(retry_delay_secs(&job, &on, 1_000_000, 0.0), 60.0);
     }
 
     #[test]
     fn partial_jitter_keeps_a_lower_bound_and_rounds_half_to_even() {
-        let job = JobRetry { retry_after: 10.0, backoff_enabled: true, max_delay: Some(10.0), jitter: Some(0.5) };
-        assert_eq!(retry_delay_secs(&job, &RetryDefaults::default(), 1, 0.0), 5.0);
-        assert_eq!(retry_delay_secs(&job, &RetryDefaults::default(), 1, 1.0), 10.0);
-        let half = JobRetry { retry_after: 2.5, ..JobRetry::default() };
-        assert_eq!(retry_delay(&half, &RetryDefaults::default(), 1), Duration::from_secs(2));
+        let job = JobRetry {
+            retry_after: 10.0,
+            backoff_enabled: true,
+            max_delay: Some(10.0),
+            jitter: Some(0.5),
+        };
+        assert_eq!(
+            retry_delay_secs(&job, &RetryDefaults::default(), 1, 0.0),
+            5.0
+        );
+        assert_eq!(
+            retry_delay_secs(&job, &RetryDefaults::default(), 1, 1.0),
+            10.0
+        );
+        let half = JobRetry {
+            retry_after: 2.5,
+            ..JobRetry::default()
+        };
+        assert_eq!(
+            retry_delay(&half, &RetryDefaults::default(), 1),
+            Duration::from_secs(2)
+        );
     }
 }

@@ -66,7 +66,14 @@ pub(crate) struct FakeQueue {
 }
 
 impl FakeQueue {
-    pub(crate) fn record(&self, name: &'static str, queue: &str, connection: &str, delay: Duration, payload: String) -> String {
+    pub(crate) fn record(
+        &self,
+        name: &'static str,
+        queue: &str,
+        connection: &str,
+        delay: Duration,
+        payload: String,
+    ) -> String {
         let mut jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
         let id = format!("fake-{}", jobs.len() + 1);
         jobs.push(CapturedJob {
@@ -101,7 +108,11 @@ pub fn fake_in(manager: &'static QueueManager) -> QueueFake {
     let exclusive = EXCLUSIVE.lock().unwrap_or_else(PoisonError::into_inner);
     let captured = Arc::new(FakeQueue::default());
     manager.set_fake(Some(Arc::clone(&captured)));
-    QueueFake { manager, captured, _exclusive: exclusive }
+    QueueFake {
+        manager,
+        captured,
+        _exclusive: exclusive,
+    }
 }
 
 impl Drop for QueueFake {
@@ -113,7 +124,11 @@ impl Drop for QueueFake {
 impl QueueFake {
     /// Every captured dispatch, in order.
     pub fn captured(&self) -> Vec<CapturedJob> {
-        self.captured.jobs.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.captured
+            .jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn of<T: Job>(&self) -> Vec<(CapturedJob, T)> {
@@ -121,7 +136,8 @@ impl QueueFake {
             .into_iter()
             .filter(|c| c.name == T::NAME)
             .map(|c| {
-                let envelope = Envelope::decode(&c.payload).unwrap_or_else(|e| panic!("captured envelope: {e}"));
+                let envelope = Envelope::decode(&c.payload)
+                    .unwrap_or_else(|e| panic!("captured envelope: {e}"));
                 let job = serde_json::from_str::<T>(envelope.data())
                     .unwrap_or_else(|e| panic!("captured {} does not decode: {e}", T::NAME));
                 (c, job)
@@ -137,7 +153,11 @@ impl QueueFake {
     /// Panics unless at least one `T` was dispatched.
     #[track_caller]
     pub fn assert_dispatched<T: Job>(&self) {
-        assert!(!self.of::<T>().is_empty(), "expected `{}` to be dispatched, but it was not", T::NAME);
+        assert!(
+            !self.of::<T>().is_empty(),
+            "expected `{}` to be dispatched, but it was not",
+            T::NAME
+        );
     }
 
     /// Panics unless a dispatched `T` matches `predicate`.
@@ -156,27 +176,44 @@ impl QueueFake {
     #[track_caller]
     pub fn assert_dispatched_times<T: Job>(&self, times: usize) {
         let count = self.of::<T>().len();
-        assert_eq!(count, times, "expected `{}` to be dispatched {times} time(s), it was dispatched {count}", T::NAME);
+        assert_eq!(
+            count,
+            times,
+            "expected `{}` to be dispatched {times} time(s), it was dispatched {count}",
+            T::NAME
+        );
     }
 
     /// Panics if any `T` was dispatched.
     #[track_caller]
     pub fn assert_not_dispatched<T: Job>(&self) {
         let count = self.of::<T>().len();
-        assert_eq!(count, 0, "expected `{}` not to be dispatched, it was dispatched {count} time(s)", T::NAME);
+        assert_eq!(
+            count,
+            0,
+            "expected `{}` not to be dispatched, it was dispatched {count} time(s)",
+            T::NAME
+        );
     }
 
     /// Panics if anything was dispatched.
     #[track_caller]
     pub fn assert_nothing_dispatched(&self) {
         let names: Vec<&str> = self.captured().iter().map(|c| c.name).collect();
-        assert!(names.is_empty(), "expected nothing to be dispatched, got {names:?}");
+        assert!(
+            names.is_empty(),
+            "expected nothing to be dispatched, got {names:?}"
+        );
     }
 
     /// Panics unless a `T` was pushed to `queue`.
     #[track_caller]
     pub fn assert_pushed_on<T: Job>(&self, queue: &str) {
         let queues: Vec<String> = self.of::<T>().into_iter().map(|(c, _)| c.queue).collect();
-        assert!(queues.iter().any(|q| q == queue), "expected `{}` on queue `{queue}`, it went to {queues:?}", T::NAME);
+        assert!(
+            queues.iter().any(|q| q == queue),
+            "expected `{}` on queue `{queue}`, it went to {queues:?}",
+            T::NAME
+        );
     }
 }

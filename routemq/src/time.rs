@@ -5,11 +5,6 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Seconds since the epoch as a float (Redis scores, ages).
-pub(crate) fn epoch_secs(at: SystemTime) -> f64 {
-    at.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
-}
-
 /// Days since 1970-01-01 → (year, month, day). Howard Hinnant's `civil_from_days`.
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
@@ -71,7 +66,10 @@ pub(crate) fn parse_utc(text: &str) -> Option<SystemTime> {
     let (clock, offset_secs) = split_offset(rest)?;
     let (hms, fraction) = clock.split_once('.').unwrap_or((clock, ""));
     let mut hms = hms.splitn(3, ':');
-    let hour: i64 = hms.next().filter(|s| !s.is_empty()).map_or(Some(0), |s| s.parse().ok())?;
+    let hour: i64 = hms
+        .next()
+        .filter(|s| !s.is_empty())
+        .map_or(Some(0), |s| s.parse().ok())?;
     let minute: i64 = hms.next().map_or(Some(0), |s| s.parse().ok())?;
     let second: i64 = hms.next().map_or(Some(0), |s| s.parse().ok())?;
     let micros: u32 = if fraction.is_empty() {
@@ -80,7 +78,8 @@ pub(crate) fn parse_utc(text: &str) -> Option<SystemTime> {
         let digits: String = fraction.chars().take(6).collect();
         format!("{digits:0<6}").parse().ok()?
     };
-    let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
+    let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second
+        - offset_secs;
     let secs = u64::try_from(secs).ok()?;
     Some(UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_micros(u64::from(micros)))
 }
@@ -113,7 +112,10 @@ mod tests {
         assert_eq!(parse_utc("2026-11-28 21:26:46.740464"), Some(at));
         assert_eq!(parse_utc("2026-11-28T22:26:46.740464+01:00"), Some(at));
         assert_eq!(iso_utc(UNIX_EPOCH), "1970-01-01T00:00:00.000000+00:00");
-        assert_eq!(naive_utc(parse_utc("2000-02-29T00:00:00Z").expect("leap day"), 'T'), "2000-02-29T00:00:00.000000");
+        assert_eq!(
+            naive_utc(parse_utc("2000-02-29T00:00:00Z").expect("leap day"), 'T'),
+            "2000-02-29T00:00:00.000000"
+        );
         assert_eq!(parse_utc("not a date"), None);
     }
 }

@@ -46,10 +46,19 @@ impl Harness {
         let driver = factory.make().await?;
         driver.migrate().await.expect("migrate");
         let connection = format!("under-test-{}", driver.kind());
-        let manager = QueueManager::new(Settings { default_connection: connection.clone(), ..Settings::default() });
+        let manager = QueueManager::new(Settings {
+            default_connection: connection.clone(),
+            ..Settings::default()
+        });
         manager.register(connection.clone(), Arc::clone(&driver));
         let unique = unique_key(&test.replace('_', "-"));
-        Some(Self { manager, driver, connection, queue: format!("t-{unique}"), key: unique })
+        Some(Self {
+            manager,
+            driver,
+            connection,
+            queue: format!("t-{unique}"),
+            key: unique,
+        })
     }
 
     /// A second queue of this test's own.
@@ -87,12 +96,20 @@ impl Harness {
 
     /// Dispatches `job` to this test's queue; returns its id.
     pub async fn push<T: Job>(&self, job: T) -> String {
-        self.manager.push(job).on_queue(self.queue.clone()).await.expect("dispatch")
+        self.manager
+            .push(job)
+            .on_queue(self.queue.clone())
+            .await
+            .expect("dispatch")
     }
 
     /// Pushes a raw payload (for malformed-envelope tests).
     pub async fn push_raw(&self, payload: &str) -> String {
-        let job = NewJob { queue: self.queue.clone(), payload: payload.to_owned(), delay: Duration::ZERO };
+        let job = NewJob {
+            queue: self.queue.clone(),
+            payload: payload.to_owned(),
+            delay: Duration::ZERO,
+        };
         self.driver.push(&[job]).await.expect("push").remove(0)
     }
 

@@ -5,7 +5,12 @@ use serde_json::Value;
 
 /// `interop_jobs.EchoJob`: echoes mixed JSON values.
 #[derive(Debug, Clone, PartialEq)]
-#[job(name = "interop_jobs.EchoJob", max_tries = 3, timeout = 30, queue = "interop")]
+#[job(
+    name = "interop_jobs.EchoJob",
+    max_tries = 3,
+    timeout = 30,
+    queue = "interop"
+)]
 pub struct EchoJob {
     /// A string with non-ASCII characters and quotes.
     pub text: String,
@@ -19,7 +24,13 @@ pub struct EchoJob {
 
 impl Job for EchoJob {
     async fn handle(&mut self, ctx: &JobContext) -> Result<(), JobError> {
-        crate::ledger::record(&format!("interop-{}", ctx.queue()), "echo", ctx.attempts(), 0, ctx.job_id());
+        crate::ledger::record(
+            &format!("interop-{}", ctx.queue()),
+            "echo",
+            ctx.attempts(),
+            0,
+            ctx.job_id(),
+        );
         Ok(())
     }
 }
@@ -45,5 +56,6 @@ pub fn fixtures_dir() -> std::path::PathBuf {
 
 /// A fixture file's text.
 pub fn fixture(name: &str) -> String {
-    std::fs::read_to_string(fixtures_dir().join(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+    std::fs::read_to_string(fixtures_dir().join(name))
+        .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
 }

@@ -67,7 +67,11 @@ impl Job for AlwaysFail {
     }
 
     async fn failed(&mut self, ctx: &JobContext, error: &JobError) {
-        let what = if error.to_string().contains("refused") || !error.is_retryable() { "failed" } else { "failed-other" };
+        let what = if error.to_string().contains("refused") || !error.is_retryable() {
+            "failed"
+        } else {
+            "failed-other"
+        };
         record(&self.key, what, ctx.attempts(), 0, ctx.job_id());
     }
 }
@@ -83,7 +87,11 @@ pub struct RetryAfterOne {
 impl Job for RetryAfterOne {
     async fn handle(&mut self, ctx: &JobContext) -> Result<(), JobError> {
         record(&self.key, "run", ctx.attempts(), 0, ctx.job_id());
-        if ctx.attempts() == 1 { Err(JobError::msg("first try fails")) } else { Ok(()) }
+        if ctx.attempts() == 1 {
+            Err(JobError::msg("first try fails"))
+        } else {
+            Ok(())
+        }
     }
 }
 

@@ -29,18 +29,35 @@ fn ledger() -> MutexGuard<'static, Option<HashMap<String, Vec<Event>>>> {
 
 /// A key no other test in this process uses.
 pub fn unique_key(prefix: &str) -> String {
-    format!("{prefix}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Records an event under `key`.
 pub fn record(key: &str, what: &'static str, attempt: u32, n: u64, job_id: &str) {
-    let event = Event { what, attempt, n, job_id: job_id.to_owned(), at: Instant::now() };
-    ledger().get_or_insert_with(HashMap::new).entry(key.to_owned()).or_default().push(event);
+    let event = Event {
+        what,
+        attempt,
+        n,
+        job_id: job_id.to_owned(),
+        at: Instant::now(),
+    };
+    ledger()
+        .get_or_insert_with(HashMap::new)
+        .entry(key.to_owned())
+        .or_default()
+        .push(event);
 }
 
 /// Everything recorded under `key`, in order.
 pub fn events(key: &str) -> Vec<Event> {
-    ledger().as_ref().and_then(|l| l.get(key).cloned()).unwrap_or_default()
+    ledger()
+        .as_ref()
+        .and_then(|l| l.get(key).cloned())
+        .unwrap_or_default()
 }
 
 /// The events of one kind under `key`.

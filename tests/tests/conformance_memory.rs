@@ -5,4 +5,6 @@ use std::sync::Arc;
 use routemq::driver::QueueDriver;
 use routemq::driver::memory::MemoryDriver;
 
-routemq_tests::conformance_suite!(|| async { Some(Arc::new(MemoryDriver::new()) as Arc<dyn QueueDriver>) });
+routemq_tests::conformance_suite!(|| async {
+    Some(Arc::new(MemoryDriver::new()) as Arc<dyn QueueDriver>)
+});

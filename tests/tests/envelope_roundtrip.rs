@@ -15,7 +15,12 @@ struct Inner {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-#[job(name = "roundtrip.Everything", backoff = "exponential", max_delay = 12.5, jitter = 0.1)]
+#[job(
+    name = "roundtrip.Everything",
+    backoff = "exponential",
+    max_delay = 12.5,
+    jitter = 0.1
+)]
 struct Everything {
     text: String,
     int: i64,
@@ -65,9 +70,17 @@ prop_compose! {
 }
 
 fn round_trip<T: Job>(job: &T, queue: &str) -> (String, T) {
-    let observability = Observability { job_class: "x", queue, connection: "memory", ..Default::default() };
+    let observability = Observability {
+        job_class: "x",
+        queue,
+        connection: "memory",
+        ..Default::default()
+    };
     let payload = Envelope::encode(job, queue, &observability).expect("encodes");
-    let (envelope, registration, _) = Registry::global().expect("registry").decode(&payload).expect("decodes");
+    let (envelope, registration, _) = Registry::global()
+        .expect("registry")
+        .decode(&payload)
+        .expect("decodes");
     assert_eq!(registration.name(), T::NAME);
     assert_eq!(envelope.queue(), queue);
     assert_eq!(envelope.to_json(), payload, "re-encoding is stable");

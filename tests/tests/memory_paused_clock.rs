@@ -25,7 +25,13 @@ fn gaps(runs: &Mutex<Vec<Instant>>) -> Vec<Duration> {
 
 /// Fails every time, with exponential backoff from 10 s capped at 30 s.
 #[derive(Debug)]
-#[job(name = "paused.Backoff", max_tries = 4, retry_after = 10, backoff = "exponential", max_delay = 30)]
+#[job(
+    name = "paused.Backoff",
+    max_tries = 4,
+    retry_after = 10,
+    backoff = "exponential",
+    max_delay = 30
+)]
 struct Backoff;
 
 impl Job for Backoff {
@@ -42,7 +48,11 @@ struct Release;
 
 impl Job for Release {
     async fn handle(&mut self, _ctx: &JobContext) -> Result<(), JobError> {
-        if stamp(&RELEASE_RUNS) == 1 { Err(JobError::release(Duration::from_secs(90))) } else { Ok(()) }
+        if stamp(&RELEASE_RUNS) == 1 {
+            Err(JobError::release(Duration::from_secs(90)))
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -50,16 +60,31 @@ async fn run_one<T: Job>(job: T, queue: &str) -> WorkerReport {
     let driver: Arc<dyn QueueDriver> = Arc::new(MemoryDriver::new());
     let manager = QueueManager::new(Settings::default());
     manager.register("memory", Arc::clone(&driver));
-    manager.push(job).on_connection("memory").on_queue(queue).await.expect("dispatch");
-    let options = WorkerOptions { queues: vec![queue.to_owned()], stop_when_empty: true, ..WorkerOptions::default() };
-    Worker::new(driver, "memory", options).run().await.expect("runs")
+    manager
+        .push(job)
+        .on_connection("memory")
+        .on_queue(queue)
+        .await
+        .expect("dispatch");
+    let options = WorkerOptions {
+        queues: vec![queue.to_owned()],
+        stop_when_empty: true,
+        ..WorkerOptions::default()
+    };
+    Worker::new(driver, "memory", options)
+        .run()
+        .await
+        .expect("runs")
 }
 
 fn assert_close(actual: &[Duration], expected: &[u64]) {
     assert_eq!(actual.len(), expected.len(), "{actual:?}");
     for (gap, secs) in actual.iter().zip(expected) {
         let want = Duration::from_secs(*secs);
-        assert!(*gap >= want && *gap < want + Duration::from_millis(100), "gap {gap:?}, expected {want:?}");
+        assert!(
+            *gap >= want && *gap < want + Duration::from_millis(100),
+            "gap {gap:?}, expected {want:?}"
+        );
     }
 }
 

@@ -44,17 +44,30 @@ fn default_tag_is_the_module_path_written_routemq_style() {
 fn names_lists_every_linked_job() {
     let registry = Registry::global().expect("no duplicates");
     let names = registry.names();
-    for expected in ["billing.ChargeCard", "registry.jobs.DefaultTagged", "conformance.Record", "interop_jobs.EchoJob"] {
-        assert!(names.contains(&expected), "{expected} missing from {names:?}");
+    for expected in [
+        "billing.ChargeCard",
+        "registry.jobs.DefaultTagged",
+        "conformance.Record",
+        "interop_jobs.EchoJob",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "{expected} missing from {names:?}"
+        );
     }
     assert!(names.windows(2).all(|w| w[0] < w[1]), "sorted and unique");
     assert_eq!(registry.len(), names.len());
-    registry.expect_registered(&["billing.ChargeCard", "interop_jobs.FailJob"]).expect("registered");
+    registry
+        .expect_registered(&["billing.ChargeCard", "interop_jobs.FailJob"])
+        .expect("registered");
 }
 
 #[test]
 fn registration_records_options_and_where_the_type_is() {
-    let registration = Registry::global().expect("registry").get("billing.ChargeCard").expect("registered");
+    let registration = Registry::global()
+        .expect("registry")
+        .get("billing.ChargeCard")
+        .expect("registered");
     assert_eq!(registration.options().max_tries, 7);
     assert_eq!(registration.options().queue, "billing");
     let site = registration.site();
@@ -69,21 +82,50 @@ fn unknown_tags_say_how_to_link_the_crate() {
     let error = registry.get("shop.ShipOrder").expect_err("unknown");
     assert!(matches!(error, RegistryError::UnknownJob { .. }));
     let message = error.to_string();
-    assert!(message.starts_with("job `shop.ShipOrder` is not registered in this binary"), "{message}");
-    assert!(message.contains("add `use <that_crate> as _;`"), "{message}");
-    assert!(message.contains("`billing.ChargeCard`"), "lists what is registered: {message}");
-    assert!(registry.expect_registered(&["billing.ChargeCard", "shop.ShipOrder"]).is_err());
+    assert!(
+        message.starts_with("job `shop.ShipOrder` is not registered in this binary"),
+        "{message}"
+    );
+    assert!(
+        message.contains("add `use <that_crate> as _;`"),
+        "{message}"
+    );
+    assert!(
+        message.contains("`billing.ChargeCard`"),
+        "lists what is registered: {message}"
+    );
+    assert!(
+        registry
+            .expect_registered(&["billing.ChargeCard", "shop.ShipOrder"])
+            .is_err()
+    );
 }
 
 #[test]
 fn decoding_checks_the_tag_before_the_data() {
     let registry = Registry::global().expect("registry");
     // `data` would not fit any type, but the unknown tag is reported first.
-    let error = registry.decode(r#"{"class": "shop.ShipOrder", "data": {"amount": "x"}}"#).err().expect("fails");
+    let error = registry
+        .decode(r#"{"class": "shop.ShipOrder", "data": {"amount": "x"}}"#)
+        .err()
+        .expect("fails");
     assert!(error.to_string().contains("not registered"), "{error}");
-    let error = registry.decode(r#"{"class": "billing.ChargeCard", "data": {"amount": "x"}}"#).err().expect("fails");
+    let error = registry
+        .decode(r#"{"class": "billing.ChargeCard", "data": {"amount": "x"}}"#)
+        .err()
+        .expect("fails");
     let message = error.to_string();
-    assert!(message.starts_with("payload of job `billing.ChargeCard` does not decode into Renamed"), "{message}");
-    assert!(message.contains("invalid type: string \"x\", expected u64"), "{message}");
-    assert!(registry.decode(r#"{"class": "billing.ChargeCard", "data": {"amount": 5}}"#).is_ok());
+    assert!(
+        message.starts_with("payload of job `billing.ChargeCard` does not decode into Renamed"),
+        "{message}"
+    );
+    assert!(
+        message.contains("invalid type: string \"x\", expected u64"),
+        "{message}"
+    );
+    assert!(
+        registry
+            .decode(r#"{"class": "billing.ChargeCard", "data": {"amount": 5}}"#)
+            .is_ok()
+    );
 }

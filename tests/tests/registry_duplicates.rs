@@ -34,21 +34,45 @@ mod legacy {
 #[test]
 fn duplicate_tags_name_both_types_and_their_locations() {
     let error = Registry::build().expect_err("duplicate");
-    let RegistryError::DuplicateJobName { name, first, second } = &error else { panic!("{error:?}") };
+    let RegistryError::DuplicateJobName {
+        name,
+        first,
+        second,
+    } = &error
+    else {
+        panic!("{error:?}")
+    };
     assert_eq!(*name, "dup.SendEmail");
     let mut types = [first.type_name, second.type_name];
     types.sort_unstable();
     assert_eq!(types, ["OldSendEmail", "SendEmail"]);
     let message = error.to_string();
-    assert!(message.contains("registry_duplicates::SendEmail (tests/registry_duplicates.rs:"), "{message}");
-    assert!(message.contains("registry_duplicates::legacy::OldSendEmail (tests/registry_duplicates.rs:"), "{message}");
-    assert!(message.contains("give one of them a unique `#[job(name = \"...\")]`"), "{message}");
-    assert!(Registry::global().is_err(), "the cached registry is refused too");
+    assert!(
+        message.contains("registry_duplicates::SendEmail (tests/registry_duplicates.rs:"),
+        "{message}"
+    );
+    assert!(
+        message
+            .contains("registry_duplicates::legacy::OldSendEmail (tests/registry_duplicates.rs:"),
+        "{message}"
+    );
+    assert!(
+        message.contains("give one of them a unique `#[job(name = \"...\")]`"),
+        "{message}"
+    );
+    assert!(
+        Registry::global().is_err(),
+        "the cached registry is refused too"
+    );
 }
 
 #[tokio::test]
 async fn a_worker_refuses_to_start() {
-    let worker = Worker::new(Arc::new(MemoryDriver::new()), "memory", WorkerOptions::default());
+    let worker = Worker::new(
+        Arc::new(MemoryDriver::new()),
+        "memory",
+        WorkerOptions::default(),
+    );
     let error = worker.run().await.expect_err("refuses");
     assert!(error.to_string().contains("dup.SendEmail"), "{error}");
 }

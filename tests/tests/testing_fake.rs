@@ -32,9 +32,19 @@ async fn captures_dispatches_instead_of_storing_them() {
     fake.assert_nothing_dispatched();
     let id = SendInvoice { order: 1 }.dispatch().await.expect("captured");
     assert_eq!(id, "fake-1");
-    SendInvoice { order: 2 }.dispatch().on_queue("urgent").await.expect("captured");
-    SendInvoice { order: 3 }.dispatch_later(Duration::from_secs(60)).await.expect("captured");
-    routemq::queue().bulk([SendInvoice { order: 4 }, SendInvoice { order: 5 }]).await.expect("captured");
+    SendInvoice { order: 2 }
+        .dispatch()
+        .on_queue("urgent")
+        .await
+        .expect("captured");
+    SendInvoice { order: 3 }
+        .dispatch_later(Duration::from_secs(60))
+        .await
+        .expect("captured");
+    routemq::queue()
+        .bulk([SendInvoice { order: 4 }, SendInvoice { order: 5 }])
+        .await
+        .expect("captured");
 
     fake.assert_dispatched::<SendInvoice>();
     fake.assert_dispatched_times::<SendInvoice>(5);
@@ -42,7 +52,11 @@ async fn captures_dispatches_instead_of_storing_them() {
     fake.assert_pushed_on::<SendInvoice>("billing");
     fake.assert_pushed_on::<SendInvoice>("urgent");
     fake.assert_not_dispatched::<Unused>();
-    let orders: Vec<u64> = fake.dispatched::<SendInvoice>().iter().map(|j| j.order).collect();
+    let orders: Vec<u64> = fake
+        .dispatched::<SendInvoice>()
+        .iter()
+        .map(|j| j.order)
+        .collect();
     assert_eq!(orders, [1, 2, 3, 4, 5]);
     let captured = fake.captured();
     assert_eq!(captured[2].delay, Duration::from_secs(60));
@@ -53,11 +67,20 @@ async fn captures_dispatches_instead_of_storing_them() {
 async fn failed_assertions_explain_themselves() {
     let fake = testing::fake();
     SendInvoice { order: 9 }.dispatch().await.expect("captured");
-    let times = std::panic::catch_unwind(|| fake.assert_dispatched_times::<SendInvoice>(2)).expect_err("wrong count");
+    let times = std::panic::catch_unwind(|| fake.assert_dispatched_times::<SendInvoice>(2))
+        .expect_err("wrong count");
     let message = times.downcast_ref::<String>().cloned().unwrap_or_default();
-    assert!(message.contains("expected `fake.SendInvoice` to be dispatched 2 time(s), it was dispatched 1"), "{message}");
+    assert!(
+        message.contains(
+            "expected `fake.SendInvoice` to be dispatched 2 time(s), it was dispatched 1"
+        ),
+        "{message}"
+    );
     assert!(std::panic::catch_unwind(|| fake.assert_not_dispatched::<SendInvoice>()).is_err());
-    assert!(std::panic::catch_unwind(|| fake.assert_dispatched_where::<SendInvoice>(|j| j.order == 1)).is_err());
+    assert!(
+        std::panic::catch_unwind(|| fake.assert_dispatched_where::<SendInvoice>(|j| j.order == 1))
+            .is_err()
+    );
     assert!(std::panic::catch_unwind(|| fake.assert_dispatched::<Unused>()).is_err());
     assert!(std::panic::catch_unwind(|| fake.assert_nothing_dispatched()).is_err());
 }
@@ -65,6 +88,13 @@ async fn failed_assertions_explain_themselves() {
 #[tokio::test]
 async fn invalid_queue_names_are_refused_at_dispatch() {
     let _fake = testing::fake();
-    let error = SendInvoice { order: 1 }.dispatch().on_queue("a b").await.expect_err("refused");
-    assert_eq!(error.to_string(), "invalid queue name \"a b\": use only letters, digits, `_`, `-` and `.`");
+    let error = SendInvoice { order: 1 }
+        .dispatch()
+        .on_queue("a b")
+        .await
+        .expect_err("refused");
+    assert_eq!(
+        error.to_string(),
+        "invalid queue name \"a b\": use only letters, digits, `_`, `-` and `.`"
+    );
 }

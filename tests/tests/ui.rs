@@ -20,6 +20,9 @@ fn job_attribute() {
     if version.starts_with(PINNED_RUSTC) {
         cases.compile_fail("ui/fail/*.rs");
     } else {
-        println!("skipped: compile_fail stderr is pinned to {PINNED_RUSTC}x, this is {}", version.trim());
+        println!(
+            "skipped: compile_fail stderr is pinned to {PINNED_RUSTC}x, this is {}",
+            version.trim()
+        );
     }
 }

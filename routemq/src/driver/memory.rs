@@ -11,7 +11,9 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::{DriverError, FailedJob, Failure, Lease, NewJob, QueueDriver, QueueStats, Reaped, ReservedJob};
+use super::{
+    DriverError, FailedJob, Failure, Lease, NewJob, QueueDriver, QueueStats, Reaped, ReservedJob,
+};
 use crate::envelope::Envelope;
 
 #[derive(Debug)]
@@ -59,13 +61,18 @@ impl Default for MemoryDriver {
 impl MemoryDriver {
     /// An empty store.
     pub fn new() -> Self {
-        Self { state: Mutex::new(State::default()), wake: watch::Sender::new(0) }
+        Self {
+            state: Mutex::new(State::default()),
+            wake: watch::Sender::new(0),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the maps half-updated in a way that matters
         // more than losing the whole store, so keep going with the data.
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn wake(&self) {
@@ -84,7 +91,15 @@ impl State {
     fn insert(&mut self, queue: &str, payload: String, delay: Duration, now: Instant) -> u64 {
         self.next_id += 1;
         let id = self.next_id;
-        self.jobs.insert(id, StoredJob { queue: queue.to_owned(), payload, attempts: 0, created: now });
+        self.jobs.insert(
+            id,
+            StoredJob {
+                queue: queue.to_owned(),
+                payload,
+                attempts: 0,
+                created: now,
+            },
+        );
         self.schedule(queue, id, delay, now);
         id
     }
@@ -99,7 +114,9 @@ impl State {
     }
 
     fn promote_due(&mut self, queue: &str, now: Instant) {
-        let Some(state) = self.queues.get_mut(queue) else { return };
+        let Some(state) = self.queues.get_mut(queue) else {
+            return;
+        };
         while let Some(&(due, id)) = state.delayed.first() {
             if due > now {
                 break;
@@ -113,7 +130,10 @@ impl State {
     fn held(&self, lease: &Lease) -> Option<u64> {
         let id: u64 = lease.id.parse().ok()?;
         let job = self.jobs.get(&id)?;
-        (self.leases.contains_key(&id) && job.attempts == lease.attempts && job.queue == lease.queue).then_some(id)
+        (self.leases.contains_key(&id)
+            && job.attempts == lease.attempts
+            && job.queue == lease.queue)
+            .then_some(id)
     }
 
     fn unlease(&mut self, id: u64) -> Option<StoredJob> {
@@ -142,7 +162,8 @@ impl State {
 }
 
 fn failed_id(id: &str) -> Result<u64, DriverError> {
-    id.parse().map_err(|_| DriverError::InvalidId(id.to_owned()))
+    id.parse()
+        .map_err(|_| DriverError::InvalidId(id.to_owned()))
 }
 
 #[async_trait]
@@ -156,27 +177,48 @@ impl QueueDriver for MemoryDriver {
         let ids = {
             let mut state = self.lock();
             jobs.iter()
-                .map(|job| state.insert(&job.queue, job.payload.clone(), job.delay, now).to_string())
+                .map(|job| {
+                    state
+                        .insert(&job.queue, job.payload.clone(), job.delay, now)
+                        .to_string()
+                })
                 .collect()
         };
         self.wake();
         Ok(ids)
     }
 
-    async fn reserve(&self, queues: &[String], max: usize) -> Result<Vec<ReservedJob>, DriverError> {
+    async fn reserve(
+        &self,
+        queues: &[String],
+        max: usize,
+    ) -> Result<Vec<ReservedJob>, DriverError> {
         let now = Instant::now();
         let mut state = self.lock();
         let mut out = Vec::new();
         for queue in queues {
             state.promote_due(queue, now);
             while out.len() < max {
-                let Some(id) = state.queues.get_mut(queue).and_then(|q| q.ready.pop_first()) else { break };
+                let Some(id) = state
+                    .queues
+                    .get_mut(queue)
+                    .and_then(|q| q.ready.pop_first())
+                else {
+                    break;
+                };
                 state.queue(queue).reserved.insert((now, id));
                 state.leases.insert(id, now);
-                let Some(job) = state.jobs.get_mut(&id) else { continue };
+                let Some(job) = state.jobs.get_mut(&id) else {
+                    continue;
+                };
                 job.attempts += 1;
                 out.push(ReservedJob {
-                    lease: Lease { id: id.to_string(), queue: queue.clone(), attempts: job.attempts, token: String::new() },
+                    lease: Lease {
+                        id: id.to_string(),
+                        queue: queue.clone(),
+                        attempts: job.attempts,
+                        token: String::new(),
+                    },
                     payload: job.payload.clone(),
                 });
             }
@@ -194,12 +236,21 @@ impl QueueDriver for MemoryDriver {
         Ok(())
     }
 
-    async fn release(&self, lease: &Lease, delay: Duration, refund_attempt: bool) -> Result<bool, DriverError> {
+    async fn release(
+        &self,
+        lease: &Lease,
+        delay: Duration,
+        refund_attempt: bool,
+    ) -> Result<bool, DriverError> {
         let now = Instant::now();
         let released = {
             let mut state = self.lock();
-            let Some(id) = state.held(lease) else { return Ok(false) };
-            let Some(heartbeat) = state.leases.remove(&id) else { return Ok(false) };
+            let Some(id) = state.held(lease) else {
+                return Ok(false);
+            };
+            let Some(heartbeat) = state.leases.remove(&id) else {
+                return Ok(false);
+            };
             state.queue(&lease.queue).reserved.remove(&(heartbeat, id));
             if let Some(job) = state.jobs.get_mut(&id)
                 && refund_attempt
@@ -215,8 +266,12 @@ impl QueueDriver for MemoryDriver {
 
     async fn fail(&self, lease: &Lease, failure: &Failure) -> Result<bool, DriverError> {
         let mut state = self.lock();
-        let Some(id) = state.held(lease) else { return Ok(false) };
-        let Some(job) = state.unlease(id) else { return Ok(false) };
+        let Some(id) = state.held(lease) else {
+            return Ok(false);
+        };
+        let Some(job) = state.unlease(id) else {
+            return Ok(false);
+        };
         state.record_failed(job, failure);
         Ok(true)
     }
@@ -226,7 +281,9 @@ impl QueueDriver for MemoryDriver {
         let mut state = self.lock();
         let mut held = 0;
         for lease in leases {
-            let Some(id) = state.held(lease) else { continue };
+            let Some(id) = state.held(lease) else {
+                continue;
+            };
             if let Some(old) = state.leases.insert(id, now) {
                 let queue = state.queue(&lease.queue);
                 queue.reserved.remove(&(old, id));
@@ -247,19 +304,28 @@ impl QueueDriver for MemoryDriver {
         let mut reaped = Reaped::default();
         {
             let mut state = self.lock();
-            let Some(cutoff) = now.checked_sub(visibility_timeout) else { return Ok(reaped) };
+            let Some(cutoff) = now.checked_sub(visibility_timeout) else {
+                return Ok(reaped);
+            };
             for queue in queues {
-                while let Some(&(heartbeat, id)) = state.queues.get(queue).and_then(|q| q.reserved.first()) {
+                while let Some(&(heartbeat, id)) =
+                    state.queues.get(queue).and_then(|q| q.reserved.first())
+                {
                     if heartbeat >= cutoff {
                         break;
                     }
                     state.queue(queue).reserved.pop_first();
                     state.leases.remove(&id);
-                    let Some(job) = state.jobs.get(&id) else { continue };
-                    let max_tries = max_tries_override
-                        .unwrap_or_else(|| Envelope::decode(&job.payload).map_or(3, |e| e.effective_max_tries()));
+                    let Some(job) = state.jobs.get(&id) else {
+                        continue;
+                    };
+                    let max_tries = max_tries_override.unwrap_or_else(|| {
+                        Envelope::decode(&job.payload).map_or(3, |e| e.effective_max_tries())
+                    });
                     if job.attempts >= max_tries {
-                        let Some(job) = state.jobs.remove(&id) else { continue };
+                        let Some(job) = state.jobs.remove(&id) else {
+                            continue;
+                        };
                         let failure = Failure {
                             connection: "memory".to_owned(),
                             exception: super::reservation_expired_message(visibility_timeout),
@@ -281,7 +347,10 @@ impl QueueDriver for MemoryDriver {
 
     async fn size(&self, queue: &str) -> Result<u64, DriverError> {
         let state = self.lock();
-        Ok(state.queues.get(queue).map_or(0, |q| (q.ready.len() + q.delayed.len()) as u64))
+        Ok(state
+            .queues
+            .get(queue)
+            .map_or(0, |q| (q.ready.len() + q.delayed.len()) as u64))
     }
 
     async fn stats(&self, queue: &str) -> Result<QueueStats, DriverError> {
@@ -290,16 +359,26 @@ impl QueueDriver for MemoryDriver {
         state.promote_due(queue, now);
         let failed = state.failed.values().filter(|f| f.queue == queue).count() as u64;
         let Some(q) = state.queues.get(queue) else {
-            return Ok(QueueStats { queue: queue.to_owned(), failed, ..QueueStats::default() });
+            return Ok(QueueStats {
+                queue: queue.to_owned(),
+                failed,
+                ..QueueStats::default()
+            });
         };
-        let oldest = q.ready.iter().filter_map(|id| state.jobs.get(id)).map(|job| job.created).min();
+        let oldest = q
+            .ready
+            .iter()
+            .filter_map(|id| state.jobs.get(id))
+            .map(|job| job.created)
+            .min();
         Ok(QueueStats {
             queue: queue.to_owned(),
             ready: q.ready.len() as u64,
             reserved: q.reserved.len() as u64,
             delayed: q.delayed.len() as u64,
             failed,
-            oldest_ready_age_seconds: oldest.map_or(0.0, |created| now.duration_since(created).as_secs_f64()),
+            oldest_ready_age_seconds: oldest
+                .map_or(0.0, |created| now.duration_since(created).as_secs_f64()),
         })
     }
 
@@ -331,7 +410,12 @@ impl QueueDriver for MemoryDriver {
 
     async fn failed_list(&self, queue: Option<&str>) -> Result<Vec<FailedJob>, DriverError> {
         let state = self.lock();
-        Ok(state.failed.values().filter(|f| queue.is_none_or(|q| f.queue == q)).cloned().collect())
+        Ok(state
+            .failed
+            .values()
+            .filter(|f| queue.is_none_or(|q| f.queue == q))
+            .cloned()
+            .collect())
     }
 
     async fn failed_get(&self, id: &str) -> Result<Option<FailedJob>, DriverError> {
@@ -343,8 +427,15 @@ impl QueueDriver for MemoryDriver {
         let id = failed_id(id)?;
         let new_id = {
             let mut state = self.lock();
-            let Some(failed) = state.failed.remove(&id) else { return Ok(None) };
-            state.insert(&failed.queue, failed.payload, Duration::ZERO, Instant::now())
+            let Some(failed) = state.failed.remove(&id) else {
+                return Ok(None);
+            };
+            state.insert(
+                &failed.queue,
+                failed.payload,
+                Duration::ZERO,
+                Instant::now(),
+            )
         };
         self.wake();
         Ok(Some(new_id.to_string()))
@@ -358,15 +449,25 @@ impl QueueDriver for MemoryDriver {
     async fn failed_flush(&self, queue: Option<&str>) -> Result<u64, DriverError> {
         let mut state = self.lock();
         let before = state.failed.len();
-        state.failed.retain(|_, f| queue.is_some_and(|q| f.queue != q));
+        state
+            .failed
+            .retain(|_, f| queue.is_some_and(|q| f.queue != q));
         Ok((before - state.failed.len()) as u64)
     }
 
-    async fn failed_prune(&self, queue: Option<&str>, older_than: Duration) -> Result<u64, DriverError> {
-        let cutoff = SystemTime::now().checked_sub(older_than).unwrap_or(SystemTime::UNIX_EPOCH);
+    async fn failed_prune(
+        &self,
+        queue: Option<&str>,
+        older_than: Duration,
+    ) -> Result<u64, DriverError> {
+        let cutoff = SystemTime::now()
+            .checked_sub(older_than)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
         let mut state = self.lock();
         let before = state.failed.len();
-        state.failed.retain(|_, f| f.failed_at >= cutoff || queue.is_some_and(|q| f.queue != q));
+        state
+            .failed
+            .retain(|_, f| f.failed_at >= cutoff || queue.is_some_and(|q| f.queue != q));
         Ok((before - state.failed.len()) as u64)
     }
 }

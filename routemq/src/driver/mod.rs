@@ -8,6 +8,11 @@
 //! to someone else cannot acknowledge or fail the other worker's run.
 
 pub mod memory;
+#[cfg(feature = "_sql")]
+mod sql;
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub mod sqlite;
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
@@ -137,7 +142,10 @@ pub enum DriverError {
 impl DriverError {
     /// A backend error for `operation`.
     pub fn backend(operation: &'static str, source: impl Into<BoxError>) -> Self {
-        Self::Backend { operation, source: source.into() }
+        Self::Backend {
+            operation,
+            source: source.into(),
+        }
     }
 }
 
@@ -169,14 +177,20 @@ pub trait QueueDriver: Send + Sync + fmt::Debug {
 
     /// Leases up to `max` ready jobs from `queues` (earlier queues first, FIFO within each),
     /// incrementing each job's `attempts`.
-    async fn reserve(&self, queues: &[String], max: usize) -> Result<Vec<ReservedJob>, DriverError>;
+    async fn reserve(&self, queues: &[String], max: usize)
+    -> Result<Vec<ReservedJob>, DriverError>;
 
     /// Deletes finished jobs. Leases that are no longer held are skipped.
     async fn ack(&self, leases: &[Lease]) -> Result<(), DriverError>;
 
     /// Puts a job back, visible after `delay`. With `refund_attempt` the reservation does not
     /// count as an attempt (shutdown). Returns whether the lease was still held.
-    async fn release(&self, lease: &Lease, delay: Duration, refund_attempt: bool) -> Result<bool, DriverError>;
+    async fn release(
+        &self,
+        lease: &Lease,
+        delay: Duration,
+        refund_attempt: bool,
+    ) -> Result<bool, DriverError>;
 
     /// Moves a job to the failed store. Returns whether the lease was still held.
     async fn fail(&self, lease: &Lease, failure: &Failure) -> Result<bool, DriverError>;
@@ -230,7 +244,11 @@ pub trait QueueDriver: Send + Sync + fmt::Debug {
     async fn failed_flush(&self, queue: Option<&str>) -> Result<u64, DriverError>;
 
     /// Deletes failed jobs older than `older_than`, of one queue or all. Returns how many.
-    async fn failed_prune(&self, queue: Option<&str>, older_than: Duration) -> Result<u64, DriverError>;
+    async fn failed_prune(
+        &self,
+        queue: Option<&str>,
+        older_than: Duration,
+    ) -> Result<u64, DriverError>;
 
     /// Retries every failed job of a queue (or all). Returns how many.
     async fn failed_retry_all(&self, queue: Option<&str>) -> Result<u64, DriverError> {

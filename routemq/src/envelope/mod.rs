@@ -137,7 +137,11 @@ fn write_envelope<D: Serialize + ?Sized, O: Serialize + ?Sized>(
     observability: &O,
     settings: &Settings<'_>,
 ) -> serde_json::Result<(Vec<u8>, usize)> {
-    fn field<T: Serialize + ?Sized>(out: &mut Vec<u8>, key: &str, value: &T) -> serde_json::Result<()> {
+    fn field<T: Serialize + ?Sized>(
+        out: &mut Vec<u8>,
+        key: &str,
+        value: &T,
+    ) -> serde_json::Result<()> {
         out.extend_from_slice(b", \"");
         out.extend_from_slice(key.as_bytes());
         out.extend_from_slice(b"\": ");
@@ -153,9 +157,21 @@ fn write_envelope<D: Serialize + ?Sized, O: Serialize + ?Sized>(
     field(&mut out, "max_tries", &settings.max_tries)?;
     field(&mut out, "timeout", settings.timeout)?;
     field(&mut out, "retry_after", settings.retry_after)?;
-    field(&mut out, "retry_backoff_enabled", &settings.retry_backoff_enabled)?;
-    field(&mut out, "retry_backoff_max_delay", &settings.retry_backoff_max_delay)?;
-    field(&mut out, "retry_backoff_jitter", &settings.retry_backoff_jitter)?;
+    field(
+        &mut out,
+        "retry_backoff_enabled",
+        &settings.retry_backoff_enabled,
+    )?;
+    field(
+        &mut out,
+        "retry_backoff_max_delay",
+        &settings.retry_backoff_max_delay,
+    )?;
+    field(
+        &mut out,
+        "retry_backoff_jitter",
+        &settings.retry_backoff_jitter,
+    )?;
     field(&mut out, "queue", settings.queue)?;
     out.push(b'}');
     Ok((out, data_start))
@@ -213,11 +229,18 @@ fn typed<'a, T: Deserialize<'a>>(
     .transpose()
 }
 
-fn number(raw: Option<&RawValue>, field: &'static str, default: u64) -> Result<Number, EnvelopeError> {
+fn number(
+    raw: Option<&RawValue>,
+    field: &'static str,
+    default: u64,
+) -> Result<Number, EnvelopeError> {
     Ok(typed::<Number>(raw, field, "a number")?.unwrap_or_else(|| Number::from(default)))
 }
 
-fn optional_number(raw: Option<&RawValue>, field: &'static str) -> Result<Option<Number>, EnvelopeError> {
+fn optional_number(
+    raw: Option<&RawValue>,
+    field: &'static str,
+) -> Result<Option<Number>, EnvelopeError> {
     Ok(typed::<Option<Number>>(raw, field, "a number or null")?.flatten())
 }
 
@@ -227,7 +250,11 @@ fn number_from_f64(value: f64) -> Number {
 
 impl Envelope {
     /// Encodes a job the way RouteMQ does, ready to store.
-    pub fn encode<T: Job>(job: &T, queue: &str, observability: &Observability<'_>) -> Result<String, EnvelopeError> {
+    pub fn encode<T: Job>(
+        job: &T,
+        queue: &str,
+        observability: &Observability<'_>,
+    ) -> Result<String, EnvelopeError> {
         Self::encode_with(job, T::NAME, &T::OPTIONS, queue, observability)
     }
 
@@ -261,7 +288,10 @@ impl Envelope {
         // The Python formatter escapes everything outside printable ASCII, so this is ASCII.
         let payload = String::from_utf8_lossy(&out).into_owned();
         if payload.len() > MAX_PAYLOAD_BYTES {
-            return Err(EnvelopeError::TooLarge { size: payload.len(), limit: MAX_PAYLOAD_BYTES });
+            return Err(EnvelopeError::TooLarge {
+                size: payload.len(),
+                limit: MAX_PAYLOAD_BYTES,
+            });
         }
         Ok(payload)
     }
@@ -269,11 +299,16 @@ impl Envelope {
     /// Decodes and validates an envelope. The `data` object is checked for shape only.
     pub fn decode(payload: &str) -> Result<Self, EnvelopeError> {
         if payload.len() > MAX_PAYLOAD_BYTES {
-            return Err(EnvelopeError::TooLarge { size: payload.len(), limit: MAX_PAYLOAD_BYTES });
+            return Err(EnvelopeError::TooLarge {
+                size: payload.len(),
+                limit: MAX_PAYLOAD_BYTES,
+            });
         }
         if !payload.trim_start().starts_with('{') {
             return match serde_json::from_str::<serde::de::IgnoredAny>(payload) {
-                Ok(_) => Err(EnvelopeError::NotAnObject { found: kind_of(payload) }),
+                Ok(_) => Err(EnvelopeError::NotAnObject {
+                    found: kind_of(payload),
+                }),
                 Err(error) => Err(EnvelopeError::NotJson(error)),
             };
         }
@@ -283,15 +318,27 @@ impl Envelope {
             None => return Err(EnvelopeError::MissingClass),
             Some(raw) => match serde_json::from_str::<String>(raw.get()) {
                 Ok(class) if !class.is_empty() => class,
-                Ok(_) => return Err(EnvelopeError::BadClass { found: "an empty string".to_owned() }),
-                Err(_) => return Err(EnvelopeError::BadClass { found: kind_of(raw.get()).to_owned() }),
+                Ok(_) => {
+                    return Err(EnvelopeError::BadClass {
+                        found: "an empty string".to_owned(),
+                    });
+                }
+                Err(_) => {
+                    return Err(EnvelopeError::BadClass {
+                        found: kind_of(raw.get()).to_owned(),
+                    });
+                }
             },
         };
         let data = match fields.data {
             None => RawValue::from_string("{}".to_owned()).map_err(EnvelopeError::NotJson)?,
             Some(raw) if kind_of(raw.get()) == "an object" => raw.to_owned(),
             Some(raw) => {
-                return Err(EnvelopeError::WrongType { field: "data", expected: "an object", found: kind_of(raw.get()) });
+                return Err(EnvelopeError::WrongType {
+                    field: "data",
+                    expected: "an object",
+                    found: kind_of(raw.get()),
+                });
             }
         };
         let observability = match fields.observability {
@@ -306,12 +353,23 @@ impl Envelope {
             max_tries: typed::<i64>(fields.max_tries, "max_tries", "an integer")?.unwrap_or(3),
             timeout: number(fields.timeout, "timeout", 60)?,
             retry_after: number(fields.retry_after, "retry_after", 0)?,
-            retry_backoff_enabled: typed::<Option<bool>>(fields.retry_backoff_enabled, "retry_backoff_enabled", "a boolean")?
-                .flatten()
-                .unwrap_or(false),
-            retry_backoff_max_delay: optional_number(fields.retry_backoff_max_delay, "retry_backoff_max_delay")?,
-            retry_backoff_jitter: optional_number(fields.retry_backoff_jitter, "retry_backoff_jitter")?,
-            queue: typed::<String>(fields.queue, "queue", "a string")?.unwrap_or_else(|| "default".to_owned()),
+            retry_backoff_enabled: typed::<Option<bool>>(
+                fields.retry_backoff_enabled,
+                "retry_backoff_enabled",
+                "a boolean",
+            )?
+            .flatten()
+            .unwrap_or(false),
+            retry_backoff_max_delay: optional_number(
+                fields.retry_backoff_max_delay,
+                "retry_backoff_max_delay",
+            )?,
+            retry_backoff_jitter: optional_number(
+                fields.retry_backoff_jitter,
+                "retry_backoff_jitter",
+            )?,
+            queue: typed::<String>(fields.queue, "queue", "a string")?
+                .unwrap_or_else(|| "default".to_owned()),
         })
     }
 
@@ -328,10 +386,14 @@ impl Envelope {
         };
         // Strings, numbers and already-valid raw JSON always serialize.
         let written = match self.observability.as_deref() {
-            Some(observability) => write_envelope(&self.class, &*self.data, observability, &settings),
+            Some(observability) => {
+                write_envelope(&self.class, &*self.data, observability, &settings)
+            }
             None => write_envelope(&self.class, &*self.data, &serde_json::Map::new(), &settings),
         };
-        written.map(|(out, _)| String::from_utf8_lossy(&out).into_owned()).unwrap_or_default()
+        written
+            .map(|(out, _)| String::from_utf8_lossy(&out).into_owned())
+            .unwrap_or_default()
     }
 
     /// The job's wire tag (`class`).
@@ -376,7 +438,9 @@ impl Envelope {
 
     /// The job's backoff cap in seconds, if it set one.
     pub fn backoff_max_delay(&self) -> Option<f64> {
-        self.retry_backoff_max_delay.as_ref().and_then(Number::as_f64)
+        self.retry_backoff_max_delay
+            .as_ref()
+            .and_then(Number::as_f64)
     }
 
     /// The job's backoff jitter, if it set one.
@@ -403,7 +467,13 @@ pub(crate) fn encode_job<T: Job>(
     delay: Option<u64>,
     bulk: bool,
 ) -> Result<String, EnvelopeError> {
-    let observability = Observability { job_class: short_name(T::NAME), queue, connection, delay, bulk };
+    let observability = Observability {
+        job_class: short_name(T::NAME),
+        queue,
+        connection,
+        delay,
+        bulk,
+    };
     Envelope::encode(job, queue, &observability)
 }
 
@@ -427,7 +497,14 @@ mod tests {
     fn missing_fields_take_routemq_defaults() {
         let envelope = Envelope::decode(r#"{"class": "x.Y"}"#).expect("decodes");
         assert_eq!(envelope.data(), "{}");
-        assert_eq!((envelope.max_tries(), envelope.timeout_secs(), envelope.retry_after_secs()), (3, Some(60.0), 0.0));
+        assert_eq!(
+            (
+                envelope.max_tries(),
+                envelope.timeout_secs(),
+                envelope.retry_after_secs()
+            ),
+            (3, Some(60.0), 0.0)
+        );
         assert_eq!(envelope.queue(), "default");
         assert!(!envelope.backoff_enabled());
     }
@@ -442,9 +519,18 @@ mod tests {
             (r#"{"class": null}"#, "no `class`"),
             (r#"{"class": 123}"#, "found a number"),
             (r#"{"class": ""}"#, "found an empty string"),
-            (r#"{"class": "x.Y", "data": [1]}"#, "`data` must be an object, found an array"),
-            (r#"{"class": "x.Y", "max_tries": "3"}"#, "`max_tries` must be an integer, found a string"),
-            (r#"{"class": "x.Y", "queue": 5}"#, "`queue` must be a string, found a number"),
+            (
+                r#"{"class": "x.Y", "data": [1]}"#,
+                "`data` must be an object, found an array",
+            ),
+            (
+                r#"{"class": "x.Y", "max_tries": "3"}"#,
+                "`max_tries` must be an integer, found a string",
+            ),
+            (
+                r#"{"class": "x.Y", "queue": 5}"#,
+                "`queue` must be a string, found a number",
+            ),
         ];
         for (payload, expected) in cases {
             let error = Envelope::decode(payload).expect_err(payload).to_string();
@@ -454,13 +540,26 @@ mod tests {
 
     #[test]
     fn oversized_payloads_are_refused() {
-        let huge = format!(r#"{{"class": "x.Y", "data": {{"s": "{}"}}}}"#, "a".repeat(MAX_PAYLOAD_BYTES));
-        assert!(matches!(Envelope::decode(&huge), Err(EnvelopeError::TooLarge { .. })));
+        let huge = format!(
+            r#"{{"class": "x.Y", "data": {{"s": "{}"}}}}"#,
+            "a".repeat(MAX_PAYLOAD_BYTES)
+        );
+        assert!(matches!(
+            Envelope::decode(&huge),
+            Err(EnvelopeError::TooLarge { .. })
+        ));
     }
 
     #[test]
     fn deep_nesting_is_an_error_not_a_stack_overflow() {
-        let deep = format!(r#"{{"class": "x.Y", "data": {{"a": {}1{}}}}}"#, "[".repeat(100_000), "]".repeat(100_000));
-        assert!(matches!(Envelope::decode(&deep), Err(EnvelopeError::NotJson(_))));
+        let deep = format!(
+            r#"{{"class": "x.Y", "data": {{"a": {}1{}}}}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        assert!(matches!(
+            Envelope::decode(&deep),
+            Err(EnvelopeError::NotJson(_))
+        ));
     }
 }

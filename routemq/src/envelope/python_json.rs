@@ -12,19 +12,39 @@ use serde_json::ser::Formatter;
 pub(crate) struct PythonFormatter;
 
 impl Formatter for PythonFormatter {
-    fn begin_array_value<W: ?Sized + Write>(&mut self, writer: &mut W, first: bool) -> io::Result<()> {
-        if first { Ok(()) } else { writer.write_all(b", ") }
+    fn begin_array_value<W: ?Sized + Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            writer.write_all(b", ")
+        }
     }
 
-    fn begin_object_key<W: ?Sized + Write>(&mut self, writer: &mut W, first: bool) -> io::Result<()> {
-        if first { Ok(()) } else { writer.write_all(b", ") }
+    fn begin_object_key<W: ?Sized + Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            writer.write_all(b", ")
+        }
     }
 
     fn begin_object_value<W: ?Sized + Write>(&mut self, writer: &mut W) -> io::Result<()> {
         writer.write_all(b": ")
     }
 
-    fn write_string_fragment<W: ?Sized + Write>(&mut self, writer: &mut W, fragment: &str) -> io::Result<()> {
+    fn write_string_fragment<W: ?Sized + Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
         let bytes = fragment.as_bytes();
         let mut start = 0;
         for (index, ch) in fragment.char_indices() {
@@ -51,7 +71,10 @@ impl Formatter for PythonFormatter {
 }
 
 /// Serializes `value` in Python's layout, appending to `out`.
-pub(crate) fn write_python<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> serde_json::Result<()> {
+pub(crate) fn write_python<T: Serialize + ?Sized>(
+    out: &mut Vec<u8>,
+    value: &T,
+) -> serde_json::Result<()> {
     let mut serializer = serde_json::Serializer::with_formatter(out, PythonFormatter);
     value.serialize(&mut serializer)
 }
@@ -68,7 +91,9 @@ pub(crate) fn python_float(value: f64) -> String {
     let scientific = format!("{value:e}");
     let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
     let exponent: i32 = exponent.parse().unwrap_or(0);
-    let (sign, mantissa) = mantissa.strip_prefix('-').map_or(("", mantissa), |m| ("-", m));
+    let (sign, mantissa) = mantissa
+        .strip_prefix('-')
+        .map_or(("", mantissa), |m| ("-", m));
     let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
     let body = if (-4..16).contains(&exponent) {
         if exponent >= 0 {
@@ -84,7 +109,11 @@ pub(crate) fn python_float(value: f64) -> String {
         }
     } else {
         let (first, rest) = digits.split_at(1);
-        let fraction = if rest.is_empty() { String::new() } else { format!(".{rest}") };
+        let fraction = if rest.is_empty() {
+            String::new()
+        } else {
+            format!(".{rest}")
+        };
         let exp_sign = if exponent < 0 { '-' } else { '+' };
         format!("{first}{fraction}e{exp_sign}{:02}", exponent.abs())
     };
@@ -121,7 +150,11 @@ mod tests {
     #[test]
     fn strings_are_ascii_with_python_escapes() {
         let mut out = Vec::new();
-        write_python(&mut out, &serde_json::json!({"t": "ünï \"q\" \u{7f} 😀\n", "l": [1, 2.0]})).expect("writes");
+        write_python(
+            &mut out,
+            &serde_json::json!({"t": "ünï \"q\" \u{7f} 😀\n", "l": [1, 2.0]}),
+        )
+        .expect("writes");
         assert_eq!(
             String::from_utf8(out).expect("ascii"),
             r#"{"l": [1, 2.0], "t": "\u00fcn\u00ef \"q\" \u007f \ud83d\ude00\n"}"#

@@ -53,7 +53,10 @@ pub(crate) struct Resolved {
 
 impl Target {
     fn resolve<T: Job>(&self, manager: &QueueManager) -> Result<Resolved, QueueError> {
-        let queue = self.queue.clone().unwrap_or_else(|| T::OPTIONS.queue.to_owned());
+        let queue = self
+            .queue
+            .clone()
+            .unwrap_or_else(|| T::OPTIONS.queue.to_owned());
         validate_queue_name(&queue)?;
         let connection = match (&self.connection, T::OPTIONS.connection) {
             (Some(connection), _) => connection.clone(),
@@ -75,7 +78,11 @@ pub struct PendingDispatch<'m, T: Job> {
 
 impl<'m, T: Job> PendingDispatch<'m, T> {
     pub(crate) fn new(manager: &'m QueueManager, job: T) -> Self {
-        Self { manager, job, target: Target::default() }
+        Self {
+            manager,
+            job,
+            target: Target::default(),
+        }
     }
 
     /// Pushes to `queue` instead of the job's default queue.
@@ -106,9 +113,16 @@ impl<'m, T: Job> PendingDispatch<'m, T> {
         }
         let driver = self.manager.connection(&connection).await?;
         let ids = driver
-            .push(&[NewJob { queue: queue.clone(), payload, delay }])
+            .push(&[NewJob {
+                queue: queue.clone(),
+                payload,
+                delay,
+            }])
             .await
-            .map_err(|source| QueueError::Driver { connection: connection.clone(), source })?;
+            .map_err(|source| QueueError::Driver {
+                connection: connection.clone(),
+                source,
+            })?;
         tracing::debug!(job = T::NAME, queue = %queue, connection = %connection, "dispatched");
         ids.into_iter().next().ok_or_else(|| QueueError::Driver {
             connection,
@@ -137,7 +151,11 @@ pub struct PendingBulk<'m, T: Job> {
 
 impl<'m, T: Job> PendingBulk<'m, T> {
     pub(crate) fn new(manager: &'m QueueManager, jobs: Vec<T>) -> Self {
-        Self { manager, jobs, target: Target::default() }
+        Self {
+            manager,
+            jobs,
+            target: Target::default(),
+        }
     }
 
     /// Pushes to `queue` instead of the job type's default queue.
@@ -168,13 +186,26 @@ impl<'m, T: Job> PendingBulk<'m, T> {
         let mut batch = Vec::with_capacity(self.jobs.len());
         for job in &self.jobs {
             let payload = encode_job(job, &queue, &connection, delay_secs, true)?;
-            batch.push(NewJob { queue: queue.clone(), payload, delay });
+            batch.push(NewJob {
+                queue: queue.clone(),
+                payload,
+                delay,
+            });
         }
         if let Some(fake) = self.manager.fake() {
-            return Ok(batch.into_iter().map(|job| fake.record(T::NAME, &queue, &connection, delay, job.payload)).collect());
+            return Ok(batch
+                .into_iter()
+                .map(|job| fake.record(T::NAME, &queue, &connection, delay, job.payload))
+                .collect());
         }
         let driver = self.manager.connection(&connection).await?;
-        let ids = driver.push(&batch).await.map_err(|source| QueueError::Driver { connection: connection.clone(), source })?;
+        let ids = driver
+            .push(&batch)
+            .await
+            .map_err(|source| QueueError::Driver {
+                connection: connection.clone(),
+                source,
+            })?;
         tracing::debug!(job = T::NAME, queue = %queue, connection = %connection, count = ids.len(), "bulk dispatched");
         Ok(ids)
     }

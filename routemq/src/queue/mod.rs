@@ -78,12 +78,18 @@ impl QueueManager {
     }
 
     fn with_settings(settings: Result<Settings, ConfigError>) -> Self {
-        Self { settings, connections: RwLock::new(HashMap::new()), fake: RwLock::new(None) }
+        Self {
+            settings,
+            connections: RwLock::new(HashMap::new()),
+            fake: RwLock::new(None),
+        }
     }
 
     /// The settings this manager was built with.
     pub fn settings(&self) -> Result<&Settings, QueueError> {
-        self.settings.as_ref().map_err(|e| QueueError::Config(e.clone()))
+        self.settings
+            .as_ref()
+            .map_err(|e| QueueError::Config(e.clone()))
     }
 
     /// The connection used when neither the dispatch nor the job names one.
@@ -93,7 +99,11 @@ impl QueueManager {
 
     /// The connection names compiled into this build.
     pub fn builtin_connections() -> &'static [&'static str] {
-        &["memory"]
+        &[
+            "memory",
+            #[cfg(feature = "sqlite")]
+            "sqlite",
+        ]
     }
 
     /// Registers a driver under `name`, replacing any connection of that name.
@@ -108,29 +118,48 @@ impl QueueManager {
         let driver = slot
             .get_or_try_init(|| async { connect_builtin(name).await })
             .await
-            .map_err(|source| QueueError::Driver { connection: name.to_owned(), source })?;
+            .map_err(|source| QueueError::Driver {
+                connection: name.to_owned(),
+                source,
+            })?;
         Ok(Arc::clone(driver))
     }
 
     fn slot(&self, name: &str) -> Result<Slot, QueueError> {
-        if let Some(slot) = self.connections.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(name) {
+        if let Some(slot) = self
+            .connections
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+        {
             return Ok(Arc::clone(slot));
         }
         if !Self::builtin_connections().contains(&name) {
-            return Err(QueueError::UnknownConnection { name: name.to_owned(), known: self.known().join(", ") });
+            return Err(QueueError::UnknownConnection {
+                name: name.to_owned(),
+                known: self.known().join(", "),
+            });
         }
         let mut connections = self.write_connections();
         Ok(Arc::clone(connections.entry(name.to_owned()).or_default()))
     }
 
     fn write_connections(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Slot>> {
-        self.connections.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.connections
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Every connection name: built-in and registered.
     pub fn known(&self) -> Vec<String> {
-        let mut names: Vec<String> = Self::builtin_connections().iter().map(|s| (*s).to_owned()).collect();
-        let connections = self.connections.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut names: Vec<String> = Self::builtin_connections()
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        let connections = self
+            .connections
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         names.extend(connections.keys().cloned());
         names.sort_unstable();
         names.dedup();
@@ -161,7 +190,13 @@ impl QueueManager {
     /// Ready plus delayed jobs on `queue` of `connection`.
     pub async fn size_on(&self, connection: &str, queue: &str) -> Result<u64, QueueError> {
         let driver = self.connection(connection).await?;
-        driver.size(queue).await.map_err(|source| QueueError::Driver { connection: connection.to_owned(), source })
+        driver
+            .size(queue)
+            .await
+            .map_err(|source| QueueError::Driver {
+                connection: connection.to_owned(),
+                source,
+            })
     }
 
     /// Counts for `queue` of the default connection.
@@ -173,21 +208,40 @@ impl QueueManager {
     /// Counts for `queue` of `connection`.
     pub async fn stats_on(&self, connection: &str, queue: &str) -> Result<QueueStats, QueueError> {
         let driver = self.connection(connection).await?;
-        driver.stats(queue).await.map_err(|source| QueueError::Driver { connection: connection.to_owned(), source })
+        driver
+            .stats(queue)
+            .await
+            .map_err(|source| QueueError::Driver {
+                connection: connection.to_owned(),
+                source,
+            })
     }
 
     pub(crate) fn fake(&self) -> Option<Arc<FakeQueue>> {
-        self.fake.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.fake
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     pub(crate) fn set_fake(&self, fake: Option<Arc<FakeQueue>>) {
-        *self.fake.write().unwrap_or_else(std::sync::PoisonError::into_inner) = fake;
+        *self
+            .fake
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = fake;
     }
 }
 
 async fn connect_builtin(name: &str) -> Result<Arc<dyn QueueDriver>, DriverError> {
     match name {
         "memory" => Ok(Arc::new(MemoryDriver::new())),
-        other => Err(DriverError::Connect { target: other.to_owned(), source: "no driver for this connection".into() }),
+        #[cfg(feature = "sqlite")]
+        "sqlite" => Ok(Arc::new(
+            crate::driver::sqlite::SqliteDriver::from_env().await?,
+        )),
+        other => Err(DriverError::Connect {
+            target: other.to_owned(),
+            source: "no driver for this connection".into(),
+        }),
     }
 }

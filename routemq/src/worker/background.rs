@@ -114,7 +114,15 @@ async fn reaper(shared: Arc<Shared>, stop: CancellationToken) {
             _ = ticker.tick() => {}
             () = stop.cancelled() => return,
         }
-        match shared.driver.reap(&options.queues, options.visibility_timeout, options.max_tries).await {
+        match shared
+            .driver
+            .reap(
+                &options.queues,
+                options.visibility_timeout,
+                options.max_tries,
+            )
+            .await
+        {
             Ok(reaped) if reaped.requeued + reaped.failed > 0 => tracing::warn!(
                 requeued = reaped.requeued,
                 failed = reaped.failed,
@@ -129,7 +137,9 @@ async fn reaper(shared: Arc<Shared>, stop: CancellationToken) {
 
 /// Exponential pause after `failures` consecutive broker errors: 100 ms doubling to 10 s, with jitter.
 pub(crate) fn backoff(failures: u32) -> Duration {
-    let base = 100u64.saturating_mul(1 << failures.saturating_sub(1).min(7)).min(10_000);
+    let base = 100u64
+        .saturating_mul(1 << failures.saturating_sub(1).min(7))
+        .min(10_000);
     Duration::from_millis(base / 2 + fastrand::u64(0..=base / 2))
 }
 

@@ -181,7 +181,9 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn running(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Lease>> {
-        self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn count(&self, outcome: Outcome) {
@@ -222,8 +224,17 @@ pub struct Worker {
 
 impl Worker {
     /// A worker for `driver`, recorded as `connection` in contexts and failed jobs.
-    pub fn new(driver: Arc<dyn QueueDriver>, connection: impl Into<String>, options: WorkerOptions) -> Self {
-        Self { driver, connection: connection.into(), options, shutdown: Shutdown::new() }
+    pub fn new(
+        driver: Arc<dyn QueueDriver>,
+        connection: impl Into<String>,
+        options: WorkerOptions,
+    ) -> Self {
+        Self {
+            driver,
+            connection: connection.into(),
+            options,
+            shutdown: Shutdown::new(),
+        }
     }
 
     /// A handle to stop the worker (drain or now).
@@ -315,8 +326,12 @@ async fn reserve_loop(shared: &Arc<Shared>, tasks: &mut JoinSet<Outcome>) {
             if let Some(wake) = wake.as_mut() {
                 wake.borrow_and_update();
             }
-            let remaining = options.max_jobs.map_or(u64::MAX, |max| max - reserved_total);
-            let want = free.min(MAX_BATCH).min(usize::try_from(remaining).unwrap_or(usize::MAX));
+            let remaining = options
+                .max_jobs
+                .map_or(u64::MAX, |max| max - reserved_total);
+            let want = free
+                .min(MAX_BATCH)
+                .min(usize::try_from(remaining).unwrap_or(usize::MAX));
             match shared.driver.reserve(&options.queues, want).await {
                 Ok(jobs) => {
                     if failures > 0 {
@@ -354,7 +369,11 @@ async fn reserve_loop(shared: &Arc<Shared>, tasks: &mut JoinSet<Outcome>) {
                 continue;
             }
         }
-        let idle_wait = if idle { idle_wait(shared).await } else { Duration::from_secs(3600) };
+        let idle_wait = if idle {
+            idle_wait(shared).await
+        } else {
+            Duration::from_secs(3600)
+        };
         tokio::select! {
             Some(joined) = tasks.join_next(), if !tasks.is_empty() => record(shared, joined),
             () = background::changed(wake.as_mut()), if idle => {}

@@ -34,12 +34,26 @@ async fn process(shared: &Shared, job: ReservedJob) -> Outcome {
         Ok(decoded) => decoded,
         Err(error) => return fail_undecodable(shared, &lease, &error).await,
     };
-    let max_tries = shared.options.max_tries.unwrap_or_else(|| envelope.effective_max_tries());
+    let max_tries = shared
+        .options
+        .max_tries
+        .unwrap_or_else(|| envelope.effective_max_tries());
     let cancel = CancellationToken::new();
-    let ctx = JobContext::new(lease.id.clone(), lease.attempts, lease.queue.clone(), shared.connection.clone())
-        .with_max_tries(max_tries)
-        .with_cancel(cancel.clone());
-    let attempt = Attempt { shared, lease, envelope, registration, ctx };
+    let ctx = JobContext::new(
+        lease.id.clone(),
+        lease.attempts,
+        lease.queue.clone(),
+        shared.connection.clone(),
+    )
+    .with_max_tries(max_tries)
+    .with_cancel(cancel.clone());
+    let attempt = Attempt {
+        shared,
+        lease,
+        envelope,
+        registration,
+        ctx,
+    };
     if attempt.lease.attempts > max_tries {
         let error = JobError::permanent(format!("max tries exceeded ({max_tries})"));
         tracing::warn!(job_id = %attempt.lease.id, job = registration.name(), "job exceeded max tries, moving to failed store");
@@ -51,7 +65,10 @@ async fn process(shared: &Shared, job: ReservedJob) -> Outcome {
 impl Attempt<'_> {
     async fn run(self, job: Box<dyn ErasedJob>, cancel: CancellationToken) -> Outcome {
         let shutdown = &self.shared.shutdown;
-        let timeout = self.envelope.timeout_secs().map_or(self.shared.options.timeout, Duration::from_secs_f64);
+        let timeout = self
+            .envelope
+            .timeout_secs()
+            .map_or(self.shared.options.timeout, Duration::from_secs_f64);
         tracing::info!(
             job_id = %self.lease.id,
             job = self.registration.name(),
@@ -93,7 +110,8 @@ impl Attempt<'_> {
                 cancel.cancel();
                 task.abort();
                 tracing::error!(job_id = %self.lease.id, job = self.registration.name(), ?timeout, "job timed out");
-                self.failed_attempt(JobError::TimedOut { after: timeout }, None).await
+                self.failed_attempt(JobError::TimedOut { after: timeout }, None)
+                    .await
             }
             Some(Ok(Ok((_, Ok(()))))) => {
                 tracing::info!(job_id = %self.lease.id, job = self.registration.name(), ?elapsed, "job completed");
@@ -125,7 +143,11 @@ impl Attempt<'_> {
         }
         let delay = match &error {
             JobError::Release { delay } => *delay,
-            _ => retry_delay(&self.retry_settings(), &self.shared.options.retry, self.lease.attempts),
+            _ => retry_delay(
+                &self.retry_settings(),
+                &self.shared.options.retry,
+                self.lease.attempts,
+            ),
         };
         tracing::warn!(
             job_id = %self.lease.id,
@@ -161,12 +183,16 @@ impl Attempt<'_> {
             }
             return self.store_failure(format!("{kind}: {message}")).await;
         }
-        self.store_failure(format!("{}: {error}", error.kind())).await
+        self.store_failure(format!("{}: {error}", error.kind()))
+            .await
     }
 
     async fn store_failure(self, exception: String) -> Outcome {
         tracing::error!(job_id = %self.lease.id, job = self.registration.name(), %exception, "job failed permanently");
-        let failure = Failure { connection: self.shared.connection.clone(), exception };
+        let failure = Failure {
+            connection: self.shared.connection.clone(),
+            exception,
+        };
         match self.shared.driver.fail(&self.lease, &failure).await {
             Ok(true) => Outcome::Failed,
             Ok(false) => self.lost_lease("fail"),
@@ -179,7 +205,12 @@ impl Attempt<'_> {
 
     async fn release_unfinished(self) -> Outcome {
         tracing::warn!(job_id = %self.lease.id, job = self.registration.name(), "releasing unfinished job at shutdown");
-        match self.shared.driver.release(&self.lease, Duration::ZERO, true).await {
+        match self
+            .shared
+            .driver
+            .release(&self.lease, Duration::ZERO, true)
+            .await
+        {
             Ok(true) => Outcome::Released,
             Ok(false) => self.lost_lease("release"),
             Err(error) => {
@@ -213,7 +244,10 @@ async fn fail_undecodable(shared: &Shared, lease: &Lease, error: &DecodeError) -
         DecodeError::Payload { .. } => "PayloadMismatch",
     };
     tracing::error!(job_id = %lease.id, queue = %lease.queue, %error, "job cannot be decoded; moving it to the failed store");
-    let failure = Failure { connection: shared.connection.clone(), exception: format!("{kind}: {error}") };
+    let failure = Failure {
+        connection: shared.connection.clone(),
+        exception: format!("{kind}: {error}"),
+    };
     match shared.driver.fail(lease, &failure).await {
         Ok(true) => Outcome::Failed,
         Ok(false) => Outcome::Abandoned,

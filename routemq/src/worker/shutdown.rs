@@ -72,7 +72,10 @@ struct Signals {
 impl Signals {
     fn new() -> Option<Self> {
         use tokio::signal::unix::{SignalKind, signal};
-        Some(Self { term: signal(SignalKind::terminate()).ok()?, int: signal(SignalKind::interrupt()).ok()? })
+        Some(Self {
+            term: signal(SignalKind::terminate()).ok()?,
+            int: signal(SignalKind::interrupt()).ok()?,
+        })
     }
 
     async fn recv(&mut self) {

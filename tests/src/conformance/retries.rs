@@ -8,13 +8,33 @@ use crate::ledger;
 
 /// Attempts count 1, 2, 3 across retries; a job that succeeds on its last try is not failed.
 pub async fn attempts_count_across_retries(h: Harness) {
-    h.push(FailTimes { key: h.key.clone(), fail_times: 2 }).await;
+    h.push(FailTimes {
+        key: h.key.clone(),
+        fail_times: 2,
+    })
+    .await;
     let report = h.work(h.options()).await;
-    assert_eq!((report.retried, report.succeeded, report.failed), (2, 1, 0), "{report:?}");
-    let attempts: Vec<u32> = ledger::of(&h.key, "run").iter().map(|e| e.attempt).collect();
+    assert_eq!(
+        (report.retried, report.succeeded, report.failed),
+        (2, 1, 0),
+        "{report:?}"
+    );
+    let attempts: Vec<u32> = ledger::of(&h.key, "run")
+        .iter()
+        .map(|e| e.attempt)
+        .collect();
     assert_eq!(attempts, [1, 2, 3]);
-    assert!(ledger::of(&h.key, "failed").is_empty(), "failed() is never called for a retry");
-    assert!(h.driver.failed_list(Some(&h.queue)).await.expect("list").is_empty());
+    assert!(
+        ledger::of(&h.key, "failed").is_empty(),
+        "failed() is never called for a retry"
+    );
+    assert!(
+        h.driver
+            .failed_list(Some(&h.queue))
+            .await
+            .expect("list")
+            .is_empty()
+    );
     assert_eq!(h.size().await, 0);
 }
 
@@ -26,13 +46,21 @@ pub async fn retry_delay_is_honoured(h: Harness) {
     let runs = ledger::of(&h.key, "run");
     assert_eq!(runs.len(), 2);
     let gap = runs[1].at.duration_since(runs[0].at);
-    assert!(gap >= Duration::from_millis(950), "second attempt after {gap:?}");
+    assert!(
+        gap >= Duration::from_millis(950),
+        "second attempt after {gap:?}"
+    );
     assert!(gap < Duration::from_secs(4), "second attempt after {gap:?}");
 }
 
 /// After the last try `failed()` runs exactly once and the job is in the failed store.
 pub async fn failed_hook_runs_once_after_last_try(h: Harness) {
-    let id = h.push(AlwaysFail { key: h.key.clone(), permanent: false }).await;
+    let id = h
+        .push(AlwaysFail {
+            key: h.key.clone(),
+            permanent: false,
+        })
+        .await;
     let report = h.work(h.options()).await;
     assert_eq!((report.retried, report.failed), (2, 1), "{report:?}");
     assert_eq!(ledger::of(&h.key, "run").len(), 3);
@@ -44,40 +72,86 @@ pub async fn failed_hook_runs_once_after_last_try(h: Harness) {
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].queue, h.queue);
     assert_eq!(stored[0].connection, h.connection);
-    assert!(stored[0].exception.starts_with("Failed: the mail server refused"), "{}", stored[0].exception);
+    assert!(
+        stored[0]
+            .exception
+            .starts_with("Failed: the mail server refused"),
+        "{}",
+        stored[0].exception
+    );
     assert!(stored[0].payload.contains("conformance.AlwaysFail"));
     assert_eq!(h.size().await, 0);
 }
 
 /// A permanent error skips the remaining tries.
 pub async fn permanent_error_skips_remaining_tries(h: Harness) {
-    h.push(AlwaysFail { key: h.key.clone(), permanent: true }).await;
+    h.push(AlwaysFail {
+        key: h.key.clone(),
+        permanent: true,
+    })
+    .await;
     let report = h.work(h.options()).await;
     assert_eq!((report.retried, report.failed), (0, 1));
     assert_eq!(ledger::of(&h.key, "run").len(), 1);
     assert_eq!(ledger::of(&h.key, "failed").len(), 1);
     let stored = h.driver.failed_list(Some(&h.queue)).await.expect("list");
-    assert!(stored[0].exception.starts_with("Permanent: the address does not exist"), "{}", stored[0].exception);
+    assert!(
+        stored[0]
+            .exception
+            .starts_with("Permanent: the address does not exist"),
+        "{}",
+        stored[0].exception
+    );
 }
 
 /// A job over its timeout is cancelled, its attempt fails, and the next attempt runs.
 pub async fn timeout_fails_the_attempt_and_cancels(h: Harness) {
-    h.push(Sleepy { key: h.key.clone(), millis: 5_000 }).await;
+    h.push(Sleepy {
+        key: h.key.clone(),
+        millis: 5_000,
+    })
+    .await;
     let report = h.work(h.options()).await;
     assert_eq!((report.retried, report.succeeded), (1, 1), "{report:?}");
-    let events: Vec<(&str, u32)> = ledger::events(&h.key).iter().map(|e| (e.what, e.attempt)).collect();
-    assert!(events.contains(&("cancelled", 1)), "the token fired on timeout: {events:?}");
-    assert!(!events.contains(&("done", 1)), "the first attempt was stopped: {events:?}");
+    let events: Vec<(&str, u32)> = ledger::events(&h.key)
+        .iter()
+        .map(|e| (e.what, e.attempt))
+        .collect();
+    assert!(
+        events.contains(&("cancelled", 1)),
+        "the token fired on timeout: {events:?}"
+    );
+    assert!(
+        !events.contains(&("done", 1)),
+        "the first attempt was stopped: {events:?}"
+    );
     assert!(events.contains(&("done", 2)), "{events:?}");
 }
 
 /// A panic in `handle` is a failed attempt, and the worker keeps going.
 pub async fn panic_is_a_failed_attempt(h: Harness) {
     h.push(Panicky { key: h.key.clone() }).await;
-    h.push(Record { key: h.key.clone(), n: 7 }).await;
-    let report = h.work(routemq::WorkerOptions { concurrency: 1, ..h.options() }).await;
-    assert_eq!((report.retried, report.succeeded, report.failed), (1, 2, 0), "{report:?}");
-    let runs: Vec<u32> = ledger::of(&h.key, "run").iter().filter(|e| e.n == 0).map(|e| e.attempt).collect();
+    h.push(Record {
+        key: h.key.clone(),
+        n: 7,
+    })
+    .await;
+    let report = h
+        .work(routemq::WorkerOptions {
+            concurrency: 1,
+            ..h.options()
+        })
+        .await;
+    assert_eq!(
+        (report.retried, report.succeeded, report.failed),
+        (1, 2, 0),
+        "{report:?}"
+    );
+    let runs: Vec<u32> = ledger::of(&h.key, "run")
+        .iter()
+        .filter(|e| e.n == 0)
+        .map(|e| e.attempt)
+        .collect();
     assert_eq!(runs, [1, 2]);
 }
 
@@ -86,23 +160,50 @@ pub async fn undecodable_payloads_go_to_the_failed_store(h: Harness) {
     let unknown = r#"{"class": "nobody.Registered", "data": {}, "max_tries": 3, "queue": "x"}"#;
     let mismatch = r#"{"class": "conformance.Record", "data": {"key": 5}}"#;
     let truncated = r#"{"class": "conformance.Record", "data": {"key": "#;
-    let ids = [h.push_raw(unknown).await, h.push_raw("not json at all").await, h.push_raw(mismatch).await, h.push_raw(truncated).await];
-    h.push(Record { key: h.key.clone(), n: 1 }).await;
+    let ids = [
+        h.push_raw(unknown).await,
+        h.push_raw("not json at all").await,
+        h.push_raw(mismatch).await,
+        h.push_raw(truncated).await,
+    ];
+    h.push(Record {
+        key: h.key.clone(),
+        n: 1,
+    })
+    .await;
 
     let report = h.work(h.options()).await;
     assert_eq!((report.failed, report.succeeded), (4, 1), "{report:?}");
-    assert_eq!(ledger::of(&h.key, "run").len(), 1, "the valid job still ran");
+    assert_eq!(
+        ledger::of(&h.key, "run").len(),
+        1,
+        "the valid job still ran"
+    );
     let stored = h.driver.failed_list(Some(&h.queue)).await.expect("list");
     assert_eq!(stored.len(), 4);
     let exception_of = |payload: &str| {
-        stored.iter().find(|f| f.payload == payload).map(|f| f.exception.clone()).expect("stored unchanged")
+        stored
+            .iter()
+            .find(|f| f.payload == payload)
+            .map(|f| f.exception.clone())
+            .expect("stored unchanged")
     };
     let e = exception_of(unknown);
-    assert!(e.starts_with("UnknownJob: job `nobody.Registered` is not registered"), "{e}");
+    assert!(
+        e.starts_with("UnknownJob: job `nobody.Registered` is not registered"),
+        "{e}"
+    );
     assert!(e.contains("use <that_crate> as _;"), "{e}");
-    assert!(exception_of("not json at all").starts_with("InvalidPayload: payload is not valid JSON"));
+    assert!(
+        exception_of("not json at all").starts_with("InvalidPayload: payload is not valid JSON")
+    );
     let e = exception_of(mismatch);
-    assert!(e.starts_with("PayloadMismatch: payload of job `conformance.Record` does not decode into Record"), "{e}");
+    assert!(
+        e.starts_with(
+            "PayloadMismatch: payload of job `conformance.Record` does not decode into Record"
+        ),
+        "{e}"
+    );
     assert!(exception_of(truncated).starts_with("InvalidPayload:"));
     assert_eq!(ids.len(), 4);
 }

@@ -1,0 +1,73 @@
+//! Pieces shared by the SQL drivers: RouteMQ's naive-UTC timestamps, lease matching, ids.
+
+use std::time::SystemTime;
+
+use sqlx::QueryBuilder;
+
+use super::{DriverError, Lease, ReservedJob};
+use crate::envelope::Envelope;
+use crate::time;
+
+/// RouteMQ's SQL timestamps: naive UTC (`2026-11-28 21:35:11.397883`).
+pub(crate) struct SqlTime;
+
+impl SqlTime {
+    /// `at` as naive UTC text with microseconds; sorts correctly as text.
+    pub(crate) fn text(at: SystemTime) -> String {
+        time::naive_utc(at, ' ')
+    }
+
+    /// Parses a stored timestamp (either separator, optional fraction); unreadable text is the epoch.
+    pub(crate) fn parse(text: &str) -> SystemTime {
+        time::parse_utc(text).unwrap_or(SystemTime::UNIX_EPOCH)
+    }
+}
+
+/// Seconds since `oldest` (0 when there is none).
+pub(crate) fn age_secs(oldest: Option<&str>, now: SystemTime) -> f64 {
+    oldest.map_or(0.0, |text| {
+        now.duration_since(SqlTime::parse(text))
+            .map_or(0.0, |d| d.as_secs_f64())
+    })
+}
+
+/// `(id = ? AND attempts = ?) OR ...` for each lease: a lease is one exact reservation.
+pub(crate) fn push_lease_matches<'a, DB>(query: &mut QueryBuilder<'a, DB>, leases: &[Lease])
+where
+    DB: sqlx::Database,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let mut first = true;
+    for lease in leases {
+        let Ok(id) = lease.id.parse::<i64>() else {
+            continue;
+        };
+        if !first {
+            query.push(" OR ");
+        }
+        first = false;
+        query
+            .push("(id = ")
+            .push_bind(id)
+            .push(" AND attempts = ")
+            .push_bind(i64::from(lease.attempts))
+            .push(")");
+    }
+    if first {
+        query.push("1 = 0");
+    }
+}
+
+/// Whether a reaped reservation has used up its tries.
+pub(crate) fn out_of_tries(job: &ReservedJob, max_tries_override: Option<u32>) -> bool {
+    let max_tries = max_tries_override
+        .unwrap_or_else(|| Envelope::decode(&job.payload).map_or(3, |e| e.effective_max_tries()));
+    job.lease.attempts >= max_tries
+}
+
+/// A failed-job id: a row id.
+pub(crate) fn failed_id(id: &str) -> Result<i64, DriverError> {
+    id.trim()
+        .parse()
+        .map_err(|_| DriverError::InvalidId(id.to_owned()))
+}

@@ -1,0 +1,621 @@
+//! The SQLite driver: the embedded default. Durable, no server, several worker processes per file.
+//!
+//! Uses RouteMQ's tables (`queue_jobs`, `queue_failed_jobs`), created on first use, in WAL mode.
+//! Timestamps are naive UTC text (`2026-11-28 21:35:11.397883`), as SQLAlchemy writes them, so that
+//! they compare correctly as text. Every claim is one `UPDATE … RETURNING` statement under SQLite's
+//! single-writer lock, so two workers never reserve the same job; `SQLITE_BUSY` is retried inside
+//! the driver. Ids are `AUTOINCREMENT`, never reused, so a lease (id, attempts) is never confused
+//! with a later job's.
+//!
+//! Configuration: `QUEUE_SQLITE_PATH`, else `DATABASE_URL=sqlite://path`, else `./routemq.sqlite`.
+
+use std::str::FromStr;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite};
+use tokio::sync::watch;
+
+use super::sql::{self, SqlTime};
+use super::{
+    DriverError, FailedJob, Failure, Lease, NewJob, QueueDriver, QueueStats, Reaped, ReservedJob,
+};
+
+/// The default database file.
+pub const DEFAULT_PATH: &str = "./routemq.sqlite";
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS queue_jobs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        queue VARCHAR(255) NOT NULL,
+        payload TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        reserved_at DATETIME,
+        available_at DATETIME NOT NULL,
+        created_at DATETIME NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS queue_jobs_queue_reserved_at_index ON queue_jobs (queue, reserved_at)",
+    "CREATE INDEX IF NOT EXISTS ix_queue_jobs_queue ON queue_jobs (queue)",
+    "CREATE INDEX IF NOT EXISTS routemq_queue_jobs_claim ON queue_jobs (queue, reserved_at, available_at, id)",
+    "CREATE TABLE IF NOT EXISTS queue_failed_jobs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        connection VARCHAR(255) NOT NULL,
+        queue VARCHAR(255) NOT NULL,
+        payload TEXT NOT NULL,
+        exception TEXT NOT NULL,
+        failed_at DATETIME NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS ix_queue_failed_jobs_queue ON queue_failed_jobs (queue)",
+];
+
+/// Most rows in one multi-row `INSERT` (SQLite allows 32,766 bound values; 5 per row).
+const INSERT_CHUNK: usize = 5_000;
+
+/// Jobs in an SQLite database file.
+#[derive(Debug)]
+pub struct SqliteDriver {
+    pool: SqlitePool,
+    target: String,
+    wake: watch::Sender<u64>,
+}
+
+/// Where the `sqlite` connection's file is, from the environment.
+pub fn path_from_env() -> String {
+    if let Some(path) = crate::config::env_var("QUEUE_SQLITE_PATH") {
+        return path;
+    }
+    match crate::config::env_var("DATABASE_URL") {
+        Some(url) if url.starts_with("sqlite:") => {
+            let rest = url.trim_start_matches("sqlite:");
+            rest.strip_prefix("//").unwrap_or(rest).to_owned()
+        }
+        _ => DEFAULT_PATH.to_owned(),
+    }
+}
+
+impl SqliteDriver {
+    /// Opens (creating if needed) the database at `path` and its tables.
+    pub async fn open(path: &str) -> Result<Self, DriverError> {
+        let connect = |source: sqlx::Error| DriverError::Connect {
+            target: format!("sqlite:{path}"),
+            source: source.into(),
+        };
+        let options = if path == ":memory:" {
+            SqliteConnectOptions::from_str("sqlite::memory:").map_err(connect)?
+        } else {
+            SqliteConnectOptions::new().filename(path)
+        }
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(10));
+        // One connection for an in-memory database (each connection would see its own).
+        let max = if path == ":memory:" { 1 } else { 4 };
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max)
+            .connect_with(options)
+            .await
+            .map_err(connect)?;
+        let driver = Self {
+            pool,
+            target: format!("sqlite:{path}"),
+            wake: watch::Sender::new(0),
+        };
+        driver.migrate().await?;
+        Ok(driver)
+    }
+
+    /// Opens the file configured in the environment (see the module docs).
+    pub async fn from_env() -> Result<Self, DriverError> {
+        Self::open(&path_from_env()).await
+    }
+
+    /// The database this driver uses, as `sqlite:{path}`.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    fn wake(&self) {
+        self.wake.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+fn is_busy(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => {
+            matches!(
+                db.code().as_deref(),
+                Some("5" | "6" | "261" | "262" | "517")
+            ) || db.message().contains("database is locked")
+        }
+        sqlx::Error::PoolTimedOut => true,
+        _ => false,
+    }
+}
+
+/// Runs `op`, retrying while SQLite reports the database busy or locked (beyond `busy_timeout`).
+async fn retry_busy<T, F, Fut>(operation: &'static str, mut op: F) -> Result<T, DriverError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    let mut tries = 0u32;
+    loop {
+        match op().await {
+            Ok(value) => return Ok(value),
+            Err(error) if is_busy(&error) && tries < 20 => {
+                tries += 1;
+                let pause =
+                    Duration::from_millis(5 * u64::from(tries.min(20)) + fastrand::u64(0..10));
+                tracing::debug!(operation, tries, "sqlite busy, retrying");
+                tokio::time::sleep(pause).await;
+            }
+            Err(error) => return Err(DriverError::backend(operation, error)),
+        }
+    }
+}
+
+fn reserved_job(row: &SqliteRow) -> Result<ReservedJob, sqlx::Error> {
+    let id: i64 = row.try_get("id")?;
+    let attempts: i64 = row.try_get("attempts")?;
+    Ok(ReservedJob {
+        lease: Lease {
+            id: id.to_string(),
+            queue: row.try_get("queue")?,
+            attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+            token: String::new(),
+        },
+        payload: row.try_get("payload")?,
+    })
+}
+
+fn failed_job(row: &SqliteRow) -> Result<FailedJob, sqlx::Error> {
+    let id: i64 = row.try_get("id")?;
+    let failed_at: String = row.try_get("failed_at")?;
+    Ok(FailedJob {
+        id: id.to_string(),
+        connection: row.try_get("connection")?,
+        queue: row.try_get("queue")?,
+        payload: row.try_get("payload")?,
+        exception: row.try_get("exception")?,
+        failed_at: SqlTime::parse(&failed_at),
+    })
+}
+
+/// Parses a lease's id; a non-numeric id cannot be ours.
+fn lease_id(lease: &Lease) -> Option<i64> {
+    lease.id.parse().ok()
+}
+
+#[async_trait]
+impl QueueDriver for SqliteDriver {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn migrate(&self) -> Result<(), DriverError> {
+        for statement in SCHEMA {
+            retry_busy("create tables", || {
+                sqlx::query(statement).execute(&self.pool)
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn push(&self, jobs: &[NewJob]) -> Result<Vec<String>, DriverError> {
+        let now = SystemTime::now();
+        let created = SqlTime::text(now);
+        let ids = retry_busy("push", || async {
+            let mut tx = self.pool.begin().await?;
+            let mut ids = Vec::with_capacity(jobs.len());
+            for chunk in jobs.chunks(INSERT_CHUNK) {
+                let mut insert = QueryBuilder::<Sqlite>::new(
+                    "INSERT INTO queue_jobs (queue, payload, attempts, reserved_at, available_at, created_at) ",
+                );
+                insert.push_values(chunk, |mut row, job| {
+                    row.push_bind(&job.queue)
+                        .push_bind(&job.payload)
+                        .push_bind(0_i64)
+                        .push("NULL")
+                        .push_bind(SqlTime::text(now + job.delay))
+                        .push_bind(&created);
+                });
+                insert.push(" RETURNING id");
+                let rows = insert.build().fetch_all(&mut *tx).await?;
+                // SQLite assigns ascending ids to the rows of one INSERT, in VALUES order.
+                let mut chunk_ids: Vec<i64> = rows.iter().map(|r| r.try_get::<i64, _>("id")).collect::<Result<_, _>>()?;
+                chunk_ids.sort_unstable();
+                ids.extend(chunk_ids.into_iter().map(|id| id.to_string()));
+            }
+            tx.commit().await?;
+            Ok(ids)
+        })
+        .await?;
+        self.wake();
+        Ok(ids)
+    }
+
+    async fn reserve(
+        &self,
+        queues: &[String],
+        max: usize,
+    ) -> Result<Vec<ReservedJob>, DriverError> {
+        let mut out = Vec::new();
+        for queue in queues {
+            if out.len() >= max {
+                break;
+            }
+            let now = SqlTime::text(SystemTime::now());
+            let limit = i64::try_from(max - out.len()).unwrap_or(i64::MAX);
+            let rows = retry_busy("reserve", || {
+                sqlx::query(
+                    "UPDATE queue_jobs SET reserved_at = ?1, attempts = attempts + 1
+                     WHERE id IN (SELECT id FROM queue_jobs
+                                  WHERE queue = ?2 AND reserved_at IS NULL AND available_at <= ?1
+                                  ORDER BY id LIMIT ?3)
+                     RETURNING id, queue, payload, attempts",
+                )
+                .bind(&now)
+                .bind(queue)
+                .bind(limit)
+                .fetch_all(&self.pool)
+            })
+            .await?;
+            let mut jobs = rows
+                .iter()
+                .map(reserved_job)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| DriverError::backend("reserve", e))?;
+            jobs.sort_by_key(|job| lease_id(&job.lease));
+            out.extend(jobs);
+        }
+        Ok(out)
+    }
+
+    async fn ack(&self, leases: &[Lease]) -> Result<(), DriverError> {
+        for chunk in leases.chunks(INSERT_CHUNK) {
+            retry_busy("ack", || {
+                let mut delete = QueryBuilder::<Sqlite>::new(
+                    "DELETE FROM queue_jobs WHERE reserved_at IS NOT NULL AND (",
+                );
+                sql::push_lease_matches(&mut delete, chunk);
+                delete.push(")");
+                async move { delete.build().execute(&self.pool).await }
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn release(
+        &self,
+        lease: &Lease,
+        delay: Duration,
+        refund_attempt: bool,
+    ) -> Result<bool, DriverError> {
+        let Some(id) = lease_id(lease) else {
+            return Ok(false);
+        };
+        let available = SqlTime::text(SystemTime::now() + delay);
+        let refund = i64::from(refund_attempt);
+        let result = retry_busy("release", || {
+            sqlx::query(
+                "UPDATE queue_jobs SET reserved_at = NULL, available_at = ?1, attempts = MAX(attempts - ?2, 0)
+                 WHERE id = ?3 AND attempts = ?4 AND reserved_at IS NOT NULL",
+            )
+            .bind(&available)
+            .bind(refund)
+            .bind(id)
+            .bind(i64::from(lease.attempts))
+            .execute(&self.pool)
+        })
+        .await?;
+        if delay.is_zero() {
+            self.wake();
+        }
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn fail(&self, lease: &Lease, failure: &Failure) -> Result<bool, DriverError> {
+        let Some(id) = lease_id(lease) else {
+            return Ok(false);
+        };
+        let failed_at = SqlTime::text(SystemTime::now());
+        retry_busy("fail", || async {
+            let mut tx = self.pool.begin().await?;
+            let moved = sqlx::query(
+                "INSERT INTO queue_failed_jobs (connection, queue, payload, exception, failed_at)
+                 SELECT ?1, queue, payload, ?2, ?3 FROM queue_jobs
+                 WHERE id = ?4 AND attempts = ?5 AND reserved_at IS NOT NULL",
+            )
+            .bind(&failure.connection)
+            .bind(&failure.exception)
+            .bind(&failed_at)
+            .bind(id)
+            .bind(i64::from(lease.attempts))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if moved > 0 {
+                sqlx::query("DELETE FROM queue_jobs WHERE id = ?1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(moved > 0)
+        })
+        .await
+    }
+
+    async fn extend(&self, leases: &[Lease]) -> Result<usize, DriverError> {
+        let now = SqlTime::text(SystemTime::now());
+        let mut held = 0;
+        for chunk in leases.chunks(INSERT_CHUNK) {
+            let result = retry_busy("extend", || {
+                let mut update =
+                    QueryBuilder::<Sqlite>::new("UPDATE queue_jobs SET reserved_at = ");
+                update
+                    .push_bind(&now)
+                    .push(" WHERE reserved_at IS NOT NULL AND (");
+                sql::push_lease_matches(&mut update, chunk);
+                update.push(")");
+                async move { update.build().execute(&self.pool).await }
+            })
+            .await?;
+            held += usize::try_from(result.rows_affected()).unwrap_or(usize::MAX);
+        }
+        Ok(held)
+    }
+
+    async fn reap(
+        &self,
+        queues: &[String],
+        visibility_timeout: Duration,
+        max_tries_override: Option<u32>,
+    ) -> Result<Reaped, DriverError> {
+        let cutoff = SqlTime::text(
+            SystemTime::now()
+                .checked_sub(visibility_timeout)
+                .unwrap_or(SystemTime::UNIX_EPOCH),
+        );
+        let mut reaped = Reaped::default();
+        for queue in queues {
+            let rows = retry_busy("reap", || {
+                sqlx::query(
+                    "SELECT id, queue, payload, attempts, reserved_at FROM queue_jobs
+                     WHERE queue = ?1 AND reserved_at IS NOT NULL AND reserved_at < ?2 ORDER BY id",
+                )
+                .bind(queue)
+                .bind(&cutoff)
+                .fetch_all(&self.pool)
+            })
+            .await?;
+            for row in &rows {
+                let job = reserved_job(row).map_err(|e| DriverError::backend("reap", e))?;
+                let reserved_at: String = row
+                    .try_get("reserved_at")
+                    .map_err(|e| DriverError::backend("reap", e))?;
+                if sql::out_of_tries(&job, max_tries_override) {
+                    let failure = Failure {
+                        connection: "sqlite".to_owned(),
+                        exception: super::reservation_expired_message(visibility_timeout),
+                    };
+                    if self.fail(&job.lease, &failure).await? {
+                        reaped.failed += 1;
+                    }
+                    continue;
+                }
+                let now = SqlTime::text(SystemTime::now());
+                let requeued = retry_busy("reap", || {
+                    sqlx::query(
+                        "UPDATE queue_jobs SET reserved_at = NULL, available_at = ?1
+                         WHERE id = ?2 AND attempts = ?3 AND reserved_at = ?4",
+                    )
+                    .bind(&now)
+                    .bind(lease_id(&job.lease))
+                    .bind(i64::from(job.lease.attempts))
+                    .bind(&reserved_at)
+                    .execute(&self.pool)
+                })
+                .await?;
+                reaped.requeued += requeued.rows_affected();
+            }
+        }
+        if reaped.requeued > 0 {
+            self.wake();
+        }
+        Ok(reaped)
+    }
+
+    async fn size(&self, queue: &str) -> Result<u64, DriverError> {
+        let count: i64 = retry_busy("size", || {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM queue_jobs WHERE queue = ?1 AND reserved_at IS NULL",
+            )
+            .bind(queue)
+            .fetch_one(&self.pool)
+        })
+        .await?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    async fn stats(&self, queue: &str) -> Result<QueueStats, DriverError> {
+        let now = SystemTime::now();
+        let now_text = SqlTime::text(now);
+        let row = retry_busy("stats", || {
+            sqlx::query(
+                "SELECT
+                    COALESCE(SUM(reserved_at IS NULL AND available_at <= ?2), 0) AS ready,
+                    COALESCE(SUM(reserved_at IS NOT NULL), 0) AS reserved,
+                    COALESCE(SUM(reserved_at IS NULL AND available_at > ?2), 0) AS delayed,
+                    MIN(CASE WHEN reserved_at IS NULL AND available_at <= ?2 THEN created_at END) AS oldest,
+                    (SELECT COUNT(*) FROM queue_failed_jobs WHERE queue = ?1) AS failed
+                 FROM queue_jobs WHERE queue = ?1",
+            )
+            .bind(queue)
+            .bind(&now_text)
+            .fetch_one(&self.pool)
+        })
+        .await?;
+        let get = |column: &str| -> Result<u64, DriverError> {
+            let value: i64 = row
+                .try_get(column)
+                .map_err(|e| DriverError::backend("stats", e))?;
+            Ok(u64::try_from(value).unwrap_or(0))
+        };
+        let oldest: Option<String> = row
+            .try_get("oldest")
+            .map_err(|e| DriverError::backend("stats", e))?;
+        Ok(QueueStats {
+            queue: queue.to_owned(),
+            ready: get("ready")?,
+            reserved: get("reserved")?,
+            delayed: get("delayed")?,
+            failed: get("failed")?,
+            oldest_ready_age_seconds: sql::age_secs(oldest.as_deref(), now),
+        })
+    }
+
+    async fn queues(&self) -> Result<Vec<String>, DriverError> {
+        retry_busy("queues", || {
+            sqlx::query_scalar(
+                "SELECT queue FROM queue_jobs UNION SELECT queue FROM queue_failed_jobs ORDER BY queue",
+            )
+            .fetch_all(&self.pool)
+        })
+        .await
+    }
+
+    async fn next_due(&self, queues: &[String]) -> Result<Option<Duration>, DriverError> {
+        let now = SystemTime::now();
+        let now_text = SqlTime::text(now);
+        let mut next: Option<String> = None;
+        for queue in queues {
+            let due: Option<String> = retry_busy("next_due", || {
+                sqlx::query_scalar(
+                    "SELECT MIN(available_at) FROM queue_jobs
+                     WHERE queue = ?1 AND reserved_at IS NULL AND available_at > ?2",
+                )
+                .bind(queue)
+                .bind(&now_text)
+                .fetch_one(&self.pool)
+            })
+            .await?;
+            next = match (next, due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        Ok(next.map(|due| SqlTime::parse(&due).duration_since(now).unwrap_or_default()))
+    }
+
+    fn wake_signal(&self) -> Option<watch::Receiver<u64>> {
+        Some(self.wake.subscribe())
+    }
+
+    async fn failed_list(&self, queue: Option<&str>) -> Result<Vec<FailedJob>, DriverError> {
+        let rows = retry_busy("list failed jobs", || {
+            sqlx::query(
+                "SELECT id, connection, queue, payload, exception, failed_at FROM queue_failed_jobs
+                 WHERE ?1 IS NULL OR queue = ?1 ORDER BY id",
+            )
+            .bind(queue)
+            .fetch_all(&self.pool)
+        })
+        .await?;
+        rows.iter()
+            .map(failed_job)
+            .collect::<Result<_, _>>()
+            .map_err(|e| DriverError::backend("list failed jobs", e))
+    }
+
+    async fn failed_get(&self, id: &str) -> Result<Option<FailedJob>, DriverError> {
+        let id = sql::failed_id(id)?;
+        let row = retry_busy("show failed job", || {
+            sqlx::query("SELECT id, connection, queue, payload, exception, failed_at FROM queue_failed_jobs WHERE id = ?1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+        })
+        .await?;
+        row.as_ref()
+            .map(failed_job)
+            .transpose()
+            .map_err(|e| DriverError::backend("show failed job", e))
+    }
+
+    async fn failed_retry(&self, id: &str) -> Result<Option<String>, DriverError> {
+        let id = sql::failed_id(id)?;
+        let now = SqlTime::text(SystemTime::now());
+        let new_id = retry_busy("retry failed job", || async {
+            let mut tx = self.pool.begin().await?;
+            let inserted: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO queue_jobs (queue, payload, attempts, reserved_at, available_at, created_at)
+                 SELECT queue, payload, 0, NULL, ?1, ?1 FROM queue_failed_jobs WHERE id = ?2
+                 RETURNING id",
+            )
+            .bind(&now)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if inserted.is_some() {
+                sqlx::query("DELETE FROM queue_failed_jobs WHERE id = ?1").bind(id).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(inserted)
+        })
+        .await?;
+        if new_id.is_some() {
+            self.wake();
+        }
+        Ok(new_id.map(|id| id.to_string()))
+    }
+
+    async fn failed_forget(&self, id: &str) -> Result<bool, DriverError> {
+        let id = sql::failed_id(id)?;
+        let result = retry_busy("forget failed job", || {
+            sqlx::query("DELETE FROM queue_failed_jobs WHERE id = ?1")
+                .bind(id)
+                .execute(&self.pool)
+        })
+        .await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn failed_flush(&self, queue: Option<&str>) -> Result<u64, DriverError> {
+        let result = retry_busy("flush failed jobs", || {
+            sqlx::query("DELETE FROM queue_failed_jobs WHERE ?1 IS NULL OR queue = ?1")
+                .bind(queue)
+                .execute(&self.pool)
+        })
+        .await?;
+        Ok(result.rows_affected())
+    }
+
+    async fn failed_prune(
+        &self,
+        queue: Option<&str>,
+        older_than: Duration,
+    ) -> Result<u64, DriverError> {
+        let cutoff = SqlTime::text(
+            SystemTime::now()
+                .checked_sub(older_than)
+                .unwrap_or(SystemTime::UNIX_EPOCH),
+        );
+        let result = retry_busy("prune failed jobs", || {
+            sqlx::query(
+                "DELETE FROM queue_failed_jobs WHERE failed_at < ?1 AND (?2 IS NULL OR queue = ?2)",
+            )
+            .bind(&cutoff)
+            .bind(queue)
+            .execute(&self.pool)
+        })
+        .await?;
+        Ok(result.rows_affected())
+    }
+}
