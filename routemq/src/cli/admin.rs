@@ -1,0 +1,371 @@
+//! The admin commands: failed jobs, sizes and stats, migrations, the job list.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::output::{Render, print, short};
+use super::{Command, Common, EXIT_NOT_FOUND, Failure, OutputFormat, QueueFilter};
+use crate::driver::{FailedJob, QueueDriver, QueueStats};
+use crate::queue;
+use crate::registry::Registry;
+
+/// `queue-retry` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct RetryArgs {
+    /// The failed job's id; omit it with --all.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub id: Option<String>,
+    /// Retry every failed job (of --queue, if given).
+    #[arg(long)]
+    pub all: bool,
+    /// With --all: only this queue.
+    #[arg(long, requires = "all")]
+    pub queue: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+}
+
+/// `queue-prune-failed` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct PruneArgs {
+    /// Delete failed jobs older than this many hours.
+    #[arg(long)]
+    pub hours: f64,
+    /// Only this queue.
+    #[arg(long)]
+    pub queue: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+}
+
+async fn driver(common: &Common) -> Result<(String, Arc<dyn QueueDriver>), Failure> {
+    let connection = match &common.connection {
+        Some(connection) => connection.clone(),
+        None => queue().default_connection()?.to_owned(),
+    };
+    let driver = queue().connection(&connection).await?;
+    Ok((connection, driver))
+}
+
+/// A JSON object result (`{"retried": 1}`), shown as one row in a table.
+#[derive(Serialize)]
+#[serde(transparent)]
+struct Summary(Value);
+
+impl Render for Summary {
+    fn headers(&self) -> Vec<String> {
+        self.0
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn rows(&self) -> Vec<Vec<String>> {
+        let cells = self
+            .0
+            .as_object()
+            .map(|o| o.values().map(cell).collect())
+            .unwrap_or_default();
+        vec![cells]
+    }
+}
+
+fn names(headers: &[&str]) -> Vec<String> {
+    headers.iter().map(|h| (*h).to_owned()).collect()
+}
+
+fn cell(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+#[derive(Serialize)]
+#[serde(transparent)]
+struct FailedList(Vec<FailedJob>);
+
+impl Render for FailedList {
+    fn headers(&self) -> Vec<String> {
+        names(&["id", "queue", "connection", "failed_at", "job", "exception"])
+    }
+
+    fn rows(&self) -> Vec<Vec<String>> {
+        self.0.iter().map(failed_row).collect()
+    }
+}
+
+fn failed_row(job: &FailedJob) -> Vec<String> {
+    let class = crate::envelope::Envelope::decode(&job.payload)
+        .map_or_else(|_| "?".to_owned(), |e| e.class().to_owned());
+    vec![
+        job.id.clone(),
+        job.queue.clone(),
+        job.connection.clone(),
+        crate::time::iso_utc(job.failed_at),
+        class,
+        short(&job.exception, 60),
+    ]
+}
+
+#[derive(Serialize)]
+#[serde(transparent)]
+struct FailedOne(FailedJob);
+
+impl Render for FailedOne {
+    fn headers(&self) -> Vec<String> {
+        names(&["field", "value"])
+    }
+
+    fn rows(&self) -> Vec<Vec<String>> {
+        let job = &self.0;
+        vec![
+            vec!["id".to_owned(), job.id.clone()],
+            vec!["queue".to_owned(), job.queue.clone()],
+            vec!["connection".to_owned(), job.connection.clone()],
+            vec!["failed_at".to_owned(), crate::time::iso_utc(job.failed_at)],
+            vec!["payload".to_owned(), job.payload.clone()],
+            vec!["exception".to_owned(), job.exception.replace('\n', " | ")],
+        ]
+    }
+}
+
+#[derive(Serialize)]
+#[serde(transparent)]
+struct StatsList(Vec<QueueStats>);
+
+impl Render for StatsList {
+    fn headers(&self) -> Vec<String> {
+        names(&[
+            "queue",
+            "ready",
+            "reserved",
+            "delayed",
+            "failed",
+            "oldest_ready_age_seconds",
+        ])
+    }
+
+    fn rows(&self) -> Vec<Vec<String>> {
+        self.0
+            .iter()
+            .map(|s| {
+                vec![
+                    s.queue.clone(),
+                    s.ready.to_string(),
+                    s.reserved.to_string(),
+                    s.delayed.to_string(),
+                    s.failed.to_string(),
+                    format!("{:.1}", s.oldest_ready_age_seconds),
+                ]
+            })
+            .collect()
+    }
+}
+
+#[derive(Serialize)]
+struct JobInfo {
+    name: &'static str,
+    #[serde(rename = "type")]
+    type_name: String,
+    queue: &'static str,
+    connection: Option<&'static str>,
+    max_tries: u32,
+    timeout: u64,
+    retry_after: u64,
+    backoff: bool,
+    defined_at: String,
+}
+
+#[derive(Serialize)]
+#[serde(transparent)]
+struct JobList(Vec<JobInfo>);
+
+impl Render for JobList {
+    fn headers(&self) -> Vec<String> {
+        names(&[
+            "name",
+            "type",
+            "queue",
+            "max_tries",
+            "timeout",
+            "retry_after",
+            "backoff",
+        ])
+    }
+
+    fn rows(&self) -> Vec<Vec<String>> {
+        self.0
+            .iter()
+            .map(|j| {
+                vec![
+                    j.name.to_owned(),
+                    j.type_name.clone(),
+                    j.queue.to_owned(),
+                    j.max_tries.to_string(),
+                    j.timeout.to_string(),
+                    j.retry_after.to_string(),
+                    if j.backoff { "exponential" } else { "fixed" }.to_owned(),
+                ]
+            })
+            .collect()
+    }
+}
+
+fn not_found(id: &str) -> Failure {
+    Failure {
+        message: format!("no failed job with id `{id}`"),
+        code: EXIT_NOT_FOUND,
+    }
+}
+
+/// The queues a filter names, or every queue the driver knows.
+async fn queues_of(filter: &QueueFilter, driver: &dyn QueueDriver) -> Result<Vec<String>, Failure> {
+    for queue in &filter.queue {
+        crate::names::validate_queue_name(queue)?;
+    }
+    if filter.queue.is_empty() {
+        Ok(driver.queues().await?)
+    } else {
+        Ok(filter.queue.clone())
+    }
+}
+
+fn one_queue(filter: &QueueFilter) -> Result<Option<&str>, Failure> {
+    match filter.queue.as_slice() {
+        [] => Ok(None),
+        [queue] => Ok(Some(queue.as_str())),
+        _ => Err(Failure {
+            message: "this command takes one --queue".to_owned(),
+            code: 2,
+        }),
+    }
+}
+
+pub(super) async fn run(command: Command) -> Result<(), Failure> {
+    match command {
+        Command::QueueWork(_) => Ok(()),
+        Command::QueueFailed(filter) => {
+            let (_, driver) = driver(&filter.common).await?;
+            let jobs = driver.failed_list(one_queue(&filter)?).await?;
+            print(&FailedList(jobs), filter.common.format.format)
+        }
+        Command::QueueFailedShow(args) => {
+            let (_, driver) = driver(&args.common).await?;
+            match driver.failed_get(&args.id).await? {
+                Some(job) => print(&FailedOne(job), args.common.format.format),
+                None => {
+                    if args.common.format.format == OutputFormat::Json {
+                        println!("null");
+                    }
+                    Err(not_found(&args.id))
+                }
+            }
+        }
+        Command::QueueRetry(args) => {
+            let (_, driver) = driver(&args.common).await?;
+            let format = args.common.format.format;
+            if args.all {
+                let retried = driver.failed_retry_all(args.queue.as_deref()).await?;
+                return print(&Summary(json!({ "retried": retried })), format);
+            }
+            let id = args.id.unwrap_or_default();
+            match driver.failed_retry(&id).await? {
+                Some(job_id) => print(&Summary(json!({ "retried": 1, "job_id": job_id })), format),
+                None => {
+                    print(&Summary(json!({ "retried": 0 })), format)?;
+                    Err(not_found(&id))
+                }
+            }
+        }
+        Command::QueueForget(args) => {
+            let (_, driver) = driver(&args.common).await?;
+            let forgotten = driver.failed_forget(&args.id).await?;
+            print(
+                &Summary(json!({ "forgotten": forgotten })),
+                args.common.format.format,
+            )?;
+            if forgotten {
+                Ok(())
+            } else {
+                Err(not_found(&args.id))
+            }
+        }
+        Command::QueueFlush(filter) => {
+            let (_, driver) = driver(&filter.common).await?;
+            let flushed = driver.failed_flush(one_queue(&filter)?).await?;
+            print(
+                &Summary(json!({ "flushed": flushed })),
+                filter.common.format.format,
+            )
+        }
+        Command::QueuePruneFailed(args) => {
+            if !(args.hours.is_finite() && args.hours >= 0.0) {
+                return Err(Failure {
+                    message: format!("--hours must be ≥ 0, not {}", args.hours),
+                    code: 2,
+                });
+            }
+            let (_, driver) = driver(&args.common).await?;
+            let older_than = Duration::from_secs_f64(args.hours * 3600.0);
+            let pruned = driver
+                .failed_prune(args.queue.as_deref(), older_than)
+                .await?;
+            print(
+                &Summary(json!({ "pruned": pruned })),
+                args.common.format.format,
+            )
+        }
+        Command::QueueSize(filter) => {
+            let (_, driver) = driver(&filter.common).await?;
+            let mut sizes = serde_json::Map::new();
+            for queue in queues_of(&filter, driver.as_ref()).await? {
+                let size = driver.size(&queue).await?;
+                sizes.insert(queue, json!(size));
+            }
+            print(&Summary(Value::Object(sizes)), filter.common.format.format)
+        }
+        Command::QueueStats(filter) => {
+            let (_, driver) = driver(&filter.common).await?;
+            let mut stats = Vec::new();
+            for queue in queues_of(&filter, driver.as_ref()).await? {
+                stats.push(driver.stats(&queue).await?);
+            }
+            print(&StatsList(stats), filter.common.format.format)
+        }
+        Command::QueueMigrate(common) => {
+            let (connection, driver) = driver(&common).await?;
+            driver.migrate().await?;
+            print(
+                &Summary(json!({ "migrated": true, "connection": connection })),
+                common.format.format,
+            )
+        }
+        Command::ListJobs(format) => {
+            let registry = Registry::global()?;
+            let jobs = registry
+                .registrations()
+                .into_iter()
+                .map(|r| JobInfo {
+                    name: r.name(),
+                    type_name: format!("{}::{}", r.site().module_path, r.site().type_name),
+                    queue: r.options().queue,
+                    connection: r.options().connection,
+                    max_tries: r.options().max_tries,
+                    timeout: r.options().timeout,
+                    retry_after: r.options().retry_after,
+                    backoff: r.options().backoff,
+                    defined_at: format!("{}:{}", r.site().file, r.site().line),
+                })
+                .collect();
+            print(&JobList(jobs), format.format)
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! The command line: `queue-work` and the admin commands, for any binary that links your jobs.
+//!
+//! ```no_run
+//! // src/bin/worker.rs of your application
+//! use my_app_jobs as _; // link the crate that defines the #[job] types
+//! # mod my_app_jobs {}
+//!
+//! fn main() -> std::process::ExitCode {
+//!     routemq::cli::main()
+//! }
+//! ```
+//!
+//! | command | what it does |
+//! |---|---|
+//! | `queue-work` | runs a worker (`--queue a,b --connection C --concurrency N --sleep S --max-jobs N --max-time S --max-tries N --timeout S --stop-when-empty`) |
+//! | `queue-failed` | lists failed jobs (`--queue Q`) |
+//! | `queue-failed-show ID` | shows one failed job |
+//! | `queue-retry ID` / `queue-retry --all` | pushes failed jobs back to their queue |
+//! | `queue-forget ID` | deletes a failed job |
+//! | `queue-flush` | deletes every failed job (`--queue Q`) |
+//! | `queue-prune-failed --hours N` | deletes failed jobs older than N hours |
+//! | `queue-size` / `queue-stats` | counts per queue |
+//! | `queue-migrate` | creates the tables |
+//! | `list-jobs` | the job types linked into this binary |
+//!
+//! Admin commands print JSON (2-space indented, like RouteMQ) or, with `--format table`, a table.
+//! Exit codes: 0 success, 1 error (printed to stderr), 2 invalid arguments, 3 no such failed job.
+
+mod admin;
+mod output;
+mod work;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Exit code for "no such failed job".
+pub const EXIT_NOT_FOUND: u8 = 3;
+
+/// routemq: background jobs, RouteMQ-compatible.
+#[derive(Debug, Parser)]
+#[command(name = "routemq", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a worker that processes jobs until stopped (SIGTERM/SIGINT drains; a second signal stops at once).
+    QueueWork(work::WorkArgs),
+    /// List failed jobs.
+    QueueFailed(QueueFilter),
+    /// Show one failed job.
+    QueueFailedShow(IdArgs),
+    /// Push a failed job (or all of them) back to its queue, with its attempts reset.
+    QueueRetry(admin::RetryArgs),
+    /// Delete one failed job.
+    QueueForget(IdArgs),
+    /// Delete failed jobs (all, or those of one queue).
+    QueueFlush(QueueFilter),
+    /// Delete failed jobs older than a number of hours.
+    QueuePruneFailed(admin::PruneArgs),
+    /// Ready plus delayed jobs per queue.
+    QueueSize(QueueFilter),
+    /// Ready, reserved, delayed and failed jobs per queue, and the oldest ready job's age.
+    QueueStats(QueueFilter),
+    /// Create the queue tables (idempotent).
+    QueueMigrate(Common),
+    /// List the job types linked into this binary.
+    ListJobs(Format),
+}
+
+/// Output format of admin commands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// JSON, 2-space indented.
+    #[default]
+    Json,
+    /// An aligned text table.
+    Table,
+}
+
+/// `--format`.
+#[derive(Debug, Clone, Args)]
+pub struct Format {
+    /// Print JSON (default) or a table.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Json)]
+    pub format: OutputFormat,
+}
+
+/// Options every admin command takes.
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// The connection to use (default: QUEUE_CONNECTION, else sqlite).
+    #[arg(long)]
+    pub connection: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub format: Format,
+}
+
+/// A failed-job id plus the common options.
+#[derive(Debug, Clone, Args)]
+pub struct IdArgs {
+    /// The failed job's id (as `queue-failed` shows it).
+    pub id: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+}
+
+/// An optional queue plus the common options.
+#[derive(Debug, Clone, Args)]
+pub struct QueueFilter {
+    /// Only this queue (repeat or comma-separate for several where a command allows; default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub queue: Vec<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+}
+
+/// A command's failure: what to print and the exit code.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) message: String,
+    pub(crate) code: u8,
+}
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Self {
+            message: error.to_string(),
+            code: 1,
+        }
+    }
+}
+
+/// Parses the process arguments and runs the command. Use it as your worker binary's `main`.
+pub fn main() -> ExitCode {
+    crate::config::load_dotenv();
+    let cli = Cli::parse();
+    run(cli)
+}
+
+/// Runs an already parsed command line.
+pub fn run(cli: Cli) -> ExitCode {
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::QueueWork(args) => work::run(args).await,
+            other => admin::run(other).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+/// Logs to stderr: human-readable by default, JSON lines with `LOG_FORMAT=json`; the level from
+/// `RUST_LOG` (default `info`).
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = crate::config::env_var("LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}

@@ -1,0 +1,106 @@
+//! `queue-work`: run a worker from the command line.
+
+use std::time::Duration;
+
+use clap::Args;
+
+use super::Failure;
+use crate::registry::Registry;
+use crate::worker::{Shutdown, Worker, WorkerOptions};
+use crate::{Settings, queue};
+
+/// `queue-work` flags (RouteMQ's, plus `--concurrency` and `--stop-when-empty`).
+#[derive(Debug, Clone, Args)]
+pub struct WorkArgs {
+    /// Queues to serve, comma-separated, highest priority first.
+    #[arg(long, value_delimiter = ',', default_value = "default")]
+    pub queue: Vec<String>,
+    /// The connection to work (default: QUEUE_CONNECTION, else sqlite).
+    #[arg(long)]
+    pub connection: Option<String>,
+    /// Jobs run at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Seconds an idle worker waits between polls when the driver cannot wake it.
+    #[arg(long, default_value_t = 3.0)]
+    pub sleep: f64,
+    /// Stop after handling this many jobs.
+    #[arg(long)]
+    pub max_jobs: Option<u64>,
+    /// Stop reserving jobs after this many seconds.
+    #[arg(long)]
+    pub max_time: Option<f64>,
+    /// Override every job's max_tries.
+    #[arg(long)]
+    pub max_tries: Option<u32>,
+    /// Timeout in seconds for jobs whose envelope sets none.
+    #[arg(long, default_value_t = 60.0)]
+    pub timeout: f64,
+    /// Stop once no job is ready, running or delayed on the served queues.
+    #[arg(long)]
+    pub stop_when_empty: bool,
+}
+
+fn seconds(flag: &str, value: f64) -> Result<Duration, Failure> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err(Failure {
+            message: format!("--{flag} must be a number of seconds ≥ 0, not {value}"),
+            code: 2,
+        })
+    }
+}
+
+pub(super) async fn run(args: WorkArgs) -> Result<(), Failure> {
+    let registry = Registry::global()?;
+    if registry.is_empty() {
+        return Err(Failure {
+            message: "no job types are linked into this binary, so there is nothing to run.\n\
+                      Build a worker from your own crate instead: add a binary that links your jobs and calls \
+                      routemq::cli::main():\n\n    use my_jobs as _;\n    fn main() -> std::process::ExitCode { routemq::cli::main() }\n\n\
+                      then run it with `queue-work`. The admin commands (queue-failed, queue-retry, ...) work in \
+                      this binary as they are."
+                .to_owned(),
+            code: 1,
+        });
+    }
+    if args.max_tries == Some(0) {
+        return Err(Failure {
+            message: "--max-tries must be at least 1".to_owned(),
+            code: 2,
+        });
+    }
+    let settings: &Settings = queue().settings()?;
+    let connection = args
+        .connection
+        .clone()
+        .unwrap_or_else(|| settings.default_connection.clone());
+    let driver = queue().connection(&connection).await?;
+    let options = WorkerOptions {
+        queues: args
+            .queue
+            .iter()
+            .map(|q| q.trim().to_owned())
+            .filter(|q| !q.is_empty())
+            .collect(),
+        concurrency: args.concurrency,
+        sleep: seconds("sleep", args.sleep)?,
+        max_jobs: args.max_jobs,
+        max_time: args.max_time.map(|t| seconds("max-time", t)).transpose()?,
+        stop_when_empty: args.stop_when_empty,
+        max_tries: args.max_tries,
+        timeout: seconds("timeout", args.timeout)?,
+        ..WorkerOptions::from_settings(settings)
+    };
+    let shutdown = Shutdown::new();
+    let signals = tokio::spawn(shutdown.clone().on_signals());
+    let report = Worker::new(driver, connection, options)
+        .with_shutdown(shutdown)
+        .run()
+        .await;
+    signals.abort();
+    let report = report?;
+    tracing::info!("processed {} jobs", report.processed);
+    Ok(())
+}
