@@ -98,7 +98,7 @@ pub use worker::{Shutdown, Worker, WorkerOptions, WorkerReport};
 ///
 /// assert_eq!(SendEmail::OPTIONS.max_tries, 5);
 /// assert_eq!(SendEmail::OPTIONS.queue, "emails");
-/// assert_eq!(SendEmail::NAME, "rust_out.SendEmail"); // this doctest's crate is `rust_out`
+/// assert!(SendEmail::NAME.ends_with(".SendEmail")); // `{crate}.{module}.SendEmail`
 /// ```
 ///
 /// # Arguments

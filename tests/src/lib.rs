@@ -9,6 +9,7 @@ pub mod harness;
 pub mod interop;
 pub mod jobs;
 pub mod ledger;
+pub mod process_jobs;
 pub mod sqlite_files;
 
 pub use harness::{Factory, Harness};

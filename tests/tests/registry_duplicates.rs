@@ -48,12 +48,13 @@ fn duplicate_tags_name_both_types_and_their_locations() {
     assert_eq!(types, ["OldSendEmail", "SendEmail"]);
     let message = error.to_string();
     assert!(
-        message.contains("registry_duplicates::SendEmail (tests/registry_duplicates.rs:"),
+        message.contains("registry_duplicates::SendEmail (tests/tests/registry_duplicates.rs:12)"),
         "{message}"
     );
     assert!(
-        message
-            .contains("registry_duplicates::legacy::OldSendEmail (tests/registry_duplicates.rs:"),
+        message.contains(
+            "registry_duplicates::legacy::OldSendEmail (tests/tests/registry_duplicates.rs:25)"
+        ),
         "{message}"
     );
     assert!(

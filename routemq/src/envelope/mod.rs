@@ -551,14 +551,25 @@ mod tests {
     }
 
     #[test]
-    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+    fn deep_nesting_never_overflows_the_stack() {
+        // The envelope skims `data` without recursing; a job type whose field would recurse into
+        // it gets serde_json's recursion-limit error, which the worker records as a failed job.
+        let depth = 100_000;
         let deep = format!(
             r#"{{"class": "x.Y", "data": {{"a": {}1{}}}}}"#,
-            "[".repeat(100_000),
-            "]".repeat(100_000)
+            "[".repeat(depth),
+            "]".repeat(depth)
         );
+        let envelope = Envelope::decode(&deep).expect("valid JSON");
+        let error =
+            serde_json::from_str::<serde_json::Value>(envelope.data()).expect_err("too deep");
+        assert!(
+            error.to_string().contains("recursion limit exceeded"),
+            "{error}"
+        );
+        let truncated = format!(r#"{{"class": "x.Y", "data": {{"a": {}"#, "[".repeat(depth));
         assert!(matches!(
-            Envelope::decode(&deep),
+            Envelope::decode(&truncated),
             Err(EnvelopeError::NotJson(_))
         ));
     }

@@ -1,0 +1,70 @@
+//! Jobs for end-to-end tests with real worker processes: they write what they do to a file, so a
+//! test can see every run across processes (and across a `kill -9`).
+
+use std::io::Write;
+use std::time::Duration;
+
+use routemq::prelude::*;
+
+/// Appends `"{event} {n} {pid} {attempt}"` to `path` in one `write` (an `O_APPEND` write is
+/// atomic, so lines from several processes never interleave).
+fn append(path: &str, event: &str, n: u64, attempt: u32) -> std::io::Result<()> {
+    let line = format!("{event} {n} {} {attempt}\n", std::process::id());
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    file.write_all(line.as_bytes())
+}
+
+/// Records its start and end in a file; its first attempt can be slow.
+#[derive(Debug, Clone)]
+#[job(name = "e2e.FileRecord", max_tries = 3, timeout = 120)]
+pub struct FileRecord {
+    /// The ledger file.
+    pub path: String,
+    /// Its number.
+    pub n: u64,
+    /// How long the first attempt sleeps (later attempts do not).
+    pub first_attempt_sleep_ms: u64,
+}
+
+impl Job for FileRecord {
+    async fn handle(&mut self, ctx: &JobContext) -> Result<(), JobError> {
+        append(&self.path, "start", self.n, ctx.attempts())?;
+        if ctx.attempts() == 1 && self.first_attempt_sleep_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(self.first_attempt_sleep_ms)).await;
+        }
+        append(&self.path, "done", self.n, ctx.attempts())?;
+        Ok(())
+    }
+}
+
+/// One line of a ledger file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    /// `start` or `done`.
+    pub event: String,
+    /// The job's number.
+    pub n: u64,
+    /// The worker process.
+    pub pid: u32,
+    /// The attempt.
+    pub attempt: u32,
+}
+
+/// Reads a ledger file (missing: empty).
+pub fn read_ledger(path: &std::path::Path) -> Vec<Line> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let mut parts = line.split(' ');
+            Some(Line {
+                event: parts.next()?.to_owned(),
+                n: parts.next()?.parse().ok()?,
+                pid: parts.next()?.parse().ok()?,
+                attempt: parts.next()?.parse().ok()?,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,490 @@
+//! End-to-end: the real worker binary (`test-worker`, built like a user's) as processes, on a
+//! SQLite file shared with this test: runs, signals, `kill -9`, and the admin commands' JSON.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use routemq::driver::QueueDriver;
+use routemq::driver::sqlite::SqliteDriver;
+use routemq::{QueueManager, Settings};
+use routemq_tests::jobs::AlwaysFail;
+use routemq_tests::process_jobs::{FileRecord, Line, read_ledger};
+use routemq_tests::sqlite_files::fresh_path;
+use serde_json::Value;
+
+/// One test's database file, ledger file and queue.
+struct Setup {
+    db: PathBuf,
+    ledger: PathBuf,
+    queue: String,
+    manager: QueueManager,
+    driver: Arc<dyn QueueDriver>,
+}
+
+impl Setup {
+    async fn new(name: &str) -> Self {
+        let db = fresh_path(name);
+        let ledger = db.with_extension("ledger");
+        let _ = std::fs::remove_file(&ledger);
+        let driver: Arc<dyn QueueDriver> = Arc::new(
+            SqliteDriver::open(db.to_str().expect("utf-8"))
+                .await
+                .expect("open"),
+        );
+        let manager = QueueManager::new(Settings::default());
+        manager.register("sqlite", Arc::clone(&driver));
+        Self {
+            db,
+            ledger,
+            queue: format!("e2e-{name}"),
+            manager,
+            driver,
+        }
+    }
+
+    async fn dispatch(&self, count: u64, first_attempt_sleep_ms: u64) {
+        let path = self.ledger.to_str().expect("utf-8").to_owned();
+        let jobs = (0..count).map(|n| FileRecord {
+            path: path.clone(),
+            n,
+            first_attempt_sleep_ms,
+        });
+        self.manager
+            .bulk(jobs)
+            .on_queue(self.queue.clone())
+            .await
+            .expect("dispatch");
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_test-worker"));
+        command
+            .args(args)
+            .current_dir(self.db.parent().expect("temp dir"))
+            .env("QUEUE_CONNECTION", "sqlite")
+            .env("QUEUE_SQLITE_PATH", &self.db)
+            .env("RUST_LOG", "warn")
+            .env_remove("DATABASE_URL")
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs a command to completion (bounded by 60 s; killed after that).
+    fn run(&self, args: &[&str]) -> Output {
+        fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+            std::thread::spawn(move || {
+                let mut buffer = Vec::new();
+                if let Some(mut pipe) = pipe {
+                    let _ = pipe.read_to_end(&mut buffer);
+                }
+                buffer
+            })
+        }
+        let mut child = Guard(
+            self.command(args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn"),
+        );
+        let stdout = drain(child.0.stdout.take());
+        let stderr = drain(child.0.stderr.take());
+        let status = child.wait_for_exit(Duration::from_secs(60));
+        Output {
+            status,
+            stdout: stdout.join().expect("stdout"),
+            stderr: stderr.join().expect("stderr"),
+        }
+    }
+
+    fn work(&self, extra: &[&str]) -> Guard {
+        let mut args = vec![
+            "queue-work",
+            "--queue",
+            self.queue.as_str(),
+            "--sleep",
+            "0.1",
+        ];
+        args.extend_from_slice(extra);
+        Guard(
+            self.command(&args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn worker"),
+        )
+    }
+
+    fn ledger(&self) -> Vec<Line> {
+        read_ledger(&self.ledger)
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e})"))
+    }
+}
+
+/// A child process that is killed if the test ends early.
+struct Guard(Child);
+
+impl Guard {
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit; panics after `limit`.
+    fn wait_for_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.0.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "process {} did not exit within {limit:?}",
+                self.pid()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "condition not met within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn done_counts(lines: &[Line]) -> HashMap<u64, usize> {
+    let mut counts = HashMap::new();
+    for line in lines.iter().filter(|l| l.event == "done") {
+        *counts.entry(line.n).or_default() += 1;
+    }
+    counts
+}
+
+#[tokio::test]
+async fn stop_when_empty_runs_every_job_once() {
+    let setup = Setup::new("once").await;
+    setup.dispatch(40, 0).await;
+    let status = setup
+        .work(&["--stop-when-empty", "--concurrency", "4"])
+        .wait_for_exit(Duration::from_secs(60));
+    assert!(status.success(), "{status}");
+    let counts = done_counts(&setup.ledger());
+    assert_eq!(counts.len(), 40);
+    assert!(counts.values().all(|c| *c == 1));
+    assert_eq!(
+        setup.json(&["queue-size", "--queue", &setup.queue])[&setup.queue],
+        0
+    );
+}
+
+#[tokio::test]
+async fn two_worker_processes_share_one_file_without_double_delivery() {
+    let setup = Setup::new("two-processes").await;
+    setup.dispatch(300, 0).await;
+    let mut first = setup.work(&["--stop-when-empty", "--concurrency", "8"]);
+    let mut second = setup.work(&["--stop-when-empty", "--concurrency", "8"]);
+    assert!(first.wait_for_exit(Duration::from_secs(60)).success());
+    assert!(second.wait_for_exit(Duration::from_secs(60)).success());
+    let lines = setup.ledger();
+    let counts = done_counts(&lines);
+    let stats = setup.driver.stats(&setup.queue).await.expect("stats");
+    let starts = lines.iter().filter(|l| l.event == "start").count();
+    assert_eq!(
+        counts.len(),
+        300,
+        "every job ran; {stats:?}; {starts} starts; failed: {:?}",
+        setup
+            .driver
+            .failed_list(None)
+            .await
+            .ok()
+            .map(|f| f.into_iter().map(|j| j.exception).collect::<Vec<_>>())
+    );
+    assert!(counts.values().all(|c| *c == 1), "no job ran twice");
+    let pids: std::collections::HashSet<u32> = lines.iter().map(|l| l.pid).collect();
+    assert_eq!(pids.len(), 2, "both processes worked");
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_running_job_finish() {
+    let setup = Setup::new("sigterm-drain").await;
+    setup.dispatch(1, 1_500).await;
+    let mut worker = setup.work(&[]);
+    wait_until(Duration::from_secs(20), || {
+        setup.ledger().iter().any(|l| l.event == "start")
+    });
+    worker.signal("TERM");
+    let status = worker.wait_for_exit(Duration::from_secs(20));
+    assert!(status.success(), "{status}");
+    let lines = setup.ledger();
+    assert!(
+        lines.iter().any(|l| l.event == "done" && l.attempt == 1),
+        "the job finished: {lines:?}"
+    );
+    assert_eq!(setup.driver.size(&setup.queue).await.expect("size"), 0);
+}
+
+#[tokio::test]
+async fn grace_expiry_releases_the_job_without_using_an_attempt() {
+    let setup = Setup::new("grace").await;
+    setup.dispatch(1, 60_000).await;
+    let mut worker = Guard(
+        setup
+            .command(&["queue-work", "--queue", &setup.queue, "--sleep", "0.1"])
+            .env("QUEUE_SHUTDOWN_GRACE", "0.5")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn"),
+    );
+    wait_until(Duration::from_secs(20), || !setup.ledger().is_empty());
+    worker.signal("TERM");
+    assert!(worker.wait_for_exit(Duration::from_secs(20)).success());
+    assert!(
+        setup.ledger().iter().all(|l| l.event == "start"),
+        "the job did not finish"
+    );
+    let again = setup
+        .driver
+        .reserve(std::slice::from_ref(&setup.queue), 1)
+        .await
+        .expect("reserve");
+    assert_eq!(again.len(), 1, "released back to its queue");
+    assert_eq!(
+        again[0].lease.attempts, 1,
+        "the interrupted run was not counted"
+    );
+}
+
+#[tokio::test]
+async fn a_second_signal_stops_at_once() {
+    let setup = Setup::new("second-signal").await;
+    setup.dispatch(1, 60_000).await;
+    let mut worker = setup.work(&[]);
+    wait_until(Duration::from_secs(20), || !setup.ledger().is_empty());
+    worker.signal("TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    worker.signal("INT");
+    let started = Instant::now();
+    assert!(worker.wait_for_exit(Duration::from_secs(10)).success());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "did not wait for the 300 s grace period"
+    );
+    assert_eq!(
+        setup.driver.size(&setup.queue).await.expect("size"),
+        1,
+        "the job is back in its queue"
+    );
+}
+
+#[tokio::test]
+async fn after_kill_9_another_worker_runs_the_job_once_the_lease_expires() {
+    let setup = Setup::new("kill9").await;
+    setup.dispatch(1, 60_000).await;
+    let mut crashed = setup.work(&[]);
+    wait_until(Duration::from_secs(20), || !setup.ledger().is_empty());
+    crashed.signal("KILL");
+    crashed.wait_for_exit(Duration::from_secs(10));
+
+    let started = Instant::now();
+    let mut rescuer = Guard(
+        setup
+            .command(&[
+                "queue-work",
+                "--queue",
+                &setup.queue,
+                "--sleep",
+                "0.1",
+                "--max-jobs",
+                "1",
+            ])
+            .env("QUEUE_VISIBILITY_TIMEOUT", "2")
+            .env("QUEUE_REAPER_INTERVAL", "0.5")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn"),
+    );
+    assert!(rescuer.wait_for_exit(Duration::from_secs(30)).success());
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "not before the lease could expire"
+    );
+    let lines = setup.ledger();
+    let done: Vec<&Line> = lines.iter().filter(|l| l.event == "done").collect();
+    assert_eq!(done.len(), 1, "{lines:?}");
+    assert_eq!(done[0].attempt, 2, "the killed run counted as attempt 1");
+    assert_eq!(done[0].pid, rescuer.pid());
+    assert_ne!(lines[0].pid, rescuer.pid());
+}
+
+#[tokio::test]
+async fn admin_commands_list_show_retry_forget_and_flush_failed_jobs() {
+    let setup = Setup::new("admin").await;
+    let q = setup.queue.clone();
+    for _ in 0..3 {
+        setup
+            .manager
+            .push(AlwaysFail {
+                key: "e2e".to_owned(),
+                permanent: true,
+            })
+            .on_queue(q.clone())
+            .await
+            .expect("push");
+    }
+    assert!(
+        setup
+            .work(&["--stop-when-empty"])
+            .wait_for_exit(Duration::from_secs(60))
+            .success()
+    );
+
+    let failed = setup.json(&["queue-failed", "--queue", &q]);
+    let failed = failed.as_array().expect("a JSON list");
+    assert_eq!(failed.len(), 3);
+    let first = &failed[0];
+    for key in [
+        "id",
+        "connection",
+        "queue",
+        "payload",
+        "exception",
+        "failed_at",
+    ] {
+        assert!(first.get(key).is_some(), "failed job has `{key}`: {first}");
+    }
+    assert_eq!(first["queue"], q.as_str());
+    assert_eq!(first["connection"], "sqlite");
+    assert!(
+        first["exception"]
+            .as_str()
+            .expect("text")
+            .starts_with("Permanent: the address does not exist")
+    );
+    assert!(
+        first["failed_at"]
+            .as_str()
+            .expect("text")
+            .ends_with("+00:00")
+    );
+    let id = first["id"].as_str().expect("id").to_owned();
+
+    assert_eq!(&setup.json(&["queue-failed-show", &id]), first);
+    let retried = setup.json(&["queue-retry", &id]);
+    assert_eq!(retried["retried"], 1);
+    assert_eq!(setup.json(&["queue-size", "--queue", &q])[&q], 1);
+    let missing = setup.run(&["queue-failed-show", &id]);
+    assert_eq!(missing.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&missing.stdout).trim(), "null");
+
+    let second = failed[1]["id"].as_str().expect("id").to_owned();
+    assert_eq!(setup.json(&["queue-forget", &second])["forgotten"], true);
+    let again = setup.run(&["queue-forget", &second]);
+    assert_eq!(again.status.code(), Some(3));
+
+    let table = setup.run(&["queue-failed", "--queue", &q, "--format", "table"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.starts_with("id"), "{table}");
+    assert!(table.contains("conformance.AlwaysFail"), "{table}");
+
+    assert_eq!(setup.json(&["queue-flush", "--queue", &q])["flushed"], 1);
+    assert_eq!(
+        setup.json(&["queue-failed", "--queue", &q]),
+        serde_json::json!([])
+    );
+    let stats = setup.json(&["queue-stats", "--queue", &q]);
+    assert_eq!(stats[0]["ready"], 1, "the retried job waits: {stats}");
+    assert!(
+        setup
+            .json(&["list-jobs"])
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|j| j["name"] == "e2e.FileRecord")
+    );
+}
+
+#[tokio::test]
+async fn bad_arguments_and_unknown_connections_fail_clearly() {
+    let setup = Setup::new("errors").await;
+    let usage = setup.run(&["queue-retry"]);
+    assert_eq!(usage.status.code(), Some(2));
+    let unknown = setup.run(&["queue-failed", "--connection", "nowhere"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    let message = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        message.contains("unknown queue connection `nowhere`; known connections:"),
+        "{message}"
+    );
+    let bad_queue = setup.run(&["queue-size", "--queue", "a b"]);
+    assert_eq!(bad_queue.status.code(), Some(1));
+    let help = setup.run(&["--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    for command in [
+        "queue-work",
+        "queue-failed",
+        "queue-failed-show",
+        "queue-retry",
+        "queue-forget",
+        "queue-flush",
+        "queue-prune-failed",
+        "queue-size",
+        "queue-stats",
+        "queue-migrate",
+        "list-jobs",
+    ] {
+        assert!(help.contains(command), "--help lists {command}");
+    }
+    let work_help = setup.run(&["queue-work", "--help"]);
+    let work_help = String::from_utf8_lossy(&work_help.stdout);
+    for flag in [
+        "--queue",
+        "--connection",
+        "--concurrency",
+        "--sleep",
+        "--max-jobs",
+        "--max-time",
+        "--max-tries",
+        "--timeout",
+        "--stop-when-empty",
+    ] {
+        assert!(work_help.contains(flag), "queue-work --help lists {flag}");
+    }
+}
