@@ -164,6 +164,11 @@ pub use worker::{Shutdown, Worker, WorkerOptions, WorkerReport};
 #[cfg(feature = "macros")]
 pub use routemq_macros::job;
 
+/// The README's Rust examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 /// Everything a job definition and a dispatcher need: `use routemq::prelude::*;`.
 pub mod prelude {
     #[cfg(feature = "macros")]
