@@ -14,7 +14,6 @@ use tokio::time::Instant;
 use super::{
     DriverError, FailedJob, Failure, Lease, NewJob, QueueDriver, QueueStats, Reaped, ReservedJob,
 };
-use crate::envelope::Envelope;
 
 #[derive(Debug)]
 struct StoredJob {
@@ -319,10 +318,7 @@ impl QueueDriver for MemoryDriver {
                     let Some(job) = state.jobs.get(&id) else {
                         continue;
                     };
-                    let max_tries = max_tries_override.unwrap_or_else(|| {
-                        Envelope::decode(&job.payload).map_or(3, |e| e.effective_max_tries())
-                    });
-                    if job.attempts >= max_tries {
+                    if super::out_of_tries(&job.payload, job.attempts, max_tries_override) {
                         let Some(job) = state.jobs.remove(&id) else {
                             continue;
                         };

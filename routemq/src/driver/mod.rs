@@ -8,6 +8,9 @@
 //! to someone else cannot acknowledge or fail the other worker's run.
 
 pub mod memory;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 #[cfg(feature = "_sql")]
 mod sql;
 #[cfg(feature = "sqlite")]
@@ -155,6 +158,15 @@ pub fn reservation_expired_message(visibility_timeout: Duration) -> String {
         "ReservationExpired: Job reservation expired after {}s visibility timeout",
         visibility_timeout.as_secs()
     )
+}
+
+/// Whether a reservation (an expired lease being reaped) has used up its tries: the envelope's
+/// `max_tries` (3 when it cannot be read), or the worker's override.
+pub(crate) fn out_of_tries(payload: &str, attempts: u32, max_tries_override: Option<u32>) -> bool {
+    let max_tries = max_tries_override.unwrap_or_else(|| {
+        crate::envelope::Envelope::decode(payload).map_or(3, |e| e.effective_max_tries())
+    });
+    attempts >= max_tries
 }
 
 /// The storage behind a connection. Object-safe; drivers are shared as `Arc<dyn QueueDriver>`.

@@ -4,8 +4,7 @@ use std::time::SystemTime;
 
 use sqlx::QueryBuilder;
 
-use super::{DriverError, Lease, ReservedJob};
-use crate::envelope::Envelope;
+use super::{DriverError, Lease};
 use crate::time;
 
 /// RouteMQ's SQL timestamps: naive UTC (`2026-11-28 21:35:11.397883`).
@@ -56,13 +55,6 @@ where
     if first {
         query.push("1 = 0");
     }
-}
-
-/// Whether a reaped reservation has used up its tries.
-pub(crate) fn out_of_tries(job: &ReservedJob, max_tries_override: Option<u32>) -> bool {
-    let max_tries = max_tries_override
-        .unwrap_or_else(|| Envelope::decode(&job.payload).map_or(3, |e| e.effective_max_tries()));
-    job.lease.attempts >= max_tries
 }
 
 /// A failed-job id: a row id.

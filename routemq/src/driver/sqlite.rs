@@ -401,7 +401,7 @@ impl QueueDriver for SqliteDriver {
                 let reserved_at: String = row
                     .try_get("reserved_at")
                     .map_err(|e| DriverError::backend("reap", e))?;
-                if sql::out_of_tries(&job, max_tries_override) {
+                if super::out_of_tries(&job.payload, job.lease.attempts, max_tries_override) {
                     let failure = Failure {
                         connection: "sqlite".to_owned(),
                         exception: super::reservation_expired_message(visibility_timeout),

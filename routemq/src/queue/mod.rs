@@ -103,6 +103,8 @@ impl QueueManager {
             "memory",
             #[cfg(feature = "sqlite")]
             "sqlite",
+            #[cfg(feature = "redis")]
+            "redis",
         ]
     }
 

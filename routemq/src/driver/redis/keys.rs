@@ -1,0 +1,161 @@
+//! RouteMQ's Redis key layout, with an optional Redis Cluster hash-tag form.
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `routemq:queue:{q}` | list | ready jobs (RouteMQ's) |
+//! | `routemq:queue:{q}:delayed` | sorted set | delayed jobs, score = due time in epoch seconds (RouteMQ's) |
+//! | `routemq:queue:failed:{q}` | list | failed-job records (RouteMQ's) |
+//! | `routemq:queue:{q}:inflight` | hash | leased jobs: id → token, attempts, record (ours) |
+//! | `routemq:queue:{q}:leases` | sorted set | leased job ids by last heartbeat (ours) |
+//! | `routemq:queue:{q}:seq` | string | counter for job ids, lease tokens and failed ids (ours) |
+//!
+//! With hash tags on (`REDIS_HASH_TAGS=true`), the queue name is wrapped in braces in every key
+//! (`routemq:queue:{emails}`, `routemq:queue:failed:{emails}`, ...) so that all keys of a queue
+//! share one cluster slot. That layout is not the one RouteMQ (Python) reads.
+
+/// How keys are named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyLayout {
+    prefix: String,
+    hash_tags: bool,
+}
+
+impl Default for KeyLayout {
+    fn default() -> Self {
+        Self {
+            prefix: "routemq:queue:".to_owned(),
+            hash_tags: false,
+        }
+    }
+}
+
+/// The keys of one queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct QueueKeys {
+    pub(crate) ready: String,
+    pub(crate) delayed: String,
+    pub(crate) failed: String,
+    pub(crate) inflight: String,
+    pub(crate) leases: String,
+    pub(crate) seq: String,
+}
+
+impl KeyLayout {
+    /// A layout with `prefix` (RouteMQ's is `routemq:queue:`) and optional hash tags.
+    pub fn new(prefix: impl Into<String>, hash_tags: bool) -> Self {
+        Self {
+            prefix: prefix.into(),
+            hash_tags,
+        }
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn tagged(&self, queue: &str) -> String {
+        if self.hash_tags {
+            format!("{{{queue}}}")
+        } else {
+            queue.to_owned()
+        }
+    }
+
+    pub(crate) fn queue(&self, queue: &str) -> QueueKeys {
+        let p = &self.prefix;
+        let q = self.tagged(queue);
+        QueueKeys {
+            ready: format!("{p}{q}"),
+            delayed: format!("{p}{q}:delayed"),
+            failed: format!("{p}failed:{q}"),
+            inflight: format!("{p}{q}:inflight"),
+            leases: format!("{p}{q}:leases"),
+            seq: format!("{p}{q}:seq"),
+        }
+    }
+
+    /// The pub/sub channel that announces new ready jobs.
+    pub(crate) fn wake_channel(&self) -> String {
+        format!("{}wake", self.prefix)
+    }
+
+    /// The SCAN pattern for every key of this layout.
+    pub(crate) fn scan_pattern(&self) -> String {
+        let mut pattern = String::new();
+        for c in self.prefix.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('*');
+        pattern
+    }
+
+    /// The queue a key belongs to, if it is one of ours.
+    pub(crate) fn queue_of(&self, key: &str) -> Option<String> {
+        let rest = key.strip_prefix(&self.prefix)?;
+        let rest = rest.strip_prefix("failed:").unwrap_or(rest);
+        let name = if self.hash_tags {
+            rest.strip_prefix('{')?.split('}').next()?
+        } else {
+            rest.split(':').next()?
+        };
+        (crate::names::validate_queue_name(name).is_ok() && name != "wake").then(|| name.to_owned())
+    }
+}
+
+/// The queue named in a failed-job id (`failed:{queue}:{n}`).
+pub(crate) fn queue_of_failed_id(id: &str) -> Option<&str> {
+    let mut parts = id.splitn(3, ':');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("failed"), Some(queue), Some(n)) if !n.is_empty() => {
+            Some(queue.trim_matches(['{', '}']))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routemq_layout_and_hash_tags() {
+        let keys = KeyLayout::default().queue("emails");
+        assert_eq!(keys.ready, "routemq:queue:emails");
+        assert_eq!(keys.delayed, "routemq:queue:emails:delayed");
+        assert_eq!(keys.failed, "routemq:queue:failed:emails");
+        let tagged = KeyLayout::new("routemq:queue:", true).queue("emails");
+        assert_eq!(tagged.ready, "routemq:queue:{emails}");
+        assert_eq!(tagged.failed, "routemq:queue:failed:{emails}");
+        assert_eq!(tagged.leases, "routemq:queue:{emails}:leases");
+    }
+
+    #[test]
+    fn keys_map_back_to_queues() {
+        let layout = KeyLayout::default();
+        assert_eq!(
+            layout.queue_of("routemq:queue:emails:delayed").as_deref(),
+            Some("emails")
+        );
+        assert_eq!(
+            layout.queue_of("routemq:queue:failed:emails").as_deref(),
+            Some("emails")
+        );
+        assert_eq!(layout.queue_of("routemq:queue:wake"), None);
+        assert_eq!(layout.queue_of("other:emails"), None);
+        let tagged = KeyLayout::new("routemq:queue:", true);
+        assert_eq!(
+            tagged.queue_of("routemq:queue:{emails}:seq").as_deref(),
+            Some("emails")
+        );
+        assert_eq!(
+            queue_of_failed_id("failed:samples-fail:1795901704253379"),
+            Some("samples-fail")
+        );
+        assert_eq!(queue_of_failed_id("42"), None);
+        assert_eq!(KeyLayout::new("a*b:", false).scan_pattern(), "a\\*b:*");
+    }
+}

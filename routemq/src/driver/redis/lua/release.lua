@@ -1,0 +1,34 @@
+-- Put a leased job back: to the ready list's tail, or the delayed set. Keeps its attempts, or gives
+-- one back (refund). With a non-empty ARGV[8], only if the lease is not newer than that (the reaper).
+-- KEYS: ready, delayed, inflight, leases
+-- ARGV: id, token, delay seconds, now, refund (0/1), wake channel, queue, max heartbeat ('' = any)
+local ready_key, delayed_key, inflight_key, leases_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local id, token, delay, now = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local value = redis.call('HGET', inflight_key, id)
+if not value then
+  return 0
+end
+local held, attempts, record = string.match(value, '^([^\n]*)\n([^\n]*)\n(.*)$')
+if held ~= token then
+  return 0
+end
+if ARGV[8] ~= '' then
+  local beat = tonumber(redis.call('ZSCORE', leases_key, id))
+  if beat and beat > tonumber(ARGV[8]) then
+    return 0
+  end
+end
+redis.call('HDEL', inflight_key, id)
+redis.call('ZREM', leases_key, id)
+local count = tonumber(attempts)
+if ARGV[5] == '1' and count > 0 then
+  count = count - 1
+end
+record = string.gsub(record, '("attempts"%s*:%s*)%d+', '%1' .. string.format('%d', count), 1)
+if delay > 0 then
+  redis.call('ZADD', delayed_key, now + delay, record)
+else
+  redis.call('RPUSH', ready_key, record)
+  redis.call('PUBLISH', ARGV[6], ARGV[7])
+end
+return 1

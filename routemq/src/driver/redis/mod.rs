@@ -1,0 +1,729 @@
+//! The Redis driver: RouteMQ's keys and records, with atomic Lua scripts and FIFO pops.
+//!
+//! Ready jobs are RouteMQ records (`{"id", "payload", "attempts", "created_at"}`) in the list
+//! `routemq:queue:{q}`, delayed jobs in the sorted set `routemq:queue:{q}:delayed` (score = due time
+//! in epoch seconds), failed jobs in `routemq:queue:failed:{q}`, so RouteMQ (Python) and routemq share
+//! queues both ways. Unlike RouteMQ, pops take the list's head (FIFO), ids come from a per-queue
+//! counter (unique across processes and hosts), and every multi-step change (push, reserve, ack,
+//! release, fail, heartbeat, reap, retry) is one Lua script that touches only one queue's keys.
+//! Leases live in a hash plus a sorted set by heartbeat, so renewing or expiring one is O(log n).
+//!
+//! Idle workers are woken through pub/sub (`routemq:queue:wake`) within a millisecond of a push;
+//! a delayed job is promoted by the first reservation after its due time, and idle workers sleep
+//! exactly until the earliest due time (plus 1 ms), so it becomes visible within a few
+//! milliseconds of being due.
+//!
+//! See [`keys`] for the key layout, including the Redis Cluster hash-tag option, and [`config`] for
+//! the connection variables.
+
+pub mod config;
+pub mod keys;
+mod scripts;
+
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::Deserialize;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use keys::KeyLayout;
+
+use super::{
+    DriverError, FailedJob, Failure, Lease, NewJob, QueueDriver, QueueStats, Reaped, ReservedJob,
+    out_of_tries,
+};
+use crate::envelope::write_python;
+use crate::time::{iso_utc, parse_utc};
+
+/// Most leases reaped per queue in one pass.
+const REAP_BATCH: isize = 500;
+
+/// Jobs in Redis.
+pub struct RedisDriver {
+    client: redis::Client,
+    connection: ConnectionManager,
+    layout: KeyLayout,
+    target: String,
+    wake: watch::Sender<u64>,
+    subscriber: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for RedisDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisDriver")
+            .field("target", &self.target)
+            .field("layout", &self.layout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for RedisDriver {
+    fn drop(&mut self) {
+        if let Some(task) = self
+            .subscriber
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            task.abort();
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RecordIn {
+    payload: String,
+}
+
+#[derive(Deserialize)]
+struct FailedIn {
+    id: String,
+    #[serde(default)]
+    connection: String,
+    #[serde(default)]
+    queue: String,
+    payload: String,
+    #[serde(default)]
+    exception: String,
+    #[serde(default)]
+    failed_at: String,
+}
+
+fn epoch(at: SystemTime) -> f64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// A string as a JSON literal in Python's layout (what RouteMQ's records hold).
+fn json_literal(text: &str) -> String {
+    let mut out = Vec::with_capacity(text.len() + 16);
+    // Writing a string into a Vec cannot fail.
+    let _ = write_python(&mut out, text);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn payload_of(record: &str) -> String {
+    serde_json::from_str::<RecordIn>(record).map_or_else(|_| record.to_owned(), |r| r.payload)
+}
+
+fn failed_job(record: &str, queue: &str) -> Option<FailedJob> {
+    let parsed: FailedIn = serde_json::from_str(record).ok()?;
+    Some(FailedJob {
+        id: parsed.id,
+        connection: parsed.connection,
+        queue: if parsed.queue.is_empty() {
+            queue.to_owned()
+        } else {
+            parsed.queue
+        },
+        payload: parsed.payload,
+        exception: parsed.exception,
+        failed_at: parse_utc(&parsed.failed_at).unwrap_or(SystemTime::UNIX_EPOCH),
+    })
+}
+
+/// `token \n attempts \n record`, as `reserve.lua` stores a lease.
+fn split_lease(value: &str) -> Option<(&str, u32, &str)> {
+    let mut parts = value.splitn(3, '\n');
+    let token = parts.next()?;
+    let attempts = parts.next()?.parse().ok()?;
+    Some((token, attempts, parts.next()?))
+}
+
+fn backend(operation: &'static str) -> impl Fn(redis::RedisError) -> DriverError {
+    move |error| DriverError::backend(operation, error)
+}
+
+impl RedisDriver {
+    /// Connects to `url` (`redis://`, or `rediss://` with the `redis-tls` feature).
+    pub async fn connect(url: &str, layout: KeyLayout) -> Result<Self, DriverError> {
+        let target = config::redact(url);
+        let connect = |source: redis::RedisError| DriverError::Connect {
+            target: target.clone(),
+            source: source.into(),
+        };
+        let client = redis::Client::open(url).map_err(connect)?;
+        let settings = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(30)))
+            .set_number_of_retries(3)
+            .set_max_delay(Duration::from_secs(2));
+        let connection = ConnectionManager::new_with_config(client.clone(), settings)
+            .await
+            .map_err(connect)?;
+        Ok(Self {
+            client,
+            connection,
+            layout,
+            target,
+            wake: watch::Sender::new(0),
+            subscriber: Mutex::new(None),
+        })
+    }
+
+    /// Connects with the environment's settings: the URL from [`config::url_from_env`], the key
+    /// prefix `REDIS_PREFIX` (default `routemq:queue:`), and `REDIS_HASH_TAGS=true` for the cluster layout.
+    pub async fn from_env() -> Result<Self, DriverError> {
+        let prefix = crate::config::env_var("REDIS_PREFIX")
+            .unwrap_or_else(|| KeyLayout::default().prefix().to_owned());
+        let hash_tags = crate::config::env_var("REDIS_HASH_TAGS")
+            .and_then(|v| crate::config::parse_bool(&v))
+            .unwrap_or(false);
+        Self::connect(&config::url_from_env(), KeyLayout::new(prefix, hash_tags)).await
+    }
+
+    /// The server, password hidden.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// The key layout.
+    pub fn layout(&self) -> &KeyLayout {
+        &self.layout
+    }
+
+    fn con(&self) -> ConnectionManager {
+        self.connection.clone()
+    }
+
+    /// Starts the pub/sub listener that turns `wake` messages into the watch counter; it
+    /// reconnects with backoff when Redis goes away, and wakes workers after it reconnects.
+    fn start_subscriber(&self) {
+        let mut slot = self
+            .subscriber
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if slot.is_some() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let client = self.client.clone();
+        let channel = self.layout.wake_channel();
+        let wake = self.wake.clone();
+        let target = self.target.clone();
+        *slot = Some(runtime.spawn(async move {
+            let mut failures = 0u32;
+            loop {
+                match client.get_async_pubsub().await {
+                    Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
+                        Ok(()) => {
+                            if failures > 0 {
+                                tracing::info!(target = %target, "redis wake-up channel reconnected");
+                            }
+                            failures = 0;
+                            wake.send_modify(|n| *n = n.wrapping_add(1));
+                            let mut messages = pubsub.into_on_message();
+                            while messages.next().await.is_some() {
+                                wake.send_modify(|n| *n = n.wrapping_add(1));
+                            }
+                        }
+                        Err(error) => tracing::warn!(target = %target, %error, "redis subscribe failed"),
+                    },
+                    Err(error) => tracing::warn!(target = %target, %error, "redis wake-up channel lost"),
+                }
+                failures += 1;
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(failures.min(50)))).await;
+            }
+        }));
+    }
+
+    async fn release_with(
+        &self,
+        lease: &Lease,
+        delay: Duration,
+        refund: bool,
+        max_heartbeat: Option<f64>,
+    ) -> Result<bool, DriverError> {
+        let keys = self.layout.queue(&lease.queue);
+        let released: i64 = scripts::RELEASE
+            .key(&keys.ready)
+            .key(&keys.delayed)
+            .key(&keys.inflight)
+            .key(&keys.leases)
+            .arg(&lease.id)
+            .arg(&lease.token)
+            .arg(delay.as_secs_f64())
+            .arg(epoch(SystemTime::now()))
+            .arg(u8::from(refund))
+            .arg(self.layout.wake_channel())
+            .arg(&lease.queue)
+            .arg(max_heartbeat.map(|m| m.to_string()).unwrap_or_default())
+            .invoke_async(&mut self.con())
+            .await
+            .map_err(backend("release"))?;
+        Ok(released == 1)
+    }
+
+    async fn fail_with(
+        &self,
+        lease: &Lease,
+        failure: &Failure,
+        max_heartbeat: Option<f64>,
+    ) -> Result<bool, DriverError> {
+        let keys = self.layout.queue(&lease.queue);
+        let moved: i64 = scripts::FAIL
+            .key(&keys.inflight)
+            .key(&keys.leases)
+            .key(&keys.failed)
+            .key(&keys.seq)
+            .arg(&lease.id)
+            .arg(&lease.token)
+            .arg(&lease.queue)
+            .arg(json_literal(&failure.connection))
+            .arg(json_literal(&failure.exception))
+            .arg(iso_utc(SystemTime::now()))
+            .arg(max_heartbeat.map(|m| m.to_string()).unwrap_or_default())
+            .invoke_async(&mut self.con())
+            .await
+            .map_err(backend("fail"))?;
+        Ok(moved == 1)
+    }
+
+    async fn failed_records(&self, queue: &str) -> Result<Vec<String>, DriverError> {
+        let keys = self.layout.queue(queue);
+        redis::cmd("LRANGE")
+            .arg(&keys.failed)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.con())
+            .await
+            .map_err(backend("list failed jobs"))
+    }
+}
+
+#[async_trait]
+impl QueueDriver for RedisDriver {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn push(&self, jobs: &[NewJob]) -> Result<Vec<String>, DriverError> {
+        let now = SystemTime::now();
+        let created_at = iso_utc(now);
+        let mut ids = Vec::with_capacity(jobs.len());
+        // One script call per queue (a script touches one queue's keys), in dispatch order.
+        let mut start = 0;
+        while start < jobs.len() {
+            let queue = &jobs[start].queue;
+            let end = jobs[start..]
+                .iter()
+                .position(|j| &j.queue != queue)
+                .map_or(jobs.len(), |n| start + n);
+            let keys = self.layout.queue(queue);
+            let mut invocation = scripts::PUSH.prepare_invoke();
+            invocation
+                .key(&keys.ready)
+                .key(&keys.delayed)
+                .key(&keys.seq)
+                .arg(queue)
+                .arg(&created_at)
+                .arg(epoch(now))
+                .arg(self.layout.wake_channel());
+            for job in &jobs[start..end] {
+                invocation
+                    .arg(json_literal(&job.payload))
+                    .arg(job.delay.as_secs_f64());
+            }
+            let chunk: Vec<String> = invocation
+                .invoke_async(&mut self.con())
+                .await
+                .map_err(backend("push"))?;
+            ids.extend(chunk);
+            start = end;
+        }
+        Ok(ids)
+    }
+
+    async fn reserve(
+        &self,
+        queues: &[String],
+        max: usize,
+    ) -> Result<Vec<ReservedJob>, DriverError> {
+        let mut out = Vec::new();
+        for queue in queues {
+            if out.len() >= max {
+                break;
+            }
+            let keys = self.layout.queue(queue);
+            let flat: Vec<String> = scripts::RESERVE
+                .key(&keys.ready)
+                .key(&keys.delayed)
+                .key(&keys.inflight)
+                .key(&keys.leases)
+                .key(&keys.seq)
+                .arg(max - out.len())
+                .arg(epoch(SystemTime::now()))
+                .invoke_async(&mut self.con())
+                .await
+                .map_err(backend("reserve"))?;
+            for job in flat.chunks_exact(4) {
+                out.push(ReservedJob {
+                    lease: Lease {
+                        id: job[0].clone(),
+                        queue: queue.clone(),
+                        attempts: job[2].parse().unwrap_or(1),
+                        token: job[1].clone(),
+                    },
+                    payload: payload_of(&job[3]),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn ack(&self, leases: &[Lease]) -> Result<(), DriverError> {
+        let mut by_queue: std::collections::BTreeMap<&str, Vec<&Lease>> =
+            std::collections::BTreeMap::new();
+        for lease in leases {
+            by_queue
+                .entry(lease.queue.as_str())
+                .or_default()
+                .push(lease);
+        }
+        for (queue, leases) in by_queue {
+            let keys = self.layout.queue(queue);
+            let mut invocation = scripts::ACK.prepare_invoke();
+            invocation.key(&keys.inflight).key(&keys.leases);
+            for lease in leases {
+                invocation.arg(&lease.id).arg(&lease.token);
+            }
+            let _: i64 = invocation
+                .invoke_async(&mut self.con())
+                .await
+                .map_err(backend("ack"))?;
+        }
+        Ok(())
+    }
+
+    async fn release(
+        &self,
+        lease: &Lease,
+        delay: Duration,
+        refund_attempt: bool,
+    ) -> Result<bool, DriverError> {
+        self.release_with(lease, delay, refund_attempt, None).await
+    }
+
+    async fn fail(&self, lease: &Lease, failure: &Failure) -> Result<bool, DriverError> {
+        self.fail_with(lease, failure, None).await
+    }
+
+    async fn extend(&self, leases: &[Lease]) -> Result<usize, DriverError> {
+        let now = epoch(SystemTime::now());
+        let mut by_queue: std::collections::BTreeMap<&str, Vec<&Lease>> =
+            std::collections::BTreeMap::new();
+        for lease in leases {
+            by_queue
+                .entry(lease.queue.as_str())
+                .or_default()
+                .push(lease);
+        }
+        let mut held = 0;
+        for (queue, leases) in by_queue {
+            let keys = self.layout.queue(queue);
+            let mut invocation = scripts::EXTEND.prepare_invoke();
+            invocation.key(&keys.inflight).key(&keys.leases).arg(now);
+            for lease in leases {
+                invocation.arg(&lease.id).arg(&lease.token);
+            }
+            let count: i64 = invocation
+                .invoke_async(&mut self.con())
+                .await
+                .map_err(backend("extend"))?;
+            held += usize::try_from(count).unwrap_or(0);
+        }
+        Ok(held)
+    }
+
+    async fn reap(
+        &self,
+        queues: &[String],
+        visibility_timeout: Duration,
+        max_tries_override: Option<u32>,
+    ) -> Result<Reaped, DriverError> {
+        let cutoff = epoch(SystemTime::now()) - visibility_timeout.as_secs_f64();
+        let mut reaped = Reaped::default();
+        for queue in queues {
+            let keys = self.layout.queue(queue);
+            let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+                .arg(&keys.leases)
+                .arg("-inf")
+                .arg(format!("({cutoff}"))
+                .arg("LIMIT")
+                .arg(0)
+                .arg(REAP_BATCH)
+                .query_async(&mut self.con())
+                .await
+                .map_err(backend("reap"))?;
+            if ids.is_empty() {
+                continue;
+            }
+            let values: Vec<Option<String>> = redis::cmd("HMGET")
+                .arg(&keys.inflight)
+                .arg(&ids)
+                .query_async(&mut self.con())
+                .await
+                .map_err(backend("reap"))?;
+            for (id, value) in ids.iter().zip(values) {
+                let Some((token, attempts, record)) = value.as_deref().and_then(split_lease) else {
+                    // A lease without its job (cannot happen through the scripts): drop it.
+                    let _: i64 = redis::cmd("ZREM")
+                        .arg(&keys.leases)
+                        .arg(id)
+                        .query_async(&mut self.con())
+                        .await
+                        .map_err(backend("reap"))?;
+                    continue;
+                };
+                let lease = Lease {
+                    id: id.clone(),
+                    queue: queue.clone(),
+                    attempts,
+                    token: token.to_owned(),
+                };
+                if out_of_tries(&payload_of(record), attempts, max_tries_override) {
+                    let failure = Failure {
+                        connection: "redis".to_owned(),
+                        exception: super::reservation_expired_message(visibility_timeout),
+                    };
+                    reaped.failed +=
+                        u64::from(self.fail_with(&lease, &failure, Some(cutoff)).await?);
+                } else {
+                    reaped.requeued += u64::from(
+                        self.release_with(&lease, Duration::ZERO, false, Some(cutoff))
+                            .await?,
+                    );
+                }
+            }
+        }
+        Ok(reaped)
+    }
+
+    async fn size(&self, queue: &str) -> Result<u64, DriverError> {
+        let keys = self.layout.queue(queue);
+        let (ready, delayed): (u64, u64) = redis::pipe()
+            .cmd("LLEN")
+            .arg(&keys.ready)
+            .cmd("ZCARD")
+            .arg(&keys.delayed)
+            .query_async(&mut self.con())
+            .await
+            .map_err(backend("size"))?;
+        Ok(ready + delayed)
+    }
+
+    async fn stats(&self, queue: &str) -> Result<QueueStats, DriverError> {
+        let keys = self.layout.queue(queue);
+        let now = epoch(SystemTime::now());
+        let (ready, reserved, delayed, due, failed, head): (
+            u64,
+            u64,
+            u64,
+            u64,
+            u64,
+            Option<String>,
+        ) = redis::pipe()
+            .cmd("LLEN")
+            .arg(&keys.ready)
+            .cmd("HLEN")
+            .arg(&keys.inflight)
+            .cmd("ZCARD")
+            .arg(&keys.delayed)
+            .cmd("ZCOUNT")
+            .arg(&keys.delayed)
+            .arg("-inf")
+            .arg(now)
+            .cmd("LLEN")
+            .arg(&keys.failed)
+            .cmd("LINDEX")
+            .arg(&keys.ready)
+            .arg(0)
+            .query_async(&mut self.con())
+            .await
+            .map_err(backend("stats"))?;
+        let oldest = head.and_then(|record| {
+            #[derive(Deserialize)]
+            struct Created {
+                created_at: Option<String>,
+            }
+            let created = serde_json::from_str::<Created>(&record).ok()?.created_at?;
+            parse_utc(&created)
+        });
+        Ok(QueueStats {
+            queue: queue.to_owned(),
+            // Delayed jobs that are due count as ready: the next reservation promotes them.
+            ready: ready + due,
+            reserved,
+            delayed: delayed - due,
+            failed,
+            oldest_ready_age_seconds: oldest
+                .and_then(|at| SystemTime::now().duration_since(at).ok())
+                .map_or(0.0, |age| age.as_secs_f64()),
+        })
+    }
+
+    async fn queues(&self) -> Result<Vec<String>, DriverError> {
+        let mut con = self.con();
+        let mut cursor: u64 = 0;
+        let mut names = std::collections::BTreeSet::new();
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(self.layout.scan_pattern())
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut con)
+                .await
+                .map_err(backend("list queues"))?;
+            names.extend(
+                keys.iter()
+                    .filter(|k| !k.ends_with(":seq"))
+                    .filter_map(|k| self.layout.queue_of(k)),
+            );
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        Ok(names.into_iter().collect())
+    }
+
+    async fn next_due(&self, queues: &[String]) -> Result<Option<Duration>, DriverError> {
+        let mut pipe = redis::pipe();
+        for queue in queues {
+            pipe.cmd("ZRANGE")
+                .arg(self.layout.queue(queue).delayed)
+                .arg(0)
+                .arg(0)
+                .arg("WITHSCORES");
+        }
+        let firsts: Vec<Vec<(String, f64)>> = pipe
+            .query_async(&mut self.con())
+            .await
+            .map_err(backend("next due"))?;
+        let now = epoch(SystemTime::now());
+        Ok(firsts
+            .iter()
+            .filter_map(|first| first.first().map(|(_, score)| *score))
+            .reduce(f64::min)
+            .map(|due| Duration::from_secs_f64((due - now).max(0.0))))
+    }
+
+    fn wake_signal(&self) -> Option<watch::Receiver<u64>> {
+        self.start_subscriber();
+        Some(self.wake.subscribe())
+    }
+
+    async fn failed_list(&self, queue: Option<&str>) -> Result<Vec<FailedJob>, DriverError> {
+        let queues = match queue {
+            Some(queue) => vec![queue.to_owned()],
+            None => self.queues().await?,
+        };
+        let mut jobs = Vec::new();
+        for queue in queues {
+            jobs.extend(
+                self.failed_records(&queue)
+                    .await?
+                    .iter()
+                    .filter_map(|r| failed_job(r, &queue)),
+            );
+        }
+        Ok(jobs)
+    }
+
+    async fn failed_get(&self, id: &str) -> Result<Option<FailedJob>, DriverError> {
+        let queue =
+            keys::queue_of_failed_id(id).ok_or_else(|| DriverError::InvalidId(id.to_owned()))?;
+        Ok(self
+            .failed_records(queue)
+            .await?
+            .iter()
+            .filter_map(|r| failed_job(r, queue))
+            .find(|job| job.id == id))
+    }
+
+    async fn failed_retry(&self, id: &str) -> Result<Option<String>, DriverError> {
+        let queue =
+            keys::queue_of_failed_id(id).ok_or_else(|| DriverError::InvalidId(id.to_owned()))?;
+        let keys = self.layout.queue(queue);
+        scripts::RETRY_FAILED
+            .key(&keys.failed)
+            .key(&keys.ready)
+            .key(&keys.seq)
+            .arg(id)
+            .arg(queue)
+            .arg(iso_utc(SystemTime::now()))
+            .arg(self.layout.wake_channel())
+            .invoke_async(&mut self.con())
+            .await
+            .map_err(backend("retry failed job"))
+    }
+
+    async fn failed_forget(&self, id: &str) -> Result<bool, DriverError> {
+        let queue =
+            keys::queue_of_failed_id(id).ok_or_else(|| DriverError::InvalidId(id.to_owned()))?;
+        let removed: i64 = scripts::FORGET_FAILED
+            .key(self.layout.queue(queue).failed)
+            .arg(id)
+            .invoke_async(&mut self.con())
+            .await
+            .map_err(backend("forget failed job"))?;
+        Ok(removed > 0)
+    }
+
+    async fn failed_flush(&self, queue: Option<&str>) -> Result<u64, DriverError> {
+        let queues = match queue {
+            Some(queue) => vec![queue.to_owned()],
+            None => self.queues().await?,
+        };
+        let mut flushed = 0;
+        for queue in queues {
+            let count: u64 = scripts::FLUSH_FAILED
+                .key(self.layout.queue(&queue).failed)
+                .invoke_async(&mut self.con())
+                .await
+                .map_err(backend("flush failed jobs"))?;
+            flushed += count;
+        }
+        Ok(flushed)
+    }
+
+    async fn failed_prune(
+        &self,
+        queue: Option<&str>,
+        older_than: Duration,
+    ) -> Result<u64, DriverError> {
+        let cutoff = SystemTime::now()
+            .checked_sub(older_than)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let queues = match queue {
+            Some(queue) => vec![queue.to_owned()],
+            None => self.queues().await?,
+        };
+        let mut pruned = 0;
+        for queue in queues {
+            let failed_key = self.layout.queue(&queue).failed;
+            for record in self.failed_records(&queue).await? {
+                let old = failed_job(&record, &queue).is_some_and(|job| job.failed_at < cutoff);
+                if old {
+                    let removed: u64 = redis::cmd("LREM")
+                        .arg(&failed_key)
+                        .arg(1)
+                        .arg(&record)
+                        .query_async(&mut self.con())
+                        .await
+                        .map_err(backend("prune failed jobs"))?;
+                    pruned += removed;
+                }
+            }
+        }
+        Ok(pruned)
+    }
+}
