@@ -157,6 +157,40 @@ impl Settings {
     }
 }
 
+/// Percent-encodes everything but unreserved characters (user names and passwords in URLs).
+pub(crate) fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// A connection URL with any password replaced by `***`, safe to log.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest
+        .split_once('/')
+        .map_or((rest, None), |(a, p)| (a, Some(p)));
+    let redacted = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    match path {
+        Some(path) => format!("{scheme}://{redacted}/{path}"),
+        None => format!("{scheme}://{redacted}"),
+    }
+}
+
 /// Seconds as an integer or decimal (`"2.5"`).
 pub(crate) fn parse_secs(raw: &str, allow_zero: bool) -> Option<Duration> {
     let secs: f64 = raw.trim().parse().ok()?;
@@ -217,6 +251,19 @@ mod tests {
                 jitter: 0.5
             }
         );
+    }
+
+    #[test]
+    fn urls_hide_passwords_and_encode_credentials() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/jobs"),
+            "postgres://app:***@db:5432/jobs"
+        );
+        assert_eq!(
+            redact_url("mysql://root@127.0.0.1/test"),
+            "mysql://root@127.0.0.1/test"
+        );
+        assert_eq!(percent_encode("p@ss word"), "p%40ss%20word");
     }
 
     #[test]

@@ -66,6 +66,10 @@ pub mod testing;
 mod time;
 pub mod worker;
 
+/// The sqlx version routemq is built with, for transactional dispatch (`.within(&mut *tx)`).
+#[cfg(feature = "_sql")]
+pub use sqlx;
+
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;

@@ -103,6 +103,24 @@ impl<'m, T: Job> PendingDispatch<'m, T> {
         self
     }
 
+    /// The job as it would be stored on `connection` (used by transactional dispatch).
+    pub(crate) fn encode_for(&self, connection: &str) -> Result<NewJob, QueueError> {
+        let queue = self
+            .target
+            .queue
+            .clone()
+            .unwrap_or_else(|| T::OPTIONS.queue.to_owned());
+        validate_queue_name(&queue)?;
+        let delay = self.target.delay;
+        let delay_secs = (!delay.is_zero()).then_some(delay.as_secs());
+        let payload = encode_job(&self.job, &queue, connection, delay_secs, false)?;
+        Ok(NewJob {
+            queue,
+            payload,
+            delay,
+        })
+    }
+
     async fn send(self) -> Result<String, QueueError> {
         let Resolved { queue, connection } = self.target.resolve::<T>(self.manager)?;
         let delay = self.target.delay;
@@ -174,6 +192,29 @@ impl<'m, T: Job> PendingBulk<'m, T> {
     pub fn delay(mut self, delay: Duration) -> Self {
         self.target.delay = delay;
         self
+    }
+
+    /// The jobs as they would be stored on `connection` (used by transactional dispatch).
+    pub(crate) fn encode_for(&self, connection: &str) -> Result<Vec<NewJob>, QueueError> {
+        let queue = self
+            .target
+            .queue
+            .clone()
+            .unwrap_or_else(|| T::OPTIONS.queue.to_owned());
+        validate_queue_name(&queue)?;
+        let delay = self.target.delay;
+        let delay_secs = (!delay.is_zero()).then_some(delay.as_secs());
+        self.jobs
+            .iter()
+            .map(|job| {
+                let payload = encode_job(job, &queue, connection, delay_secs, true)?;
+                Ok(NewJob {
+                    queue: queue.clone(),
+                    payload,
+                    delay,
+                })
+            })
+            .collect()
     }
 
     async fn send(self) -> Result<Vec<String>, QueueError> {

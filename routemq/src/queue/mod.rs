@@ -6,6 +6,8 @@
 //! new name.
 
 mod dispatch;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+mod transactional;
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
@@ -13,6 +15,8 @@ use std::sync::{Arc, OnceLock, RwLock};
 use tokio::sync::OnceCell;
 
 pub use dispatch::{Dispatch, PendingBulk, PendingDispatch};
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub use transactional::EnqueueConnection;
 
 use crate::config::{ConfigError, Settings};
 use crate::driver::memory::MemoryDriver;
@@ -103,6 +107,10 @@ impl QueueManager {
             "memory",
             #[cfg(feature = "sqlite")]
             "sqlite",
+            #[cfg(feature = "postgres")]
+            "postgres",
+            #[cfg(feature = "mysql")]
+            "mysql",
             #[cfg(feature = "redis")]
             "redis",
         ]

@@ -1,0 +1,652 @@
+//! The MySQL / MariaDB driver: RouteMQ's tables, `FOR UPDATE SKIP LOCKED` claims, batched acks,
+//! multi-row inserts, and dispatch inside the caller's own transaction.
+//!
+//! Needs MySQL 8.0+ or MariaDB 10.6+ (`SKIP LOCKED`). Tables `queue_jobs` and `queue_failed_jobs`
+//! with RouteMQ's columns; routemq creates the timestamps as `DATETIME(6)` (microseconds; RouteMQ's
+//! `DATETIME` rounds to whole seconds, which tables it created keep) and payloads as `MEDIUMTEXT`
+//! (RouteMQ's `TEXT` holds 64 KiB). Timestamps come from the database clock (`UTC_TIMESTAMP(6)`).
+//! `queue-migrate` creates the tables; workers do so on their own only with
+//! `DB_AUTO_CREATE_TABLES=true`. MySQL has no LISTEN/NOTIFY: workers in the dispatching process
+//! wake at once, others poll every `--sleep`.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlRow};
+use sqlx::{MySql, MySqlConnection, QueryBuilder, Row};
+use tokio::sync::watch;
+
+use super::sql::{self, SqlTime};
+use super::{
+    DriverError, FailedJob, Failure, Lease, NewJob, QueueDriver, QueueStats, Reaped, ReservedJob,
+    out_of_tries,
+};
+
+const NOW: &str = "UTC_TIMESTAMP(6)";
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS queue_jobs (
+        id INTEGER NOT NULL AUTO_INCREMENT,
+        queue VARCHAR(255) NOT NULL,
+        payload MEDIUMTEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        reserved_at DATETIME(6),
+        available_at DATETIME(6) NOT NULL,
+        created_at DATETIME(6) NOT NULL,
+        PRIMARY KEY (id),
+        INDEX queue_jobs_queue_reserved_at_index (queue, reserved_at),
+        INDEX ix_queue_jobs_queue (queue)
+    )",
+    "CREATE TABLE IF NOT EXISTS queue_failed_jobs (
+        id INTEGER NOT NULL AUTO_INCREMENT,
+        connection VARCHAR(255) NOT NULL,
+        queue VARCHAR(255) NOT NULL,
+        payload MEDIUMTEXT NOT NULL,
+        exception MEDIUMTEXT NOT NULL,
+        failed_at DATETIME(6) NOT NULL,
+        PRIMARY KEY (id),
+        INDEX ix_queue_failed_jobs_queue (queue)
+    )",
+];
+
+const FAILED_COLUMNS: &str = "id, connection, queue, payload, exception, DATE_FORMAT(failed_at, '%Y-%m-%dT%H:%i:%s.%f') AS failed_at";
+
+/// Most rows in one multi-row `INSERT` (3 bound values a row, 65,535 at most).
+const INSERT_CHUNK: usize = 10_000;
+
+/// Jobs in MySQL or MariaDB.
+#[derive(Debug)]
+pub struct MySqlDriver {
+    pool: MySqlPool,
+    target: String,
+    returning: bool,
+    wake: watch::Sender<u64>,
+}
+
+fn backend(operation: &'static str) -> impl Fn(sqlx::Error) -> DriverError {
+    move |error| DriverError::backend(operation, error)
+}
+
+fn micros(duration: Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
+}
+
+fn attempts_of(lease: &Lease) -> i32 {
+    i32::try_from(lease.attempts).unwrap_or(i32::MAX)
+}
+
+fn failed_job(row: &MySqlRow) -> Result<FailedJob, sqlx::Error> {
+    let id: i32 = row.try_get("id")?;
+    let failed_at: String = row.try_get("failed_at")?;
+    Ok(FailedJob {
+        id: id.to_string(),
+        connection: row.try_get("connection")?,
+        queue: row.try_get("queue")?,
+        payload: row.try_get("payload")?,
+        exception: row.try_get("exception")?,
+        failed_at: SqlTime::parse(&failed_at),
+    })
+}
+
+/// Whether the server is MariaDB (which has `INSERT … RETURNING`).
+async fn is_mariadb(conn: &mut MySqlConnection) -> Result<bool, sqlx::Error> {
+    let version: String = sqlx::query_scalar("SELECT VERSION()")
+        .fetch_one(conn)
+        .await?;
+    Ok(version.contains("MariaDB"))
+}
+
+/// Inserts jobs on `conn` (a pooled connection or the caller's transaction); returns their ids.
+///
+/// On MariaDB each chunk of up to 10,000 jobs is one `INSERT … RETURNING id`; on MySQL, whose
+/// auto-increment ids in a multi-row insert are not guaranteed consecutive, each job is its own
+/// `INSERT` inside the caller's transaction (or one of ours).
+pub async fn push_on(
+    conn: &mut MySqlConnection,
+    jobs: &[NewJob],
+) -> Result<Vec<String>, DriverError> {
+    let returning = is_mariadb(&mut *conn).await.map_err(backend("push"))?;
+    push_with(conn, jobs, returning).await
+}
+
+async fn push_with(
+    conn: &mut MySqlConnection,
+    jobs: &[NewJob],
+    returning: bool,
+) -> Result<Vec<String>, DriverError> {
+    let mut ids = Vec::with_capacity(jobs.len());
+    if returning {
+        for chunk in jobs.chunks(INSERT_CHUNK) {
+            let mut insert = QueryBuilder::<MySql>::new(
+                "INSERT INTO queue_jobs (queue, payload, attempts, reserved_at, available_at, created_at) ",
+            );
+            insert.push_values(chunk, |mut row, job| {
+                row.push_bind(&job.queue)
+                    .push_bind(&job.payload)
+                    .push("0, NULL")
+                    .push_unseparated(format!(", DATE_ADD({NOW}, INTERVAL "))
+                    .push_bind_unseparated(micros(job.delay))
+                    .push_unseparated(" MICROSECOND)")
+                    .push(NOW);
+            });
+            insert.push(" RETURNING id");
+            let rows = insert
+                .build()
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(backend("push"))?;
+            let mut chunk_ids = rows
+                .iter()
+                .map(|r| r.try_get::<i32, _>(0))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend("push"))?;
+            chunk_ids.sort_unstable();
+            ids.extend(chunk_ids.into_iter().map(|id| id.to_string()));
+        }
+        return Ok(ids);
+    }
+    for job in jobs {
+        let result = sqlx::query(&format!(
+            "INSERT INTO queue_jobs (queue, payload, attempts, reserved_at, available_at, created_at)
+             VALUES (?, ?, 0, NULL, DATE_ADD({NOW}, INTERVAL ? MICROSECOND), {NOW})"
+        ))
+        .bind(&job.queue)
+        .bind(&job.payload)
+        .bind(micros(job.delay))
+        .execute(&mut *conn)
+        .await
+        .map_err(backend("push"))?;
+        ids.push(result.last_insert_id().to_string());
+    }
+    Ok(ids)
+}
+
+impl MySqlDriver {
+    /// Connects to `url` (`mysql://user:password@host:3306/db`). Does not create tables.
+    pub async fn connect(url: &str) -> Result<Self, DriverError> {
+        let target = crate::config::redact_url(url);
+        let connect = |source: sqlx::Error| DriverError::Connect {
+            target: target.clone(),
+            source: source.into(),
+        };
+        let options: MySqlConnectOptions = url.parse().map_err(connect)?;
+        let pool = MySqlPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(connect)?;
+        let mut conn = pool.acquire().await.map_err(connect)?;
+        let returning = is_mariadb(&mut conn).await.map_err(connect)?;
+        drop(conn);
+        Ok(Self {
+            pool,
+            target,
+            returning,
+            wake: watch::Sender::new(0),
+        })
+    }
+
+    /// Connects with the environment's settings (`DATABASE_URL` or RouteMQ's `DB_*` variables),
+    /// creating the tables if `DB_AUTO_CREATE_TABLES=true`.
+    pub async fn from_env() -> Result<Self, DriverError> {
+        let driver = Self::connect(&sql::database_url_from_env("mysql")?).await?;
+        if sql::auto_create_tables() {
+            driver.migrate().await?;
+        }
+        Ok(driver)
+    }
+
+    /// The server, password hidden.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// The connection pool, for your own queries and transactions.
+    pub fn pool(&self) -> &MySqlPool {
+        &self.pool
+    }
+
+    fn wake(&self) {
+        self.wake.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Moves a leased job to the failed store; with `expired_before`, only if its lease is that old.
+    async fn fail_with(
+        &self,
+        lease: &Lease,
+        failure: &Failure,
+        expired_before: Option<Duration>,
+    ) -> Result<bool, DriverError> {
+        let Ok(id) = lease.id.parse::<i32>() else {
+            return Ok(false);
+        };
+        let mut tx = self.pool.begin().await.map_err(backend("fail"))?;
+        let row: Option<(String, String)> = sqlx::query_as(&format!(
+            "SELECT queue, payload FROM queue_jobs
+             WHERE id = ? AND attempts = ? AND reserved_at IS NOT NULL
+               AND (? IS NULL OR reserved_at < DATE_SUB({NOW}, INTERVAL ? MICROSECOND))
+             FOR UPDATE"
+        ))
+        .bind(id)
+        .bind(attempts_of(lease))
+        .bind(expired_before.map(micros))
+        .bind(expired_before.map(micros))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend("fail"))?;
+        let Some((queue, payload)) = row else {
+            return Ok(false);
+        };
+        sqlx::query(&format!(
+            "INSERT INTO queue_failed_jobs (connection, queue, payload, exception, failed_at) VALUES (?, ?, ?, ?, {NOW})"
+        ))
+        .bind(&failure.connection)
+        .bind(&queue)
+        .bind(&payload)
+        .bind(&failure.exception)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend("fail"))?;
+        sqlx::query("DELETE FROM queue_jobs WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend("fail"))?;
+        tx.commit().await.map_err(backend("fail"))?;
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl QueueDriver for MySqlDriver {
+    fn kind(&self) -> &'static str {
+        "mysql"
+    }
+
+    async fn migrate(&self) -> Result<(), DriverError> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(backend("create tables"))?;
+        // Serialise concurrent migrations from several workers.
+        sqlx::query("SELECT GET_LOCK('routemq_migrate', 30)")
+            .execute(&mut *conn)
+            .await
+            .map_err(backend("create tables"))?;
+        let mut result = Ok(());
+        for statement in SCHEMA {
+            if let Err(error) = sqlx::query(statement).execute(&mut *conn).await {
+                result = Err(DriverError::backend("create tables", error));
+                break;
+            }
+        }
+        sqlx::query("SELECT RELEASE_LOCK('routemq_migrate')")
+            .execute(&mut *conn)
+            .await
+            .map_err(backend("create tables"))?;
+        result
+    }
+
+    async fn push(&self, jobs: &[NewJob]) -> Result<Vec<String>, DriverError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin().await.map_err(backend("push"))?;
+        let ids = push_with(&mut tx, jobs, self.returning).await?;
+        tx.commit().await.map_err(backend("push"))?;
+        self.wake();
+        Ok(ids)
+    }
+
+    async fn reserve(
+        &self,
+        queues: &[String],
+        max: usize,
+    ) -> Result<Vec<ReservedJob>, DriverError> {
+        let mut out = Vec::new();
+        for queue in queues {
+            if out.len() >= max {
+                break;
+            }
+            let mut tx = self.pool.begin().await.map_err(backend("reserve"))?;
+            let rows: Vec<(i32, String, i32)> = sqlx::query_as(&format!(
+                "SELECT id, payload, attempts FROM queue_jobs
+                 WHERE queue = ? AND reserved_at IS NULL AND available_at <= {NOW}
+                 ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED"
+            ))
+            .bind(queue)
+            .bind(i64::try_from(max - out.len()).unwrap_or(i64::MAX))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend("reserve"))?;
+            if rows.is_empty() {
+                tx.rollback().await.map_err(backend("reserve"))?;
+                continue;
+            }
+            let mut update = QueryBuilder::<MySql>::new(format!(
+                "UPDATE queue_jobs SET reserved_at = {NOW}, attempts = attempts + 1 WHERE id IN ("
+            ));
+            let mut ids = update.separated(", ");
+            for (id, _, _) in &rows {
+                ids.push_bind(*id);
+            }
+            update.push(")");
+            update
+                .build()
+                .execute(&mut *tx)
+                .await
+                .map_err(backend("reserve"))?;
+            tx.commit().await.map_err(backend("reserve"))?;
+            out.extend(rows.into_iter().map(|(id, payload, attempts)| ReservedJob {
+                lease: Lease {
+                    id: id.to_string(),
+                    queue: queue.clone(),
+                    attempts: u32::try_from(attempts + 1).unwrap_or(1),
+                    token: String::new(),
+                },
+                payload,
+            }));
+        }
+        Ok(out)
+    }
+
+    async fn ack(&self, leases: &[Lease]) -> Result<(), DriverError> {
+        for chunk in leases.chunks(INSERT_CHUNK) {
+            let mut delete = QueryBuilder::<MySql>::new(
+                "DELETE FROM queue_jobs WHERE reserved_at IS NOT NULL AND (",
+            );
+            sql::push_lease_matches(&mut delete, chunk);
+            delete.push(")");
+            delete
+                .build()
+                .execute(&self.pool)
+                .await
+                .map_err(backend("ack"))?;
+        }
+        Ok(())
+    }
+
+    async fn release(
+        &self,
+        lease: &Lease,
+        delay: Duration,
+        refund_attempt: bool,
+    ) -> Result<bool, DriverError> {
+        let Ok(id) = lease.id.parse::<i32>() else {
+            return Ok(false);
+        };
+        let result = sqlx::query(&format!(
+            "UPDATE queue_jobs SET reserved_at = NULL, available_at = DATE_ADD({NOW}, INTERVAL ? MICROSECOND),
+                attempts = GREATEST(attempts - ?, 0)
+             WHERE id = ? AND attempts = ? AND reserved_at IS NOT NULL"
+        ))
+        .bind(micros(delay))
+        .bind(i32::from(refund_attempt))
+        .bind(id)
+        .bind(attempts_of(lease))
+        .execute(&self.pool)
+        .await
+        .map_err(backend("release"))?;
+        if delay.is_zero() {
+            self.wake();
+        }
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn fail(&self, lease: &Lease, failure: &Failure) -> Result<bool, DriverError> {
+        self.fail_with(lease, failure, None).await
+    }
+
+    async fn extend(&self, leases: &[Lease]) -> Result<usize, DriverError> {
+        let mut held = 0;
+        for chunk in leases.chunks(INSERT_CHUNK) {
+            let mut update = QueryBuilder::<MySql>::new(format!(
+                "UPDATE queue_jobs SET reserved_at = {NOW} WHERE reserved_at IS NOT NULL AND ("
+            ));
+            sql::push_lease_matches(&mut update, chunk);
+            update.push(")");
+            let result = update
+                .build()
+                .execute(&self.pool)
+                .await
+                .map_err(backend("extend"))?;
+            held += usize::try_from(result.rows_affected()).unwrap_or(usize::MAX);
+        }
+        Ok(held)
+    }
+
+    async fn reap(
+        &self,
+        queues: &[String],
+        visibility_timeout: Duration,
+        max_tries_override: Option<u32>,
+    ) -> Result<Reaped, DriverError> {
+        let vt = micros(visibility_timeout);
+        let mut reaped = Reaped::default();
+        for queue in queues {
+            let rows: Vec<(i32, String, i32)> = sqlx::query_as(&format!(
+                "SELECT id, payload, attempts FROM queue_jobs
+                 WHERE queue = ? AND reserved_at IS NOT NULL AND reserved_at < DATE_SUB({NOW}, INTERVAL ? MICROSECOND)
+                 ORDER BY id LIMIT 500"
+            ))
+            .bind(queue)
+            .bind(vt)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend("reap"))?;
+            for (id, payload, attempts) in rows {
+                let attempts = u32::try_from(attempts).unwrap_or(0);
+                if out_of_tries(&payload, attempts, max_tries_override) {
+                    let lease = Lease {
+                        id: id.to_string(),
+                        queue: queue.clone(),
+                        attempts,
+                        token: String::new(),
+                    };
+                    let failure = Failure {
+                        connection: "mysql".to_owned(),
+                        exception: super::reservation_expired_message(visibility_timeout),
+                    };
+                    reaped.failed += u64::from(
+                        self.fail_with(&lease, &failure, Some(visibility_timeout))
+                            .await?,
+                    );
+                    continue;
+                }
+                let result = sqlx::query(&format!(
+                    "UPDATE queue_jobs SET reserved_at = NULL, available_at = {NOW}
+                     WHERE id = ? AND attempts = ? AND reserved_at < DATE_SUB({NOW}, INTERVAL ? MICROSECOND)"
+                ))
+                .bind(id)
+                .bind(i32::try_from(attempts).unwrap_or(i32::MAX))
+                .bind(vt)
+                .execute(&self.pool)
+                .await
+                .map_err(backend("reap"))?;
+                reaped.requeued += result.rows_affected();
+            }
+        }
+        if reaped.requeued > 0 {
+            self.wake();
+        }
+        Ok(reaped)
+    }
+
+    async fn size(&self, queue: &str) -> Result<u64, DriverError> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM queue_jobs WHERE queue = ? AND reserved_at IS NULL",
+        )
+        .bind(queue)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend("size"))?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    async fn stats(&self, queue: &str) -> Result<QueueStats, DriverError> {
+        let row = sqlx::query(&format!(
+            "SELECT
+                CAST(COALESCE(SUM(reserved_at IS NULL AND available_at <= {NOW}), 0) AS SIGNED) AS n_ready,
+                CAST(COALESCE(SUM(reserved_at IS NOT NULL), 0) AS SIGNED) AS n_reserved,
+                CAST(COALESCE(SUM(reserved_at IS NULL AND available_at > {NOW}), 0) AS SIGNED) AS n_delayed,
+                TIMESTAMPDIFF(MICROSECOND,
+                    MIN(CASE WHEN reserved_at IS NULL AND available_at <= {NOW} THEN created_at END), {NOW}) AS oldest,
+                (SELECT COUNT(*) FROM queue_failed_jobs WHERE queue = ?) AS n_failed
+             FROM queue_jobs WHERE queue = ?"
+        ))
+        .bind(queue)
+        .bind(queue)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend("stats"))?;
+        let count = |column: &str| -> Result<u64, DriverError> {
+            let value: i64 = row.try_get(column).map_err(backend("stats"))?;
+            Ok(u64::try_from(value).unwrap_or(0))
+        };
+        let oldest: Option<i64> = row.try_get("oldest").map_err(backend("stats"))?;
+        Ok(QueueStats {
+            queue: queue.to_owned(),
+            ready: count("n_ready")?,
+            reserved: count("n_reserved")?,
+            delayed: count("n_delayed")?,
+            failed: count("n_failed")?,
+            oldest_ready_age_seconds: oldest.map_or(0.0, |us| (us as f64 / 1e6).max(0.0)),
+        })
+    }
+
+    async fn queues(&self) -> Result<Vec<String>, DriverError> {
+        sqlx::query_scalar(
+            "SELECT queue FROM queue_jobs UNION SELECT queue FROM queue_failed_jobs ORDER BY queue",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend("list queues"))
+    }
+
+    async fn next_due(&self, queues: &[String]) -> Result<Option<Duration>, DriverError> {
+        if queues.is_empty() {
+            return Ok(None);
+        }
+        let mut query = QueryBuilder::<MySql>::new(format!(
+            "SELECT TIMESTAMPDIFF(MICROSECOND, {NOW}, MIN(available_at)) FROM queue_jobs
+             WHERE reserved_at IS NULL AND available_at > {NOW} AND queue IN ("
+        ));
+        let mut names = query.separated(", ");
+        for queue in queues {
+            names.push_bind(queue);
+        }
+        query.push(")");
+        let micros: Option<i64> = query
+            .build_query_scalar()
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend("next due"))?;
+        Ok(micros.map(|us| Duration::from_micros(u64::try_from(us).unwrap_or(0))))
+    }
+
+    fn wake_signal(&self) -> Option<watch::Receiver<u64>> {
+        Some(self.wake.subscribe())
+    }
+
+    async fn failed_list(&self, queue: Option<&str>) -> Result<Vec<FailedJob>, DriverError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {FAILED_COLUMNS} FROM queue_failed_jobs WHERE ? IS NULL OR queue = ? ORDER BY id"
+        ))
+        .bind(queue)
+        .bind(queue)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend("list failed jobs"))?;
+        rows.iter()
+            .map(failed_job)
+            .collect::<Result<_, _>>()
+            .map_err(backend("list failed jobs"))
+    }
+
+    async fn failed_get(&self, id: &str) -> Result<Option<FailedJob>, DriverError> {
+        let id = sql::failed_id(id)?;
+        let row = sqlx::query(&format!(
+            "SELECT {FAILED_COLUMNS} FROM queue_failed_jobs WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend("show failed job"))?;
+        row.as_ref()
+            .map(failed_job)
+            .transpose()
+            .map_err(backend("show failed job"))
+    }
+
+    async fn failed_retry(&self, id: &str) -> Result<Option<String>, DriverError> {
+        let id = sql::failed_id(id)?;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(backend("retry failed job"))?;
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT queue, payload FROM queue_failed_jobs WHERE id = ? FOR UPDATE")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend("retry failed job"))?;
+        let Some((queue, payload)) = row else {
+            return Ok(None);
+        };
+        let job = NewJob {
+            queue,
+            payload,
+            delay: Duration::ZERO,
+        };
+        let new_id = push_with(&mut tx, std::slice::from_ref(&job), self.returning).await?;
+        sqlx::query("DELETE FROM queue_failed_jobs WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend("retry failed job"))?;
+        tx.commit().await.map_err(backend("retry failed job"))?;
+        self.wake();
+        Ok(new_id.into_iter().next())
+    }
+
+    async fn failed_forget(&self, id: &str) -> Result<bool, DriverError> {
+        let id = sql::failed_id(id)?;
+        let result = sqlx::query("DELETE FROM queue_failed_jobs WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend("forget failed job"))?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn failed_flush(&self, queue: Option<&str>) -> Result<u64, DriverError> {
+        let result = sqlx::query("DELETE FROM queue_failed_jobs WHERE ? IS NULL OR queue = ?")
+            .bind(queue)
+            .bind(queue)
+            .execute(&self.pool)
+            .await
+            .map_err(backend("flush failed jobs"))?;
+        Ok(result.rows_affected())
+    }
+
+    async fn failed_prune(
+        &self,
+        queue: Option<&str>,
+        older_than: Duration,
+    ) -> Result<u64, DriverError> {
+        let result = sqlx::query(&format!(
+            "DELETE FROM queue_failed_jobs
+             WHERE failed_at < DATE_SUB({NOW}, INTERVAL ? MICROSECOND) AND (? IS NULL OR queue = ?)"
+        ))
+        .bind(micros(older_than))
+        .bind(queue)
+        .bind(queue)
+        .execute(&self.pool)
+        .await
+        .map_err(backend("prune failed jobs"))?;
+        Ok(result.rows_affected())
+    }
+}

@@ -1,0 +1,608 @@
+//! The PostgreSQL driver: RouteMQ's tables, `FOR UPDATE SKIP LOCKED` claims, LISTEN/NOTIFY wake-ups,
+//! and dispatch inside the caller's own transaction.
+//!
+//! Tables `queue_jobs` and `queue_failed_jobs` with RouteMQ's columns (`SERIAL` ids, `TIMESTAMP
+//! WITHOUT TIME ZONE` holding UTC). Timestamps come from the database clock, so workers on several
+//! hosts agree. `queue-migrate` creates the tables; workers create them on their own only with
+//! `DB_AUTO_CREATE_TABLES=true` (RouteMQ's variable).
+//!
+//! A claim is one `UPDATE … WHERE id IN (SELECT … ORDER BY id LIMIT n FOR UPDATE SKIP LOCKED)
+//! RETURNING …`: up to n jobs per round trip, FIFO by id, never the same row to two workers. A
+//! bulk dispatch is one `INSERT … SELECT FROM UNNEST(…)`. Every dispatch sends `NOTIFY
+//! routemq_jobs` (delivered at commit), which wakes idle workers at once; polling is the fallback.
+
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::{PgConnection, Row};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::sql::{self, SqlTime};
+use super::{
+    DriverError, FailedJob, Failure, Lease, NewJob, QueueDriver, QueueStats, Reaped, ReservedJob,
+    out_of_tries,
+};
+
+/// The NOTIFY channel that announces new jobs.
+pub const CHANNEL: &str = "routemq_jobs";
+
+/// The database clock in naive UTC, as RouteMQ stores it.
+const NOW: &str = "timezone('utc', clock_timestamp())";
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS queue_jobs (
+        id SERIAL NOT NULL,
+        queue VARCHAR(255) NOT NULL,
+        payload TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        reserved_at TIMESTAMP WITHOUT TIME ZONE,
+        available_at TIMESTAMP WITHOUT TIME ZONE NOT NULL,
+        created_at TIMESTAMP WITHOUT TIME ZONE NOT NULL,
+        PRIMARY KEY (id)
+    )",
+    "CREATE INDEX IF NOT EXISTS queue_jobs_queue_reserved_at_index ON queue_jobs (queue, reserved_at)",
+    "CREATE INDEX IF NOT EXISTS ix_queue_jobs_queue ON queue_jobs (queue)",
+    "CREATE INDEX IF NOT EXISTS routemq_queue_jobs_claim ON queue_jobs (queue, id) WHERE reserved_at IS NULL",
+    "CREATE TABLE IF NOT EXISTS queue_failed_jobs (
+        id SERIAL NOT NULL,
+        connection VARCHAR(255) NOT NULL,
+        queue VARCHAR(255) NOT NULL,
+        payload TEXT NOT NULL,
+        exception TEXT NOT NULL,
+        failed_at TIMESTAMP WITHOUT TIME ZONE NOT NULL,
+        PRIMARY KEY (id)
+    )",
+    "CREATE INDEX IF NOT EXISTS ix_queue_failed_jobs_queue ON queue_failed_jobs (queue)",
+];
+
+const FAILED_COLUMNS: &str = "id, connection, queue, payload, exception, to_char(failed_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.US') AS failed_at";
+
+/// Jobs in PostgreSQL.
+pub struct PostgresDriver {
+    pool: PgPool,
+    target: String,
+    wake: watch::Sender<u64>,
+    listener: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for PostgresDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresDriver")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for PostgresDriver {
+    fn drop(&mut self) {
+        if let Some(task) = self
+            .listener
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            task.abort();
+        }
+    }
+}
+
+fn backend(operation: &'static str) -> impl Fn(sqlx::Error) -> DriverError {
+    move |error| DriverError::backend(operation, error)
+}
+
+fn reserved_job(row: &PgRow) -> Result<ReservedJob, sqlx::Error> {
+    let id: i32 = row.try_get("id")?;
+    let attempts: i32 = row.try_get("attempts")?;
+    Ok(ReservedJob {
+        lease: Lease {
+            id: id.to_string(),
+            queue: row.try_get("queue")?,
+            attempts: u32::try_from(attempts).unwrap_or(0),
+            token: String::new(),
+        },
+        payload: row.try_get("payload")?,
+    })
+}
+
+fn failed_job(row: &PgRow) -> Result<FailedJob, sqlx::Error> {
+    let id: i32 = row.try_get("id")?;
+    let failed_at: String = row.try_get("failed_at")?;
+    Ok(FailedJob {
+        id: id.to_string(),
+        connection: row.try_get("connection")?,
+        queue: row.try_get("queue")?,
+        payload: row.try_get("payload")?,
+        exception: row.try_get("exception")?,
+        failed_at: SqlTime::parse(&failed_at),
+    })
+}
+
+fn lease_id(lease: &Lease) -> Option<i32> {
+    lease.id.parse().ok()
+}
+
+/// Inserts jobs on `conn` (a pooled connection or the caller's transaction) and notifies workers.
+/// One statement for any number of jobs.
+pub async fn push_on(conn: &mut PgConnection, jobs: &[NewJob]) -> Result<Vec<String>, DriverError> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let queues: Vec<&str> = jobs.iter().map(|j| j.queue.as_str()).collect();
+    let payloads: Vec<&str> = jobs.iter().map(|j| j.payload.as_str()).collect();
+    let delays: Vec<f64> = jobs.iter().map(|j| j.delay.as_secs_f64()).collect();
+    let mut ids: Vec<i32> = sqlx::query_scalar(&format!(
+        "INSERT INTO queue_jobs (queue, payload, attempts, reserved_at, available_at, created_at)
+         SELECT q, p, 0, NULL, {NOW} + make_interval(secs => d), {NOW}
+         FROM UNNEST($1::varchar[], $2::text[], $3::float8[]) WITH ORDINALITY AS t(q, p, d, n)
+         ORDER BY n
+         RETURNING id"
+    ))
+    .bind(&queues)
+    .bind(&payloads)
+    .bind(&delays)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(backend("push"))?;
+    // Ids are taken in insertion order, which is the ORDER BY above.
+    ids.sort_unstable();
+    let mut notified: Vec<&str> = queues.clone();
+    notified.sort_unstable();
+    notified.dedup();
+    for queue in notified {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(queue)
+            .execute(&mut *conn)
+            .await
+            .map_err(backend("notify"))?;
+    }
+    Ok(ids.into_iter().map(|id| id.to_string()).collect())
+}
+
+impl PostgresDriver {
+    /// Connects to `url` (`postgres://user:password@host:5432/db`). Does not create tables.
+    pub async fn connect(url: &str) -> Result<Self, DriverError> {
+        let target = crate::config::redact_url(url);
+        let connect = |source: sqlx::Error| DriverError::Connect {
+            target: target.clone(),
+            source: source.into(),
+        };
+        let options: PgConnectOptions = url.parse().map_err(connect)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(connect)?;
+        Ok(Self {
+            pool,
+            target,
+            wake: watch::Sender::new(0),
+            listener: Mutex::new(None),
+        })
+    }
+
+    /// Connects with the environment's settings (`DATABASE_URL` or RouteMQ's `DB_*` variables),
+    /// creating the tables if `DB_AUTO_CREATE_TABLES=true`.
+    pub async fn from_env() -> Result<Self, DriverError> {
+        let driver = Self::connect(&sql::database_url_from_env("postgres")?).await?;
+        if sql::auto_create_tables() {
+            driver.migrate().await?;
+        }
+        Ok(driver)
+    }
+
+    /// The server, password hidden.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// The connection pool, for your own queries and transactions.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn start_listener(&self) {
+        let mut slot = self.listener.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_some() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let pool = self.pool.clone();
+        let wake = self.wake.clone();
+        *slot = Some(runtime.spawn(async move {
+            let mut failures = 0u32;
+            loop {
+                match PgListener::connect_with(&pool).await {
+                    Ok(mut listener) => {
+                        if listener.listen(CHANNEL).await.is_ok() {
+                            failures = 0;
+                            wake.send_modify(|n| *n = n.wrapping_add(1));
+                            // `recv` reconnects by itself; an error means it could not.
+                            while listener.recv().await.is_ok() {
+                                wake.send_modify(|n| *n = n.wrapping_add(1));
+                            }
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "postgres LISTEN connection failed"),
+                }
+                failures += 1;
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(failures.min(50)))).await;
+            }
+        }));
+    }
+
+    /// Moves a leased job to the failed store; with `expired_before`, only if its lease is that old.
+    async fn fail_with(
+        &self,
+        lease: &Lease,
+        failure: &Failure,
+        expired_before: Option<f64>,
+    ) -> Result<bool, DriverError> {
+        let Some(id) = lease_id(lease) else {
+            return Ok(false);
+        };
+        let moved: Option<i32> = sqlx::query_scalar(&format!(
+            "WITH gone AS (
+                DELETE FROM queue_jobs
+                WHERE id = $1 AND attempts = $2 AND reserved_at IS NOT NULL
+                  AND ($5::float8 IS NULL OR reserved_at < {NOW} - make_interval(secs => $5))
+                RETURNING queue, payload)
+             INSERT INTO queue_failed_jobs (connection, queue, payload, exception, failed_at)
+             SELECT $3, queue, payload, $4, {NOW} FROM gone
+             RETURNING id"
+        ))
+        .bind(id)
+        .bind(i32::try_from(lease.attempts).unwrap_or(i32::MAX))
+        .bind(&failure.connection)
+        .bind(&failure.exception)
+        .bind(expired_before)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend("fail"))?;
+        Ok(moved.is_some())
+    }
+
+    fn wake_local(&self) {
+        self.wake.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+#[async_trait]
+impl QueueDriver for PostgresDriver {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn migrate(&self) -> Result<(), DriverError> {
+        let mut tx = self.pool.begin().await.map_err(backend("create tables"))?;
+        // Serialise concurrent migrations (CREATE … IF NOT EXISTS races on the catalog).
+        sqlx::query("SELECT pg_advisory_xact_lock(7466135209418432401)")
+            .execute(&mut *tx)
+            .await
+            .map_err(backend("create tables"))?;
+        for statement in SCHEMA {
+            sqlx::query(statement)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend("create tables"))?;
+        }
+        tx.commit().await.map_err(backend("create tables"))
+    }
+
+    async fn push(&self, jobs: &[NewJob]) -> Result<Vec<String>, DriverError> {
+        let mut conn = self.pool.acquire().await.map_err(backend("push"))?;
+        let ids = push_on(&mut conn, jobs).await?;
+        self.wake_local();
+        Ok(ids)
+    }
+
+    async fn reserve(
+        &self,
+        queues: &[String],
+        max: usize,
+    ) -> Result<Vec<ReservedJob>, DriverError> {
+        let mut out = Vec::new();
+        for queue in queues {
+            if out.len() >= max {
+                break;
+            }
+            let rows = sqlx::query(&format!(
+                "UPDATE queue_jobs SET reserved_at = {NOW}, attempts = attempts + 1
+                 WHERE id IN (SELECT id FROM queue_jobs
+                              WHERE queue = $1 AND reserved_at IS NULL AND available_at <= {NOW}
+                              ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)
+                 RETURNING id, queue, payload, attempts"
+            ))
+            .bind(queue)
+            .bind(i64::try_from(max - out.len()).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend("reserve"))?;
+            let mut jobs = rows
+                .iter()
+                .map(reserved_job)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend("reserve"))?;
+            jobs.sort_by_key(|job| lease_id(&job.lease));
+            out.extend(jobs);
+        }
+        Ok(out)
+    }
+
+    async fn ack(&self, leases: &[Lease]) -> Result<(), DriverError> {
+        let (ids, attempts) = sql::lease_arrays(leases);
+        sqlx::query(
+            "DELETE FROM queue_jobs WHERE reserved_at IS NOT NULL
+             AND (id, attempts) IN (SELECT * FROM UNNEST($1::int[], $2::int[]))",
+        )
+        .bind(&ids)
+        .bind(&attempts)
+        .execute(&self.pool)
+        .await
+        .map_err(backend("ack"))?;
+        Ok(())
+    }
+
+    async fn release(
+        &self,
+        lease: &Lease,
+        delay: Duration,
+        refund_attempt: bool,
+    ) -> Result<bool, DriverError> {
+        let Some(id) = lease_id(lease) else {
+            return Ok(false);
+        };
+        let result = sqlx::query(&format!(
+            "UPDATE queue_jobs SET reserved_at = NULL, available_at = {NOW} + make_interval(secs => $1),
+                attempts = GREATEST(attempts - $2, 0)
+             WHERE id = $3 AND attempts = $4 AND reserved_at IS NOT NULL"
+        ))
+        .bind(delay.as_secs_f64())
+        .bind(i32::from(refund_attempt))
+        .bind(id)
+        .bind(i32::try_from(lease.attempts).unwrap_or(i32::MAX))
+        .execute(&self.pool)
+        .await
+        .map_err(backend("release"))?;
+        if delay.is_zero() && result.rows_affected() > 0 {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(&lease.queue)
+                .execute(&self.pool)
+                .await
+                .map_err(backend("notify"))?;
+        }
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn fail(&self, lease: &Lease, failure: &Failure) -> Result<bool, DriverError> {
+        self.fail_with(lease, failure, None).await
+    }
+
+    async fn extend(&self, leases: &[Lease]) -> Result<usize, DriverError> {
+        let (ids, attempts) = sql::lease_arrays(leases);
+        let result = sqlx::query(&format!(
+            "UPDATE queue_jobs SET reserved_at = {NOW} WHERE reserved_at IS NOT NULL
+             AND (id, attempts) IN (SELECT * FROM UNNEST($1::int[], $2::int[]))"
+        ))
+        .bind(&ids)
+        .bind(&attempts)
+        .execute(&self.pool)
+        .await
+        .map_err(backend("extend"))?;
+        Ok(usize::try_from(result.rows_affected()).unwrap_or(usize::MAX))
+    }
+
+    async fn reap(
+        &self,
+        queues: &[String],
+        visibility_timeout: Duration,
+        max_tries_override: Option<u32>,
+    ) -> Result<Reaped, DriverError> {
+        let vt = visibility_timeout.as_secs_f64();
+        let rows = sqlx::query(&format!(
+            "SELECT id, queue, payload, attempts FROM queue_jobs
+             WHERE queue = ANY($1) AND reserved_at IS NOT NULL AND reserved_at < {NOW} - make_interval(secs => $2)
+             ORDER BY id LIMIT 500"
+        ))
+        .bind(queues)
+        .bind(vt)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend("reap"))?;
+        let mut reaped = Reaped::default();
+        for row in &rows {
+            let job = reserved_job(row).map_err(backend("reap"))?;
+            if out_of_tries(&job.payload, job.lease.attempts, max_tries_override) {
+                let failure = Failure {
+                    connection: "postgres".to_owned(),
+                    exception: super::reservation_expired_message(visibility_timeout),
+                };
+                reaped.failed += u64::from(self.fail_with(&job.lease, &failure, Some(vt)).await?);
+                continue;
+            }
+            let result = sqlx::query(&format!(
+                "UPDATE queue_jobs SET reserved_at = NULL, available_at = {NOW}
+                 WHERE id = $1 AND attempts = $2 AND reserved_at < {NOW} - make_interval(secs => $3)"
+            ))
+            .bind(lease_id(&job.lease))
+            .bind(i32::try_from(job.lease.attempts).unwrap_or(i32::MAX))
+            .bind(vt)
+            .execute(&self.pool)
+            .await
+            .map_err(backend("reap"))?;
+            reaped.requeued += result.rows_affected();
+        }
+        if reaped.requeued > 0 {
+            self.wake_local();
+        }
+        Ok(reaped)
+    }
+
+    async fn size(&self, queue: &str) -> Result<u64, DriverError> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM queue_jobs WHERE queue = $1 AND reserved_at IS NULL",
+        )
+        .bind(queue)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend("size"))?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    async fn stats(&self, queue: &str) -> Result<QueueStats, DriverError> {
+        let row = sqlx::query(&format!(
+            "SELECT
+                COUNT(*) FILTER (WHERE reserved_at IS NULL AND available_at <= {NOW}) AS ready,
+                COUNT(*) FILTER (WHERE reserved_at IS NOT NULL) AS reserved,
+                COUNT(*) FILTER (WHERE reserved_at IS NULL AND available_at > {NOW}) AS delayed,
+                COALESCE(EXTRACT(EPOCH FROM {NOW} - MIN(created_at) FILTER
+                    (WHERE reserved_at IS NULL AND available_at <= {NOW})), 0)::float8 AS oldest,
+                (SELECT COUNT(*) FROM queue_failed_jobs WHERE queue = $1) AS failed
+             FROM queue_jobs WHERE queue = $1"
+        ))
+        .bind(queue)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend("stats"))?;
+        let count = |column: &str| -> Result<u64, DriverError> {
+            let value: i64 = row.try_get(column).map_err(backend("stats"))?;
+            Ok(u64::try_from(value).unwrap_or(0))
+        };
+        Ok(QueueStats {
+            queue: queue.to_owned(),
+            ready: count("ready")?,
+            reserved: count("reserved")?,
+            delayed: count("delayed")?,
+            failed: count("failed")?,
+            oldest_ready_age_seconds: row
+                .try_get::<f64, _>("oldest")
+                .map_err(backend("stats"))?
+                .max(0.0),
+        })
+    }
+
+    async fn queues(&self) -> Result<Vec<String>, DriverError> {
+        sqlx::query_scalar(
+            "SELECT queue FROM queue_jobs UNION SELECT queue FROM queue_failed_jobs ORDER BY queue",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend("list queues"))
+    }
+
+    async fn next_due(&self, queues: &[String]) -> Result<Option<Duration>, DriverError> {
+        let secs: Option<f64> = sqlx::query_scalar(&format!(
+            "SELECT EXTRACT(EPOCH FROM MIN(available_at) - {NOW})::float8 FROM queue_jobs
+             WHERE queue = ANY($1) AND reserved_at IS NULL AND available_at > {NOW}"
+        ))
+        .bind(queues)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend("next due"))?;
+        Ok(secs.map(|s| Duration::from_secs_f64(s.max(0.0))))
+    }
+
+    fn wake_signal(&self) -> Option<watch::Receiver<u64>> {
+        self.start_listener();
+        Some(self.wake.subscribe())
+    }
+
+    async fn failed_list(&self, queue: Option<&str>) -> Result<Vec<FailedJob>, DriverError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {FAILED_COLUMNS} FROM queue_failed_jobs WHERE $1::varchar IS NULL OR queue = $1 ORDER BY id"
+        ))
+        .bind(queue)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend("list failed jobs"))?;
+        rows.iter()
+            .map(failed_job)
+            .collect::<Result<_, _>>()
+            .map_err(backend("list failed jobs"))
+    }
+
+    async fn failed_get(&self, id: &str) -> Result<Option<FailedJob>, DriverError> {
+        let id = i32::try_from(sql::failed_id(id)?)
+            .map_err(|_| DriverError::InvalidId(id.to_owned()))?;
+        let row = sqlx::query(&format!(
+            "SELECT {FAILED_COLUMNS} FROM queue_failed_jobs WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend("show failed job"))?;
+        row.as_ref()
+            .map(failed_job)
+            .transpose()
+            .map_err(backend("show failed job"))
+    }
+
+    async fn failed_retry(&self, id: &str) -> Result<Option<String>, DriverError> {
+        let id = i32::try_from(sql::failed_id(id)?)
+            .map_err(|_| DriverError::InvalidId(id.to_owned()))?;
+        let new_id: Option<(i32, String)> = sqlx::query_as(&format!(
+            "WITH gone AS (DELETE FROM queue_failed_jobs WHERE id = $1 RETURNING queue, payload)
+             INSERT INTO queue_jobs (queue, payload, attempts, reserved_at, available_at, created_at)
+             SELECT queue, payload, 0, NULL, {NOW}, {NOW} FROM gone
+             RETURNING id, queue"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend("retry failed job"))?;
+        if let Some((_, queue)) = &new_id {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(queue)
+                .execute(&self.pool)
+                .await
+                .map_err(backend("notify"))?;
+        }
+        Ok(new_id.map(|(id, _)| id.to_string()))
+    }
+
+    async fn failed_forget(&self, id: &str) -> Result<bool, DriverError> {
+        let id = i32::try_from(sql::failed_id(id)?)
+            .map_err(|_| DriverError::InvalidId(id.to_owned()))?;
+        let result = sqlx::query("DELETE FROM queue_failed_jobs WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend("forget failed job"))?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn failed_flush(&self, queue: Option<&str>) -> Result<u64, DriverError> {
+        let result =
+            sqlx::query("DELETE FROM queue_failed_jobs WHERE $1::varchar IS NULL OR queue = $1")
+                .bind(queue)
+                .execute(&self.pool)
+                .await
+                .map_err(backend("flush failed jobs"))?;
+        Ok(result.rows_affected())
+    }
+
+    async fn failed_prune(
+        &self,
+        queue: Option<&str>,
+        older_than: Duration,
+    ) -> Result<u64, DriverError> {
+        let result = sqlx::query(&format!(
+            "DELETE FROM queue_failed_jobs
+             WHERE failed_at < {NOW} - make_interval(secs => $1) AND ($2::varchar IS NULL OR queue = $2)"
+        ))
+        .bind(older_than.as_secs_f64())
+        .bind(queue)
+        .execute(&self.pool)
+        .await
+        .map_err(backend("prune failed jobs"))?;
+        Ok(result.rows_affected())
+    }
+}

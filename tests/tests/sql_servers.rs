@@ -1,0 +1,260 @@
+//! PostgreSQL and MySQL beyond the conformance suite: transactional enqueue, several connection
+//! pools (as several worker processes would have) on one database, and the RouteMQ schema.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use routemq::driver::QueueDriver;
+use routemq::driver::mysql::MySqlDriver;
+use routemq::driver::postgres::PostgresDriver;
+use routemq::prelude::*;
+use routemq_tests::jobs::{Record, Work};
+use routemq_tests::ledger::{self, unique_key};
+use routemq_tests::services::{mysql_url, postgres_url};
+use routemq_tests::{Harness, harness::eventually};
+
+async fn worker_runs_everything(driver: Arc<dyn QueueDriver>, queue: &str) -> WorkerReport {
+    let options = WorkerOptions {
+        queues: vec![queue.to_owned()],
+        stop_when_empty: true,
+        sleep: std::time::Duration::from_millis(50),
+        ..WorkerOptions::default()
+    };
+    Worker::new(driver, "sql", options)
+        .run()
+        .await
+        .expect("runs")
+}
+
+use routemq::WorkerReport;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_transactional_enqueue_commits_with_the_transaction() {
+    let Some(url) = postgres_url() else { return };
+    let driver = Arc::new(PostgresDriver::connect(&url).await.expect("connects"));
+    driver.migrate().await.expect("migrate");
+    let key = unique_key("pg-tx");
+    let queue = format!("t-{key}");
+
+    let mut tx = driver.pool().begin().await.expect("begin");
+    let id = Record {
+        key: key.clone(),
+        n: 1,
+    }
+    .dispatch()
+    .on_queue(queue.clone())
+    .within(&mut *tx)
+    .await
+    .expect("within");
+    assert!(!id.is_empty());
+    assert_eq!(
+        driver.size(&queue).await.expect("size"),
+        0,
+        "invisible before commit"
+    );
+    tx.commit().await.expect("commit");
+    assert_eq!(
+        driver.size(&queue).await.expect("size"),
+        1,
+        "visible after commit"
+    );
+
+    let mut tx = driver.pool().begin().await.expect("begin");
+    Record {
+        key: key.clone(),
+        n: 2,
+    }
+    .dispatch()
+    .on_queue(queue.clone())
+    .within(&mut *tx)
+    .await
+    .expect("within");
+    let bulk = routemq::queue()
+        .bulk([Record {
+            key: key.clone(),
+            n: 3,
+        }])
+        .on_queue(queue.clone())
+        .within(&mut *tx)
+        .await
+        .expect("bulk");
+    assert_eq!(bulk.len(), 1);
+    tx.rollback().await.expect("rollback");
+    assert_eq!(
+        driver.size(&queue).await.expect("size"),
+        1,
+        "rolled-back jobs never existed"
+    );
+
+    let report = worker_runs_everything(driver, &queue).await;
+    assert_eq!(report.succeeded, 1);
+    let ran: Vec<u64> = ledger::of(&key, "run").iter().map(|e| e.n).collect();
+    assert_eq!(ran, [1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_transactional_enqueue_commits_with_the_transaction() {
+    let Some(url) = mysql_url() else { return };
+    let driver = Arc::new(MySqlDriver::connect(&url).await.expect("connects"));
+    driver.migrate().await.expect("migrate");
+    let key = unique_key("my-tx");
+    let queue = format!("t-{key}");
+
+    let mut tx = driver.pool().begin().await.expect("begin");
+    Record {
+        key: key.clone(),
+        n: 1,
+    }
+    .dispatch()
+    .on_queue(queue.clone())
+    .within(&mut *tx)
+    .await
+    .expect("within");
+    assert_eq!(
+        driver.size(&queue).await.expect("size"),
+        0,
+        "invisible before commit"
+    );
+    tx.commit().await.expect("commit");
+    assert_eq!(driver.size(&queue).await.expect("size"), 1);
+
+    let mut tx = driver.pool().begin().await.expect("begin");
+    Record {
+        key: key.clone(),
+        n: 2,
+    }
+    .dispatch()
+    .on_queue(queue.clone())
+    .within(&mut *tx)
+    .await
+    .expect("within");
+    tx.rollback().await.expect("rollback");
+    assert_eq!(driver.size(&queue).await.expect("size"), 1);
+
+    let report = worker_runs_everything(driver, &queue).await;
+    assert_eq!(report.succeeded, 1);
+    assert_eq!(
+        ledger::of(&key, "run")
+            .iter()
+            .map(|e| e.n)
+            .collect::<Vec<_>>(),
+        [1]
+    );
+}
+
+/// Two pools on one database, four workers: every job runs exactly once.
+async fn two_pools_never_double_deliver(
+    first: Arc<dyn QueueDriver>,
+    second: Arc<dyn QueueDriver>,
+    name: &str,
+) {
+    let shared = Arc::clone(&first);
+    let h = Harness::new(
+        move || {
+            let d = Arc::clone(&shared);
+            async move { Some(d) }
+        },
+        name,
+    )
+    .await
+    .expect("harness");
+    let total = 400u64;
+    h.manager
+        .bulk((0..total).map(|n| Work {
+            key: h.key.clone(),
+            n,
+        }))
+        .on_queue(h.queue.clone())
+        .await
+        .expect("bulk");
+    let mut workers = tokio::task::JoinSet::new();
+    for (i, driver) in [first, second].into_iter().cycle().take(4).enumerate() {
+        let options = WorkerOptions {
+            concurrency: 8,
+            ..h.options()
+        };
+        workers.spawn(Worker::new(driver, format!("pool-{i}"), options).run());
+    }
+    let mut succeeded = 0;
+    while let Some(report) = workers.join_next().await {
+        succeeded += report.expect("joins").expect("runs").succeeded;
+    }
+    assert_eq!(succeeded, total);
+    let mut runs: HashMap<u64, usize> = HashMap::new();
+    for event in ledger::of(&h.key, "run") {
+        *runs.entry(event.n).or_default() += 1;
+    }
+    assert_eq!(runs.len() as u64, total);
+    assert!(runs.values().all(|c| *c == 1), "a job ran twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_pools_never_double_deliver() {
+    let Some(url) = postgres_url() else { return };
+    let first = Arc::new(PostgresDriver::connect(&url).await.expect("connects"));
+    let second = Arc::new(PostgresDriver::connect(&url).await.expect("connects"));
+    two_pools_never_double_deliver(first, second, "pg-pools").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_two_pools_never_double_deliver() {
+    let Some(url) = mysql_url() else { return };
+    let first = Arc::new(MySqlDriver::connect(&url).await.expect("connects"));
+    let second = Arc::new(MySqlDriver::connect(&url).await.expect("connects"));
+    two_pools_never_double_deliver(first, second, "my-pools").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_notify_wakes_an_idle_worker_at_once() {
+    let Some(url) = postgres_url() else { return };
+    let driver: Arc<dyn QueueDriver> =
+        Arc::new(PostgresDriver::connect(&url).await.expect("connects"));
+    let producer = Arc::new(
+        PostgresDriver::connect(&url)
+            .await
+            .expect("a second pool, as another process"),
+    );
+    let h = Harness::new(
+        move || {
+            let d = Arc::clone(&driver);
+            async move { Some(d) }
+        },
+        "pg-notify",
+    )
+    .await
+    .expect("harness");
+    // A long poll interval: only NOTIFY can wake the worker quickly.
+    let options = WorkerOptions {
+        sleep: std::time::Duration::from_secs(30),
+        stop_when_empty: false,
+        max_jobs: Some(1),
+        ..h.options()
+    };
+    let worker = tokio::spawn(h.worker(options).run());
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let manager = QueueManager::new(routemq::Settings::default());
+    manager.register("pg2", producer);
+    let sent = std::time::Instant::now();
+    manager
+        .push(Record {
+            key: h.key.clone(),
+            n: 1,
+        })
+        .on_connection("pg2")
+        .on_queue(h.queue.clone())
+        .await
+        .expect("push");
+    assert!(
+        eventually(std::time::Duration::from_secs(5), || !ledger::of(
+            &h.key, "run"
+        )
+        .is_empty())
+        .await
+    );
+    let latency = ledger::of(&h.key, "run")[0].at.duration_since(sent);
+    assert!(
+        latency < std::time::Duration::from_secs(2),
+        "woken by NOTIFY, not the 30 s poll: {latency:?}"
+    );
+    worker.await.expect("joins").expect("runs");
+}
