@@ -36,7 +36,7 @@ pub struct WorkArgs {
     /// Timeout in seconds for jobs whose envelope sets none.
     #[arg(long, default_value_t = 60.0)]
     pub timeout: f64,
-    /// Stop once no job is ready, running or delayed on the served queues.
+    /// Stop once no job is ready, delayed or reserved (by any worker) on the served queues.
     #[arg(long)]
     pub stop_when_empty: bool,
 }

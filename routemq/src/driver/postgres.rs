@@ -280,6 +280,17 @@ impl QueueDriver for PostgresDriver {
     }
 
     async fn migrate(&self) -> Result<(), DriverError> {
+        // Already there: take no lock (CREATE INDEX IF NOT EXISTS would lock the tables anyway).
+        let present: bool = sqlx::query_scalar(
+            "SELECT to_regclass('queue_jobs') IS NOT NULL AND to_regclass('queue_failed_jobs') IS NOT NULL
+                AND to_regclass('routemq_queue_jobs_claim') IS NOT NULL",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend("create tables"))?;
+        if present {
+            return Ok(());
+        }
         let mut tx = self.pool.begin().await.map_err(backend("create tables"))?;
         // Serialise concurrent migrations (CREATE … IF NOT EXISTS races on the catalog).
         sqlx::query("SELECT pg_advisory_xact_lock(7466135209418432401)")

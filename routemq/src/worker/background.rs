@@ -1,6 +1,7 @@
 //! The worker's background tasks: batched acknowledgements, lease heartbeats and the reaper.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -13,8 +14,29 @@ use crate::driver::{Lease, QueueDriver};
 /// Most leases acknowledged in one driver call.
 const MAX_ACK_BATCH: usize = 256;
 
-/// Where finished jobs are sent to be acknowledged.
-pub(crate) type AckSender = mpsc::UnboundedSender<Lease>;
+/// Where finished jobs are sent to be acknowledged; counts what is not acknowledged yet.
+#[derive(Debug, Clone)]
+pub(crate) struct AckSender {
+    sender: mpsc::UnboundedSender<Lease>,
+    pending: Arc<AtomicUsize>,
+}
+
+impl AckSender {
+    /// Queues a lease for acknowledgement; `false` if the acker has stopped.
+    pub(crate) fn send(&self, lease: Lease) -> bool {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        if self.sender.send(lease).is_err() {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    /// Leases sent but not yet acknowledged (or given up on).
+    pub(crate) fn pending(&self) -> usize {
+        self.pending.load(Ordering::SeqCst)
+    }
+}
 
 /// The acknowledging task; [`Acker::flush`] waits until every sent lease is acknowledged.
 #[derive(Debug)]
@@ -33,6 +55,8 @@ impl Acker {
 /// acks cost one round trip per batch under load and add no delay when idle.
 pub(crate) fn spawn_acker(driver: Arc<dyn QueueDriver>) -> (AckSender, Acker) {
     let (sender, mut receiver) = mpsc::unbounded_channel::<Lease>();
+    let pending = Arc::new(AtomicUsize::new(0));
+    let acked = Arc::clone(&pending);
     let task = tokio::spawn(async move {
         let mut batch = Vec::with_capacity(MAX_ACK_BATCH);
         while receiver.recv_many(&mut batch, MAX_ACK_BATCH).await > 0 {
@@ -48,10 +72,11 @@ pub(crate) fn spawn_acker(driver: Arc<dyn QueueDriver>) -> (AckSender, Acker) {
                 tracing::warn!(%error, retry_in = ?pause, "acknowledging jobs failed");
                 tokio::time::sleep(pause).await;
             }
+            acked.fetch_sub(batch.len(), Ordering::SeqCst);
             batch.clear();
         }
     });
-    (sender, Acker(task))
+    (AckSender { sender, pending }, Acker(task))
 }
 
 /// The heartbeat and reaper tasks.

@@ -68,7 +68,7 @@ pub struct WorkerOptions {
     pub max_jobs: Option<u64>,
     /// Stop reserving after this long.
     pub max_time: Option<Duration>,
-    /// Stop once no job is ready, running or delayed on the served queues.
+    /// Stop once no job is ready, delayed or reserved (by any worker) on the served queues.
     pub stop_when_empty: bool,
     /// Overrides every job's `max_tries` (`--max-tries`).
     pub max_tries: Option<u32>,
@@ -357,13 +357,16 @@ async fn reserve_loop(shared: &Arc<Shared>, tasks: &mut JoinSet<Outcome>) {
                     continue;
                 }
             }
-            if idle
-                && tasks.is_empty()
-                && options.stop_when_empty
-                && let Ok(None) = shared.driver.next_due(&options.queues).await
-            {
-                tracing::info!("worker stopping: queues are empty");
-                break;
+            if idle && tasks.is_empty() && options.stop_when_empty {
+                if shared.acks.pending() > 0 {
+                    // Our own acknowledgements are still on their way: they count as reserved.
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    continue;
+                }
+                if let Ok(true) = queues_drained(shared).await {
+                    tracing::info!("worker stopping: queues are empty");
+                    break;
+                }
             }
             if !idle && tasks.len() < options.concurrency {
                 continue;
@@ -382,6 +385,18 @@ async fn reserve_loop(shared: &Arc<Shared>, tasks: &mut JoinSet<Outcome>) {
             () = sleep_until(deadline) => {}
         }
     }
+}
+
+/// Whether no job is ready, delayed or reserved (by any worker) on the served queues. A job
+/// leased by a worker that died counts: the reaper will hand it out again.
+async fn queues_drained(shared: &Shared) -> Result<bool, crate::driver::DriverError> {
+    for queue in &shared.options.queues {
+        let stats = shared.driver.stats(queue).await?;
+        if stats.ready + stats.delayed + stats.reserved > 0 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// How long an idle worker sleeps: the poll interval, or less when a delayed job is due sooner.

@@ -115,7 +115,7 @@ impl Attempt<'_> {
             }
             Some(Ok(Ok((_, Ok(()))))) => {
                 tracing::info!(job_id = %self.lease.id, job = self.registration.name(), ?elapsed, "job completed");
-                if self.shared.acks.send(self.lease.clone()).is_err() {
+                if !self.shared.acks.send(self.lease.clone()) {
                     tracing::error!(job_id = %self.lease.id, "acknowledgement channel closed; the job may run again");
                 }
                 Outcome::Succeeded
@@ -158,7 +158,11 @@ impl Attempt<'_> {
             %error,
             "job failed, released back to queue"
         );
-        match self.shared.driver.release(&self.lease, delay, false).await {
+        match settle("release", || {
+            self.shared.driver.release(&self.lease, delay, false)
+        })
+        .await
+        {
             Ok(true) => Outcome::Retried,
             Ok(false) => self.lost_lease("release"),
             Err(driver_error) => {
@@ -193,7 +197,7 @@ impl Attempt<'_> {
             connection: self.shared.connection.clone(),
             exception,
         };
-        match self.shared.driver.fail(&self.lease, &failure).await {
+        match settle("fail", || self.shared.driver.fail(&self.lease, &failure)).await {
             Ok(true) => Outcome::Failed,
             Ok(false) => self.lost_lease("fail"),
             Err(error) => {
@@ -248,12 +252,37 @@ async fn fail_undecodable(shared: &Shared, lease: &Lease, error: &DecodeError) -
         connection: shared.connection.clone(),
         exception: format!("{kind}: {error}"),
     };
-    match shared.driver.fail(lease, &failure).await {
+    match settle("fail", || shared.driver.fail(lease, &failure)).await {
         Ok(true) => Outcome::Failed,
         Ok(false) => Outcome::Abandoned,
         Err(driver_error) => {
             tracing::error!(job_id = %lease.id, error = %driver_error, "moving the job to the failed store failed");
             Outcome::Abandoned
+        }
+    }
+}
+
+/// Retries a settle operation (release, fail) a few times on driver errors (a dropped connection,
+/// a deadlock) before leaving the job to the reaper.
+async fn settle<F, Fut>(
+    operation: &'static str,
+    mut attempt: F,
+) -> Result<bool, crate::driver::DriverError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, crate::driver::DriverError>>,
+{
+    let mut failures = 0;
+    loop {
+        match attempt().await {
+            Ok(held) => return Ok(held),
+            Err(error) if failures < 4 => {
+                failures += 1;
+                let pause = super::background::backoff(failures);
+                tracing::warn!(operation, %error, retry_in = ?pause, "driver call failed, retrying");
+                tokio::time::sleep(pause).await;
+            }
+            Err(error) => return Err(error),
         }
     }
 }

@@ -1,0 +1,309 @@
+//! The benchmark binary, with the interface of the shared harness:
+//!
+//! ```text
+//! bench <memory|sqlite|postgres|mysql|redis> <drain|enqueue|latency> [--n N] [--concurrency C]
+//! ```
+//!
+//! prints ONE JSON line (`system`, `workload`, `n`, `concurrency`, `seconds`, and `jobs_per_s` for
+//! drain, `single_jobs_per_s`/`bulk_jobs_per_s` for enqueue, `p50_ms`/`p99_ms` for latency). It goes
+//! through the public API a user would use: a `#[job]` type, `push`/`bulk`, and the `Worker`.
+//!
+//! Servers: `REDIS_URL` (default `redis://127.0.0.1:6379/7`), `DATABASE_URL` for PostgreSQL (default
+//! `postgres://postgres@127.0.0.1:5432/test`), `MYSQL_URL` (default `mysql://root@127.0.0.1:3306/test`),
+//! `SQLITE_PATH` (default a file in the temporary folder). Every run uses a queue of its own.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use routemq::driver::QueueDriver;
+use routemq::prelude::*;
+use routemq::{Settings, WorkerReport};
+use serde_json::json;
+
+/// The harness's payload: a string, an int and a list, plus the dispatch time for latency.
+#[job(name = "bench.Noop", max_tries = 3, timeout = 60)]
+struct Noop {
+    name: String,
+    n: i64,
+    tags: Vec<String>,
+    ts: u64,
+}
+
+static DONE: AtomicU64 = AtomicU64::new(0);
+static LATENCIES: Mutex<Vec<f64>> = Mutex::new(Vec::new());
+static MEASURE_LATENCY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+impl Job for Noop {
+    async fn handle(&mut self, _ctx: &JobContext) -> Result<(), JobError> {
+        if MEASURE_LATENCY.load(Ordering::Relaxed) {
+            let ms = now_us().saturating_sub(self.ts) as f64 / 1000.0;
+            LATENCIES
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(ms);
+        }
+        std::hint::black_box(&self.name);
+        DONE.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+fn job(i: usize) -> Noop {
+    Noop {
+        name: format!("job-{i}"),
+        n: i64::try_from(i).unwrap_or(0),
+        tags: vec!["a".into(), "b".into(), "c".into()],
+        ts: now_us(),
+    }
+}
+
+struct Args {
+    connection: String,
+    workload: String,
+    n: usize,
+    concurrency: usize,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    let usage = "usage: bench <memory|sqlite|postgres|mysql|redis> <drain|enqueue|latency> [--n N] [--concurrency C]";
+    let (Some(connection), Some(workload)) = (raw.first(), raw.get(1)) else {
+        return Err(usage.to_owned());
+    };
+    let mut args = Args {
+        connection: connection.clone(),
+        workload: workload.clone(),
+        n: 20_000,
+        concurrency: 1,
+    };
+    let mut rest = raw[2..].iter();
+    while let Some(flag) = rest.next() {
+        let value = rest
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value\n{usage}"))?;
+        let number: usize = value
+            .parse()
+            .map_err(|_| format!("{flag} takes a whole number, not {value}"))?;
+        match flag.as_str() {
+            "--n" => args.n = number,
+            "--concurrency" => args.concurrency = number.max(1),
+            other => return Err(format!("unknown flag {other}\n{usage}")),
+        }
+    }
+    Ok(args)
+}
+
+async fn driver(connection: &str) -> Result<Arc<dyn QueueDriver>, Box<dyn std::error::Error>> {
+    let env =
+        |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+    Ok(match connection {
+        "memory" => Arc::new(routemq::driver::memory::MemoryDriver::new()),
+        "sqlite" => {
+            let default =
+                std::env::temp_dir().join(format!("routemq-bench-{}.sqlite", std::process::id()));
+            let path = env("SQLITE_PATH", &default.to_string_lossy());
+            Arc::new(routemq::driver::sqlite::SqliteDriver::open(&path).await?)
+        }
+        "postgres" => {
+            let driver = routemq::driver::postgres::PostgresDriver::connect(&env(
+                "DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/test",
+            ))
+            .await?;
+            driver.migrate().await?;
+            Arc::new(driver)
+        }
+        "mysql" => {
+            let driver = routemq::driver::mysql::MySqlDriver::connect(&env(
+                "MYSQL_URL",
+                "mysql://root@127.0.0.1:3306/test",
+            ))
+            .await?;
+            driver.migrate().await?;
+            Arc::new(driver)
+        }
+        "redis" => {
+            let layout = routemq::driver::redis::KeyLayout::new("bench:routemq:", false);
+            Arc::new(
+                routemq::driver::redis::RedisDriver::connect(
+                    &env("REDIS_URL", "redis://127.0.0.1:6379/7"),
+                    layout,
+                )
+                .await?,
+            )
+        }
+        other => return Err(format!("unknown connection {other}").into()),
+    })
+}
+
+fn worker(
+    driver: &Arc<dyn QueueDriver>,
+    queue: &str,
+    concurrency: usize,
+    stop_when_empty: bool,
+    max_jobs: Option<u64>,
+) -> Worker {
+    let options = WorkerOptions {
+        queues: vec![queue.to_owned()],
+        concurrency,
+        stop_when_empty,
+        max_jobs,
+        sleep: Duration::from_millis(100),
+        ..WorkerOptions::default()
+    };
+    Worker::new(Arc::clone(driver), "bench", options)
+}
+
+async fn bulk(manager: &QueueManager, queue: &str, n: usize) -> Result<(), routemq::QueueError> {
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        manager
+            .bulk(chunk.iter().map(|i| job(*i)))
+            .on_connection("bench")
+            .on_queue(queue)
+            .await?;
+    }
+    Ok(())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn check(report: &WorkerReport, n: usize) -> Result<(), String> {
+    let done = DONE.load(Ordering::Relaxed);
+    if report.succeeded != n as u64 || done != n as u64 {
+        return Err(format!(
+            "expected {n} jobs acknowledged, the worker reported {report:?} and {done} ran"
+        ));
+    }
+    Ok(())
+}
+
+async fn run(args: &Args) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+    let driver = driver(&args.connection).await?;
+    let manager = QueueManager::new(Settings {
+        default_connection: "bench".into(),
+        ..Settings::default()
+    });
+    manager.register("bench", Arc::clone(&driver));
+    let queue = format!("bench-{}-{}", std::process::id(), now_us());
+    let (n, c) = (args.n, args.concurrency);
+    let mut out = json!({
+        "system": format!("routemq-rs-{}", args.connection),
+        "workload": args.workload,
+        "n": n,
+        "concurrency": c,
+    });
+    match args.workload.as_str() {
+        "drain" => {
+            bulk(&manager, &queue, n).await?;
+            let started = Instant::now();
+            let report = worker(&driver, &queue, c, true, None).run().await?;
+            let seconds = started.elapsed().as_secs_f64();
+            check(&report, n)?;
+            if driver.size(&queue).await? != 0 {
+                return Err("the queue is not empty after the drain".into());
+            }
+            out["seconds"] = json!(seconds);
+            out["jobs_per_s"] = json!(n as f64 / seconds);
+        }
+        "enqueue" => {
+            let started = Instant::now();
+            for i in 0..n {
+                manager.push(job(i)).on_queue(queue.clone()).await?;
+            }
+            let single = started.elapsed().as_secs_f64();
+            let bulk_queue = format!("{queue}-bulk");
+            let started = Instant::now();
+            manager
+                .bulk((0..n).map(job))
+                .on_queue(bulk_queue.clone())
+                .await?;
+            let bulk_seconds = started.elapsed().as_secs_f64();
+            if driver.size(&queue).await? != n as u64 || driver.size(&bulk_queue).await? != n as u64
+            {
+                return Err("not every dispatched job was stored".into());
+            }
+            // Leave nothing behind.
+            for q in [&queue, &bulk_queue] {
+                let report = worker(&driver, q, 16, true, None).run().await?;
+                DONE.fetch_sub(report.succeeded, Ordering::Relaxed);
+            }
+            out["seconds"] = json!(single + bulk_seconds);
+            out["single_jobs_per_s"] = json!(n as f64 / single);
+            out["bulk_jobs_per_s"] = json!(n as f64 / bulk_seconds);
+        }
+        "latency" => {
+            MEASURE_LATENCY.store(true, Ordering::Relaxed);
+            let running = tokio::spawn(worker(&driver, &queue, c, false, Some(n as u64)).run());
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let started = tokio::time::Instant::now();
+            for i in 0..n {
+                tokio::time::sleep_until(started + Duration::from_micros(2000 * i as u64)).await;
+                manager.push(job(i)).on_queue(queue.clone()).await?;
+            }
+            let report = tokio::time::timeout(Duration::from_secs(120), running).await???;
+            check(&report, n)?;
+            let mut latencies = LATENCIES
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            latencies.sort_by(f64::total_cmp);
+            out["seconds"] = json!(started.elapsed().as_secs_f64());
+            out["p50_ms"] = json!(percentile(&latencies, 0.5));
+            out["p99_ms"] = json!(percentile(&latencies, 0.99));
+            out["count"] = json!(latencies.len());
+        }
+        other => return Err(format!("unknown workload {other}").into()),
+    }
+    if args.connection == "sqlite" && std::env::var("SQLITE_PATH").is_err() {
+        let path =
+            std::env::temp_dir().join(format!("routemq-bench-{}.sqlite", std::process::id()));
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+    Ok(out)
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(&args)) {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
