@@ -21,6 +21,9 @@ pub struct WorkArgs {
     /// Jobs run at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
+    /// Jobs reserved ahead of free slots (default: 4 × concurrency); 0 for very slow jobs.
+    #[arg(long)]
+    pub prefetch: Option<usize>,
     /// Seconds an idle worker waits between polls when the driver cannot wake it.
     #[arg(long, default_value_t = 3.0)]
     pub sleep: f64,
@@ -85,6 +88,7 @@ pub(super) async fn run(args: WorkArgs) -> Result<(), Failure> {
             .filter(|q| !q.is_empty())
             .collect(),
         concurrency: args.concurrency,
+        prefetch: args.prefetch,
         sleep: seconds("sleep", args.sleep)?,
         max_jobs: args.max_jobs,
         max_time: args.max_time.map(|t| seconds("max-time", t)).transpose()?,

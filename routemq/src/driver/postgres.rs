@@ -29,8 +29,9 @@ use super::{
 /// The NOTIFY channel that announces new jobs.
 pub const CHANNEL: &str = "routemq_jobs";
 
-/// The database clock in naive UTC, as RouteMQ stores it.
-const NOW: &str = "timezone('utc', clock_timestamp())";
+/// The database clock in naive UTC, as RouteMQ stores it (fixed for the statement, so it can be
+/// compared against an index).
+const NOW: &str = "timezone('utc', now())";
 
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS queue_jobs (
@@ -349,8 +350,8 @@ impl QueueDriver for PostgresDriver {
     async fn ack(&self, leases: &[Lease]) -> Result<(), DriverError> {
         let (ids, attempts) = sql::lease_arrays(leases);
         sqlx::query(
-            "DELETE FROM queue_jobs WHERE reserved_at IS NOT NULL
-             AND (id, attempts) IN (SELECT * FROM UNNEST($1::int[], $2::int[]))",
+            "DELETE FROM queue_jobs q USING UNNEST($1::int[], $2::int[]) AS l(id, attempts)
+             WHERE q.id = l.id AND q.attempts = l.attempts AND q.reserved_at IS NOT NULL",
         )
         .bind(&ids)
         .bind(&attempts)
@@ -399,8 +400,8 @@ impl QueueDriver for PostgresDriver {
     async fn extend(&self, leases: &[Lease]) -> Result<usize, DriverError> {
         let (ids, attempts) = sql::lease_arrays(leases);
         let result = sqlx::query(&format!(
-            "UPDATE queue_jobs SET reserved_at = {NOW} WHERE reserved_at IS NOT NULL
-             AND (id, attempts) IN (SELECT * FROM UNNEST($1::int[], $2::int[]))"
+            "UPDATE queue_jobs q SET reserved_at = {NOW} FROM UNNEST($1::int[], $2::int[]) AS l(id, attempts)
+             WHERE q.id = l.id AND q.attempts = l.attempts AND q.reserved_at IS NOT NULL"
         ))
         .bind(&ids)
         .bind(&attempts)

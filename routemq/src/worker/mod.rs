@@ -35,6 +35,7 @@
 //! ```
 
 mod background;
+mod reserver;
 mod runner;
 mod shutdown;
 
@@ -62,6 +63,10 @@ pub struct WorkerOptions {
     pub queues: Vec<String>,
     /// Jobs run at once (default 8).
     pub concurrency: usize,
+    /// Jobs reserved ahead of free slots, so that a busy worker fetches in batches (`None`: four
+    /// times `concurrency`, Celery's rule). Their leases are kept alive like running jobs'; set
+    /// `Some(0)` for jobs so slow that another worker should take them instead.
+    pub prefetch: Option<usize>,
     /// How long an idle worker waits before polling again when the driver cannot wake it (default 3 s).
     pub sleep: Duration,
     /// Stop after this many jobs have been handled (any outcome).
@@ -98,6 +103,7 @@ impl WorkerOptions {
         Self {
             queues: vec!["default".to_owned()],
             concurrency: 8,
+            prefetch: None,
             sleep: Duration::from_secs(3),
             max_jobs: None,
             max_time: None,
@@ -210,9 +216,6 @@ impl Shared {
     }
 }
 
-/// Most jobs reserved in one driver call.
-const MAX_BATCH: usize = 100;
-
 /// A queue worker. Build it with [`Worker::new`], stop it with [`Worker::shutdown_handle`].
 #[derive(Debug)]
 pub struct Worker {
@@ -281,7 +284,8 @@ impl Worker {
         });
         let background = background::spawn_lease_keepers(&shared);
         let mut tasks = JoinSet::new();
-        reserve_loop(&shared, &mut tasks).await;
+        let unstarted = reserver::reserve_loop(&shared, &mut tasks).await;
+        reserver::release_unstarted(&shared, unstarted).await;
         finish(&shared, &mut tasks).await;
         background.stop().await;
         let report = shared.report();
@@ -299,123 +303,15 @@ impl Worker {
     }
 }
 
-/// Reserves and starts jobs until a limit, an empty queue (with `stop_when_empty`) or a drain.
-async fn reserve_loop(shared: &Arc<Shared>, tasks: &mut JoinSet<Outcome>) {
-    let options = &shared.options;
-    let started = Instant::now();
-    let deadline = options.max_time.map(|t| started + t);
-    let mut wake = shared.driver.wake_signal();
-    let mut reserved_total: u64 = 0;
-    let mut next_key: u64 = 0;
-    let mut failures: u32 = 0;
-    loop {
-        if shared.shutdown.is_draining() {
-            break;
-        }
-        if options.max_jobs.is_some_and(|max| reserved_total >= max) {
-            tracing::info!("worker stopping: --max-jobs reached");
-            break;
-        }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            tracing::info!("worker stopping: --max-time reached");
-            break;
-        }
-        let free = options.concurrency.saturating_sub(tasks.len());
-        let mut idle = false;
-        if free > 0 {
-            if let Some(wake) = wake.as_mut() {
-                wake.borrow_and_update();
-            }
-            let remaining = options
-                .max_jobs
-                .map_or(u64::MAX, |max| max - reserved_total);
-            let want = free
-                .min(MAX_BATCH)
-                .min(usize::try_from(remaining).unwrap_or(usize::MAX));
-            match shared.driver.reserve(&options.queues, want).await {
-                Ok(jobs) => {
-                    if failures > 0 {
-                        tracing::info!(connection = %shared.connection, "connection recovered");
-                    }
-                    failures = 0;
-                    idle = jobs.is_empty();
-                    for job in jobs {
-                        reserved_total += 1;
-                        next_key += 1;
-                        shared.running().insert(next_key, job.lease.clone());
-                        tasks.spawn(runner::run(Arc::clone(shared), job, next_key));
-                    }
-                }
-                Err(error) => {
-                    failures += 1;
-                    let pause = background::backoff(failures);
-                    tracing::warn!(connection = %shared.connection, %error, retry_in = ?pause, "reserve failed");
-                    tokio::select! {
-                        () = tokio::time::sleep(pause) => {}
-                        () = shared.shutdown.drained() => {}
-                    }
-                    continue;
-                }
-            }
-            if idle && tasks.is_empty() && options.stop_when_empty {
-                if shared.acks.pending() > 0 {
-                    // Our own acknowledgements are still on their way: they count as reserved.
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                    continue;
-                }
-                if let Ok(true) = queues_drained(shared).await {
-                    tracing::info!("worker stopping: queues are empty");
-                    break;
-                }
-            }
-            if !idle && tasks.len() < options.concurrency {
-                continue;
-            }
-        }
-        let idle_wait = if idle {
-            idle_wait(shared).await
-        } else {
-            Duration::from_secs(3600)
-        };
-        tokio::select! {
-            Some(joined) = tasks.join_next(), if !tasks.is_empty() => record(shared, joined),
-            () = background::changed(wake.as_mut()), if idle => {}
-            () = tokio::time::sleep(idle_wait), if idle => {}
-            () = shared.shutdown.drained() => {}
-            () = sleep_until(deadline) => {}
-        }
-    }
-}
-
-/// Whether no job is ready, delayed or reserved (by any worker) on the served queues. A job
-/// leased by a worker that died counts: the reaper will hand it out again.
-async fn queues_drained(shared: &Shared) -> Result<bool, crate::driver::DriverError> {
-    for queue in &shared.options.queues {
-        let stats = shared.driver.stats(queue).await?;
-        if stats.ready + stats.delayed + stats.reserved > 0 {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
-/// How long an idle worker sleeps: the poll interval, or less when a delayed job is due sooner.
-async fn idle_wait(shared: &Shared) -> Duration {
-    let sleep = shared.options.sleep;
-    match shared.driver.next_due(&shared.options.queues).await {
-        Ok(Some(due)) => due.min(sleep) + Duration::from_millis(1),
-        _ => sleep,
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
+/// Sleeps until `deadline`, or forever without one.
+pub(crate) async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
 }
 
-fn record(shared: &Shared, joined: Result<Outcome, tokio::task::JoinError>) {
+pub(crate) fn record(shared: &Shared, joined: Result<Outcome, tokio::task::JoinError>) {
     match joined {
         Ok(outcome) => shared.count(outcome),
         // `runner::run` catches panics in user code; this is a bug in routemq itself.
