@@ -488,3 +488,127 @@ async fn bad_arguments_and_unknown_connections_fail_clearly() {
         assert!(work_help.contains(flag), "queue-work --help lists {flag}");
     }
 }
+
+/// `GET /metrics` over plain TCP.
+fn scrape(port: u16) -> Option<String> {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response)
+}
+
+fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name) && l.contains(labels))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_endpoint_counts_successes_retries_and_failures() {
+    let setup = Setup::new("metrics").await;
+    let q = setup.queue.clone();
+    let key = "e2e-metrics".to_owned();
+    setup
+        .manager
+        .push(routemq_tests::jobs::Record {
+            key: key.clone(),
+            n: 1,
+        })
+        .on_queue(q.clone())
+        .await
+        .expect("push");
+    setup
+        .manager
+        .push(routemq_tests::jobs::FailTimes {
+            key: key.clone(),
+            fail_times: 1,
+        })
+        .on_queue(q.clone())
+        .await
+        .expect("push");
+    setup
+        .manager
+        .push(AlwaysFail {
+            key: key.clone(),
+            permanent: true,
+        })
+        .on_queue(q.clone())
+        .await
+        .expect("push");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let _worker = setup.work(&["--metrics-addr", &addr]);
+
+    let queue_label = format!("queue=\"{q}\"");
+    let mut text = String::new();
+    wait_until(Duration::from_secs(20), || {
+        text = scrape(port).unwrap_or_default();
+        metric(&text, "routemq_queue_job_failed_total", &queue_label) == Some(1.0)
+            && metric(
+                &text,
+                "routemq_queue_job_succeeded_total",
+                "job_class=\"FailTimes\"",
+            ) == Some(1.0)
+    });
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    assert!(text.contains("Content-Type: text/plain; version=0.0.4"));
+    let class = |c: &str| format!("{queue_label},job_class=\"{c}\"");
+    assert_eq!(
+        metric(&text, "routemq_queue_job_started_total", &class("Record")),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&text, "routemq_queue_job_succeeded_total", &class("Record")),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "routemq_queue_job_started_total",
+            &class("FailTimes")
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "routemq_queue_job_retried_total",
+            &class("FailTimes")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "routemq_queue_job_failed_total",
+            &format!("{},error=\"Permanent\"", class("AlwaysFail"))
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "routemq_queue_job_duration_seconds_count",
+            &class("FailTimes")
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric(&text, "routemq_queue_failed_jobs", &queue_label),
+        Some(1.0),
+        "gauges refreshed at scrape"
+    );
+    assert_eq!(
+        metric(&text, "routemq_queue_ready_jobs", &queue_label),
+        Some(0.0)
+    );
+    assert!(!text.contains("job_id"), "ids are never labels");
+}

@@ -42,6 +42,9 @@ pub struct WorkArgs {
     /// Stop once no job is ready, delayed or reserved (by any worker) on the served queues.
     #[arg(long)]
     pub stop_when_empty: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9090).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 fn seconds(flag: &str, value: f64) -> Result<Duration, Failure> {
@@ -96,6 +99,21 @@ pub(super) async fn run(args: WorkArgs) -> Result<(), Failure> {
         max_tries: args.max_tries,
         timeout: seconds("timeout", args.timeout)?,
         ..WorkerOptions::from_settings(settings)
+    };
+    let _metrics = match args.metrics_addr {
+        Some(addr) => Some(
+            crate::metrics::server::MetricsServer::start(
+                addr,
+                std::sync::Arc::clone(&driver),
+                options.queues.clone(),
+            )
+            .await
+            .map_err(|error| Failure {
+                message: format!("cannot serve metrics on {addr}: {error}"),
+                code: 1,
+            })?,
+        ),
+        None => None,
     };
     let shutdown = Shutdown::new();
     let signals = tokio::spawn(shutdown.clone().on_signals());

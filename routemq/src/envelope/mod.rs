@@ -102,9 +102,24 @@ pub enum EnvelopeError {
     },
 }
 
-/// The `observability` object written at dispatch (RouteMQ's keys; trace ids join it with tracing).
+/// The `observability` object written at dispatch, with RouteMQ's keys in RouteMQ's order.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Observability<'a> {
+    /// A correlation id carried over from the dispatching job, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<&'a str>,
+    /// The trace (32 hex digits); omitted when empty.
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub trace_id: &'a str,
+    /// The producer's `queue.enqueue` span (16 hex digits); omitted when empty.
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub span_id: &'a str,
+    /// `"01"` when there is a trace.
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub trace_flags: &'a str,
+    /// The span that was current when dispatching (null at the root of a trace).
+    #[serde(skip_serializing_if = "is_untraced")]
+    pub parent_span_id: Option<Option<&'a str>>,
     /// The job type's short name.
     pub job_class: &'a str,
     /// The queue the job is pushed to.
@@ -459,15 +474,22 @@ pub(crate) fn short_name(name: &str) -> &str {
     name.rsplit('.').next().unwrap_or(name)
 }
 
-/// Convenience for [`Envelope::encode`] with the observability RouteMQ's manager writes.
+/// Convenience for [`Envelope::encode`] with the observability RouteMQ's manager writes, under
+/// the trace ids of the dispatch.
 pub(crate) fn encode_job<T: Job>(
     job: &T,
     queue: &str,
     connection: &str,
     delay: Option<u64>,
     bulk: bool,
+    ids: &crate::observability::ProducerIds,
 ) -> Result<String, EnvelopeError> {
     let observability = Observability {
+        correlation_id: ids.correlation_id.as_deref(),
+        trace_id: &ids.trace_id,
+        span_id: &ids.span_id,
+        trace_flags: "01",
+        parent_span_id: Some(ids.parent_span_id.as_deref()),
         job_class: short_name(T::NAME),
         queue,
         connection,
@@ -475,6 +497,11 @@ pub(crate) fn encode_job<T: Job>(
         bulk,
     };
     Envelope::encode(job, queue, &observability)
+}
+
+/// Whether the `parent_span_id` key is left out (no trace at all).
+fn is_untraced(parent: &Option<Option<&str>>) -> bool {
+    parent.is_none()
 }
 
 #[cfg(test)]

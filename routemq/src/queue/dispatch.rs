@@ -4,11 +4,15 @@ use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::time::Duration;
 
+use tracing::Instrument;
+
 use super::{QueueError, QueueManager, queue};
 use crate::driver::NewJob;
-use crate::envelope::encode_job;
+use crate::envelope::{encode_job, short_name};
 use crate::job::Job;
+use crate::metrics::metrics;
 use crate::names::validate_queue_name;
+use crate::observability::{ProducerIds, producer_ids};
 
 type DispatchFuture<'m, T> = Pin<Box<dyn Future<Output = Result<T, QueueError>> + Send + 'm>>;
 
@@ -52,12 +56,17 @@ pub(crate) struct Resolved {
 }
 
 impl Target {
-    fn resolve<T: Job>(&self, manager: &QueueManager) -> Result<Resolved, QueueError> {
+    fn queue<T: Job>(&self) -> Result<String, QueueError> {
         let queue = self
             .queue
             .clone()
             .unwrap_or_else(|| T::OPTIONS.queue.to_owned());
         validate_queue_name(&queue)?;
+        Ok(queue)
+    }
+
+    fn resolve<T: Job>(&self, manager: &QueueManager) -> Result<Resolved, QueueError> {
+        let queue = self.queue::<T>()?;
         let connection = match (&self.connection, T::OPTIONS.connection) {
             (Some(connection), _) => connection.clone(),
             (None, Some(connection)) => connection.to_owned(),
@@ -65,6 +74,103 @@ impl Target {
         };
         Ok(Resolved { queue, connection })
     }
+
+    /// Encodes `jobs` for `queue` on `connection`, all under the dispatch's trace ids.
+    fn encode<'j, T: Job>(
+        &self,
+        jobs: impl IntoIterator<Item = &'j T>,
+        queue: &str,
+        connection: &str,
+        bulk: bool,
+        ids: &ProducerIds,
+    ) -> Result<Vec<NewJob>, QueueError> {
+        let delay = self.delay;
+        let delay_secs = (!delay.is_zero()).then_some(delay.as_secs());
+        jobs.into_iter()
+            .map(|job| {
+                metrics().enqueue_started(queue, short_name(T::NAME));
+                let payload = encode_job(job, queue, connection, delay_secs, bulk, ids)
+                    .inspect_err(|error| {
+                        metrics().enqueue_failed(queue, short_name(T::NAME), error_kind(error));
+                    })?;
+                Ok(NewJob {
+                    queue: queue.to_owned(),
+                    payload,
+                    delay,
+                })
+            })
+            .collect()
+    }
+}
+
+fn error_kind(error: &crate::envelope::EnvelopeError) -> &'static str {
+    match error {
+        crate::envelope::EnvelopeError::TooLarge { .. } => "TooLarge",
+        _ => "Encode",
+    }
+}
+
+/// The `queue.enqueue` span of a dispatch.
+fn enqueue_span(
+    name: &'static str,
+    queue: &str,
+    connection: &str,
+    ids: &ProducerIds,
+) -> tracing::Span {
+    tracing::info_span!(
+        "queue.enqueue",
+        otel.kind = "producer",
+        messaging.system = "routemq.queue",
+        messaging.destination = %queue,
+        routemq.job.name = name,
+        routemq.connection = %connection,
+        trace_id = %ids.trace_id,
+        span_id = %ids.span_id,
+        parent_span_id = ids.parent_span_id.as_deref(),
+    )
+}
+
+/// Stores encoded jobs through the manager (or its fake), counting them.
+async fn store<T: Job>(
+    manager: &QueueManager,
+    resolved: Resolved,
+    batch: Vec<NewJob>,
+    delay: Duration,
+) -> Result<Vec<String>, QueueError> {
+    let Resolved { queue, connection } = resolved;
+    let class = short_name(T::NAME);
+    if let Some(fake) = manager.fake() {
+        return Ok(batch
+            .into_iter()
+            .map(|job| fake.record(T::NAME, &queue, &connection, delay, job.payload))
+            .collect());
+    }
+    let stored = async {
+        let driver = manager.connection(&connection).await?;
+        driver
+            .push(&batch)
+            .await
+            .map_err(|source| QueueError::Driver {
+                connection: connection.clone(),
+                source,
+            })
+    }
+    .await;
+    match &stored {
+        Ok(ids) => {
+            for _ in ids {
+                metrics().enqueue_succeeded(&queue, class);
+            }
+            tracing::debug!(job = T::NAME, queue = %queue, connection = %connection, count = ids.len(), "dispatched");
+        }
+        Err(error) => {
+            for _ in &batch {
+                metrics().enqueue_failed(&queue, class, "Driver");
+            }
+            tracing::warn!(job = T::NAME, queue = %queue, connection = %connection, %error, "dispatch failed");
+        }
+    }
+    stored
 }
 
 /// A single dispatch being built. Await it to push the job; the output is the new job id.
@@ -105,44 +211,32 @@ impl<'m, T: Job> PendingDispatch<'m, T> {
 
     /// The job as it would be stored on `connection` (used by transactional dispatch).
     pub(crate) fn encode_for(&self, connection: &str) -> Result<NewJob, QueueError> {
-        let queue = self
-            .target
-            .queue
-            .clone()
-            .unwrap_or_else(|| T::OPTIONS.queue.to_owned());
-        validate_queue_name(&queue)?;
-        let delay = self.target.delay;
-        let delay_secs = (!delay.is_zero()).then_some(delay.as_secs());
-        let payload = encode_job(&self.job, &queue, connection, delay_secs, false)?;
-        Ok(NewJob {
-            queue,
-            payload,
-            delay,
+        let queue = self.target.queue::<T>()?;
+        let mut jobs =
+            self.target
+                .encode([&self.job], &queue, connection, false, &producer_ids())?;
+        jobs.pop().ok_or_else(|| QueueError::Driver {
+            connection: connection.to_owned(),
+            source: crate::driver::DriverError::backend("push", "nothing to push"),
         })
     }
 
     async fn send(self) -> Result<String, QueueError> {
-        let Resolved { queue, connection } = self.target.resolve::<T>(self.manager)?;
-        let delay = self.target.delay;
-        let delay_secs = (!delay.is_zero()).then_some(delay.as_secs());
-        let payload = encode_job(&self.job, &queue, &connection, delay_secs, false)?;
-        if let Some(fake) = self.manager.fake() {
-            return Ok(fake.record(T::NAME, &queue, &connection, delay, payload));
-        }
-        let driver = self.manager.connection(&connection).await?;
-        let ids = driver
-            .push(&[NewJob {
-                queue: queue.clone(),
-                payload,
-                delay,
-            }])
-            .await
-            .map_err(|source| QueueError::Driver {
-                connection: connection.clone(),
-                source,
-            })?;
-        tracing::debug!(job = T::NAME, queue = %queue, connection = %connection, "dispatched");
-        ids.into_iter().next().ok_or_else(|| QueueError::Driver {
+        let resolved = self.target.resolve::<T>(self.manager)?;
+        let ids = producer_ids();
+        let span = enqueue_span(T::NAME, &resolved.queue, &resolved.connection, &ids);
+        let batch = self.target.encode(
+            [&self.job],
+            &resolved.queue,
+            &resolved.connection,
+            false,
+            &ids,
+        )?;
+        let connection = resolved.connection.clone();
+        let stored = store::<T>(self.manager, resolved, batch, self.target.delay)
+            .instrument(span)
+            .await?;
+        stored.into_iter().next().ok_or_else(|| QueueError::Driver {
             connection,
             source: crate::driver::DriverError::backend("push", "the driver returned no id"),
         })
@@ -196,59 +290,28 @@ impl<'m, T: Job> PendingBulk<'m, T> {
 
     /// The jobs as they would be stored on `connection` (used by transactional dispatch).
     pub(crate) fn encode_for(&self, connection: &str) -> Result<Vec<NewJob>, QueueError> {
-        let queue = self
-            .target
-            .queue
-            .clone()
-            .unwrap_or_else(|| T::OPTIONS.queue.to_owned());
-        validate_queue_name(&queue)?;
-        let delay = self.target.delay;
-        let delay_secs = (!delay.is_zero()).then_some(delay.as_secs());
-        self.jobs
-            .iter()
-            .map(|job| {
-                let payload = encode_job(job, &queue, connection, delay_secs, true)?;
-                Ok(NewJob {
-                    queue: queue.clone(),
-                    payload,
-                    delay,
-                })
-            })
-            .collect()
+        let queue = self.target.queue::<T>()?;
+        self.target
+            .encode(&self.jobs, &queue, connection, true, &producer_ids())
     }
 
     async fn send(self) -> Result<Vec<String>, QueueError> {
         if self.jobs.is_empty() {
             return Ok(Vec::new());
         }
-        let Resolved { queue, connection } = self.target.resolve::<T>(self.manager)?;
-        let delay = self.target.delay;
-        let delay_secs = (!delay.is_zero()).then_some(delay.as_secs());
-        let mut batch = Vec::with_capacity(self.jobs.len());
-        for job in &self.jobs {
-            let payload = encode_job(job, &queue, &connection, delay_secs, true)?;
-            batch.push(NewJob {
-                queue: queue.clone(),
-                payload,
-                delay,
-            });
-        }
-        if let Some(fake) = self.manager.fake() {
-            return Ok(batch
-                .into_iter()
-                .map(|job| fake.record(T::NAME, &queue, &connection, delay, job.payload))
-                .collect());
-        }
-        let driver = self.manager.connection(&connection).await?;
-        let ids = driver
-            .push(&batch)
+        let resolved = self.target.resolve::<T>(self.manager)?;
+        let ids = producer_ids();
+        let span = enqueue_span(T::NAME, &resolved.queue, &resolved.connection, &ids);
+        let batch = self.target.encode(
+            &self.jobs,
+            &resolved.queue,
+            &resolved.connection,
+            true,
+            &ids,
+        )?;
+        store::<T>(self.manager, resolved, batch, self.target.delay)
+            .instrument(span)
             .await
-            .map_err(|source| QueueError::Driver {
-                connection: connection.clone(),
-                source,
-            })?;
-        tracing::debug!(job = T::NAME, queue = %queue, connection = %connection, count = ids.len(), "bulk dispatched");
-        Ok(ids)
     }
 }
 

@@ -4,11 +4,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::{Outcome, Shared};
 use crate::driver::{Failure, Lease, ReservedJob};
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, short_name};
 use crate::job::{JobContext, JobError};
+use crate::metrics::metrics;
+use crate::observability::{self, TraceContext};
 use crate::registry::{DecodeError, ErasedJob, JobRegistration};
 use crate::retry::{JobRetry, retry_delay};
 
@@ -19,6 +22,25 @@ pub(crate) async fn run(shared: Arc<Shared>, job: ReservedJob, key: u64) -> Outc
     outcome
 }
 
+/// The `queue.job` span of an attempt, continuing the producer's trace.
+fn job_span(lease: &Lease, name: &str, trace: &TraceContext, link: Option<&str>) -> tracing::Span {
+    tracing::info_span!(
+        "queue.job",
+        otel.kind = "consumer",
+        messaging.system = "routemq.queue",
+        messaging.destination = %lease.queue,
+        routemq.job.name = %name,
+        routemq.job.id = %lease.id,
+        routemq.job.attempt = lease.attempts,
+        routemq.process.role = "queue-worker",
+        trace_id = %trace.trace_id,
+        span_id = %trace.span_id,
+        link.trace_id = link.map(|_| trace.trace_id.as_str()),
+        link.span_id = link,
+        correlation_id = trace.correlation_id.as_deref(),
+    )
+}
+
 /// A decoded job and what the worker needs to settle it.
 struct Attempt<'a> {
     shared: &'a Shared,
@@ -26,6 +48,7 @@ struct Attempt<'a> {
     envelope: Envelope,
     registration: &'static JobRegistration,
     ctx: JobContext,
+    trace: TraceContext,
 }
 
 async fn process(shared: &Shared, job: ReservedJob) -> Outcome {
@@ -34,6 +57,29 @@ async fn process(shared: &Shared, job: ReservedJob) -> Outcome {
         Ok(decoded) => decoded,
         Err(error) => return fail_undecodable(shared, &lease, &error).await,
     };
+    let trace = observability::consumer_ids(envelope.observability());
+    let span = job_span(
+        &lease,
+        registration.name(),
+        &trace.context,
+        trace.link_span_id.as_deref(),
+    );
+    let context = trace.context;
+    observability::scope(
+        context.clone(),
+        decoded(shared, lease, envelope, registration, erased, context).instrument(span),
+    )
+    .await
+}
+
+async fn decoded(
+    shared: &Shared,
+    lease: Lease,
+    envelope: Envelope,
+    registration: &'static JobRegistration,
+    erased: Box<dyn ErasedJob>,
+    trace: TraceContext,
+) -> Outcome {
     let max_tries = shared
         .options
         .max_tries
@@ -53,16 +99,23 @@ async fn process(shared: &Shared, job: ReservedJob) -> Outcome {
         envelope,
         registration,
         ctx,
+        trace,
     };
     if attempt.lease.attempts > max_tries {
         let error = JobError::permanent(format!("max tries exceeded ({max_tries})"));
         tracing::warn!(job_id = %attempt.lease.id, job = registration.name(), "job exceeded max tries, moving to failed store");
+        metrics().job_dead_lettered(&attempt.lease.queue, attempt.class(), "max_tries_exceeded");
         return attempt.fail(error, Some(erased)).await;
     }
     attempt.run(erased, cancel).await
 }
 
 impl Attempt<'_> {
+    /// The job class label: the type's short name.
+    fn class(&self) -> &'static str {
+        short_name(self.registration.name())
+    }
+
     async fn run(self, job: Box<dyn ErasedJob>, cancel: CancellationToken) -> Outcome {
         let shutdown = &self.shared.shutdown;
         let timeout = self
@@ -78,11 +131,15 @@ impl Attempt<'_> {
         );
         let started = tokio::time::Instant::now();
         let ctx = self.ctx.clone();
-        let mut task = tokio::spawn(async move {
+        metrics().job_started(&self.lease.queue, self.class());
+        let handle = async move {
             let mut job = job;
             let result = job.handle(&ctx).await;
             (job, result)
-        });
+        };
+        let span = tracing::Span::current();
+        let mut task =
+            tokio::spawn(observability::scope(self.trace.clone(), handle).instrument(span));
         let timed = tokio::time::timeout(timeout, &mut task);
         tokio::pin!(timed);
         let mut draining = shutdown.is_draining();
@@ -100,6 +157,9 @@ impl Attempt<'_> {
             }
         };
         let elapsed = started.elapsed();
+        if finished.is_some() {
+            metrics().job_duration(&self.lease.queue, self.class(), elapsed.as_secs_f64());
+        }
         match finished {
             None => {
                 task.abort();
@@ -110,11 +170,13 @@ impl Attempt<'_> {
                 cancel.cancel();
                 task.abort();
                 tracing::error!(job_id = %self.lease.id, job = self.registration.name(), ?timeout, "job timed out");
+                metrics().job_timed_out(&self.lease.queue, self.class());
                 self.failed_attempt(JobError::TimedOut { after: timeout }, None)
                     .await
             }
             Some(Ok(Ok((_, Ok(()))))) => {
                 tracing::info!(job_id = %self.lease.id, job = self.registration.name(), ?elapsed, "job completed");
+                metrics().job_succeeded(&self.lease.queue, self.class());
                 if !self.shared.acks.send(self.lease.clone()) {
                     tracing::error!(job_id = %self.lease.id, "acknowledgement channel closed; the job may run again");
                 }
@@ -163,7 +225,10 @@ impl Attempt<'_> {
         })
         .await
         {
-            Ok(true) => Outcome::Retried,
+            Ok(true) => {
+                metrics().job_retried(&self.lease.queue, self.class());
+                Outcome::Retried
+            }
             Ok(false) => self.lost_lease("release"),
             Err(driver_error) => {
                 tracing::error!(job_id = %self.lease.id, error = %driver_error, "release failed; the reaper will return the job");
@@ -185,20 +250,23 @@ impl Attempt<'_> {
             if let Err(join_error) = hook.await {
                 tracing::error!(job_id = %self.lease.id, %kind, %message, "failed() panicked: {}", panic_message(join_error));
             }
-            return self.store_failure(format!("{kind}: {message}")).await;
+            return self.store_failure(kind, format!("{kind}: {message}")).await;
         }
-        self.store_failure(format!("{}: {error}", error.kind()))
-            .await
+        let kind = error.kind();
+        self.store_failure(kind, format!("{kind}: {error}")).await
     }
 
-    async fn store_failure(self, exception: String) -> Outcome {
+    async fn store_failure(self, kind: &'static str, exception: String) -> Outcome {
         tracing::error!(job_id = %self.lease.id, job = self.registration.name(), %exception, "job failed permanently");
         let failure = Failure {
             connection: self.shared.connection.clone(),
             exception,
         };
         match settle("fail", || self.shared.driver.fail(&self.lease, &failure)).await {
-            Ok(true) => Outcome::Failed,
+            Ok(true) => {
+                metrics().job_failed(&self.lease.queue, self.class(), kind);
+                Outcome::Failed
+            }
             Ok(false) => self.lost_lease("fail"),
             Err(error) => {
                 tracing::error!(job_id = %self.lease.id, %error, "moving the job to the failed store failed; the reaper will return it");
@@ -253,7 +321,11 @@ async fn fail_undecodable(shared: &Shared, lease: &Lease, error: &DecodeError) -
         exception: format!("{kind}: {error}"),
     };
     match settle("fail", || shared.driver.fail(lease, &failure)).await {
-        Ok(true) => Outcome::Failed,
+        Ok(true) => {
+            metrics().job_dead_lettered(&lease.queue, "unknown", "undecodable");
+            metrics().job_failed(&lease.queue, "unknown", kind);
+            Outcome::Failed
+        }
         Ok(false) => Outcome::Abandoned,
         Err(driver_error) => {
             tracing::error!(job_id = %lease.id, error = %driver_error, "moving the job to the failed store failed");
