@@ -68,3 +68,36 @@ pub fn read_ledger(path: &std::path::Path) -> Vec<Line> {
         })
         .collect()
 }
+
+/// The reliability suite's job: records its start and end, can sleep, and can fail for good.
+#[derive(Debug, Clone)]
+#[job(name = "reliability.Ledgered", max_tries = 5, timeout = 60)]
+pub struct Ledgered {
+    /// The ledger file.
+    pub path: String,
+    /// Its number.
+    pub n: u64,
+    /// How long each run sleeps.
+    pub sleep_ms: u64,
+    /// Fail permanently (these are the jobs meant to end in the failed store).
+    pub fail: bool,
+    /// Free text carried through the queue (SQL fragments, quotes, non-ASCII).
+    pub note: String,
+}
+
+impl Job for Ledgered {
+    async fn handle(&mut self, ctx: &JobContext) -> Result<(), JobError> {
+        append(&self.path, "start", self.n, ctx.attempts())?;
+        if self.sleep_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(self.sleep_ms)).await;
+        }
+        if self.fail {
+            return Err(JobError::permanent(format!(
+                "job {} is meant to fail",
+                self.n
+            )));
+        }
+        append(&self.path, "done", self.n, ctx.attempts())?;
+        Ok(())
+    }
+}

@@ -106,7 +106,9 @@ fn json_literal(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn payload_of(record: &str) -> String {
+/// The envelope inside a RouteMQ record (`{"id", "payload", ...}`). A record that is not one is
+/// returned whole, so that the worker fails it as an invalid payload instead of losing it.
+pub fn parse_record(record: &str) -> String {
     serde_json::from_str::<RecordIn>(record).map_or_else(|_| record.to_owned(), |r| r.payload)
 }
 
@@ -287,13 +289,17 @@ impl RedisDriver {
 
     async fn failed_records(&self, queue: &str) -> Result<Vec<String>, DriverError> {
         let keys = self.layout.queue(queue);
-        redis::cmd("LRANGE")
+        let raw: Vec<Vec<u8>> = redis::cmd("LRANGE")
             .arg(&keys.failed)
             .arg(0)
             .arg(-1)
             .query_async(&mut self.con())
             .await
-            .map_err(backend("list failed jobs"))
+            .map_err(backend("list failed jobs"))?;
+        Ok(raw
+            .into_iter()
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .collect())
     }
 }
 
@@ -351,7 +357,9 @@ impl QueueDriver for RedisDriver {
                 break;
             }
             let keys = self.layout.queue(queue);
-            let flat: Vec<String> = scripts::RESERVE
+            // Bytes, not strings: a record that is not UTF-8 must not block the queue; it is
+            // decoded lossily and then fails as an invalid payload.
+            let flat: Vec<Vec<u8>> = scripts::RESERVE
                 .key(&keys.ready)
                 .key(&keys.delayed)
                 .key(&keys.inflight)
@@ -363,14 +371,15 @@ impl QueueDriver for RedisDriver {
                 .await
                 .map_err(backend("reserve"))?;
             for job in flat.chunks_exact(4) {
+                let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
                 out.push(ReservedJob {
                     lease: Lease {
-                        id: job[0].clone(),
+                        id: text(&job[0]),
                         queue: queue.clone(),
-                        attempts: job[2].parse().unwrap_or(1),
-                        token: job[1].clone(),
+                        attempts: text(&job[2]).parse().unwrap_or(1),
+                        token: text(&job[1]),
                     },
-                    payload: payload_of(&job[3]),
+                    payload: parse_record(&text(&job[3])),
                 });
             }
         }
@@ -464,13 +473,14 @@ impl QueueDriver for RedisDriver {
             if ids.is_empty() {
                 continue;
             }
-            let values: Vec<Option<String>> = redis::cmd("HMGET")
+            let values: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
                 .arg(&keys.inflight)
                 .arg(&ids)
                 .query_async(&mut self.con())
                 .await
                 .map_err(backend("reap"))?;
             for (id, value) in ids.iter().zip(values) {
+                let value = value.map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
                 let Some((token, attempts, record)) = value.as_deref().and_then(split_lease) else {
                     // A lease without its job (cannot happen through the scripts): drop it.
                     let _: i64 = redis::cmd("ZREM")
@@ -487,7 +497,7 @@ impl QueueDriver for RedisDriver {
                     attempts,
                     token: token.to_owned(),
                 };
-                if out_of_tries(&payload_of(record), attempts, max_tries_override) {
+                if out_of_tries(&parse_record(record), attempts, max_tries_override) {
                     let failure = Failure {
                         connection: "redis".to_owned(),
                         exception: super::reservation_expired_message(visibility_timeout),

@@ -1,0 +1,39 @@
+//! The reliability suite: crashes, broker faults, load, shutdown and bad input on every driver,
+//! with real worker processes. Run by the `reliability` binary; see [`run`].
+
+mod drivers;
+mod faults;
+mod processes;
+mod report;
+mod scenarios;
+
+pub use drivers::Target;
+pub use processes::worker_main;
+pub use report::{Row, print_table};
+pub use scenarios::{producer_main, run_all};
+
+/// How big a run is.
+#[derive(Debug, Clone, Copy)]
+pub struct Size {
+    /// Jobs in the crash and load scenarios.
+    pub jobs: u64,
+    /// Worker kills in the crash scenario.
+    pub kills: u32,
+    /// Connection drops in the broker-fault scenario.
+    pub faults: u32,
+}
+
+impl Size {
+    /// The CI-friendly default.
+    pub const DEFAULT: Size = Size {
+        jobs: 2_000,
+        kills: 5,
+        faults: 5,
+    };
+    /// `--long`.
+    pub const LONG: Size = Size {
+        jobs: 20_000,
+        kills: 25,
+        faults: 25,
+    };
+}
