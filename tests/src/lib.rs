@@ -9,6 +9,7 @@ pub mod harness;
 pub mod interop;
 pub mod jobs;
 pub mod ledger;
+pub mod outage;
 pub mod process_jobs;
 pub mod reliability;
 pub mod services;

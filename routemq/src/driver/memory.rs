@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::wake::WakeSignal;
 use super::{
     DriverError, FailedJob, Failure, Lease, NewJob, QueueDriver, QueueStats, Reaped, ReservedJob,
 };
@@ -48,7 +49,7 @@ struct State {
 #[derive(Debug)]
 pub struct MemoryDriver {
     state: Mutex<State>,
-    wake: watch::Sender<u64>,
+    wake: WakeSignal,
 }
 
 impl Default for MemoryDriver {
@@ -62,7 +63,7 @@ impl MemoryDriver {
     pub fn new() -> Self {
         Self {
             state: Mutex::new(State::default()),
-            wake: watch::Sender::new(0),
+            wake: WakeSignal::new(),
         }
     }
 
@@ -72,10 +73,6 @@ impl MemoryDriver {
         self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn wake(&self) {
-        self.wake.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 
@@ -183,7 +180,7 @@ impl QueueDriver for MemoryDriver {
                 })
                 .collect()
         };
-        self.wake();
+        self.wake.notify();
         Ok(ids)
     }
 
@@ -259,7 +256,7 @@ impl QueueDriver for MemoryDriver {
             state.schedule(&lease.queue, id, delay, now);
             true
         };
-        self.wake();
+        self.wake.notify();
         Ok(released)
     }
 
@@ -336,7 +333,7 @@ impl QueueDriver for MemoryDriver {
             }
         }
         if reaped.requeued > 0 {
-            self.wake();
+            self.wake.notify();
         }
         Ok(reaped)
     }
@@ -433,7 +430,7 @@ impl QueueDriver for MemoryDriver {
                 Instant::now(),
             )
         };
-        self.wake();
+        self.wake.notify();
         Ok(Some(new_id.to_string()))
     }
 

@@ -22,12 +22,15 @@ mod sql;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub mod sqlite;
+mod wake;
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use serde::Serialize;
+
+pub use wake::WakeSignal;
 
 use crate::job::BoxError;
 

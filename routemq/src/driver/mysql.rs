@@ -17,6 +17,7 @@ use sqlx::{MySql, MySqlConnection, QueryBuilder, Row};
 use tokio::sync::watch;
 
 use super::sql::{self, SqlTime};
+use super::wake::WakeSignal;
 use super::{
     DriverError, FailedJob, Failure, Lease, NewJob, QueueDriver, QueueStats, Reaped, ReservedJob,
     out_of_tries,
@@ -60,7 +61,7 @@ pub struct MySqlDriver {
     pool: MySqlPool,
     target: String,
     returning: bool,
-    wake: watch::Sender<u64>,
+    wake: WakeSignal,
 }
 
 fn backend(operation: &'static str) -> impl Fn(sqlx::Error) -> DriverError {
@@ -183,7 +184,7 @@ impl MySqlDriver {
             pool,
             target,
             returning,
-            wake: watch::Sender::new(0),
+            wake: WakeSignal::new(),
         })
     }
 
@@ -205,10 +206,6 @@ impl MySqlDriver {
     /// The connection pool, for your own queries and transactions.
     pub fn pool(&self) -> &MySqlPool {
         &self.pool
-    }
-
-    fn wake(&self) {
-        self.wake.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Moves a leased job to the failed store; with `expired_before`, only if its lease is that old.
@@ -296,7 +293,7 @@ impl QueueDriver for MySqlDriver {
         let mut tx = self.pool.begin().await.map_err(backend("push"))?;
         let ids = push_with(&mut tx, jobs, self.returning).await?;
         tx.commit().await.map_err(backend("push"))?;
-        self.wake();
+        self.wake.notify();
         Ok(ids)
     }
 
@@ -390,7 +387,7 @@ impl QueueDriver for MySqlDriver {
         .await
         .map_err(backend("release"))?;
         if delay.is_zero() {
-            self.wake();
+            self.wake.notify();
         }
         Ok(result.rows_affected() > 0)
     }
@@ -469,7 +466,7 @@ impl QueueDriver for MySqlDriver {
             }
         }
         if reaped.requeued > 0 {
-            self.wake();
+            self.wake.notify();
         }
         Ok(reaped)
     }
@@ -608,7 +605,7 @@ impl QueueDriver for MySqlDriver {
             .await
             .map_err(backend("retry failed job"))?;
         tx.commit().await.map_err(backend("retry failed job"))?;
-        self.wake();
+        self.wake.notify();
         Ok(new_id.into_iter().next())
     }
 

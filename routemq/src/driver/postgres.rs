@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::sql::{self, SqlTime};
+use super::wake::WakeSignal;
 use super::{
     DriverError, FailedJob, Failure, Lease, NewJob, QueueDriver, QueueStats, Reaped, ReservedJob,
     out_of_tries,
@@ -65,7 +66,7 @@ const FAILED_COLUMNS: &str = "id, connection, queue, payload, exception, to_char
 pub struct PostgresDriver {
     pool: PgPool,
     target: String,
-    wake: watch::Sender<u64>,
+    wake: WakeSignal,
     listener: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -181,7 +182,7 @@ impl PostgresDriver {
         Ok(Self {
             pool,
             target,
-            wake: watch::Sender::new(0),
+            wake: WakeSignal::new(),
             listener: Mutex::new(None),
         })
     }
@@ -223,10 +224,10 @@ impl PostgresDriver {
                     Ok(mut listener) => {
                         if listener.listen(CHANNEL).await.is_ok() {
                             failures = 0;
-                            wake.send_modify(|n| *n = n.wrapping_add(1));
+                            wake.notify();
                             // `recv` reconnects by itself; an error means it could not.
                             while listener.recv().await.is_ok() {
-                                wake.send_modify(|n| *n = n.wrapping_add(1));
+                                wake.notify();
                             }
                         }
                     }
@@ -268,10 +269,6 @@ impl PostgresDriver {
         .map_err(backend("fail"))?;
         Ok(moved.is_some())
     }
-
-    fn wake_local(&self) {
-        self.wake.send_modify(|n| *n = n.wrapping_add(1));
-    }
 }
 
 #[async_trait]
@@ -310,7 +307,7 @@ impl QueueDriver for PostgresDriver {
     async fn push(&self, jobs: &[NewJob]) -> Result<Vec<String>, DriverError> {
         let mut conn = self.pool.acquire().await.map_err(backend("push"))?;
         let ids = push_on(&mut conn, jobs).await?;
-        self.wake_local();
+        self.wake.notify();
         Ok(ids)
     }
 
@@ -452,7 +449,7 @@ impl QueueDriver for PostgresDriver {
             reaped.requeued += result.rows_affected();
         }
         if reaped.requeued > 0 {
-            self.wake_local();
+            self.wake.notify();
         }
         Ok(reaped)
     }

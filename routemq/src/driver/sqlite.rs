@@ -21,6 +21,7 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use tokio::sync::watch;
 
 use super::sql::{self, SqlTime};
+use super::wake::WakeSignal;
 use super::{
     DriverError, FailedJob, Failure, Lease, NewJob, QueueDriver, QueueStats, Reaped, ReservedJob,
 };
@@ -60,7 +61,7 @@ const INSERT_CHUNK: usize = 5_000;
 pub struct SqliteDriver {
     pool: SqlitePool,
     target: String,
-    wake: watch::Sender<u64>,
+    wake: WakeSignal,
 }
 
 /// Where the `sqlite` connection's file is, from the environment.
@@ -103,7 +104,7 @@ impl SqliteDriver {
         let driver = Self {
             pool,
             target: format!("sqlite:{path}"),
-            wake: watch::Sender::new(0),
+            wake: WakeSignal::new(),
         };
         driver.migrate().await?;
         Ok(driver)
@@ -117,10 +118,6 @@ impl SqliteDriver {
     /// The database this driver uses, as `sqlite:{path}`.
     pub fn target(&self) -> &str {
         &self.target
-    }
-
-    fn wake(&self) {
-        self.wake.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 
@@ -236,7 +233,7 @@ impl QueueDriver for SqliteDriver {
             Ok(ids)
         })
         .await?;
-        self.wake();
+        self.wake.notify();
         Ok(ids)
     }
 
@@ -316,7 +313,7 @@ impl QueueDriver for SqliteDriver {
         })
         .await?;
         if delay.is_zero() {
-            self.wake();
+            self.wake.notify();
         }
         Ok(result.rows_affected() > 0)
     }
@@ -428,7 +425,7 @@ impl QueueDriver for SqliteDriver {
             }
         }
         if reaped.requeued > 0 {
-            self.wake();
+            self.wake.notify();
         }
         Ok(reaped)
     }
@@ -571,7 +568,7 @@ impl QueueDriver for SqliteDriver {
         })
         .await?;
         if new_id.is_some() {
-            self.wake();
+            self.wake.notify();
         }
         Ok(new_id.map(|id| id.to_string()))
     }

@@ -32,6 +32,7 @@ use tokio::task::JoinHandle;
 
 pub use keys::KeyLayout;
 
+use super::wake::WakeSignal;
 use super::{
     DriverError, FailedJob, Failure, Lease, NewJob, QueueDriver, QueueStats, Reaped, ReservedJob,
     out_of_tries,
@@ -48,7 +49,7 @@ pub struct RedisDriver {
     connection: ConnectionManager,
     layout: KeyLayout,
     target: String,
-    wake: watch::Sender<u64>,
+    wake: WakeSignal,
     subscriber: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -162,7 +163,7 @@ impl RedisDriver {
             connection,
             layout,
             target,
-            wake: watch::Sender::new(0),
+            wake: WakeSignal::new(),
             subscriber: Mutex::new(None),
         })
     }
@@ -219,10 +220,10 @@ impl RedisDriver {
                                 tracing::info!(target = %target, "redis wake-up channel reconnected");
                             }
                             failures = 0;
-                            wake.send_modify(|n| *n = n.wrapping_add(1));
+                            wake.notify();
                             let mut messages = pubsub.into_on_message();
                             while messages.next().await.is_some() {
-                                wake.send_modify(|n| *n = n.wrapping_add(1));
+                                wake.notify();
                             }
                         }
                         Err(error) => tracing::warn!(target = %target, %error, "redis subscribe failed"),
