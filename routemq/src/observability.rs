@@ -37,9 +37,12 @@ pub async fn scope<F: std::future::Future>(context: TraceContext, future: F) -> 
 }
 
 fn random_hex(bytes: usize) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes * 2);
-    for _ in 0..bytes {
-        out.push_str(&format!("{:02x}", fastrand::u8(..)));
+    let mut bits = fastrand::u128(..);
+    for _ in 0..bytes * 2 {
+        out.push(char::from(HEX[(bits & 0xf) as usize]));
+        bits >>= 4;
     }
     out
 }

@@ -22,7 +22,8 @@ pub mod server;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 
 use crate::driver::QueueStats;
 
@@ -34,26 +35,82 @@ const BUCKETS: [f64; 11] = [
 /// Longest label value.
 const MAX_LABEL: usize = 200;
 
-type Labels = Vec<(&'static str, String)>;
-
-#[derive(Debug, Default, Clone)]
-struct Histogram {
-    buckets: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
-}
-
+/// The counters and duration histogram of one (queue, job class) pair, updated without locks.
 #[derive(Debug, Default)]
-struct Store {
-    counters: BTreeMap<(&'static str, Labels), u64>,
-    gauges: BTreeMap<(&'static str, Labels), f64>,
-    histograms: BTreeMap<(&'static str, Labels), Histogram>,
+pub struct JobSeries {
+    started: AtomicU64,
+    succeeded: AtomicU64,
+    timed_out: AtomicU64,
+    retried: AtomicU64,
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+    /// By error kind (rare, so a lock is fine).
+    failed: Mutex<BTreeMap<String, u64>>,
+    /// By reason.
+    dead_lettered: Mutex<BTreeMap<String, u64>>,
 }
+
+impl JobSeries {
+    /// An attempt started.
+    pub fn started(&self) {
+        self.started.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An attempt succeeded.
+    pub fn succeeded(&self) {
+        self.succeeded.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An attempt timed out.
+    pub fn timed_out(&self) {
+        self.timed_out.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A failed attempt was released to run again.
+    pub fn retried(&self) {
+        self.retried.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The job went to the failed store after an error of kind `error`.
+    pub fn failed(&self, error: &str) {
+        *lock(&self.failed).entry(label(error)).or_default() += 1;
+    }
+
+    /// The job was failed without running.
+    pub fn dead_lettered(&self, reason: &str) {
+        *lock(&self.dead_lettered).entry(label(reason)).or_default() += 1;
+    }
+
+    /// How long an attempt ran.
+    pub fn duration(&self, seconds: f64) {
+        for (bucket, bound) in self.buckets.iter().zip(BUCKETS) {
+            if seconds <= bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let micros = (seconds.max(0.0) * 1e6) as u64;
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+}
+
+/// The dispatch counters of one (queue, job class) pair.
+#[derive(Debug, Default)]
+struct EnqueueSeries {
+    started: AtomicU64,
+    succeeded: AtomicU64,
+    failed: Mutex<BTreeMap<String, u64>>,
+}
+
+type BySeries<T> = RwLock<BTreeMap<String, BTreeMap<String, Arc<T>>>>;
 
 /// The process-wide metric values.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    store: Mutex<Store>,
+    jobs: BySeries<JobSeries>,
+    enqueues: BySeries<EnqueueSeries>,
+    gauges: Mutex<BTreeMap<String, QueueStats>>,
 }
 
 /// The global metrics.
@@ -62,12 +119,12 @@ pub fn metrics() -> &'static Metrics {
     METRICS.get_or_init(Metrics::default)
 }
 
-fn label(value: &str) -> String {
-    value.chars().take(MAX_LABEL).collect()
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn job_labels(queue: &str, job_class: &str) -> Labels {
-    vec![("queue", label(queue)), ("job_class", label(job_class))]
+fn label(value: &str) -> String {
+    value.chars().take(MAX_LABEL).collect()
 }
 
 fn escape(value: &str) -> String {
@@ -77,19 +134,24 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-fn render_labels(labels: &[(&'static str, String)], extra: Option<(&str, String)>) -> String {
-    let mut parts: Vec<String> = labels
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
-        .collect();
-    if let Some((k, v)) = extra {
-        parts.push(format!("{k}=\"{v}\""));
+/// The series for (queue, class), created on first use; later lookups take a read lock and no
+/// allocation.
+fn series<T: Default>(map: &BySeries<T>, queue: &str, class: &str) -> Arc<T> {
+    if let Some(found) = map
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(queue)
+        .and_then(|m| m.get(class))
+    {
+        return Arc::clone(found);
     }
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("{{{}}}", parts.join(","))
-    }
+    let mut map = map.write().unwrap_or_else(PoisonError::into_inner);
+    Arc::clone(
+        map.entry(label(queue))
+            .or_default()
+            .entry(label(class))
+            .or_default(),
+    )
 }
 
 const HELP: &[(&str, &str, &str)] = &[
@@ -162,181 +224,182 @@ const HELP: &[(&str, &str, &str)] = &[
     ),
 ];
 
-impl Metrics {
-    fn store(&self) -> MutexGuard<'_, Store> {
-        self.store.lock().unwrap_or_else(PoisonError::into_inner)
-    }
+/// One sample line: name, labels (already in order), value.
+type Sample = (&'static str, Vec<(&'static str, String)>, String);
 
-    fn add(&self, name: &'static str, labels: Labels) {
-        *self.store().counters.entry((name, labels)).or_default() += 1;
+impl Metrics {
+    /// The counters of jobs of `class` on `queue` (hold on to it for a job's lifetime).
+    pub fn job(&self, queue: &str, class: &str) -> Arc<JobSeries> {
+        series(&self.jobs, queue, class)
     }
 
     /// A dispatch started.
     pub fn enqueue_started(&self, queue: &str, job_class: &str) {
-        self.add(
-            "routemq_queue_enqueue_started_total",
-            job_labels(queue, job_class),
-        );
+        series(&self.enqueues, queue, job_class)
+            .started
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// A dispatch stored its job.
     pub fn enqueue_succeeded(&self, queue: &str, job_class: &str) {
-        self.add(
-            "routemq_queue_enqueue_succeeded_total",
-            job_labels(queue, job_class),
-        );
+        series(&self.enqueues, queue, job_class)
+            .succeeded
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// A dispatch failed with an error of kind `error`.
     pub fn enqueue_failed(&self, queue: &str, job_class: &str, error: &str) {
-        let mut labels = job_labels(queue, job_class);
-        labels.push(("error", label(error)));
-        self.add("routemq_queue_enqueue_failed_total", labels);
-    }
-
-    /// An attempt started.
-    pub fn job_started(&self, queue: &str, job_class: &str) {
-        self.add(
-            "routemq_queue_job_started_total",
-            job_labels(queue, job_class),
-        );
-    }
-
-    /// An attempt succeeded.
-    pub fn job_succeeded(&self, queue: &str, job_class: &str) {
-        self.add(
-            "routemq_queue_job_succeeded_total",
-            job_labels(queue, job_class),
-        );
-    }
-
-    /// An attempt timed out.
-    pub fn job_timed_out(&self, queue: &str, job_class: &str) {
-        self.add(
-            "routemq_queue_job_timed_out_total",
-            job_labels(queue, job_class),
-        );
-    }
-
-    /// A failed attempt was released to run again.
-    pub fn job_retried(&self, queue: &str, job_class: &str) {
-        self.add(
-            "routemq_queue_job_retried_total",
-            job_labels(queue, job_class),
-        );
-    }
-
-    /// A job went to the failed store after an error of kind `error`.
-    pub fn job_failed(&self, queue: &str, job_class: &str, error: &str) {
-        let mut labels = job_labels(queue, job_class);
-        labels.push(("error", label(error)));
-        self.add("routemq_queue_job_failed_total", labels);
-    }
-
-    /// A job was failed without running (`reason`: `max_tries_exceeded`, `undecodable`).
-    pub fn job_dead_lettered(&self, queue: &str, job_class: &str, reason: &str) {
-        let mut labels = job_labels(queue, job_class);
-        labels.push(("reason", label(reason)));
-        self.add("routemq_queue_job_dead_lettered_total", labels);
-    }
-
-    /// Records how long an attempt ran.
-    pub fn job_duration(&self, queue: &str, job_class: &str, seconds: f64) {
-        let mut store = self.store();
-        let histogram = store
-            .histograms
-            .entry((
-                "routemq_queue_job_duration_seconds",
-                job_labels(queue, job_class),
-            ))
-            .or_default();
-        for (bucket, bound) in histogram.buckets.iter_mut().zip(BUCKETS) {
-            if seconds <= bound {
-                *bucket += 1;
-            }
-        }
-        histogram.count += 1;
-        histogram.sum += seconds;
+        *lock(&series(&self.enqueues, queue, job_class).failed)
+            .entry(label(error))
+            .or_default() += 1;
     }
 
     /// Sets the per-queue gauges from a stats snapshot.
     pub fn queue_stats(&self, stats: &QueueStats) {
-        let labels = vec![("queue", label(&stats.queue))];
-        let mut store = self.store();
-        for (name, value) in [
-            ("routemq_queue_ready_jobs", stats.ready as f64),
-            ("routemq_queue_reserved_jobs", stats.reserved as f64),
-            ("routemq_queue_delayed_jobs", stats.delayed as f64),
-            ("routemq_queue_failed_jobs", stats.failed as f64),
-            (
-                "routemq_queue_oldest_ready_age_seconds",
-                stats.oldest_ready_age_seconds,
-            ),
-        ] {
-            store.gauges.insert((name, labels.clone()), value);
-        }
+        lock(&self.gauges).insert(label(&stats.queue), stats.clone());
     }
 
-    /// A counter's current value (0 if never incremented); for tests and health checks.
-    pub fn counter(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
-        self.store()
-            .counters
+    fn samples(&self) -> Vec<Sample> {
+        let mut out: Vec<Sample> = Vec::new();
+        let pair = |q: &str, c: &str| vec![("queue", q.to_owned()), ("job_class", c.to_owned())];
+        for (queue, classes) in self
+            .enqueues
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
             .iter()
-            .filter(|((n, l), _)| {
+        {
+            for (class, s) in classes {
+                out.push((
+                    "routemq_queue_enqueue_started_total",
+                    pair(queue, class),
+                    s.started.load(Ordering::Relaxed).to_string(),
+                ));
+                out.push((
+                    "routemq_queue_enqueue_succeeded_total",
+                    pair(queue, class),
+                    s.succeeded.load(Ordering::Relaxed).to_string(),
+                ));
+                for (error, n) in lock(&s.failed).iter() {
+                    let mut labels = pair(queue, class);
+                    labels.push(("error", error.clone()));
+                    out.push(("routemq_queue_enqueue_failed_total", labels, n.to_string()));
+                }
+            }
+        }
+        for (queue, classes) in self
+            .jobs
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            for (class, s) in classes {
+                for (name, counter) in [
+                    ("routemq_queue_job_started_total", &s.started),
+                    ("routemq_queue_job_succeeded_total", &s.succeeded),
+                    ("routemq_queue_job_timed_out_total", &s.timed_out),
+                    ("routemq_queue_job_retried_total", &s.retried),
+                ] {
+                    out.push((
+                        name,
+                        pair(queue, class),
+                        counter.load(Ordering::Relaxed).to_string(),
+                    ));
+                }
+                for (error, n) in lock(&s.failed).iter() {
+                    let mut labels = pair(queue, class);
+                    labels.push(("error", error.clone()));
+                    out.push(("routemq_queue_job_failed_total", labels, n.to_string()));
+                }
+                for (reason, n) in lock(&s.dead_lettered).iter() {
+                    let mut labels = pair(queue, class);
+                    labels.push(("reason", reason.clone()));
+                    out.push((
+                        "routemq_queue_job_dead_lettered_total",
+                        labels,
+                        n.to_string(),
+                    ));
+                }
+                let count = s.count.load(Ordering::Relaxed);
+                if count > 0 {
+                    for (bucket, bound) in s.buckets.iter().zip(BUCKETS) {
+                        let mut labels = pair(queue, class);
+                        labels.push(("le", bound.to_string()));
+                        out.push((
+                            "routemq_queue_job_duration_seconds",
+                            labels,
+                            bucket.load(Ordering::Relaxed).to_string(),
+                        ));
+                    }
+                    let mut labels = pair(queue, class);
+                    labels.push(("le", "+Inf".to_owned()));
+                    out.push((
+                        "routemq_queue_job_duration_seconds",
+                        labels,
+                        count.to_string(),
+                    ));
+                    let sum = s.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+                    out.push((
+                        "routemq_queue_job_duration_seconds_sum",
+                        pair(queue, class),
+                        sum.to_string(),
+                    ));
+                    out.push((
+                        "routemq_queue_job_duration_seconds_count",
+                        pair(queue, class),
+                        count.to_string(),
+                    ));
+                }
+            }
+        }
+        for (queue, stats) in lock(&self.gauges).iter() {
+            let labels = vec![("queue", queue.clone())];
+            for (name, value) in [
+                ("routemq_queue_ready_jobs", stats.ready as f64),
+                ("routemq_queue_reserved_jobs", stats.reserved as f64),
+                ("routemq_queue_delayed_jobs", stats.delayed as f64),
+                ("routemq_queue_failed_jobs", stats.failed as f64),
+                (
+                    "routemq_queue_oldest_ready_age_seconds",
+                    stats.oldest_ready_age_seconds,
+                ),
+            ] {
+                out.push((name, labels.clone(), value.to_string()));
+            }
+        }
+        out
+    }
+
+    /// A counter's current value summed over the series matching `labels`; for tests and checks.
+    pub fn counter(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
+        self.samples()
+            .iter()
+            .filter(|(n, l, _)| {
                 *n == name
                     && labels
                         .iter()
                         .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
             })
-            .map(|(_, v)| *v)
+            .filter_map(|(_, _, v)| v.parse::<u64>().ok())
             .sum()
     }
 
     /// Everything in the Prometheus text exposition format (version 0.0.4).
     pub fn render(&self) -> String {
-        let store = self.store();
+        let samples = self.samples();
         let mut out = String::new();
         for (name, kind, help) in HELP {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for ((n, labels), value) in &store.counters {
-                if n == name {
-                    let _ = writeln!(out, "{name}{} {value}", render_labels(labels, None));
-                }
-            }
-            for ((n, labels), value) in &store.gauges {
-                if n == name {
-                    let _ = writeln!(out, "{name}{} {value}", render_labels(labels, None));
-                }
-            }
-            for ((n, labels), histogram) in &store.histograms {
-                if n != name {
-                    continue;
-                }
-                for (count, bound) in histogram.buckets.iter().zip(BUCKETS) {
-                    let _ = writeln!(
-                        out,
-                        "{name}_bucket{} {count}",
-                        render_labels(labels, Some(("le", bound.to_string())))
-                    );
-                }
-                let _ = writeln!(
-                    out,
-                    "{name}_bucket{} {}",
-                    render_labels(labels, Some(("le", "+Inf".to_owned()))),
-                    histogram.count
-                );
-                let _ = writeln!(
-                    out,
-                    "{name}_sum{} {}",
-                    render_labels(labels, None),
-                    histogram.sum
-                );
-                let _ = writeln!(
-                    out,
-                    "{name}_count{} {}",
-                    render_labels(labels, None),
-                    histogram.count
-                );
+            for (sample, labels, value) in &samples {
+                let suffix = match sample.strip_prefix(name) {
+                    Some("") if *kind == "histogram" => "_bucket",
+                    Some(rest @ ("" | "_sum" | "_count")) => rest,
+                    _ => continue,
+                };
+                let rendered: Vec<String> = labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+                    .collect();
+                let _ = writeln!(out, "{name}{suffix}{{{}}} {value}", rendered.join(","));
             }
         }
         out
@@ -350,10 +413,11 @@ mod tests {
     #[test]
     fn renders_prometheus_text() {
         let m = Metrics::default();
-        m.job_started("emails", "SendEmail");
-        m.job_started("emails", "SendEmail");
-        m.job_failed("emails", "SendEmail", "Failed");
-        m.job_duration("emails", "SendEmail", 0.03);
+        let series = m.job("emails", "SendEmail");
+        series.started();
+        series.started();
+        series.failed("Failed");
+        series.duration(0.03);
         m.queue_stats(&QueueStats {
             queue: "emails".into(),
             ready: 4,
@@ -377,7 +441,7 @@ mod tests {
     #[test]
     fn label_values_are_escaped_and_bounded() {
         let m = Metrics::default();
-        m.job_failed("q", "C", &format!("{}\"\n", "x".repeat(300)));
+        m.job("q", "C").failed(&format!("{}\"\n", "x".repeat(300)));
         let text = m.render();
         let line = text
             .lines()

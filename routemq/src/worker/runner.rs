@@ -10,7 +10,7 @@ use super::{Outcome, Shared};
 use crate::driver::{Failure, Lease, ReservedJob};
 use crate::envelope::{Envelope, short_name};
 use crate::job::{JobContext, JobError};
-use crate::metrics::metrics;
+use crate::metrics::{JobSeries, metrics};
 use crate::observability::{self, TraceContext};
 use crate::registry::{DecodeError, ErasedJob, JobRegistration};
 use crate::retry::{JobRetry, retry_delay};
@@ -49,6 +49,7 @@ struct Attempt<'a> {
     registration: &'static JobRegistration,
     ctx: JobContext,
     trace: TraceContext,
+    series: Arc<JobSeries>,
 }
 
 async fn process(shared: &Shared, job: ReservedJob) -> Outcome {
@@ -93,6 +94,7 @@ async fn decoded(
     )
     .with_max_tries(max_tries)
     .with_cancel(cancel.clone());
+    let series = metrics().job(&lease.queue, short_name(registration.name()));
     let attempt = Attempt {
         shared,
         lease,
@@ -100,22 +102,18 @@ async fn decoded(
         registration,
         ctx,
         trace,
+        series,
     };
     if attempt.lease.attempts > max_tries {
         let error = JobError::permanent(format!("max tries exceeded ({max_tries})"));
         tracing::warn!(job_id = %attempt.lease.id, job = registration.name(), "job exceeded max tries, moving to failed store");
-        metrics().job_dead_lettered(&attempt.lease.queue, attempt.class(), "max_tries_exceeded");
+        attempt.series.dead_lettered("max_tries_exceeded");
         return attempt.fail(error, Some(erased)).await;
     }
     attempt.run(erased, cancel).await
 }
 
 impl Attempt<'_> {
-    /// The job class label: the type's short name.
-    fn class(&self) -> &'static str {
-        short_name(self.registration.name())
-    }
-
     async fn run(self, job: Box<dyn ErasedJob>, cancel: CancellationToken) -> Outcome {
         let shutdown = &self.shared.shutdown;
         let timeout = self
@@ -131,7 +129,7 @@ impl Attempt<'_> {
         );
         let started = tokio::time::Instant::now();
         let ctx = self.ctx.clone();
-        metrics().job_started(&self.lease.queue, self.class());
+        self.series.started();
         let handle = async move {
             let mut job = job;
             let result = job.handle(&ctx).await;
@@ -158,7 +156,7 @@ impl Attempt<'_> {
         };
         let elapsed = started.elapsed();
         if finished.is_some() {
-            metrics().job_duration(&self.lease.queue, self.class(), elapsed.as_secs_f64());
+            self.series.duration(elapsed.as_secs_f64());
         }
         match finished {
             None => {
@@ -170,13 +168,13 @@ impl Attempt<'_> {
                 cancel.cancel();
                 task.abort();
                 tracing::error!(job_id = %self.lease.id, job = self.registration.name(), ?timeout, "job timed out");
-                metrics().job_timed_out(&self.lease.queue, self.class());
+                self.series.timed_out();
                 self.failed_attempt(JobError::TimedOut { after: timeout }, None)
                     .await
             }
             Some(Ok(Ok((_, Ok(()))))) => {
                 tracing::info!(job_id = %self.lease.id, job = self.registration.name(), ?elapsed, "job completed");
-                metrics().job_succeeded(&self.lease.queue, self.class());
+                self.series.succeeded();
                 if !self.shared.acks.send(self.lease.clone()) {
                     tracing::error!(job_id = %self.lease.id, "acknowledgement channel closed; the job may run again");
                 }
@@ -226,7 +224,7 @@ impl Attempt<'_> {
         .await
         {
             Ok(true) => {
-                metrics().job_retried(&self.lease.queue, self.class());
+                self.series.retried();
                 Outcome::Retried
             }
             Ok(false) => self.lost_lease("release"),
@@ -264,7 +262,7 @@ impl Attempt<'_> {
         };
         match settle("fail", || self.shared.driver.fail(&self.lease, &failure)).await {
             Ok(true) => {
-                metrics().job_failed(&self.lease.queue, self.class(), kind);
+                self.series.failed(kind);
                 Outcome::Failed
             }
             Ok(false) => self.lost_lease("fail"),
@@ -322,8 +320,9 @@ async fn fail_undecodable(shared: &Shared, lease: &Lease, error: &DecodeError) -
     };
     match settle("fail", || shared.driver.fail(lease, &failure)).await {
         Ok(true) => {
-            metrics().job_dead_lettered(&lease.queue, "unknown", "undecodable");
-            metrics().job_failed(&lease.queue, "unknown", kind);
+            let series = metrics().job(&lease.queue, "unknown");
+            series.dead_lettered("undecodable");
+            series.failed(kind);
             Outcome::Failed
         }
         Ok(false) => Outcome::Abandoned,

@@ -372,7 +372,10 @@ impl QueueDriver for RedisDriver {
                 .await
                 .map_err(backend("reserve"))?;
             for job in flat.chunks_exact(4) {
-                let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+                let text = |bytes: &[u8]| match std::str::from_utf8(bytes) {
+                    Ok(text) => text.to_owned(),
+                    Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+                };
                 out.push(ReservedJob {
                     lease: Lease {
                         id: text(&job[0]),

@@ -2,13 +2,20 @@
 -- KEYS: inflight, leases
 -- ARGV: (id, token) pairs
 local inflight_key, leases_key = KEYS[1], KEYS[2]
-local done = 0
+local ids = {}
 for i = 1, #ARGV, 2 do
-  local value = redis.call('HGET', inflight_key, ARGV[i])
-  if value and string.sub(value, 1, #ARGV[i + 1] + 1) == ARGV[i + 1] .. '\n' then
-    redis.call('HDEL', inflight_key, ARGV[i])
-    redis.call('ZREM', leases_key, ARGV[i])
-    done = done + 1
+  ids[#ids + 1] = ARGV[i]
+end
+local values = redis.call('HMGET', inflight_key, unpack(ids))
+local done = {}
+for i, value in ipairs(values) do
+  local token = ARGV[2 * i]
+  if value and string.sub(value, 1, #token + 1) == token .. '\n' then
+    done[#done + 1] = ids[i]
   end
 end
-return done
+if #done > 0 then
+  redis.call('HDEL', inflight_key, unpack(done))
+  redis.call('ZREM', leases_key, unpack(done))
+end
+return #done
