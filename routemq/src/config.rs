@@ -158,6 +158,7 @@ impl Settings {
 }
 
 /// Percent-encodes everything but unreserved characters (user names and passwords in URLs).
+#[cfg(any(feature = "redis", feature = "_sql"))]
 pub(crate) fn percent_encode(text: &str) -> String {
     text.bytes()
         .map(|b| {
@@ -263,6 +264,7 @@ mod tests {
             redact_url("mysql://root@127.0.0.1/test"),
             "mysql://root@127.0.0.1/test"
         );
+        #[cfg(any(feature = "redis", feature = "_sql"))]
         assert_eq!(percent_encode("p@ss word"), "p%40ss%20word");
     }
 

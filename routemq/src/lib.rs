@@ -42,6 +42,19 @@
 //! - [`worker`]: the worker, its options and shutdown.
 //! - [`testing`]: a fake queue for your own tests.
 //!
+//! # Feature flags
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `macros` | yes | the `#[job]` attribute |
+//! | `sqlite` | yes | the SQLite driver (the embedded default connection) |
+//! | `postgres` | yes | the PostgreSQL driver and transactional dispatch on `PgConnection` |
+//! | `mysql` | yes | the MySQL/MariaDB driver and transactional dispatch on `MySqlConnection` |
+//! | `redis` | yes | the Redis driver |
+//! | `redis-tls` | no | `rediss://` URLs (rustls with webpki roots) |
+//! | `cli` | yes | `routemq::cli::main()` and the `routemq` admin binary |
+//! | `otel` | no | OpenTelemetry ids for routemq's spans (with a `tracing-opentelemetry` layer) |
+//!
 //! # Platform notes
 //! Registration runs before `main` through `inventory`, which supports Linux, macOS, Windows and
 //! other ELF/Mach-O/PE targets (not WebAssembly workers, not job types in dynamically loaded

@@ -126,6 +126,46 @@ pub fn consumer_ids(observability: Option<&str>) -> ConsumerIds {
     }
 }
 
+/// With the `otel` feature: the ids of an OpenTelemetry layer, when one is installed.
+#[cfg(feature = "otel")]
+pub(crate) mod otel {
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+    };
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    /// The OpenTelemetry (trace id, span id) of `span`, if a layer gave it valid ones.
+    pub(crate) fn ids_of(span: &tracing::Span) -> Option<(String, String)> {
+        let context = span.context();
+        let otel = context.span();
+        let span_context = otel.span_context();
+        span_context.is_valid().then(|| {
+            (
+                span_context.trace_id().to_string(),
+                span_context.span_id().to_string(),
+            )
+        })
+    }
+
+    /// Makes `span` a child of the producer span named in the envelope (a remote parent).
+    pub(crate) fn adopt_parent(span: &tracing::Span, trace_id: &str, parent_span_id: &str) {
+        let (Ok(trace_id), Ok(span_id)) = (
+            TraceId::from_hex(trace_id),
+            SpanId::from_hex(parent_span_id),
+        ) else {
+            return;
+        };
+        let remote = SpanContext::new(
+            trace_id,
+            span_id,
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::default(),
+        );
+        let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

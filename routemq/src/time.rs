@@ -3,7 +3,9 @@
 //! RouteMQ writes `2026-11-28T21:26:46.740464+00:00` in Redis records and naive UTC
 //! (`2026-11-28 21:26:46.740464`) in SQL columns.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+#[cfg(any(feature = "redis", feature = "_sql", test))]
+use std::time::Duration;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Days since 1970-01-01 → (year, month, day). Howard Hinnant's `civil_from_days`.
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
@@ -20,6 +22,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 }
 
 /// (year, month, day) → days since 1970-01-01. Howard Hinnant's `days_from_civil`.
+#[cfg(any(feature = "redis", feature = "_sql", test))]
 fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     let year = if month <= 2 { year - 1 } else { year };
     let era = year.div_euclid(400);
@@ -52,6 +55,7 @@ pub(crate) fn iso_utc(at: SystemTime) -> String {
 
 /// Parses the forms above (and `Z`, no fraction, or a space separator). Offsets other than UTC
 /// are applied.
+#[cfg(any(feature = "redis", feature = "_sql", test))]
 pub(crate) fn parse_utc(text: &str) -> Option<SystemTime> {
     let text = text.trim();
     let (date, rest) = text.split_at_checked(10)?;
@@ -84,6 +88,7 @@ pub(crate) fn parse_utc(text: &str) -> Option<SystemTime> {
     Some(UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_micros(u64::from(micros)))
 }
 
+#[cfg(any(feature = "redis", feature = "_sql", test))]
 fn split_offset(clock: &str) -> Option<(&str, i64)> {
     if let Some(clock) = clock.strip_suffix('Z') {
         return Some((clock, 0));

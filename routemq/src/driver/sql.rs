@@ -2,6 +2,7 @@
 
 use std::time::SystemTime;
 
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
 use sqlx::QueryBuilder;
 
 use super::{DriverError, Lease};
@@ -12,6 +13,7 @@ pub(crate) struct SqlTime;
 
 impl SqlTime {
     /// `at` as naive UTC text with microseconds; sorts correctly as text.
+    #[cfg(feature = "sqlite")]
     pub(crate) fn text(at: SystemTime) -> String {
         time::naive_utc(at, ' ')
     }
@@ -23,6 +25,7 @@ impl SqlTime {
 }
 
 /// Seconds since `oldest` (0 when there is none).
+#[cfg(feature = "sqlite")]
 pub(crate) fn age_secs(oldest: Option<&str>, now: SystemTime) -> f64 {
     oldest.map_or(0.0, |text| {
         now.duration_since(SqlTime::parse(text))
@@ -31,6 +34,7 @@ pub(crate) fn age_secs(oldest: Option<&str>, now: SystemTime) -> f64 {
 }
 
 /// `(id = ? AND attempts = ?) OR ...` for each lease: a lease is one exact reservation.
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
 pub(crate) fn push_lease_matches<'a, DB>(query: &mut QueryBuilder<'a, DB>, leases: &[Lease])
 where
     DB: sqlx::Database,

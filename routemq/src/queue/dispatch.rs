@@ -130,6 +130,25 @@ fn enqueue_span(
     )
 }
 
+/// The trace ids of a dispatch and its `queue.enqueue` span. With the `otel` feature and an
+/// OpenTelemetry layer installed, the ids are the layer's, so exported traces line up.
+fn traced(name: &'static str, queue: &str, connection: &str) -> (ProducerIds, tracing::Span) {
+    #[cfg_attr(not(feature = "otel"), allow(unused_mut))]
+    let mut ids = producer_ids();
+    let span = enqueue_span(name, queue, connection, &ids);
+    #[cfg(feature = "otel")]
+    if let Some((trace_id, span_id)) = crate::observability::otel::ids_of(&span) {
+        if let Some((_, parent)) = crate::observability::otel::ids_of(&tracing::Span::current()) {
+            ids.parent_span_id = Some(parent);
+        }
+        span.record("trace_id", trace_id.as_str());
+        span.record("span_id", span_id.as_str());
+        ids.trace_id = trace_id;
+        ids.span_id = span_id;
+    }
+    (ids, span)
+}
+
 /// Stores encoded jobs through the manager (or its fake), counting them.
 async fn store<T: Job>(
     manager: &QueueManager,
@@ -210,6 +229,7 @@ impl<'m, T: Job> PendingDispatch<'m, T> {
     }
 
     /// The job as it would be stored on `connection` (used by transactional dispatch).
+    #[cfg(any(feature = "postgres", feature = "mysql"))]
     pub(crate) fn encode_for(&self, connection: &str) -> Result<NewJob, QueueError> {
         let queue = self.target.queue::<T>()?;
         let mut jobs =
@@ -223,8 +243,7 @@ impl<'m, T: Job> PendingDispatch<'m, T> {
 
     async fn send(self) -> Result<String, QueueError> {
         let resolved = self.target.resolve::<T>(self.manager)?;
-        let ids = producer_ids();
-        let span = enqueue_span(T::NAME, &resolved.queue, &resolved.connection, &ids);
+        let (ids, span) = traced(T::NAME, &resolved.queue, &resolved.connection);
         let batch = self.target.encode(
             [&self.job],
             &resolved.queue,
@@ -289,6 +308,7 @@ impl<'m, T: Job> PendingBulk<'m, T> {
     }
 
     /// The jobs as they would be stored on `connection` (used by transactional dispatch).
+    #[cfg(any(feature = "postgres", feature = "mysql"))]
     pub(crate) fn encode_for(&self, connection: &str) -> Result<Vec<NewJob>, QueueError> {
         let queue = self.target.queue::<T>()?;
         self.target
@@ -300,8 +320,7 @@ impl<'m, T: Job> PendingBulk<'m, T> {
             return Ok(Vec::new());
         }
         let resolved = self.target.resolve::<T>(self.manager)?;
-        let ids = producer_ids();
-        let span = enqueue_span(T::NAME, &resolved.queue, &resolved.connection, &ids);
+        let (ids, span) = traced(T::NAME, &resolved.queue, &resolved.connection);
         let batch = self.target.encode(
             &self.jobs,
             &resolved.queue,

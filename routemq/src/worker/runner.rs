@@ -65,7 +65,21 @@ async fn process(shared: &Shared, job: ReservedJob) -> Outcome {
         &trace.context,
         trace.link_span_id.as_deref(),
     );
-    let context = trace.context;
+    #[cfg_attr(not(feature = "otel"), allow(unused_mut))]
+    let mut context = trace.context;
+    #[cfg(feature = "otel")]
+    {
+        // With an OpenTelemetry layer: the job span is a child of the producer's span.
+        if let Some(parent) = trace.link_span_id.as_deref() {
+            observability::otel::adopt_parent(&span, &context.trace_id, parent);
+        }
+        if let Some((trace_id, span_id)) = observability::otel::ids_of(&span) {
+            span.record("trace_id", trace_id.as_str());
+            span.record("span_id", span_id.as_str());
+            context.trace_id = trace_id;
+            context.span_id = span_id;
+        }
+    }
     observability::scope(
         context.clone(),
         decoded(shared, lease, envelope, registration, erased, context).instrument(span),
