@@ -135,32 +135,26 @@ pub async fn push_on(conn: &mut PgConnection, jobs: &[NewJob]) -> Result<Vec<Str
     let queues: Vec<&str> = jobs.iter().map(|j| j.queue.as_str()).collect();
     let payloads: Vec<&str> = jobs.iter().map(|j| j.payload.as_str()).collect();
     let delays: Vec<f64> = jobs.iter().map(|j| j.delay.as_secs_f64()).collect();
+    // One round trip: the insert, and a NOTIFY per row (PostgreSQL folds identical notifications
+    // of one transaction into one, delivered at commit).
     let mut ids: Vec<i32> = sqlx::query_scalar(&format!(
-        "INSERT INTO queue_jobs (queue, payload, attempts, reserved_at, available_at, created_at)
-         SELECT q, p, 0, NULL, {NOW} + make_interval(secs => d), {NOW}
-         FROM UNNEST($1::varchar[], $2::text[], $3::float8[]) WITH ORDINALITY AS t(q, p, d, n)
-         ORDER BY n
-         RETURNING id"
+        "WITH ins AS (
+            INSERT INTO queue_jobs (queue, payload, attempts, reserved_at, available_at, created_at)
+            SELECT q, p, 0, NULL, {NOW} + make_interval(secs => d), {NOW}
+            FROM UNNEST($1::varchar[], $2::text[], $3::float8[]) WITH ORDINALITY AS t(q, p, d, n)
+            ORDER BY n
+            RETURNING id, queue)
+         SELECT ins.id FROM ins, pg_notify($4, ins.queue)"
     ))
     .bind(&queues)
     .bind(&payloads)
     .bind(&delays)
+    .bind(CHANNEL)
     .fetch_all(&mut *conn)
     .await
     .map_err(backend("push"))?;
     // Ids are taken in insertion order, which is the ORDER BY above.
     ids.sort_unstable();
-    let mut notified: Vec<&str> = queues.clone();
-    notified.sort_unstable();
-    notified.dedup();
-    for queue in notified {
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANNEL)
-            .bind(queue)
-            .execute(&mut *conn)
-            .await
-            .map_err(backend("notify"))?;
-    }
     Ok(ids.into_iter().map(|id| id.to_string()).collect())
 }
 

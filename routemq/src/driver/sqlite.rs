@@ -53,7 +53,7 @@ const SCHEMA: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS ix_queue_failed_jobs_queue ON queue_failed_jobs (queue)",
 ];
 
-/// Most rows in one multi-row `INSERT` (SQLite allows 32,766 bound values; 5 per row).
+/// Most rows in one statement (SQLite allows 32,766 bound values; at most 4 per row).
 const INSERT_CHUNK: usize = 5_000;
 
 /// Jobs in an SQLite database file.
@@ -207,32 +207,57 @@ impl QueueDriver for SqliteDriver {
     async fn push(&self, jobs: &[NewJob]) -> Result<Vec<String>, DriverError> {
         let now = SystemTime::now();
         let created = SqlTime::text(now);
-        let ids = retry_busy("push", || async {
-            let mut tx = self.pool.begin().await?;
-            let mut ids = Vec::with_capacity(jobs.len());
-            for chunk in jobs.chunks(INSERT_CHUNK) {
-                let mut insert = QueryBuilder::<Sqlite>::new(
-                    "INSERT INTO queue_jobs (queue, payload, attempts, reserved_at, available_at, created_at) ",
-                );
-                insert.push_values(chunk, |mut row, job| {
-                    row.push_bind(&job.queue)
-                        .push_bind(&job.payload)
-                        .push_bind(0_i64)
-                        .push("NULL")
-                        .push_bind(SqlTime::text(now + job.delay))
-                        .push_bind(&created);
-                });
-                insert.push(" RETURNING id");
-                let rows = insert.build().fetch_all(&mut *tx).await?;
-                // SQLite assigns ascending ids to the rows of one INSERT, in VALUES order.
-                let mut chunk_ids: Vec<i64> = rows.iter().map(|r| r.try_get::<i64, _>("id")).collect::<Result<_, _>>()?;
-                chunk_ids.sort_unstable();
-                ids.extend(chunk_ids.into_iter().map(|id| id.to_string()));
+        let ids = match jobs {
+            [] => Vec::new(),
+            // One job: one statement, no explicit transaction (a statement is atomic).
+            [job] => {
+                // `fetch_all`, not `fetch_one`: the statement must run to completion, or SQLite
+                // keeps its write transaction open until the cached statement is next reset.
+                let ids: Vec<i64> = retry_busy("push", || {
+                    sqlx::query_scalar(
+                        "INSERT INTO queue_jobs (queue, payload, attempts, reserved_at, available_at, created_at)
+                         VALUES (?1, ?2, 0, NULL, ?3, ?4) RETURNING id",
+                    )
+                    .bind(&job.queue)
+                    .bind(&job.payload)
+                    .bind(SqlTime::text(now + job.delay))
+                    .bind(&created)
+                    .fetch_all(&self.pool)
+                })
+                .await?;
+                ids.into_iter().map(|id| id.to_string()).collect()
             }
-            tx.commit().await?;
-            Ok(ids)
-        })
-        .await?;
+            // Many: one multi-row INSERT per chunk, all in one transaction.
+            many => {
+                retry_busy("push", || async {
+                    let mut tx = self.pool.begin().await?;
+                    let mut ids = Vec::with_capacity(many.len());
+                    for chunk in many.chunks(INSERT_CHUNK) {
+                        let mut insert = QueryBuilder::<Sqlite>::new(
+                            "INSERT INTO queue_jobs (queue, payload, attempts, reserved_at, available_at, created_at) ",
+                        );
+                        insert.push_values(chunk, |mut row, job| {
+                            row.push_bind(&job.queue)
+                                .push_bind(&job.payload)
+                                .push_bind(0_i64)
+                                .push("NULL")
+                                .push_bind(SqlTime::text(now + job.delay))
+                                .push_bind(&created);
+                        });
+                        insert.push(" RETURNING id");
+                        let rows = insert.build().fetch_all(&mut *tx).await?;
+                        // SQLite assigns ascending ids to the rows of one INSERT, in VALUES order.
+                        let mut chunk_ids: Vec<i64> =
+                            rows.iter().map(|r| r.try_get::<i64, _>("id")).collect::<Result<_, _>>()?;
+                        chunk_ids.sort_unstable();
+                        ids.extend(chunk_ids.into_iter().map(|id| id.to_string()));
+                    }
+                    tx.commit().await?;
+                    Ok(ids)
+                })
+                .await?
+            }
+        };
         self.wake.notify();
         Ok(ids)
     }
@@ -551,6 +576,7 @@ impl QueueDriver for SqliteDriver {
         let now = SqlTime::text(SystemTime::now());
         let new_id = retry_busy("retry failed job", || async {
             let mut tx = self.pool.begin().await?;
+            // Run to completion (`fetch_all`), as every statement with RETURNING here.
             let inserted: Option<i64> = sqlx::query_scalar(
                 "INSERT INTO queue_jobs (queue, payload, attempts, reserved_at, available_at, created_at)
                  SELECT queue, payload, 0, NULL, ?1, ?1 FROM queue_failed_jobs WHERE id = ?2
@@ -558,8 +584,10 @@ impl QueueDriver for SqliteDriver {
             )
             .bind(&now)
             .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .next();
             if inserted.is_some() {
                 sqlx::query("DELETE FROM queue_failed_jobs WHERE id = ?1").bind(id).execute(&mut *tx).await?;
             }
