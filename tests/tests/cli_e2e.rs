@@ -612,3 +612,50 @@ async fn metrics_endpoint_counts_successes_retries_and_failures() {
     );
     assert!(!text.contains("job_id"), "ids are never labels");
 }
+
+#[tokio::test]
+async fn log_format_json_writes_one_json_object_per_line() {
+    let setup = Setup::new("json-logs").await;
+    setup.dispatch(2, 0).await;
+    let child = setup
+        .command(&[
+            "queue-work",
+            "--queue",
+            &setup.queue,
+            "--stop-when-empty",
+            "--sleep",
+            "0.1",
+        ])
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut guard = Guard(child);
+    let mut stderr = guard.0.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    assert!(guard.wait_for_exit(Duration::from_secs(60)).success());
+    let text = reader.join().expect("stderr");
+    let lines: Vec<Value> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let messages: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l["fields"]["message"].as_str())
+        .collect();
+    for expected in [
+        "queue worker started",
+        "processing job",
+        "job completed",
+        "queue worker stopped",
+    ] {
+        assert!(messages.contains(&expected), "{expected:?} in {messages:?}");
+    }
+}
