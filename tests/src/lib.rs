@@ -10,6 +10,7 @@ pub mod interop;
 pub mod jobs;
 pub mod ledger;
 pub mod outage;
+pub mod pools;
 pub mod process_jobs;
 pub mod reliability;
 pub mod services;

@@ -1,14 +1,11 @@
 //! The driver conformance suite on SQLite (a fresh database file per test), plus SQLite's own
 //! checks: several connections on one file, and RouteMQ's schema.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use routemq::driver::QueueDriver;
 use routemq::driver::sqlite::SqliteDriver;
-use routemq_tests::jobs::Work;
 use routemq_tests::sqlite_files::fresh_path;
-use routemq_tests::{Harness, ledger};
 
 async fn open(name: &str) -> Arc<dyn QueueDriver> {
     let path = fresh_path(name);
@@ -30,50 +27,7 @@ async fn two_connection_pools_on_one_file_never_double_deliver() {
     let first: Arc<dyn QueueDriver> = Arc::new(SqliteDriver::open(path).await.expect("opens"));
     let second: Arc<dyn QueueDriver> =
         Arc::new(SqliteDriver::open(path).await.expect("opens again"));
-    let h = Harness::new(
-        move || {
-            let d = Arc::clone(&first);
-            async move { Some(d) }
-        },
-        "shared-file",
-    )
-    .await
-    .expect("harness");
-    let total = 300u64;
-    h.manager
-        .bulk((0..total).map(|n| Work {
-            key: h.key.clone(),
-            n,
-        }))
-        .on_queue(h.queue.clone())
-        .await
-        .expect("bulk");
-
-    let mut workers = tokio::task::JoinSet::new();
-    for (i, driver) in [Arc::clone(&h.driver), second]
-        .into_iter()
-        .cycle()
-        .take(4)
-        .enumerate()
-    {
-        let options = routemq::WorkerOptions {
-            concurrency: 8,
-            ..h.options()
-        };
-        workers.spawn(routemq::Worker::new(driver, format!("sqlite-{i}"), options).run());
-    }
-    let mut succeeded = 0;
-    while let Some(report) = workers.join_next().await {
-        succeeded += report.expect("joins").expect("runs").succeeded;
-    }
-    assert_eq!(succeeded, total);
-    let mut runs: HashMap<u64, usize> = HashMap::new();
-    for event in ledger::of(&h.key, "run") {
-        *runs.entry(event.n).or_default() += 1;
-    }
-    assert_eq!(runs.len() as u64, total);
-    assert!(runs.values().all(|count| *count == 1), "a job ran twice");
-    assert_eq!(h.size().await, 0);
+    routemq_tests::pools::two_pools_never_double_deliver(first, second, "shared-file", 300).await;
 }
 
 /// The file holds RouteMQ's tables and columns, in WAL mode, and a RouteMQ row is read as is.

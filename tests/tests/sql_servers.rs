@@ -1,14 +1,14 @@
 //! PostgreSQL and MySQL beyond the conformance suite: transactional enqueue, several connection
 //! pools (as several worker processes would have) on one database, and the RouteMQ schema.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
+use routemq::WorkerReport;
 use routemq::driver::QueueDriver;
 use routemq::driver::mysql::MySqlDriver;
 use routemq::driver::postgres::PostgresDriver;
 use routemq::prelude::*;
-use routemq_tests::jobs::{Record, Work};
+use routemq_tests::jobs::Record;
 use routemq_tests::ledger::{self, unique_key};
 use routemq_tests::services::{mysql_url, postgres_url};
 use routemq_tests::{Harness, harness::eventually};
@@ -25,8 +25,6 @@ async fn worker_runs_everything(driver: Arc<dyn QueueDriver>, queue: &str) -> Wo
         .await
         .expect("runs")
 }
-
-use routemq::WorkerReport;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_transactional_enqueue_commits_with_the_transaction() {
@@ -142,58 +140,12 @@ async fn mysql_transactional_enqueue_commits_with_the_transaction() {
     );
 }
 
-/// Two pools on one database, four workers: every job runs exactly once.
-async fn two_pools_never_double_deliver(
-    first: Arc<dyn QueueDriver>,
-    second: Arc<dyn QueueDriver>,
-    name: &str,
-) {
-    let shared = Arc::clone(&first);
-    let h = Harness::new(
-        move || {
-            let d = Arc::clone(&shared);
-            async move { Some(d) }
-        },
-        name,
-    )
-    .await
-    .expect("harness");
-    let total = 400u64;
-    h.manager
-        .bulk((0..total).map(|n| Work {
-            key: h.key.clone(),
-            n,
-        }))
-        .on_queue(h.queue.clone())
-        .await
-        .expect("bulk");
-    let mut workers = tokio::task::JoinSet::new();
-    for (i, driver) in [first, second].into_iter().cycle().take(4).enumerate() {
-        let options = WorkerOptions {
-            concurrency: 8,
-            ..h.options()
-        };
-        workers.spawn(Worker::new(driver, format!("pool-{i}"), options).run());
-    }
-    let mut succeeded = 0;
-    while let Some(report) = workers.join_next().await {
-        succeeded += report.expect("joins").expect("runs").succeeded;
-    }
-    assert_eq!(succeeded, total);
-    let mut runs: HashMap<u64, usize> = HashMap::new();
-    for event in ledger::of(&h.key, "run") {
-        *runs.entry(event.n).or_default() += 1;
-    }
-    assert_eq!(runs.len() as u64, total);
-    assert!(runs.values().all(|c| *c == 1), "a job ran twice");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_two_pools_never_double_deliver() {
     let Some(url) = postgres_url() else { return };
     let first = Arc::new(PostgresDriver::connect(&url).await.expect("connects"));
     let second = Arc::new(PostgresDriver::connect(&url).await.expect("connects"));
-    two_pools_never_double_deliver(first, second, "pg-pools").await;
+    routemq_tests::pools::two_pools_never_double_deliver(first, second, "pg-pools", 400).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,7 +153,7 @@ async fn mysql_two_pools_never_double_deliver() {
     let Some(url) = mysql_url() else { return };
     let first = Arc::new(MySqlDriver::connect(&url).await.expect("connects"));
     let second = Arc::new(MySqlDriver::connect(&url).await.expect("connects"));
-    two_pools_never_double_deliver(first, second, "my-pools").await;
+    routemq_tests::pools::two_pools_never_double_deliver(first, second, "my-pools", 400).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
