@@ -27,13 +27,13 @@ fn ledger() -> MutexGuard<'static, Option<HashMap<String, Vec<Event>>>> {
     LEDGER.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// A key no other test in this process uses.
+/// A key no other test uses, in this process or any earlier run.
 pub fn unique_key(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
+    // The servers outlive test runs and process ids are reused, so a run tag that is random per
+    // process keeps today's queues apart from anything an earlier run left behind.
+    static RUN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let run = RUN.get_or_init(|| format!("{}{:08x}", std::process::id(), fastrand::u32(..)));
+    format!("{prefix}-{run}-{}", COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Records an event under `key`.

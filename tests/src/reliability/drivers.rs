@@ -30,9 +30,13 @@ impl Target {
                     let dir = std::env::temp_dir().join("routemq-reliability");
                     let _ = std::fs::create_dir_all(&dir);
                     Some(
-                        dir.join(format!("run-{}.sqlite", std::process::id()))
-                            .to_string_lossy()
-                            .into_owned(),
+                        dir.join(format!(
+                            "run-{}-{:08x}.sqlite",
+                            std::process::id(),
+                            fastrand::u32(..)
+                        ))
+                        .to_string_lossy()
+                        .into_owned(),
                     )
                 }
                 "postgres" => std::env::var("ROUTEMQ_TEST_POSTGRES_URL").ok(),
