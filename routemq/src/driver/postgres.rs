@@ -11,17 +11,15 @@
 //! bulk dispatch is one `INSERT … SELECT FROM UNNEST(…)`. Every dispatch sends `NOTIFY
 //! routemq_jobs` (delivered at commit), which wakes idle workers at once; polling is the fallback.
 
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Row};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use super::sql::{self, SqlTime};
-use super::wake::WakeSignal;
+use super::wake::{WakeFeed, WakeSignal, reconnect_pause};
 use super::{
     DriverError, FailedJob, Failure, Lease, NewJob, QueueDriver, QueueStats, Reaped, ReservedJob,
     out_of_tries,
@@ -67,7 +65,7 @@ pub struct PostgresDriver {
     pool: PgPool,
     target: String,
     wake: WakeSignal,
-    listener: Mutex<Option<JoinHandle<()>>>,
+    listener: WakeFeed,
 }
 
 impl std::fmt::Debug for PostgresDriver {
@@ -75,19 +73,6 @@ impl std::fmt::Debug for PostgresDriver {
         f.debug_struct("PostgresDriver")
             .field("target", &self.target)
             .finish_non_exhaustive()
-    }
-}
-
-impl Drop for PostgresDriver {
-    fn drop(&mut self) {
-        if let Some(task) = self
-            .listener
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
-            task.abort();
-        }
     }
 }
 
@@ -177,7 +162,7 @@ impl PostgresDriver {
             pool,
             target,
             wake: WakeSignal::new(),
-            listener: Mutex::new(None),
+            listener: WakeFeed::default(),
         })
     }
 
@@ -202,16 +187,9 @@ impl PostgresDriver {
     }
 
     fn start_listener(&self) {
-        let mut slot = self.listener.lock().unwrap_or_else(PoisonError::into_inner);
-        if slot.is_some() {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
         let pool = self.pool.clone();
         let wake = self.wake.clone();
-        *slot = Some(runtime.spawn(async move {
+        self.listener.start_once(|| async move {
             let mut failures = 0u32;
             loop {
                 match PgListener::connect_with(&pool).await {
@@ -228,9 +206,9 @@ impl PostgresDriver {
                     Err(error) => tracing::warn!(%error, "postgres LISTEN connection failed"),
                 }
                 failures += 1;
-                tokio::time::sleep(Duration::from_millis(100 * u64::from(failures.min(50)))).await;
+                tokio::time::sleep(reconnect_pause(failures)).await;
             }
-        }));
+        });
     }
 
     /// Moves a leased job to the failed store; with `expired_before`, only if its lease is that old.

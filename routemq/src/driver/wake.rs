@@ -30,3 +30,46 @@ impl WakeSignal {
         self.0.subscribe()
     }
 }
+
+/// The task that feeds a [`WakeSignal`] from a server's notifications (LISTEN/NOTIFY, pub/sub):
+/// started once, on the first worker that waits, and stopped when its driver is dropped.
+#[derive(Debug, Default)]
+pub(crate) struct WakeFeed(std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>);
+
+impl WakeFeed {
+    /// Spawns `task()` unless it runs already (or there is no runtime to run it on).
+    #[cfg_attr(not(any(feature = "postgres", feature = "redis")), allow(dead_code))]
+    pub(crate) fn start_once<F>(&self, task: impl FnOnce() -> F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let mut slot = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if slot.is_none()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            *slot = Some(runtime.spawn(task()));
+        }
+    }
+}
+
+impl Drop for WakeFeed {
+    fn drop(&mut self) {
+        if let Some(task) = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
+            task.abort();
+        }
+    }
+}
+
+/// How long a feed waits before reconnecting after `failures` lost connections in a row.
+#[cfg_attr(not(any(feature = "postgres", feature = "redis")), allow(dead_code))]
+pub(crate) fn reconnect_pause(failures: u32) -> std::time::Duration {
+    std::time::Duration::from_millis(100 * u64::from(failures.min(50)))
+}

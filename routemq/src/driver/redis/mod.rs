@@ -20,7 +20,6 @@ pub mod config;
 pub mod keys;
 mod scripts;
 
-use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -28,11 +27,10 @@ use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::Deserialize;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 pub use keys::KeyLayout;
 
-use super::wake::WakeSignal;
+use super::wake::{WakeFeed, WakeSignal, reconnect_pause};
 use super::{
     DriverError, FailedJob, Failure, Lease, NewJob, QueueDriver, QueueStats, Reaped, ReservedJob,
     out_of_tries,
@@ -50,7 +48,7 @@ pub struct RedisDriver {
     layout: KeyLayout,
     target: String,
     wake: WakeSignal,
-    subscriber: Mutex<Option<JoinHandle<()>>>,
+    subscriber: WakeFeed,
 }
 
 impl std::fmt::Debug for RedisDriver {
@@ -59,19 +57,6 @@ impl std::fmt::Debug for RedisDriver {
             .field("target", &self.target)
             .field("layout", &self.layout)
             .finish_non_exhaustive()
-    }
-}
-
-impl Drop for RedisDriver {
-    fn drop(&mut self) {
-        if let Some(task) = self
-            .subscriber
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
-            task.abort();
-        }
     }
 }
 
@@ -164,7 +149,7 @@ impl RedisDriver {
             layout,
             target,
             wake: WakeSignal::new(),
-            subscriber: Mutex::new(None),
+            subscriber: WakeFeed::default(),
         })
     }
 
@@ -196,21 +181,11 @@ impl RedisDriver {
     /// Starts the pub/sub listener that turns `wake` messages into the watch counter; it
     /// reconnects with backoff when Redis goes away, and wakes workers after it reconnects.
     fn start_subscriber(&self) {
-        let mut slot = self
-            .subscriber
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if slot.is_some() {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
         let client = self.client.clone();
         let channel = self.layout.wake_channel();
         let wake = self.wake.clone();
         let target = self.target.clone();
-        *slot = Some(runtime.spawn(async move {
+        self.subscriber.start_once(|| async move {
             let mut failures = 0u32;
             loop {
                 match client.get_async_pubsub().await {
@@ -231,9 +206,9 @@ impl RedisDriver {
                     Err(error) => tracing::warn!(target = %target, %error, "redis wake-up channel lost"),
                 }
                 failures += 1;
-                tokio::time::sleep(Duration::from_millis(100 * u64::from(failures.min(50)))).await;
+                tokio::time::sleep(reconnect_pause(failures)).await;
             }
-        }));
+        });
     }
 
     async fn release_with(
