@@ -146,6 +146,9 @@ pub enum DriverError {
         #[source]
         source: BoxError,
     },
+    /// The environment configures this connection with a value it cannot use.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// A failed-job id that this driver cannot have written.
     #[error("invalid failed-job id `{0}`")]
     InvalidId(String),

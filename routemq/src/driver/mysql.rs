@@ -191,8 +191,9 @@ impl MySqlDriver {
     /// Connects with the environment's settings (`DATABASE_URL` or RouteMQ's `DB_*` variables),
     /// creating the tables if `DB_AUTO_CREATE_TABLES=true`.
     pub async fn from_env() -> Result<Self, DriverError> {
-        let driver = Self::connect(&sql::database_url_from_env("mysql")?).await?;
-        if sql::auto_create_tables() {
+        let driver =
+            Self::connect(&sql::server_url_from_env(crate::config::SqlKind::Mysql)?).await?;
+        if sql::auto_create_tables()? {
             driver.migrate().await?;
         }
         Ok(driver)

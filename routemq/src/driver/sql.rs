@@ -84,45 +84,16 @@ pub(crate) fn lease_arrays(leases: &[Lease]) -> (Vec<i32>, Vec<i32>) {
 
 /// `DB_AUTO_CREATE_TABLES=true` (RouteMQ's variable): workers create tables on a server database.
 #[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
-pub(crate) fn auto_create_tables() -> bool {
-    crate::config::env_var("DB_AUTO_CREATE_TABLES")
-        .and_then(|v| crate::config::parse_bool(&v))
-        .unwrap_or(false)
+pub(crate) fn auto_create_tables() -> Result<bool, DriverError> {
+    Ok(crate::config::bool_var(
+        crate::config::env_var,
+        "DB_AUTO_CREATE_TABLES",
+        false,
+    )?)
 }
 
-/// The URL for a `postgres` or `mysql` connection: `DATABASE_URL` when it is of that kind, else
-/// RouteMQ's `DB_HOST`, `DB_PORT`, `DB_NAME`, `DB_USER`, `DB_PASSWORD` (or `DB_PASS`), with its
-/// defaults (`localhost`, 5432 or 3306, `mqtt_framework`, `root`, no password).
+/// The server URL of a `postgres` or `mysql` connection, from the environment.
 #[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
-pub(crate) fn database_url_from_env(kind: &str) -> Result<String, DriverError> {
-    use crate::config::{env_var, percent_encode};
-    let schemes: &[&str] = if kind == "postgres" {
-        &["postgres://", "postgresql://"]
-    } else {
-        &["mysql://", "mariadb://"]
-    };
-    if let Some(url) = env_var("DATABASE_URL")
-        && schemes.iter().any(|s| url.starts_with(s))
-    {
-        return Ok(url.replacen("mariadb://", "mysql://", 1));
-    }
-    let host = env_var("DB_HOST").unwrap_or_else(|| "localhost".to_owned());
-    let port = env_var("DB_PORT")
-        .unwrap_or_else(|| if kind == "postgres" { "5432" } else { "3306" }.to_owned());
-    let name = env_var("DB_NAME").unwrap_or_else(|| "mqtt_framework".to_owned());
-    let user = env_var("DB_USER").unwrap_or_else(|| "root".to_owned());
-    let password = env_var("DB_PASSWORD").or_else(|| env_var("DB_PASS"));
-    let auth = match password {
-        Some(password) => format!("{}:{}", percent_encode(&user), percent_encode(&password)),
-        None => percent_encode(&user),
-    };
-    let scheme = if kind == "postgres" {
-        "postgres"
-    } else {
-        "mysql"
-    };
-    Ok(format!(
-        "{scheme}://{auth}@{host}:{port}/{}",
-        percent_encode(&name)
-    ))
+pub(crate) fn server_url_from_env(kind: crate::config::SqlKind) -> Result<String, DriverError> {
+    Ok(crate::config::server_url(kind, crate::config::env_var)?)
 }

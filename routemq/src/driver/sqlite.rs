@@ -66,16 +66,9 @@ pub struct SqliteDriver {
 
 /// Where the `sqlite` connection's file is, from the environment.
 pub fn path_from_env() -> String {
-    if let Some(path) = crate::config::env_var("QUEUE_SQLITE_PATH") {
-        return path;
-    }
-    match crate::config::env_var("DATABASE_URL") {
-        Some(url) if url.starts_with("sqlite:") => {
-            let rest = url.trim_start_matches("sqlite:");
-            rest.strip_prefix("//").unwrap_or(rest).to_owned()
-        }
-        _ => DEFAULT_PATH.to_owned(),
-    }
+    crate::config::env_var("QUEUE_SQLITE_PATH")
+        .or_else(|| crate::config::sqlite_path(crate::config::env_var))
+        .unwrap_or_else(|| DEFAULT_PATH.to_owned())
 }
 
 impl SqliteDriver {

@@ -5,6 +5,7 @@
 //! [`QueueManager::builtin_connections`]); [`QueueManager::register`] adds a custom driver under a
 //! new name.
 
+mod builtin;
 mod dispatch;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 mod transactional;
@@ -19,7 +20,6 @@ pub use dispatch::{Dispatch, PendingBulk, PendingDispatch};
 pub use transactional::EnqueueConnection;
 
 use crate::config::{ConfigError, Settings};
-use crate::driver::memory::MemoryDriver;
 use crate::driver::{DriverError, QueueDriver, QueueStats};
 use crate::envelope::EnvelopeError;
 use crate::job::Job;
@@ -103,17 +103,7 @@ impl QueueManager {
 
     /// The connection names compiled into this build.
     pub fn builtin_connections() -> &'static [&'static str] {
-        &[
-            "memory",
-            #[cfg(feature = "sqlite")]
-            "sqlite",
-            #[cfg(feature = "postgres")]
-            "postgres",
-            #[cfg(feature = "mysql")]
-            "mysql",
-            #[cfg(feature = "redis")]
-            "redis",
-        ]
+        builtin::NAMES
     }
 
     /// Registers a driver under `name`, replacing any connection of that name.
@@ -126,7 +116,7 @@ impl QueueManager {
     pub async fn connection(&self, name: &str) -> Result<Arc<dyn QueueDriver>, QueueError> {
         let slot = self.slot(name)?;
         let driver = slot
-            .get_or_try_init(|| async { connect_builtin(name).await })
+            .get_or_try_init(|| builtin::connect(name))
             .await
             .map_err(|source| QueueError::Driver {
                 connection: name.to_owned(),
@@ -239,19 +229,5 @@ impl QueueManager {
             .fake
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = fake;
-    }
-}
-
-async fn connect_builtin(name: &str) -> Result<Arc<dyn QueueDriver>, DriverError> {
-    match name {
-        "memory" => Ok(Arc::new(MemoryDriver::new())),
-        #[cfg(feature = "sqlite")]
-        "sqlite" => Ok(Arc::new(
-            crate::driver::sqlite::SqliteDriver::from_env().await?,
-        )),
-        other => Err(DriverError::Connect {
-            target: other.to_owned(),
-            source: "no driver for this connection".into(),
-        }),
     }
 }

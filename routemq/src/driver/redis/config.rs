@@ -2,18 +2,53 @@
 //! Passwords never appear in logs or errors: [`redact`] hides them.
 
 pub use crate::config::redact_url as redact;
-use crate::config::{env_var, percent_encode};
+use crate::config::{ConfigError, percent_encode};
 
-/// The Redis URL from the environment (`REDIS_URL` wins), with RouteMQ's defaults
-/// (`localhost:6379`, database 0).
-pub fn url_from_env() -> String {
-    if let Some(url) = env_var("REDIS_URL") {
-        return url;
+/// The URL schemes the Redis client accepts.
+const SCHEMES: [&str; 4] = ["redis://", "rediss://", "redis+unix://", "unix://"];
+
+fn number(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: &str,
+    expected: &'static str,
+) -> Result<String, ConfigError> {
+    match lookup(name) {
+        None => Ok(default.to_owned()),
+        Some(raw) => match raw.trim().parse::<u32>() {
+            Ok(n) if name != "REDIS_PORT" || (1..=65535).contains(&n) => Ok(n.to_string()),
+            _ => Err(ConfigError {
+                variable: name.to_owned(),
+                value: raw,
+                expected,
+            }),
+        },
     }
-    let host = env_var("REDIS_HOST").unwrap_or_else(|| "localhost".to_owned());
-    let port = env_var("REDIS_PORT").unwrap_or_else(|| "6379".to_owned());
-    let db = env_var("REDIS_DB").unwrap_or_else(|| "0".to_owned());
-    let auth = match (env_var("REDIS_USERNAME"), env_var("REDIS_PASSWORD")) {
+}
+
+/// The Redis URL (`REDIS_URL` wins), with RouteMQ's defaults (`localhost:6379`, database 0), read
+/// through `lookup` (the environment: [`crate::config::env_var`]).
+pub fn url(lookup: impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+    if let Some(url) = lookup("REDIS_URL") {
+        let url = url.trim();
+        if !SCHEMES.iter().any(|scheme| url.starts_with(scheme)) {
+            return Err(ConfigError {
+                variable: "REDIS_URL".to_owned(),
+                value: redact(url),
+                expected: "a redis://, rediss:// or redis+unix:// URL",
+            });
+        }
+        return Ok(url.to_owned());
+    }
+    let host = lookup("REDIS_HOST").unwrap_or_else(|| "localhost".to_owned());
+    let port = number(
+        &lookup,
+        "REDIS_PORT",
+        "6379",
+        "a port number from 1 to 65535",
+    )?;
+    let db = number(&lookup, "REDIS_DB", "0", "a database number ≥ 0")?;
+    let auth = match (lookup("REDIS_USERNAME"), lookup("REDIS_PASSWORD")) {
         (Some(user), Some(password)) => {
             format!("{}:{}@", percent_encode(&user), percent_encode(&password))
         }
@@ -21,12 +56,26 @@ pub fn url_from_env() -> String {
         (Some(user), None) => format!("{}@", percent_encode(&user)),
         (None, None) => String::new(),
     };
-    format!("redis://{auth}{host}:{port}/{db}")
+    Ok(format!("redis://{auth}{}:{port}/{db}", host.trim()))
+}
+
+/// The Redis URL from the environment (see [`url`]).
+pub fn url_from_env() -> Result<String, ConfigError> {
+    url(crate::config::env_var)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn vars<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
 
     #[test]
     fn passwords_are_hidden() {
@@ -39,5 +88,45 @@ mod tests {
             "rediss://app:***@cache:6380"
         );
         assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    }
+
+    #[test]
+    fn routemqs_variables_build_the_url() {
+        assert_eq!(
+            url(vars(&[])).expect("defaults"),
+            "redis://localhost:6379/0"
+        );
+        let set = [
+            ("REDIS_HOST", "cache"),
+            ("REDIS_PORT", "6380"),
+            ("REDIS_DB", "3"),
+            ("REDIS_PASSWORD", "p@ss/word"),
+        ];
+        assert_eq!(
+            url(vars(&set)).expect("set"),
+            "redis://:p%40ss%2Fword@cache:6380/3"
+        );
+        let both = [
+            ("REDIS_URL", "redis://127.0.0.1:6379/9"),
+            ("REDIS_HOST", "x"),
+        ];
+        assert_eq!(url(vars(&both)).expect("url"), "redis://127.0.0.1:6379/9");
+    }
+
+    #[test]
+    fn unusable_values_are_errors_naming_the_variable() {
+        let error = url(vars(&[("REDIS_URL", "http://user:secret@cache")])).expect_err("scheme");
+        assert_eq!(error.variable, "REDIS_URL");
+        assert!(!error.to_string().contains("secret"), "{error}");
+        assert_eq!(
+            url(vars(&[("REDIS_PORT", "sixty")]))
+                .expect_err("port")
+                .variable,
+            "REDIS_PORT"
+        );
+        assert_eq!(
+            url(vars(&[("REDIS_DB", "-1")])).expect_err("db").variable,
+            "REDIS_DB"
+        );
     }
 }

@@ -156,12 +156,12 @@ impl RedisDriver {
     /// Connects with the environment's settings: the URL from [`config::url_from_env`], the key
     /// prefix `REDIS_PREFIX` (default `routemq:queue:`), and `REDIS_HASH_TAGS=true` for the cluster layout.
     pub async fn from_env() -> Result<Self, DriverError> {
-        let prefix = crate::config::env_var("REDIS_PREFIX")
-            .unwrap_or_else(|| KeyLayout::default().prefix().to_owned());
-        let hash_tags = crate::config::env_var("REDIS_HASH_TAGS")
-            .and_then(|v| crate::config::parse_bool(&v))
-            .unwrap_or(false);
-        Self::connect(&config::url_from_env(), KeyLayout::new(prefix, hash_tags)).await
+        use crate::config::{bool_var, env_var};
+        let url = config::url_from_env()?;
+        let prefix =
+            env_var("REDIS_PREFIX").unwrap_or_else(|| KeyLayout::default().prefix().to_owned());
+        let hash_tags = bool_var(env_var, "REDIS_HASH_TAGS", false)?;
+        Self::connect(&url, KeyLayout::new(prefix, hash_tags)).await
     }
 
     /// The server, password hidden.

@@ -15,7 +15,13 @@
 //! an error that names the variable and the value; unlike RouteMQ, routemq does not quietly fall
 //! back to a default.
 
+mod database;
+
 use std::time::Duration;
+
+#[cfg(feature = "sqlite")]
+pub(crate) use database::sqlite_path;
+pub use database::{SqlKind, database_kind, server_url};
 
 use crate::retry::RetryDefaults;
 
@@ -114,14 +120,7 @@ impl Settings {
                     }),
             }
         };
-        let backoff = match lookup("QUEUE_RETRY_BACKOFF_ENABLED") {
-            None => false,
-            Some(raw) => parse_bool(&raw).ok_or(ConfigError {
-                variable: "QUEUE_RETRY_BACKOFF_ENABLED".to_owned(),
-                value: raw,
-                expected: "true or false (1/0, yes/no, on/off)",
-            })?,
-        };
+        let backoff = bool_var(&lookup, "QUEUE_RETRY_BACKOFF_ENABLED", false)?;
         let default_connection =
             lookup("QUEUE_CONNECTION").map_or(defaults.default_connection, |c| c.trim().to_owned());
         Ok(Self {
@@ -158,7 +157,6 @@ impl Settings {
 }
 
 /// Percent-encodes everything but unreserved characters (user names and passwords in URLs).
-#[cfg(any(feature = "redis", feature = "_sql"))]
 pub(crate) fn percent_encode(text: &str) -> String {
     text.bytes()
         .map(|b| {
@@ -171,24 +169,46 @@ pub(crate) fn percent_encode(text: &str) -> String {
         .collect()
 }
 
-/// A connection URL with any password replaced by `***`, safe to log.
+/// A connection URL with any password replaced by `***`, safe to log. A URL that does not parse
+/// (a password with an unencoded `/` or `@`, say) keeps only its scheme: nothing of it can be
+/// trusted to be free of secrets.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (authority, path) = rest
-        .split_once('/')
-        .map_or((rest, None), |(a, p)| (a, Some(p)));
-    let redacted = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{user}:***@{host}"),
-            None => format!("{userinfo}@{host}"),
-        },
-        None => authority.to_owned(),
-    };
-    match path {
-        Some(path) => format!("{scheme}://{redacted}/{path}"),
-        None => format!("{scheme}://{redacted}"),
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                // Cannot fail: a URL with a password has a host.
+                let _ = parsed.set_password(Some("***"));
+            }
+            parsed.to_string()
+        }
+        Err(_) => {
+            let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+            let scheme = if scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+            {
+                scheme
+            } else {
+                ""
+            };
+            format!("{scheme}://<unparsable URL, hidden>")
+        }
+    }
+}
+
+/// A `true`/`false` variable (RouteMQ's `1/true/yes/on` and their opposites), `default` when unset.
+pub fn bool_var(
+    lookup: impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    match lookup(name) {
+        None => Ok(default),
+        Some(raw) => parse_bool(&raw).ok_or(ConfigError {
+            variable: name.to_owned(),
+            value: raw,
+            expected: "true or false (1/0, yes/no, on/off)",
+        }),
     }
 }
 
@@ -264,7 +284,14 @@ mod tests {
             redact_url("mysql://root@127.0.0.1/test"),
             "mysql://root@127.0.0.1/test"
         );
-        #[cfg(any(feature = "redis", feature = "_sql"))]
+        assert_eq!(
+            redact_url("postgres://app:pa/ss@db:5432/jobs"),
+            "postgres://<unparsable URL, hidden>"
+        );
+        assert_eq!(
+            redact_url("redis://:pa%2Fss@cache:6379/2"),
+            "redis://:***@cache:6379/2"
+        );
         assert_eq!(percent_encode("p@ss word"), "p%40ss%20word");
     }
 
