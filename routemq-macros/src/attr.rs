@@ -139,7 +139,7 @@ impl JobArgs {
                 self.max_tries = Some(n);
             }
             "timeout" => {
-                let n = int(key, value)?;
+                let n = seconds(key, value, int(key, value)?)?;
                 if n == 0 {
                     return Err(spanned(
                         value,
@@ -148,7 +148,7 @@ impl JobArgs {
                 }
                 self.timeout = Some(n);
             }
-            "retry_after" => self.retry_after = Some(int(key, value)?),
+            "retry_after" => self.retry_after = Some(seconds(key, value, int(key, value)?)?),
             "queue" => self.queue = Some(queue_name(&string(key, value)?)?),
             "name" => self.name = Some(job_name(&string(key, value)?)?),
             "connection" => self.connection = Some(non_empty(key, &string(key, value)?)?),
@@ -169,6 +169,9 @@ impl JobArgs {
                 let n = number(key, value)?;
                 if n < 0.0 {
                     return Err(spanned(value, "`max_delay` must not be negative (seconds)"));
+                }
+                if n > MAX_SECONDS as f64 {
+                    return Err(too_long(key, value));
                 }
                 self.max_delay = Some(n);
             }
@@ -300,15 +303,40 @@ where
     }
 }
 
+/// The longest duration routemq stores: ten years (`routemq::limits::MAX_DURATION`).
+const MAX_SECONDS: u64 = 10 * 365 * 24 * 60 * 60;
+
+fn too_long(key: &str, value: &Expr) -> syn::Error {
+    spanned(
+        value,
+        &format!("`{key}` must be at most {MAX_SECONDS} seconds (ten years)"),
+    )
+}
+
+/// An integer number of seconds, at most [`MAX_SECONDS`].
+fn seconds(key: &str, value: &Expr, n: u64) -> syn::Result<u64> {
+    if n > MAX_SECONDS {
+        return Err(too_long(key, value));
+    }
+    Ok(n)
+}
+
 fn number(key: &str, value: &Expr) -> syn::Result<f64> {
+    let finite = |n: f64| {
+        if n.is_finite() {
+            Ok(n)
+        } else {
+            Err(spanned(value, &format!("`{key}` is out of range")))
+        }
+    };
     match value {
         Expr::Lit(ExprLit {
             lit: Lit::Int(lit), ..
-        }) => lit.base10_parse::<f64>(),
+        }) => finite(lit.base10_parse::<f64>()?),
         Expr::Lit(ExprLit {
             lit: Lit::Float(lit),
             ..
-        }) => lit.base10_parse::<f64>(),
+        }) => finite(lit.base10_parse::<f64>()?),
         Expr::Unary(syn::ExprUnary {
             op: syn::UnOp::Neg(_),
             ..

@@ -71,6 +71,7 @@ pub mod config;
 pub mod driver;
 pub mod envelope;
 pub mod job;
+pub mod limits;
 pub mod metrics;
 pub mod names;
 pub mod observability;

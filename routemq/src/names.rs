@@ -2,7 +2,10 @@
 //!
 //! Letters, digits, `_`, `-` and `.`, 1 to 255 bytes. This keeps names safe in every backend: no
 //! SQL quoting issues, no Redis key separators (`:`), glob characters or cluster hash-tag braces,
-//! and RouteMQ's failed-job ids (`failed:{queue}:{n}`) stay parseable.
+//! and RouteMQ's failed-job ids (`failed:{queue}:{n}`) stay parseable. `failed` and `delayed` are
+//! reserved: in RouteMQ's Redis layout a queue named `failed` would share keys with other queues'
+//! failed lists (`routemq:queue:failed:delayed` is both queue `failed`'s delayed set and queue
+//! `delayed`'s failed list).
 
 /// Longest queue name (RouteMQ's `VARCHAR(255)` column).
 pub const MAX_QUEUE_NAME_LEN: usize = 255;
@@ -33,6 +36,8 @@ pub fn validate_queue_name(name: &str) -> Result<(), InvalidQueueName> {
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
     {
         "use only letters, digits, `_`, `-` and `.`"
+    } else if matches!(name, "failed" | "delayed") {
+        "`failed` and `delayed` are reserved (their Redis keys would collide with other queues')"
     } else {
         return Ok(());
     };
@@ -61,6 +66,8 @@ mod tests {
             "q[1]",
             "x;--",
             "ü",
+            "failed",
+            "delayed",
         ] {
             assert!(validate_queue_name(bad).is_err(), "{bad:?}");
         }

@@ -65,7 +65,7 @@ pub fn retry_delay_secs(job: &JobRetry, defaults: &RetryDefaults, attempts: u32,
 /// seconds half-to-even (Python's `round`), as RouteMQ's worker does.
 pub fn retry_delay(job: &JobRetry, defaults: &RetryDefaults, attempts: u32) -> Duration {
     let secs = retry_delay_secs(job, defaults, attempts, fastrand::f64()).round_ties_even();
-    Duration::from_secs_f64(secs.max(0.0))
+    crate::limits::clamped_secs(secs)
 }
 
 #[cfg(test)]

@@ -454,7 +454,7 @@ async fn bad_arguments_and_unknown_connections_fail_clearly() {
         "{message}"
     );
     let bad_queue = setup.run(&["queue-size", "--queue", "a b"]);
-    assert_eq!(bad_queue.status.code(), Some(1));
+    assert_eq!(bad_queue.status.code(), Some(2));
     let help = setup.run(&["--help"]);
     let help = String::from_utf8_lossy(&help.stdout);
     for command in [

@@ -1,7 +1,6 @@
 //! The admin commands: failed jobs, sizes and stats, migrations, the job list.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Args;
 use serde::Serialize;
@@ -22,8 +21,8 @@ pub struct RetryArgs {
     /// Retry every failed job (of --queue, if given).
     #[arg(long)]
     pub all: bool,
-    /// With --all: only this queue.
-    #[arg(long, requires = "all")]
+    /// With --all: only this queue. With an id: the failed job must be from this queue.
+    #[arg(long)]
     pub queue: Option<String>,
     #[command(flatten)]
     #[allow(missing_docs)]
@@ -45,6 +44,8 @@ pub struct PruneArgs {
 }
 
 async fn driver(common: &Common) -> Result<(String, Arc<dyn QueueDriver>), Failure> {
+    // Invalid settings are reported whichever connection is named.
+    queue().settings()?;
     let connection = match &common.connection {
         Some(connection) => connection.clone(),
         None => queue().default_connection()?.to_owned(),
@@ -226,27 +227,45 @@ fn not_found(id: &str) -> Failure {
     }
 }
 
+/// A queue name given on the command line, checked like a dispatch's (exit code 2 when invalid).
+fn checked_queue(queue: &str) -> Result<&str, Failure> {
+    crate::names::validate_queue_name(queue).map_err(|error| Failure {
+        message: format!("--queue: {error}"),
+        code: 2,
+    })?;
+    Ok(queue)
+}
+
+/// The queues a filter names (checked), or none for "every queue".
+fn named_queues(filter: &QueueFilter) -> Result<Vec<&str>, Failure> {
+    filter.queue.iter().map(|q| checked_queue(q)).collect()
+}
+
 /// The queues a filter names, or every queue the driver knows.
 async fn queues_of(filter: &QueueFilter, driver: &dyn QueueDriver) -> Result<Vec<String>, Failure> {
-    for queue in &filter.queue {
-        crate::names::validate_queue_name(queue)?;
-    }
-    if filter.queue.is_empty() {
+    let named = named_queues(filter)?;
+    if named.is_empty() {
         Ok(driver.queues().await?)
     } else {
-        Ok(filter.queue.clone())
+        Ok(named.into_iter().map(str::to_owned).collect())
     }
 }
 
-fn one_queue(filter: &QueueFilter) -> Result<Option<&str>, Failure> {
-    match filter.queue.as_slice() {
-        [] => Ok(None),
-        [queue] => Ok(Some(queue.as_str())),
-        _ => Err(Failure {
-            message: "this command takes one --queue".to_owned(),
-            code: 2,
-        }),
+/// Failed jobs of the named queues (all queues when none is named).
+async fn failed_of(
+    filter: &QueueFilter,
+    driver: &dyn QueueDriver,
+) -> Result<Vec<FailedJob>, Failure> {
+    let named = named_queues(filter)?;
+    if named.is_empty() {
+        return Ok(driver.failed_list(None).await?);
     }
+    let mut jobs = Vec::new();
+    for queue in named {
+        jobs.extend(driver.failed_list(Some(queue)).await?);
+    }
+    jobs.sort_by_key(|job| job.failed_at);
+    Ok(jobs)
 }
 
 pub(super) async fn run(command: Command) -> Result<(), Failure> {
@@ -254,7 +273,7 @@ pub(super) async fn run(command: Command) -> Result<(), Failure> {
         Command::QueueWork(_) => Ok(()),
         Command::QueueFailed(filter) => {
             let (_, driver) = driver(&filter.common).await?;
-            let jobs = driver.failed_list(one_queue(&filter)?).await?;
+            let jobs = failed_of(&filter, driver.as_ref()).await?;
             print(&FailedList(jobs), filter.common.format.format)
         }
         Command::QueueFailedShow(args) => {
@@ -270,13 +289,27 @@ pub(super) async fn run(command: Command) -> Result<(), Failure> {
             }
         }
         Command::QueueRetry(args) => {
+            let queue = args.queue.as_deref().map(checked_queue).transpose()?;
             let (_, driver) = driver(&args.common).await?;
             let format = args.common.format.format;
             if args.all {
-                let retried = driver.failed_retry_all(args.queue.as_deref()).await?;
+                let retried = driver.failed_retry_all(queue).await?;
                 return print(&Summary(json!({ "retried": retried })), format);
             }
             let id = args.id.unwrap_or_default();
+            if let Some(queue) = queue {
+                let on_queue = driver
+                    .failed_get(&id)
+                    .await?
+                    .is_some_and(|job| job.queue == queue);
+                if !on_queue {
+                    print(&Summary(json!({ "retried": 0 })), format)?;
+                    return Err(Failure {
+                        message: format!("no failed job with id `{id}` on queue `{queue}`"),
+                        code: EXIT_NOT_FOUND,
+                    });
+                }
+            }
             match driver.failed_retry(&id).await? {
                 Some(job_id) => print(&Summary(json!({ "retried": 1, "job_id": job_id })), format),
                 None => {
@@ -299,8 +332,15 @@ pub(super) async fn run(command: Command) -> Result<(), Failure> {
             }
         }
         Command::QueueFlush(filter) => {
+            let named = named_queues(&filter)?;
             let (_, driver) = driver(&filter.common).await?;
-            let flushed = driver.failed_flush(one_queue(&filter)?).await?;
+            let mut flushed = 0;
+            if named.is_empty() {
+                flushed = driver.failed_flush(None).await?;
+            }
+            for queue in named {
+                flushed += driver.failed_flush(Some(queue)).await?;
+            }
             print(
                 &Summary(json!({ "flushed": flushed })),
                 filter.common.format.format,
@@ -313,11 +353,10 @@ pub(super) async fn run(command: Command) -> Result<(), Failure> {
                     code: 2,
                 });
             }
+            let queue = args.queue.as_deref().map(checked_queue).transpose()?;
             let (_, driver) = driver(&args.common).await?;
-            let older_than = Duration::from_secs_f64(args.hours * 3600.0);
-            let pruned = driver
-                .failed_prune(args.queue.as_deref(), older_than)
-                .await?;
+            let older_than = crate::limits::clamped_secs(args.hours * 3600.0);
+            let pruned = driver.failed_prune(queue, older_than).await?;
             print(
                 &Summary(json!({ "pruned": pruned })),
                 args.common.format.format,
@@ -348,7 +387,7 @@ pub(super) async fn run(command: Command) -> Result<(), Failure> {
                 common.format.format,
             )
         }
-        Command::ListJobs(format) => {
+        Command::ListJobs(common) => {
             let registry = Registry::global()?;
             let jobs = registry
                 .registrations()
@@ -365,7 +404,7 @@ pub(super) async fn run(command: Command) -> Result<(), Failure> {
                     defined_at: format!("{}:{}", r.site().file, r.site().line),
                 })
                 .collect();
-            print(&JobList(jobs), format.format)
+            print(&JobList(jobs), common.format.format)
         }
     }
 }

@@ -34,6 +34,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// How long the runtime waits for blocked tasks (a handler that never yields) at exit.
+const RUNTIME_SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Exit code for "no such failed job".
 pub const EXIT_NOT_FOUND: u8 = 3;
 
@@ -70,7 +73,7 @@ pub enum Command {
     /// Create the queue tables (idempotent).
     QueueMigrate(Common),
     /// List the job types linked into this binary.
-    ListJobs(Format),
+    ListJobs(Common),
 }
 
 /// Output format of admin commands.
@@ -112,10 +115,10 @@ pub struct IdArgs {
     pub common: Common,
 }
 
-/// An optional queue plus the common options.
+/// Optional queues plus the common options.
 #[derive(Debug, Clone, Args)]
 pub struct QueueFilter {
-    /// Only this queue (repeat or comma-separate for several where a command allows; default: all).
+    /// Only these queues (comma-separated or repeated; default: all).
     #[arg(long, value_delimiter = ',')]
     pub queue: Vec<String>,
     #[command(flatten)]
@@ -148,7 +151,10 @@ pub fn main() -> ExitCode {
 
 /// Runs an already parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
-    init_logging();
+    if let Err(error) = init_logging() {
+        eprintln!("error: {error}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -165,6 +171,8 @@ pub fn run(cli: Cli) -> ExitCode {
             other => admin::run(other).await,
         }
     });
+    // A handler that never yields keeps its thread busy; do not wait for it at exit.
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
@@ -174,18 +182,44 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-/// Logs to stderr: human-readable by default, JSON lines with `LOG_FORMAT=json`; the level from
-/// `RUST_LOG` (default `info`).
-fn init_logging() {
+/// Logs to stderr: human-readable by default (colours only on a terminal), JSON lines with
+/// `LOG_FORMAT=json`; the level from `RUST_LOG` (default `info`). An invalid `LOG_FORMAT` or
+/// `RUST_LOG` is an error naming the variable and the value.
+fn init_logging() -> Result<(), crate::config::ConfigError> {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = crate::config::env_var("LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json"));
+
+    use crate::config::{ConfigError, env_var};
+    let filter = match env_var("RUST_LOG") {
+        None => EnvFilter::new("info"),
+        Some(raw) => EnvFilter::try_new(&raw).map_err(|_| ConfigError {
+            variable: "RUST_LOG".to_owned(),
+            value: raw,
+            expected: "a log filter such as `info`, `warn,routemq=debug`",
+        })?,
+    };
+    let json = match env_var("LOG_FORMAT") {
+        None => false,
+        Some(raw) => match raw.trim().to_ascii_lowercase().as_str() {
+            "json" => true,
+            "human" | "text" => false,
+            _ => {
+                return Err(ConfigError {
+                    variable: "LOG_FORMAT".to_owned(),
+                    value: raw,
+                    expected: "json or human",
+                });
+            }
+        },
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = if json {
         builder.json().try_init()
     } else {
         builder.try_init()
     };
+    Ok(())
 }

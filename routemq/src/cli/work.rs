@@ -36,23 +36,31 @@ pub struct WorkArgs {
     /// Override every job's max_tries.
     #[arg(long)]
     pub max_tries: Option<u32>,
-    /// Timeout in seconds for jobs whose envelope sets none.
+    /// Timeout in seconds for jobs whose envelope's timeout is 0 or negative (an envelope without a
+    /// timeout has RouteMQ's 60 s; `#[job(timeout = ..)]` sets it per job type).
     #[arg(long, default_value_t = 60.0)]
     pub timeout: f64,
     /// Stop once no job is ready, delayed or reserved (by any worker) on the served queues.
     #[arg(long)]
     pub stop_when_empty: bool,
-    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9090).
+    /// Serve Prometheus metrics at http://ADDR/metrics and a health check at /health
+    /// (e.g. 127.0.0.1:9090 or localhost:9090).
     #[arg(long, value_name = "ADDR")]
-    pub metrics_addr: Option<std::net::SocketAddr>,
+    pub metrics_addr: Option<String>,
+}
+
+fn usage(message: String) -> Failure {
+    Failure { message, code: 2 }
 }
 
 fn seconds(flag: &str, value: f64) -> Result<Duration, Failure> {
-    if value.is_finite() && value >= 0.0 {
+    if value.is_finite() && value >= 0.0 && value <= crate::limits::MAX_DURATION.as_secs_f64() {
         Ok(Duration::from_secs_f64(value))
     } else {
         Err(Failure {
-            message: format!("--{flag} must be a number of seconds ≥ 0, not {value}"),
+            message: format!(
+                "--{flag} must be a number of seconds from 0 to ten years, not {value}"
+            ),
             code: 2,
         })
     }
@@ -82,7 +90,6 @@ pub(super) async fn run(args: WorkArgs) -> Result<(), Failure> {
         .connection
         .clone()
         .unwrap_or_else(|| settings.default_connection.clone());
-    let driver = queue().connection(&connection).await?;
     let options = WorkerOptions {
         queues: args
             .queue
@@ -100,7 +107,15 @@ pub(super) async fn run(args: WorkArgs) -> Result<(), Failure> {
         timeout: seconds("timeout", args.timeout)?,
         ..WorkerOptions::from_settings(settings)
     };
-    let _metrics = match args.metrics_addr {
+    options
+        .validate()
+        .map_err(|error| usage(error.to_string()))?;
+    let metrics_addr = match &args.metrics_addr {
+        Some(addr) => Some(resolve(addr).await?),
+        None => None,
+    };
+    let driver = queue().connection(&connection).await?;
+    let _metrics = match metrics_addr {
         Some(addr) => Some(
             crate::metrics::server::MetricsServer::start(
                 addr,
@@ -125,4 +140,15 @@ pub(super) async fn run(args: WorkArgs) -> Result<(), Failure> {
     let report = report?;
     tracing::info!("processed {} jobs", report.processed);
     Ok(())
+}
+
+/// The first address `--metrics-addr` resolves to (`127.0.0.1:9090`, `localhost:9090`, `[::1]:9090`).
+async fn resolve(addr: &str) -> Result<std::net::SocketAddr, Failure> {
+    let invalid = |reason: String| usage(format!("--metrics-addr {addr}: {reason}"));
+    let mut found = tokio::net::lookup_host(addr)
+        .await
+        .map_err(|error| invalid(format!("not a HOST:PORT that resolves ({error})")))?;
+    found
+        .next()
+        .ok_or_else(|| invalid("resolves to no address".to_owned()))
 }

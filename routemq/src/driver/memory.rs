@@ -105,7 +105,9 @@ impl State {
         if delay.is_zero() {
             state.ready.insert(id);
         } else {
-            state.delayed.insert((now + delay, id));
+            state
+                .delayed
+                .insert((now + crate::limits::clamp(delay), id));
         }
     }
 

@@ -69,7 +69,7 @@ fn backend(operation: &'static str) -> impl Fn(sqlx::Error) -> DriverError {
 }
 
 fn micros(duration: Duration) -> i64 {
-    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
+    i64::try_from(crate::limits::clamp(duration).as_micros()).unwrap_or(i64::MAX)
 }
 
 fn attempts_of(lease: &Lease) -> i32 {

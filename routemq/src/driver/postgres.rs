@@ -119,7 +119,10 @@ pub async fn push_on(conn: &mut PgConnection, jobs: &[NewJob]) -> Result<Vec<Str
     }
     let queues: Vec<&str> = jobs.iter().map(|j| j.queue.as_str()).collect();
     let payloads: Vec<&str> = jobs.iter().map(|j| j.payload.as_str()).collect();
-    let delays: Vec<f64> = jobs.iter().map(|j| j.delay.as_secs_f64()).collect();
+    let delays: Vec<f64> = jobs
+        .iter()
+        .map(|j| crate::limits::clamp(j.delay).as_secs_f64())
+        .collect();
     // One round trip: the insert, and a NOTIFY per row (PostgreSQL folds identical notifications
     // of one transaction into one, delivered at commit).
     let mut ids: Vec<i32> = sqlx::query_scalar(&format!(
@@ -345,7 +348,7 @@ impl QueueDriver for PostgresDriver {
                 attempts = GREATEST(attempts - $2, 0)
              WHERE id = $3 AND attempts = $4 AND reserved_at IS NOT NULL"
         ))
-        .bind(delay.as_secs_f64())
+        .bind(crate::limits::clamp(delay).as_secs_f64())
         .bind(i32::from(refund_attempt))
         .bind(id)
         .bind(i32::try_from(lease.attempts).unwrap_or(i32::MAX))

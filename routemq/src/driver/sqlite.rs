@@ -213,7 +213,7 @@ impl QueueDriver for SqliteDriver {
                     )
                     .bind(&job.queue)
                     .bind(&job.payload)
-                    .bind(SqlTime::text(now + job.delay))
+                    .bind(SqlTime::text(now + crate::limits::clamp(job.delay)))
                     .bind(&created)
                     .fetch_all(&self.pool)
                 })
@@ -234,7 +234,7 @@ impl QueueDriver for SqliteDriver {
                                 .push_bind(&job.payload)
                                 .push_bind(0_i64)
                                 .push("NULL")
-                                .push_bind(SqlTime::text(now + job.delay))
+                                .push_bind(SqlTime::text(now + crate::limits::clamp(job.delay)))
                                 .push_bind(&created);
                         });
                         insert.push(" RETURNING id");
@@ -316,7 +316,7 @@ impl QueueDriver for SqliteDriver {
         let Some(id) = lease_id(lease) else {
             return Ok(false);
         };
-        let available = SqlTime::text(SystemTime::now() + delay);
+        let available = SqlTime::text(SystemTime::now() + crate::limits::clamp(delay));
         let refund = i64::from(refund_attempt);
         let result = retry_busy("release", || {
             sqlx::query(

@@ -84,6 +84,12 @@ impl Target {
         bulk: bool,
         ids: &ProducerIds,
     ) -> Result<Vec<NewJob>, QueueError> {
+        if self.delay > crate::limits::MAX_DURATION {
+            return Err(QueueError::DelayTooLong {
+                delay: self.delay,
+                max: crate::limits::MAX_DURATION,
+            });
+        }
         let delay = self.delay;
         let delay_secs = (!delay.is_zero()).then_some(delay.as_secs());
         jobs.into_iter()

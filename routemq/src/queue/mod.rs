@@ -44,6 +44,14 @@ pub enum QueueError {
         /// The names that exist.
         known: String,
     },
+    /// The delay is longer than [`crate::limits::MAX_DURATION`] (ten years).
+    #[error("a delay of {delay:?} is longer than the longest routemq stores ({max:?}, ten years)")]
+    DelayTooLong {
+        /// The delay asked for.
+        delay: std::time::Duration,
+        /// The longest allowed.
+        max: std::time::Duration,
+    },
     /// The environment's settings are invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),

@@ -40,12 +40,18 @@ impl AckSender {
 
 /// The acknowledging task; [`Acker::flush`] waits until every sent lease is acknowledged.
 #[derive(Debug)]
-pub(crate) struct Acker(JoinHandle<()>);
+pub(crate) struct Acker {
+    task: JoinHandle<()>,
+    stop: CancellationToken,
+}
 
 impl Acker {
-    /// Waits for the acker to drain its channel (all senders must be dropped first).
+    /// Closes the channel and waits until what was sent before is acknowledged. A job task left
+    /// behind at shutdown (a handler that never yields) cannot hold the worker up: what it sends
+    /// later is refused, and its job runs again.
     pub(crate) async fn flush(self) {
-        if let Err(error) = self.0.await {
+        self.stop.cancel();
+        if let Err(error) = self.task.await {
             tracing::error!(%error, "acknowledgement task ended unexpectedly");
         }
     }
@@ -57,9 +63,21 @@ pub(crate) fn spawn_acker(driver: Arc<dyn QueueDriver>) -> (AckSender, Acker) {
     let (sender, mut receiver) = mpsc::unbounded_channel::<Lease>();
     let pending = Arc::new(AtomicUsize::new(0));
     let acked = Arc::clone(&pending);
+    let stop = CancellationToken::new();
+    let stopping = stop.clone();
     let task = tokio::spawn(async move {
         let mut batch = Vec::with_capacity(MAX_ACK_BATCH);
-        while receiver.recv_many(&mut batch, MAX_ACK_BATCH).await > 0 {
+        loop {
+            let received = tokio::select! {
+                received = receiver.recv_many(&mut batch, MAX_ACK_BATCH) => received,
+                () = stopping.cancelled(), if !receiver.is_closed() => {
+                    receiver.close();
+                    continue;
+                }
+            };
+            if received == 0 {
+                break;
+            }
             let mut failures = 0;
             while let Err(error) = driver.ack(&batch).await {
                 failures += 1;
@@ -76,7 +94,7 @@ pub(crate) fn spawn_acker(driver: Arc<dyn QueueDriver>) -> (AckSender, Acker) {
             batch.clear();
         }
     });
-    (AckSender { sender, pending }, Acker(task))
+    (AckSender { sender, pending }, Acker { task, stop })
 }
 
 /// The heartbeat and reaper tasks.

@@ -56,6 +56,16 @@ use crate::names::{InvalidQueueName, validate_queue_name};
 use crate::registry::{Registry, RegistryError};
 use crate::retry::RetryDefaults;
 
+/// How long a handler whose timeout passed (its cancellation token has fired) may take to return
+/// before its task is aborted. A handler that does not yield (a CPU loop, a blocking call) cannot be
+/// aborted: it keeps its slot and its lease, renewed by the heartbeat, until it returns, so its job
+/// never runs twice at once; it is then settled as timed out.
+pub const CANCEL_GRACE: Duration = Duration::from_secs(1);
+
+/// How long an immediate stop (a second signal, or the end of the shutdown grace) waits for running
+/// handlers before it releases their jobs and returns, even if a handler never yields.
+pub const STOP_WAIT: Duration = Duration::from_secs(5);
+
 /// How a worker runs. `Default` gives RouteMQ's defaults and serves the `default` queue.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkerOptions {
@@ -132,6 +142,9 @@ pub struct WorkerReport {
     pub failed: u64,
     /// Running jobs released back to their queue at shutdown.
     pub released: u64,
+    /// Job tasks that panicked outside the job's own code (a bug in routemq or a driver); their
+    /// leases were dropped from the heartbeat, so the reaper hands their jobs out again.
+    pub panicked: u64,
 }
 
 /// A worker that cannot start.
@@ -150,6 +163,55 @@ pub enum WorkerError {
     /// Concurrency must be at least 1.
     #[error("worker concurrency must be at least 1")]
     ZeroConcurrency,
+    /// A duration option is out of range.
+    #[error("worker option `{option}` must be {expected}, not {value:?}")]
+    InvalidOption {
+        /// The option's name.
+        option: &'static str,
+        /// Its value.
+        value: Duration,
+        /// What it must be.
+        expected: &'static str,
+    },
+}
+
+impl WorkerOptions {
+    /// Checks the options: at least one valid queue, a concurrency of at least 1, and intervals
+    /// that a timer can run ([`Worker::run`] calls it before anything starts).
+    pub fn validate(&self) -> Result<(), WorkerError> {
+        if self.queues.is_empty() {
+            return Err(WorkerError::NoQueues);
+        }
+        if self.concurrency == 0 {
+            return Err(WorkerError::ZeroConcurrency);
+        }
+        for queue in &self.queues {
+            validate_queue_name(queue)?;
+        }
+        let max = crate::limits::MAX_DURATION;
+        let checks = [
+            ("heartbeat_interval", self.heartbeat_interval, false),
+            ("visibility_timeout", self.visibility_timeout, false),
+            ("timeout", self.timeout, false),
+            ("reaper_interval", self.reaper_interval, true),
+            ("sleep", self.sleep, true),
+            ("shutdown_grace", self.shutdown_grace, true),
+        ];
+        for (option, value, zero_allowed) in checks {
+            if value > max || (value.is_zero() && !zero_allowed) {
+                return Err(WorkerError::InvalidOption {
+                    option,
+                    value,
+                    expected: if zero_allowed {
+                        "at most ten years"
+                    } else {
+                        "greater than zero and at most ten years"
+                    },
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 /// How one job ended, as the worker counts it.
@@ -170,6 +232,7 @@ struct Counters {
     retried: AtomicU64,
     failed: AtomicU64,
     released: AtomicU64,
+    panicked: AtomicU64,
 }
 
 /// State shared by the loop, the job tasks and the background tasks.
@@ -212,6 +275,7 @@ impl Shared {
             retried: c.retried.load(Ordering::Relaxed),
             failed: c.failed.load(Ordering::Relaxed),
             released: c.released.load(Ordering::Relaxed),
+            panicked: c.panicked.load(Ordering::Relaxed),
         }
     }
 }
@@ -255,15 +319,7 @@ impl Worker {
     /// Runs until a limit is reached, the queues are empty (with `stop_when_empty`) or a shutdown.
     pub async fn run(self) -> Result<WorkerReport, WorkerError> {
         let registry = Registry::global()?;
-        if self.options.queues.is_empty() {
-            return Err(WorkerError::NoQueues);
-        }
-        if self.options.concurrency == 0 {
-            return Err(WorkerError::ZeroConcurrency);
-        }
-        for queue in &self.options.queues {
-            validate_queue_name(queue)?;
-        }
+        self.options.validate()?;
         tracing::info!(
             connection = %self.connection,
             queues = %self.options.queues.join(","),
@@ -297,6 +353,7 @@ impl Worker {
             retried = report.retried,
             failed = report.failed,
             released = report.released,
+            panicked = report.panicked,
             "queue worker stopped"
         );
         Ok(report)
@@ -315,13 +372,19 @@ pub(crate) fn record(shared: &Shared, joined: Result<Outcome, tokio::task::JoinE
     match joined {
         Ok(outcome) => shared.count(outcome),
         // `runner::run` catches panics in user code; this is a bug in routemq itself.
-        Err(error) => tracing::error!(%error, "job task ended unexpectedly"),
+        Err(error) => {
+            shared.counters.panicked.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(%error, "job task ended unexpectedly; the reaper will return its job");
+        }
     }
 }
 
 /// Waits for running jobs; once a drain starts they get the grace period, then are released.
+/// After an immediate stop, handlers get [`STOP_WAIT`] to end; jobs still running then (a handler
+/// that never yields) are released from here and their tasks left behind, so shutdown always ends.
 async fn finish(shared: &Shared, tasks: &mut JoinSet<Outcome>) {
     let mut grace_ends: Option<Instant> = None;
+    let mut stop_ends: Option<Instant> = None;
     while !tasks.is_empty() {
         if grace_ends.is_none() && shared.shutdown.is_draining() {
             tracing::info!(running = tasks.len(), grace = ?shared.options.shutdown_grace, "draining running jobs");
@@ -330,11 +393,36 @@ async fn finish(shared: &Shared, tasks: &mut JoinSet<Outcome>) {
         tokio::select! {
             Some(joined) = tasks.join_next() => record(shared, joined),
             () = shared.shutdown.drained(), if grace_ends.is_none() => {}
-            () = sleep_until(grace_ends) => {
+            () = sleep_until(grace_ends), if stop_ends.is_none() => {
                 tracing::warn!(running = tasks.len(), "shutdown grace expired: releasing running jobs");
                 shared.shutdown.now();
-                grace_ends = Some(Instant::now() + Duration::from_secs(3600));
+            }
+            () = shared.shutdown.stopped_now(), if stop_ends.is_none() => {
+                stop_ends = Some(Instant::now() + STOP_WAIT);
+            }
+            () = sleep_until(stop_ends) => {
+                release_stuck(shared, tasks).await;
+                return;
             }
         }
     }
+}
+
+/// Releases the jobs of handlers that did not end after an immediate stop (their attempt refunded)
+/// and detaches their tasks.
+async fn release_stuck(shared: &Shared, tasks: &mut JoinSet<Outcome>) {
+    let stuck: Vec<(u64, Lease)> = shared.running().drain().collect();
+    tracing::error!(
+        jobs = stuck.len(),
+        "handlers did not stop; releasing their jobs and leaving them behind"
+    );
+    for (_, lease) in stuck {
+        match shared.driver.release(&lease, Duration::ZERO, true).await {
+            Ok(_) => shared.count(Outcome::Released),
+            Err(error) => {
+                tracing::warn!(job_id = %lease.id, %error, "could not release a stuck job; the reaper will return it")
+            }
+        }
+    }
+    tasks.detach_all();
 }

@@ -1,13 +1,16 @@
-//! One job, start to finish: decode, run under the timeout, settle (ack, release or fail).
+//! One job, start to finish: decode, run the attempt under its timeout ([`Attempt::execute`]),
+//! decide what happens to the reservation ([`Verdict`]), and settle it with the driver
+//! ([`Attempt::settle`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::{Outcome, Shared};
-use crate::driver::{Failure, Lease, ReservedJob};
+use super::{CANCEL_GRACE, Outcome, STOP_WAIT, Shared};
+use crate::driver::{DriverError, Failure, Lease, ReservedJob};
 use crate::envelope::{Envelope, short_name};
 use crate::job::{JobContext, JobError};
 use crate::metrics::{JobSeries, metrics};
@@ -15,11 +18,23 @@ use crate::observability::{self, TraceContext};
 use crate::registry::{DecodeError, ErasedJob, JobRegistration};
 use crate::retry::{JobRetry, retry_delay};
 
-/// Runs one reserved job and removes it from the heartbeat set when done.
+/// Keeps a job's lease in the heartbeat set until the job is settled, however its task ends
+/// (a panic anywhere in processing included): the lease is then left to expire, never renewed forever.
+struct Heartbeating {
+    shared: Arc<Shared>,
+    key: u64,
+}
+
+impl Drop for Heartbeating {
+    fn drop(&mut self) {
+        self.shared.running().remove(&self.key);
+    }
+}
+
+/// Runs one reserved job; its lease leaves the heartbeat set when this returns or unwinds.
 pub(crate) async fn run(shared: Arc<Shared>, job: ReservedJob, key: u64) -> Outcome {
-    let outcome = process(&shared, job).await;
-    shared.running().remove(&key);
-    outcome
+    let heartbeating = Heartbeating { shared, key };
+    process(&heartbeating.shared, job).await
 }
 
 /// The `queue.job` span of an attempt, continuing the producer's trace.
@@ -41,7 +56,30 @@ fn job_span(lease: &Lease, name: &str, trace: &TraceContext, link: Option<&str>)
     )
 }
 
-/// A decoded job and what the worker needs to settle it.
+/// What happens to a reservation once its attempt is over.
+enum Verdict {
+    /// It succeeded: acknowledge it (in a batch).
+    Ack,
+    /// A failed attempt with tries left: back to the queue, visible after `delay`.
+    Retry { delay: Duration, error: JobError },
+    /// Failed for good: into the failed store, then `failed()` once.
+    Fail {
+        error: JobError,
+        job: Option<Box<dyn ErasedJob>>,
+    },
+    /// Stopped by a shutdown before it finished: back to the queue now, the attempt refunded.
+    Unfinished,
+}
+
+/// How the handler's task ended.
+enum Ended {
+    Returned(Box<dyn ErasedJob>, Result<(), JobError>),
+    Panicked(String),
+    TimedOut,
+    StoppedNow,
+}
+
+/// A decoded job and what the worker needs to run and settle it.
 struct Attempt<'a> {
     shared: &'a Shared,
     lease: Lease,
@@ -50,6 +88,7 @@ struct Attempt<'a> {
     ctx: JobContext,
     trace: TraceContext,
     series: Arc<JobSeries>,
+    timeout: Duration,
 }
 
 async fn process(shared: &Shared, job: ReservedJob) -> Outcome {
@@ -99,6 +138,9 @@ async fn decoded(
         .options
         .max_tries
         .unwrap_or_else(|| envelope.effective_max_tries());
+    let timeout = envelope
+        .timeout_secs()
+        .map_or(shared.options.timeout, crate::limits::clamped_secs);
     let cancel = CancellationToken::new();
     let ctx = JobContext::new(
         lease.id.clone(),
@@ -117,23 +159,24 @@ async fn decoded(
         ctx,
         trace,
         series,
+        timeout,
     };
-    if attempt.lease.attempts > max_tries {
-        let error = JobError::permanent(format!("max tries exceeded ({max_tries})"));
+    let verdict = if attempt.lease.attempts > max_tries {
         tracing::warn!(job_id = %attempt.lease.id, job = registration.name(), "job exceeded max tries, moving to failed store");
         attempt.series.dead_lettered("max_tries_exceeded");
-        return attempt.fail(error, Some(erased)).await;
-    }
-    attempt.run(erased, cancel).await
+        Verdict::Fail {
+            error: JobError::permanent(format!("max tries exceeded ({max_tries})")),
+            job: Some(erased),
+        }
+    } else {
+        attempt.execute(erased, cancel).await
+    };
+    attempt.settle(verdict).await
 }
 
 impl Attempt<'_> {
-    async fn run(self, job: Box<dyn ErasedJob>, cancel: CancellationToken) -> Outcome {
-        let shutdown = &self.shared.shutdown;
-        let timeout = self
-            .envelope
-            .timeout_secs()
-            .map_or(self.shared.options.timeout, Duration::from_secs_f64);
+    /// Runs `handle` under the timeout and the shutdown, and decides what happens to the job.
+    async fn execute(&self, job: Box<dyn ErasedJob>, cancel: CancellationToken) -> Verdict {
         tracing::info!(
             job_id = %self.lease.id,
             job = self.registration.name(),
@@ -150,163 +193,184 @@ impl Attempt<'_> {
             (job, result)
         };
         let span = tracing::Span::current();
-        let mut task =
-            tokio::spawn(observability::scope(self.trace.clone(), handle).instrument(span));
-        let timed = tokio::time::timeout(timeout, &mut task);
-        tokio::pin!(timed);
+        let task = tokio::spawn(observability::scope(self.trace.clone(), handle).instrument(span));
+        let (ended, draining) = self.watch(task, &cancel).await;
+        let elapsed = started.elapsed();
+        if !matches!(ended, Ended::StoppedNow) {
+            self.series.duration(elapsed.as_secs_f64());
+        }
+        match ended {
+            Ended::StoppedNow => Verdict::Unfinished,
+            Ended::TimedOut => {
+                tracing::error!(job_id = %self.lease.id, job = self.registration.name(), timeout = ?self.timeout, "job timed out");
+                self.series.timed_out();
+                self.after_failure(
+                    JobError::TimedOut {
+                        after: self.timeout,
+                    },
+                    None,
+                )
+            }
+            Ended::Panicked(message) => {
+                tracing::error!(job_id = %self.lease.id, job = self.registration.name(), %message, "job panicked");
+                self.after_failure(JobError::Panicked(message), None)
+            }
+            Ended::Returned(_, Ok(())) => {
+                tracing::info!(job_id = %self.lease.id, job = self.registration.name(), ?elapsed, "job completed");
+                Verdict::Ack
+            }
+            // Stopped by the shutdown token: put it back without using up an attempt. A release
+            // the job asked for keeps its own delay.
+            Ended::Returned(_, Err(error))
+                if draining
+                    && error.is_retryable()
+                    && !matches!(error, JobError::Release { .. }) =>
+            {
+                Verdict::Unfinished
+            }
+            Ended::Returned(job, Err(error)) => self.after_failure(error, Some(job)),
+        }
+    }
+
+    /// Waits for the handler's task under the timeout; a drain fires the job's token. Returns how
+    /// it ended and whether a drain had started. After a timeout the token fires and the handler
+    /// gets [`CANCEL_GRACE`] to return before it is aborted; the lease stays in the heartbeat set
+    /// until the task has really ended, so the job cannot run elsewhere meanwhile.
+    async fn watch(
+        &self,
+        mut task: JoinHandle<(Box<dyn ErasedJob>, Result<(), JobError>)>,
+        cancel: &CancellationToken,
+    ) -> (Ended, bool) {
+        let shutdown = &self.shared.shutdown;
         let mut draining = shutdown.is_draining();
         if draining {
             cancel.cancel();
         }
-        let finished = loop {
+        let deadline = tokio::time::sleep(self.timeout);
+        tokio::pin!(deadline);
+        loop {
             tokio::select! {
-                result = &mut timed => break Some(result),
+                joined = &mut task => {
+                    let ended = match joined {
+                        Ok((job, result)) => Ended::Returned(job, result),
+                        Err(error) => Ended::Panicked(panic_message(error)),
+                    };
+                    return (ended, draining);
+                }
+                () = &mut deadline => break,
                 () = shutdown.drained(), if !draining => {
                     draining = true;
                     cancel.cancel();
                 }
-                () = shutdown.stopped_now() => break None,
+                () = shutdown.stopped_now() => {
+                    end_task(task, STOP_WAIT).await;
+                    return (Ended::StoppedNow, draining);
+                }
             }
+        }
+        cancel.cancel();
+        let ended = tokio::select! {
+            _ = async {
+                if tokio::time::timeout(CANCEL_GRACE, &mut task).await.is_err() {
+                    end_task(task, Duration::MAX).await;
+                }
+            } => Ended::TimedOut,
+            () = shutdown.stopped_now() => Ended::StoppedNow,
         };
-        let elapsed = started.elapsed();
-        if finished.is_some() {
-            self.series.duration(elapsed.as_secs_f64());
-        }
-        match finished {
-            None => {
-                task.abort();
-                let _ = task.await;
-                self.release_unfinished().await
-            }
-            Some(Err(_elapsed)) => {
-                cancel.cancel();
-                task.abort();
-                tracing::error!(job_id = %self.lease.id, job = self.registration.name(), ?timeout, "job timed out");
-                self.series.timed_out();
-                self.failed_attempt(JobError::TimedOut { after: timeout }, None)
-                    .await
-            }
-            Some(Ok(Ok((_, Ok(()))))) => {
-                tracing::info!(job_id = %self.lease.id, job = self.registration.name(), ?elapsed, "job completed");
-                self.series.succeeded();
-                if !self.shared.acks.send(self.lease.clone()) {
-                    tracing::error!(job_id = %self.lease.id, "acknowledgement channel closed; the job may run again");
-                }
-                Outcome::Succeeded
-            }
-            Some(Ok(Ok((job, Err(error))))) => {
-                if draining && error.is_retryable() {
-                    // Stopped by the shutdown token: put it back without using up an attempt.
-                    return self.release_unfinished().await;
-                }
-                self.failed_attempt(error, Some(job)).await
-            }
-            Some(Ok(Err(join_error))) => {
-                let message = panic_message(join_error);
-                tracing::error!(job_id = %self.lease.id, job = self.registration.name(), %message, "job panicked");
-                self.failed_attempt(JobError::Panicked(message), None).await
-            }
-        }
+        (ended, draining)
     }
 
     /// A failed attempt: retry while tries remain, otherwise fail for good.
-    async fn failed_attempt(self, error: JobError, job: Option<Box<dyn ErasedJob>>) -> Outcome {
+    fn after_failure(&self, error: JobError, job: Option<Box<dyn ErasedJob>>) -> Verdict {
         let tries_left = self.lease.attempts < self.ctx.max_tries();
         if !(error.is_retryable() && tries_left) {
-            return self.fail(error, job).await;
+            return Verdict::Fail { error, job };
         }
         let delay = match &error {
-            JobError::Release { delay } => *delay,
+            JobError::Release { delay } => crate::limits::clamp(*delay),
             _ => retry_delay(
                 &self.retry_settings(),
                 &self.shared.options.retry,
                 self.lease.attempts,
             ),
         };
-        tracing::warn!(
-            job_id = %self.lease.id,
-            job = self.registration.name(),
-            attempt = self.lease.attempts,
-            max_tries = self.ctx.max_tries(),
-            ?delay,
-            %error,
-            "job failed, released back to queue"
-        );
-        match settle("release", || {
-            self.shared.driver.release(&self.lease, delay, false)
-        })
-        .await
-        {
-            Ok(true) => {
-                self.series.retried();
-                Outcome::Retried
+        Verdict::Retry { delay, error }
+    }
+
+    /// Carries out a verdict with the driver.
+    async fn settle(self, verdict: Verdict) -> Outcome {
+        let driver = &self.shared.driver;
+        match verdict {
+            Verdict::Ack => {
+                self.series.succeeded();
+                if !self.shared.acks.send(self.lease.clone()) {
+                    tracing::error!(job_id = %self.lease.id, "acknowledgement channel closed; the job may run again");
+                }
+                Outcome::Succeeded
             }
-            Ok(false) => self.lost_lease("release"),
-            Err(driver_error) => {
-                tracing::error!(job_id = %self.lease.id, error = %driver_error, "release failed; the reaper will return the job");
-                Outcome::Abandoned
+            Verdict::Retry { delay, error } => {
+                tracing::warn!(
+                    job_id = %self.lease.id,
+                    job = self.registration.name(),
+                    attempt = self.lease.attempts,
+                    max_tries = self.ctx.max_tries(),
+                    ?delay,
+                    %error,
+                    "job failed, released back to queue"
+                );
+                let held =
+                    with_retries("release", || driver.release(&self.lease, delay, false)).await;
+                let outcome = self.settled(held, "release", Outcome::Retried);
+                if outcome == Outcome::Retried {
+                    self.series.retried();
+                }
+                outcome
+            }
+            Verdict::Fail { error, job } => self.fail(error, job).await,
+            Verdict::Unfinished => {
+                tracing::warn!(job_id = %self.lease.id, job = self.registration.name(), "releasing unfinished job at shutdown");
+                let held = driver.release(&self.lease, Duration::ZERO, true).await;
+                self.settled(held, "release", Outcome::Released)
             }
         }
     }
 
-    /// The last failure: `failed()` once, then the failed store.
+    /// The failed store first, then `failed()` once, only if this worker's lease put it there:
+    /// a lease lost to the reaper means the job is settled elsewhere, and `failed()` is not run twice.
     async fn fail(self, error: JobError, job: Option<Box<dyn ErasedJob>>) -> Outcome {
-        let job = job.or_else(|| self.registration.decode(self.envelope.data()).ok());
-        if let Some(mut job) = job {
-            let ctx = self.ctx.clone();
-            let message = error.to_string();
-            let kind = error.kind();
-            let hook = tokio::spawn(async move {
-                job.failed(&ctx, &error).await;
-            });
-            if let Err(join_error) = hook.await {
-                tracing::error!(job_id = %self.lease.id, %kind, %message, "failed() panicked: {}", panic_message(join_error));
-            }
-            return self.store_failure(kind, format!("{kind}: {message}")).await;
-        }
         let kind = error.kind();
-        self.store_failure(kind, format!("{kind}: {error}")).await
-    }
-
-    async fn store_failure(self, kind: &'static str, exception: String) -> Outcome {
+        let exception = format!("{kind}: {error}");
         tracing::error!(job_id = %self.lease.id, job = self.registration.name(), %exception, "job failed permanently");
         let failure = Failure {
             connection: self.shared.connection.clone(),
             exception,
         };
-        match settle("fail", || self.shared.driver.fail(&self.lease, &failure)).await {
-            Ok(true) => {
-                self.series.failed(kind);
-                Outcome::Failed
+        let held = with_retries("fail", || self.shared.driver.fail(&self.lease, &failure)).await;
+        let outcome = self.settled(held, "fail", Outcome::Failed);
+        if outcome != Outcome::Failed {
+            return outcome;
+        }
+        self.series.failed(kind);
+        let job = job.or_else(|| self.registration.decode(self.envelope.data()).ok());
+        if let Some(job) = job {
+            run_failed_hook(job, self.ctx.clone(), error, self.timeout, &self.lease.id).await;
+        }
+        outcome
+    }
+
+    /// The outcome of a settling driver call: `done` when the lease was still held.
+    fn settled(&self, held: Result<bool, DriverError>, operation: &str, done: Outcome) -> Outcome {
+        match held {
+            Ok(true) => done,
+            Ok(false) => {
+                tracing::warn!(job_id = %self.lease.id, operation, "lease no longer held (reaped after the visibility timeout)");
+                Outcome::Abandoned
             }
-            Ok(false) => self.lost_lease("fail"),
             Err(error) => {
-                tracing::error!(job_id = %self.lease.id, %error, "moving the job to the failed store failed; the reaper will return it");
+                tracing::error!(job_id = %self.lease.id, operation, %error, "settling the job failed; the reaper will return it");
                 Outcome::Abandoned
             }
         }
-    }
-
-    async fn release_unfinished(self) -> Outcome {
-        tracing::warn!(job_id = %self.lease.id, job = self.registration.name(), "releasing unfinished job at shutdown");
-        match self
-            .shared
-            .driver
-            .release(&self.lease, Duration::ZERO, true)
-            .await
-        {
-            Ok(true) => Outcome::Released,
-            Ok(false) => self.lost_lease("release"),
-            Err(error) => {
-                tracing::error!(job_id = %self.lease.id, %error, "release at shutdown failed; the reaper will return the job");
-                Outcome::Abandoned
-            }
-        }
-    }
-
-    fn lost_lease(&self, operation: &str) -> Outcome {
-        tracing::warn!(job_id = %self.lease.id, operation, "lease no longer held (reaped after the visibility timeout)");
-        Outcome::Abandoned
     }
 
     fn retry_settings(&self) -> JobRetry {
@@ -317,6 +381,34 @@ impl Attempt<'_> {
             jitter: self.envelope.backoff_jitter(),
         }
     }
+}
+
+/// Runs `failed()` under the job's timeout; a panic or an overrun is logged, never fatal.
+async fn run_failed_hook(
+    mut job: Box<dyn ErasedJob>,
+    ctx: JobContext,
+    error: JobError,
+    timeout: Duration,
+    job_id: &str,
+) {
+    let kind = error.kind();
+    let hook = tokio::spawn(async move { job.failed(&ctx, &error).await });
+    match tokio::time::timeout(timeout, hook).await {
+        Ok(Ok(())) => {}
+        Ok(Err(join_error)) => {
+            tracing::error!(job_id, %kind, "failed() panicked: {}", panic_message(join_error));
+        }
+        Err(_) => {
+            tracing::error!(job_id, %kind, ?timeout, "failed() ran past the job's timeout and was abandoned")
+        }
+    }
+}
+
+/// Aborts a task and waits up to `limit` for it to end (a task that never yields cannot be
+/// stopped from outside; it ends when it returns).
+async fn end_task<T>(mut task: JoinHandle<T>, limit: Duration) {
+    task.abort();
+    let _ = tokio::time::timeout(crate::limits::clamp(limit), &mut task).await;
 }
 
 /// A payload that cannot run here (malformed, unknown tag, fields that do not fit) goes straight to
@@ -332,7 +424,7 @@ async fn fail_undecodable(shared: &Shared, lease: &Lease, error: &DecodeError) -
         connection: shared.connection.clone(),
         exception: format!("{kind}: {error}"),
     };
-    match settle("fail", || shared.driver.fail(lease, &failure)).await {
+    match with_retries("fail", || shared.driver.fail(lease, &failure)).await {
         Ok(true) => {
             let series = metrics().job(&lease.queue, "unknown");
             series.dead_lettered("undecodable");
@@ -349,7 +441,7 @@ async fn fail_undecodable(shared: &Shared, lease: &Lease, error: &DecodeError) -
 
 /// Retries a settle operation (release, fail) a few times on driver errors (a dropped connection,
 /// a deadlock) before leaving the job to the reaper.
-async fn settle<F, Fut>(
+async fn with_retries<F, Fut>(
     operation: &'static str,
     mut attempt: F,
 ) -> Result<bool, crate::driver::DriverError>

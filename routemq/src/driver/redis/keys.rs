@@ -111,7 +111,9 @@ pub(crate) fn queue_of_failed_id(id: &str) -> Option<&str> {
     let mut parts = id.splitn(3, ':');
     match (parts.next(), parts.next(), parts.next()) {
         (Some("failed"), Some(queue), Some(n)) if !n.is_empty() => {
-            Some(queue.trim_matches(['{', '}']))
+            let queue = queue.trim_matches(['{', '}']);
+            crate::names::validate_queue_name(queue).ok()?;
+            Some(queue)
         }
         _ => None,
     }

@@ -126,6 +126,12 @@ fn backend(operation: &'static str) -> impl Fn(redis::RedisError) -> DriverError
     move |error| DriverError::backend(operation, error)
 }
 
+/// Most jobs one push script stores (a bulk dispatch is split into calls of this size).
+const PUSH_CHUNK: usize = 1_000;
+
+/// Most failed records one retry-all script call moves.
+const RETRY_CHUNK: u64 = 500;
+
 impl RedisDriver {
     /// Connects to `url` (`redis://`, or `rediss://` with the `redis-tls` feature).
     pub async fn connect(url: &str, layout: KeyLayout) -> Result<Self, DriverError> {
@@ -226,7 +232,7 @@ impl RedisDriver {
             .key(&keys.leases)
             .arg(&lease.id)
             .arg(&lease.token)
-            .arg(delay.as_secs_f64())
+            .arg(crate::limits::clamp(delay).as_secs_f64())
             .arg(epoch(SystemTime::now()))
             .arg(u8::from(refund))
             .arg(self.layout.wake_channel())
@@ -293,10 +299,12 @@ impl QueueDriver for RedisDriver {
         let mut start = 0;
         while start < jobs.len() {
             let queue = &jobs[start].queue;
+            // At most PUSH_CHUNK jobs per script call: a huge bulk dispatch must not block Redis.
             let end = jobs[start..]
                 .iter()
+                .take(PUSH_CHUNK)
                 .position(|j| &j.queue != queue)
-                .map_or(jobs.len(), |n| start + n);
+                .map_or((start + PUSH_CHUNK).min(jobs.len()), |n| start + n);
             let keys = self.layout.queue(queue);
             let mut invocation = scripts::PUSH.prepare_invoke();
             invocation
@@ -310,7 +318,7 @@ impl QueueDriver for RedisDriver {
             for job in &jobs[start..end] {
                 invocation
                     .arg(json_literal(&job.payload))
-                    .arg(job.delay.as_secs_f64());
+                    .arg(crate::limits::clamp(job.delay).as_secs_f64());
             }
             let chunk: Vec<String> = invocation
                 .invoke_async(&mut self.con())
@@ -549,7 +557,7 @@ impl QueueDriver for RedisDriver {
             // Delayed jobs that are due count as ready: the next reservation promotes them.
             ready: ready + due,
             reserved,
-            delayed: delayed - due,
+            delayed: delayed.saturating_sub(due),
             failed,
             oldest_ready_age_seconds: oldest
                 .and_then(|at| SystemTime::now().duration_since(at).ok())
@@ -602,7 +610,7 @@ impl QueueDriver for RedisDriver {
             .iter()
             .filter_map(|first| first.first().map(|(_, score)| *score))
             .reduce(f64::min)
-            .map(|due| Duration::from_secs_f64((due - now).max(0.0))))
+            .map(|due| crate::limits::clamped_secs(due - now)))
     }
 
     fn wake_signal(&self) -> Option<watch::Receiver<u64>> {
@@ -653,6 +661,41 @@ impl QueueDriver for RedisDriver {
             .invoke_async(&mut self.con())
             .await
             .map_err(backend("retry failed job"))
+    }
+
+    async fn failed_retry_all(&self, queue: Option<&str>) -> Result<u64, DriverError> {
+        let queues = match queue {
+            Some(queue) => vec![queue.to_owned()],
+            None => self.queues().await?,
+        };
+        let mut retried = 0;
+        for queue in queues {
+            let keys = self.layout.queue(&queue);
+            let mut left: u64 = redis::cmd("LLEN")
+                .arg(&keys.failed)
+                .query_async(&mut self.con())
+                .await
+                .map_err(backend("retry failed jobs"))?;
+            while left > 0 {
+                let (moved, examined): (u64, u64) = scripts::RETRY_FAILED_BATCH
+                    .key(&keys.failed)
+                    .key(&keys.ready)
+                    .key(&keys.seq)
+                    .arg(&queue)
+                    .arg(iso_utc(SystemTime::now()))
+                    .arg(self.layout.wake_channel())
+                    .arg(left.min(RETRY_CHUNK))
+                    .invoke_async(&mut self.con())
+                    .await
+                    .map_err(backend("retry failed jobs"))?;
+                retried += moved;
+                if examined == 0 {
+                    break;
+                }
+                left = left.saturating_sub(examined);
+            }
+        }
+        Ok(retried)
     }
 
     async fn failed_forget(&self, id: &str) -> Result<bool, DriverError> {

@@ -18,5 +18,6 @@ script!(RELEASE, "release.lua");
 script!(FAIL, "fail.lua");
 script!(EXTEND, "extend.lua");
 script!(RETRY_FAILED, "retry_failed.lua");
+script!(RETRY_FAILED_BATCH, "retry_failed_batch.lua");
 script!(FORGET_FAILED, "forget_failed.lua");
 script!(FLUSH_FAILED, "flush_failed.lua");
