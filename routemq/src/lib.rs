@@ -97,7 +97,7 @@ pub use job::{BoxError, Job, JobContext, JobError, JobMeta, JobOptions};
 pub use names::{InvalidQueueName, validate_queue_name};
 pub use queue::{Dispatch, QueueError, QueueManager, queue};
 pub use registry::{Registry, RegistryError};
-pub use worker::{Shutdown, Worker, WorkerOptions, WorkerReport};
+pub use worker::{Shutdown, Worker, WorkerError, WorkerOptions, WorkerReport};
 
 /// Turns a struct into a job: serde support, static options, and registration by wire tag.
 ///

@@ -6,6 +6,7 @@
 
 pub mod conformance;
 pub mod harness;
+pub mod hostile;
 pub mod interop;
 pub mod jobs;
 pub mod ledger;

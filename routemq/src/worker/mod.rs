@@ -418,7 +418,8 @@ async fn release_stuck(shared: &Shared, tasks: &mut JoinSet<Outcome>) {
     );
     for (_, lease) in stuck {
         match shared.driver.release(&lease, Duration::ZERO, true).await {
-            Ok(_) => shared.count(Outcome::Released),
+            Ok(true) => shared.count(Outcome::Released),
+            Ok(false) => {}
             Err(error) => {
                 tracing::warn!(job_id = %lease.id, %error, "could not release a stuck job; the reaper will return it")
             }
