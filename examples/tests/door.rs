@@ -37,7 +37,10 @@ impl Door {
 
     fn command(&self, binary: &str, args: &[&str]) -> Command {
         let mut command = Command::new(binary);
-        command.args(args).current_dir(&self.dir).stdin(Stdio::null());
+        command
+            .args(args)
+            .current_dir(&self.dir)
+            .stdin(Stdio::null());
         for var in [
             "QUEUE_CONNECTION",
             "DATABASE_URL",
@@ -212,7 +215,10 @@ fn tour(door: &Door, connection: &str) {
 
     // Retry all, work again, then prune by age.
     let again = door.only_failed_id();
-    assert_ne!(again, id, "a retried job fails again as a new failed record");
+    assert_ne!(
+        again, id,
+        "a retried job fails again as a new failed record"
+    );
     assert_eq!(door.worker(&["queue-retry", "--all"], 0)["retried"], 1);
     door.work_emails();
     door.only_failed_id();
@@ -229,7 +235,10 @@ fn tour(door: &Door, connection: &str) {
     // Forget and flush, each on a fresh quick start's failed email.
     door.quickstart(connection);
     let forget = door.only_failed_id();
-    assert_eq!(door.worker(&["queue-forget", &forget], 0)["forgotten"], true);
+    assert_eq!(
+        door.worker(&["queue-forget", &forget], 0)["forgotten"],
+        true
+    );
     assert!(door.failed_emails().is_empty());
     door.quickstart(connection);
     door.only_failed_id();
@@ -289,9 +298,7 @@ fn metrics_endpoint(door: &Door) {
 /// The body of a 200 response to `GET path`, or `None`.
 fn get(port: u16, path: &str) -> Option<String> {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(
         stream,
         "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"

@@ -453,8 +453,61 @@ async fn bad_arguments_and_unknown_connections_fail_clearly() {
         message.contains("unknown queue connection `nowhere`; known connections:"),
         "{message}"
     );
-    let bad_queue = setup.run(&["queue-size", "--queue", "a b"]);
-    assert_eq!(bad_queue.status.code(), Some(2));
+    for args in [
+        &["queue-size", "--queue", "a b"][..],
+        &["queue-failed", "--queue", "ok,no way"],
+        &["queue-flush", "--queue", "failed"],
+        &["queue-retry", "--all", "--queue", "x;y"],
+        &["queue-prune-failed", "--hours", "1", "--queue", "a b"],
+        &["queue-work", "--concurrency", "0"],
+        &["queue-work", "--queue", "a b"],
+        &["queue-work", "--metrics-addr", "no-such-host.invalid:9090"],
+    ] {
+        let invalid = setup.run(args);
+        assert_eq!(invalid.status.code(), Some(2), "{args:?}: {invalid:?}");
+    }
+    let listed = setup.run(&["list-jobs", "--connection", "sqlite"]);
+    assert_eq!(listed.status.code(), Some(0), "{listed:?}");
+    // Invalid environment values are errors naming the variable and the value.
+    for (variable, value) in [
+        ("LOG_FORMAT", "xml"),
+        ("RUST_LOG", "info,routemq=loud"),
+        ("QUEUE_VISIBILITY_TIMEOUT", "soon"),
+    ] {
+        let output = setup
+            .command(&["queue-failed", "--connection", "sqlite"])
+            .env(variable, value)
+            .output()
+            .expect("runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{variable}: {stderr}");
+        assert!(
+            stderr.contains(variable) && stderr.contains(value),
+            "{variable}: {stderr}"
+        );
+    }
+    // Human logs written to a pipe carry no colour codes.
+    let output = setup
+        .command(&["queue-work", "--queue", &setup.queue, "--stop-when-empty"])
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("queue worker started"), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "ANSI codes in a file: {stderr:?}"
+    );
+    let output = setup
+        .command(&["queue-migrate", "--connection", "redis"])
+        .env("REDIS_URL", "http://cache:6379")
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.code() == Some(1) && stderr.contains("REDIS_URL"),
+        "{stderr}"
+    );
     let help = setup.run(&["--help"]);
     let help = String::from_utf8_lossy(&help.stdout);
     for command in [

@@ -149,7 +149,7 @@ pub fn server_url(
 /// The SQLite file from `DATABASE_URL=sqlite://path` (or `sqlite:path`), read as sqlx reads it
 /// (`sqlite:///var/lib/jobs.db` is absolute), if `DATABASE_URL` is a SQLite URL. Other kinds of
 /// URL are left to the server connections.
-pub(crate) fn sqlite_path(lookup: impl Fn(&str) -> Option<String>) -> Option<String> {
+pub fn sqlite_path(lookup: impl Fn(&str) -> Option<String>) -> Option<String> {
     let url = lookup("DATABASE_URL")?;
     match split_url(url.trim()) {
         Some((SqlKind::Sqlite, path)) => Some(path.to_owned()),

@@ -19,9 +19,7 @@ mod database;
 
 use std::time::Duration;
 
-#[cfg(feature = "sqlite")]
-pub(crate) use database::sqlite_path;
-pub use database::{SqlKind, database_kind, server_url};
+pub use database::{SqlKind, database_kind, server_url, sqlite_path};
 
 use crate::retry::RetryDefaults;
 
