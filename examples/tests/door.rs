@@ -346,11 +346,10 @@ fn with_database(base: &str, database: &str) -> String {
 
 #[test]
 fn sqlite_default_connection() {
-    let mut door = Door::new(&[]);
-    let path = door.dir.join("jobs.sqlite");
-    door.env
-        .push(("QUEUE_SQLITE_PATH".to_owned(), path.display().to_string()));
+    // No configuration at all: the default connection, `./routemq.sqlite` in the working directory.
+    let door = Door::new(&[]);
     tour(&door, "sqlite");
+    assert!(door.dir.join("routemq.sqlite").exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -222,7 +222,7 @@ async fn drain_keeps_a_release_the_job_asked_for(h: Harness) {
 /// A handler that never yields: after the grace and an immediate stop, the worker releases the
 /// job (attempt refunded) and returns within STOP_WAIT, leaving the blocked task behind.
 async fn shutdown_ends_although_a_handler_never_yields(h: Harness) {
-    let block = STOP_WAIT + Duration::from_secs(2);
+    let block = STOP_WAIT + Duration::from_secs(4);
     h.push(Blocking {
         key: h.key.clone(),
         block_ms: u64::try_from(block.as_millis()).expect("small"),

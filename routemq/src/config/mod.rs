@@ -210,6 +210,17 @@ pub fn bool_var(
     }
 }
 
+/// A lookup over fixed pairs, in place of the environment (tests).
+#[cfg(test)]
+pub(crate) fn vars<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+    move |name| {
+        pairs
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
+    }
+}
+
 /// Seconds as an integer or decimal (`"2.5"`).
 pub(crate) fn parse_secs(raw: &str, allow_zero: bool) -> Option<Duration> {
     let secs: f64 = raw.trim().parse().ok()?;
@@ -230,12 +241,8 @@ pub(crate) fn parse_bool(raw: &str) -> Option<bool> {
 mod tests {
     use super::*;
 
-    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        Settings::from_lookup(|name| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| (*v).to_owned())
-        })
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        Settings::from_lookup(vars(pairs))
     }
 
     #[test]

@@ -63,7 +63,8 @@ use crate::retry::RetryDefaults;
 pub const CANCEL_GRACE: Duration = Duration::from_secs(1);
 
 /// How long an immediate stop (a second signal, or the end of the shutdown grace) waits for running
-/// handlers before it releases their jobs and returns, even if a handler never yields.
+/// handlers before it releases their jobs and returns (a second later at most), even if a handler
+/// never yields.
 pub const STOP_WAIT: Duration = Duration::from_secs(5);
 
 /// How a worker runs. `Default` gives RouteMQ's defaults and serves the `default` queue.
@@ -398,7 +399,8 @@ async fn finish(shared: &Shared, tasks: &mut JoinSet<Outcome>) {
                 shared.shutdown.now();
             }
             () = shared.shutdown.stopped_now(), if stop_ends.is_none() => {
-                stop_ends = Some(Instant::now() + STOP_WAIT);
+                // A second more than the handlers get, for their jobs to be released.
+                stop_ends = Some(Instant::now() + STOP_WAIT + Duration::from_secs(1));
             }
             () = sleep_until(stop_ends) => {
                 release_stuck(shared, tasks).await;
@@ -411,6 +413,9 @@ async fn finish(shared: &Shared, tasks: &mut JoinSet<Outcome>) {
 /// Releases the jobs of handlers that did not end after an immediate stop (their attempt refunded)
 /// and detaches their tasks.
 async fn release_stuck(shared: &Shared, tasks: &mut JoinSet<Outcome>) {
+    while let Some(joined) = tasks.try_join_next() {
+        record(shared, joined);
+    }
     let stuck: Vec<(u64, Lease)> = shared.running().drain().collect();
     tracing::error!(
         jobs = stuck.len(),
