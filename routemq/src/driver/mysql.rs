@@ -27,7 +27,7 @@ const NOW: &str = "UTC_TIMESTAMP(6)";
 
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS queue_jobs (
-        id INTEGER NOT NULL AUTO_INCREMENT,
+        id BIGINT NOT NULL AUTO_INCREMENT,
         queue VARCHAR(255) NOT NULL,
         payload MEDIUMTEXT NOT NULL,
         attempts INTEGER NOT NULL,
@@ -39,7 +39,7 @@ const SCHEMA: &[&str] = &[
         INDEX ix_queue_jobs_queue (queue)
     )",
     "CREATE TABLE IF NOT EXISTS queue_failed_jobs (
-        id INTEGER NOT NULL AUTO_INCREMENT,
+        id BIGINT NOT NULL AUTO_INCREMENT,
         connection VARCHAR(255) NOT NULL,
         queue VARCHAR(255) NOT NULL,
         payload MEDIUMTEXT NOT NULL,
@@ -72,12 +72,41 @@ fn micros(duration: Duration) -> i64 {
     i64::try_from(crate::limits::clamp(duration).as_micros()).unwrap_or(i64::MAX)
 }
 
+/// Widens 32-bit ids (`INTEGER AUTO_INCREMENT`, as RouteMQ's own tables have them) to 64 bits,
+/// so that ids never run out; a no-op once they are `BIGINT`. Rebuilds the table: it runs only in a
+/// migration, once.
+async fn widen_ids(conn: &mut sqlx::MySqlConnection) -> Result<(), DriverError> {
+    for table in ["queue_jobs", "queue_failed_jobs"] {
+        let kind: Option<String> = sqlx::query_scalar(
+            "SELECT CAST(DATA_TYPE AS CHAR) FROM information_schema.COLUMNS
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = 'id'",
+        )
+        .bind(table)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(backend("widen ids"))?;
+        if kind.is_some_and(|kind| kind.eq_ignore_ascii_case("int")) {
+            tracing::warn!(
+                table,
+                "widening the id column to BIGINT (rebuilds the table)"
+            );
+            sqlx::query(&format!(
+                "ALTER TABLE {table} MODIFY id BIGINT NOT NULL AUTO_INCREMENT"
+            ))
+            .execute(&mut *conn)
+            .await
+            .map_err(backend("widen ids"))?;
+        }
+    }
+    Ok(())
+}
+
 fn attempts_of(lease: &Lease) -> i32 {
     i32::try_from(lease.attempts).unwrap_or(i32::MAX)
 }
 
 fn failed_job(row: &MySqlRow) -> Result<FailedJob, sqlx::Error> {
-    let id: i32 = row.try_get("id")?;
+    let id: i64 = row.try_get("id")?;
     let failed_at: String = row.try_get("failed_at")?;
     Ok(FailedJob {
         id: id.to_string(),
@@ -138,7 +167,7 @@ async fn push_with(
                 .map_err(backend("push"))?;
             let mut chunk_ids = rows
                 .iter()
-                .map(|r| r.try_get::<i32, _>(0))
+                .map(|r| r.try_get::<i64, _>(0))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(backend("push"))?;
             chunk_ids.sort_unstable();
@@ -216,9 +245,7 @@ impl MySqlDriver {
         failure: &Failure,
         expired_before: Option<Duration>,
     ) -> Result<bool, DriverError> {
-        let Ok(id) = lease.id.parse::<i32>() else {
-            return Ok(false);
-        };
+        let id = sql::row_id(&lease.id)?;
         let mut tx = self.pool.begin().await.map_err(backend("fail"))?;
         let row: Option<(String, String)> = sqlx::query_as(&format!(
             "SELECT queue, payload FROM queue_jobs
@@ -280,6 +307,9 @@ impl QueueDriver for MySqlDriver {
                 break;
             }
         }
+        if result.is_ok() {
+            result = widen_ids(&mut conn).await;
+        }
         sqlx::query("SELECT RELEASE_LOCK('routemq_migrate')")
             .execute(&mut *conn)
             .await
@@ -309,7 +339,7 @@ impl QueueDriver for MySqlDriver {
                 break;
             }
             let mut tx = self.pool.begin().await.map_err(backend("reserve"))?;
-            let rows: Vec<(i32, String, i32)> = sqlx::query_as(&format!(
+            let rows: Vec<(i64, String, i32)> = sqlx::query_as(&format!(
                 "SELECT id, payload, attempts FROM queue_jobs
                  WHERE queue = ? AND reserved_at IS NULL AND available_at <= {NOW}
                  ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED"
@@ -351,7 +381,8 @@ impl QueueDriver for MySqlDriver {
     }
 
     async fn ack(&self, leases: &[Lease]) -> Result<(), DriverError> {
-        for chunk in leases.chunks(INSERT_CHUNK) {
+        let keys = sql::lease_keys(leases)?;
+        for chunk in keys.chunks(INSERT_CHUNK) {
             let mut delete = QueryBuilder::<MySql>::new(
                 "DELETE FROM queue_jobs WHERE reserved_at IS NOT NULL AND (",
             );
@@ -372,9 +403,7 @@ impl QueueDriver for MySqlDriver {
         delay: Duration,
         refund_attempt: bool,
     ) -> Result<bool, DriverError> {
-        let Ok(id) = lease.id.parse::<i32>() else {
-            return Ok(false);
-        };
+        let id = sql::row_id(&lease.id)?;
         let result = sqlx::query(&format!(
             "UPDATE queue_jobs SET reserved_at = NULL, available_at = DATE_ADD({NOW}, INTERVAL ? MICROSECOND),
                 attempts = GREATEST(attempts - ?, 0)
@@ -399,7 +428,8 @@ impl QueueDriver for MySqlDriver {
 
     async fn extend(&self, leases: &[Lease]) -> Result<usize, DriverError> {
         let mut held = 0;
-        for chunk in leases.chunks(INSERT_CHUNK) {
+        let keys = sql::lease_keys(leases)?;
+        for chunk in keys.chunks(INSERT_CHUNK) {
             let mut update = QueryBuilder::<MySql>::new(format!(
                 "UPDATE queue_jobs SET reserved_at = {NOW} WHERE reserved_at IS NOT NULL AND ("
             ));
@@ -424,7 +454,7 @@ impl QueueDriver for MySqlDriver {
         let vt = micros(visibility_timeout);
         let mut reaped = Reaped::default();
         for queue in queues {
-            let rows: Vec<(i32, String, i32)> = sqlx::query_as(&format!(
+            let rows: Vec<(i64, String, i32)> = sqlx::query_as(&format!(
                 "SELECT id, payload, attempts FROM queue_jobs
                  WHERE queue = ? AND reserved_at IS NOT NULL AND reserved_at < DATE_SUB({NOW}, INTERVAL ? MICROSECOND)
                  ORDER BY id LIMIT 500"

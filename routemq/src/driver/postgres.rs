@@ -1,7 +1,7 @@
 //! The PostgreSQL driver: RouteMQ's tables, `FOR UPDATE SKIP LOCKED` claims, LISTEN/NOTIFY wake-ups,
 //! and dispatch inside the caller's own transaction.
 //!
-//! Tables `queue_jobs` and `queue_failed_jobs` with RouteMQ's columns (`SERIAL` ids, `TIMESTAMP
+//! Tables `queue_jobs` and `queue_failed_jobs` with RouteMQ's columns (64-bit ids, `TIMESTAMP
 //! WITHOUT TIME ZONE` holding UTC). Timestamps come from the database clock, so workers on several
 //! hosts agree. `queue-migrate` creates the tables; workers create them on their own only with
 //! `DB_AUTO_CREATE_TABLES=true` (RouteMQ's variable).
@@ -34,7 +34,7 @@ const NOW: &str = "timezone('utc', now())";
 
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS queue_jobs (
-        id SERIAL NOT NULL,
+        id BIGSERIAL NOT NULL,
         queue VARCHAR(255) NOT NULL,
         payload TEXT NOT NULL,
         attempts INTEGER NOT NULL,
@@ -47,7 +47,7 @@ const SCHEMA: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS ix_queue_jobs_queue ON queue_jobs (queue)",
     "CREATE INDEX IF NOT EXISTS routemq_queue_jobs_claim ON queue_jobs (queue, id) WHERE reserved_at IS NULL",
     "CREATE TABLE IF NOT EXISTS queue_failed_jobs (
-        id SERIAL NOT NULL,
+        id BIGSERIAL NOT NULL,
         connection VARCHAR(255) NOT NULL,
         queue VARCHAR(255) NOT NULL,
         payload TEXT NOT NULL,
@@ -58,7 +58,7 @@ const SCHEMA: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS ix_queue_failed_jobs_queue ON queue_failed_jobs (queue)",
 ];
 
-const FAILED_COLUMNS: &str = "id, connection, queue, payload, exception, to_char(failed_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.US') AS failed_at";
+const FAILED_COLUMNS: &str = "id::bigint AS id, connection, queue, payload, exception, to_char(failed_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.US') AS failed_at";
 
 /// Jobs in PostgreSQL.
 pub struct PostgresDriver {
@@ -81,7 +81,7 @@ fn backend(operation: &'static str) -> impl Fn(sqlx::Error) -> DriverError {
 }
 
 fn reserved_job(row: &PgRow) -> Result<ReservedJob, sqlx::Error> {
-    let id: i32 = row.try_get("id")?;
+    let id: i64 = row.try_get("id")?;
     let attempts: i32 = row.try_get("attempts")?;
     Ok(ReservedJob {
         lease: Lease {
@@ -95,7 +95,7 @@ fn reserved_job(row: &PgRow) -> Result<ReservedJob, sqlx::Error> {
 }
 
 fn failed_job(row: &PgRow) -> Result<FailedJob, sqlx::Error> {
-    let id: i32 = row.try_get("id")?;
+    let id: i64 = row.try_get("id")?;
     let failed_at: String = row.try_get("failed_at")?;
     Ok(FailedJob {
         id: id.to_string(),
@@ -107,8 +107,9 @@ fn failed_job(row: &PgRow) -> Result<FailedJob, sqlx::Error> {
     })
 }
 
-fn lease_id(lease: &Lease) -> Option<i32> {
-    lease.id.parse().ok()
+/// A lease's row id; an id this driver cannot have written is an error, never a silent skip.
+fn lease_id(lease: &Lease) -> Result<i64, DriverError> {
+    sql::row_id(&lease.id)
 }
 
 /// Inserts jobs on `conn` (a pooled connection or the caller's transaction) and notifies workers.
@@ -125,14 +126,14 @@ pub async fn push_on(conn: &mut PgConnection, jobs: &[NewJob]) -> Result<Vec<Str
         .collect();
     // One round trip: the insert, and a NOTIFY per row (PostgreSQL folds identical notifications
     // of one transaction into one, delivered at commit).
-    let mut ids: Vec<i32> = sqlx::query_scalar(&format!(
+    let mut ids: Vec<i64> = sqlx::query_scalar(&format!(
         "WITH ins AS (
             INSERT INTO queue_jobs (queue, payload, attempts, reserved_at, available_at, created_at)
             SELECT q, p, 0, NULL, {NOW} + make_interval(secs => d), {NOW}
             FROM UNNEST($1::varchar[], $2::text[], $3::float8[]) WITH ORDINALITY AS t(q, p, d, n)
             ORDER BY n
             RETURNING id, queue)
-         SELECT ins.id FROM ins, pg_notify($4, ins.queue)"
+         SELECT ins.id::bigint FROM ins, pg_notify($4, ins.queue)"
     ))
     .bind(&queues)
     .bind(&payloads)
@@ -180,6 +181,49 @@ impl PostgresDriver {
         Ok(driver)
     }
 
+    /// Widens 32-bit ids (`SERIAL`, as RouteMQ's own tables have them) to 64 bits, so that ids
+    /// never run out; a no-op once they are `BIGINT`. Rewrites the table under a lock: it runs only
+    /// in a migration, once.
+    async fn widen_ids(&self) -> Result<(), DriverError> {
+        for table in ["queue_jobs", "queue_failed_jobs"] {
+            let narrow: bool = sqlx::query_scalar(
+                "SELECT data_type = 'integer' FROM information_schema.columns
+                 WHERE table_schema = current_schema() AND table_name = $1 AND column_name = 'id'",
+            )
+            .bind(table)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend("widen ids"))?
+            .unwrap_or(false);
+            if !narrow {
+                continue;
+            }
+            tracing::warn!(
+                table,
+                "widening the id column to BIGINT (rewrites the table)"
+            );
+            let mut tx = self.pool.begin().await.map_err(backend("widen ids"))?;
+            sqlx::query(&format!("ALTER TABLE {table} ALTER COLUMN id TYPE BIGINT"))
+                .execute(&mut *tx)
+                .await
+                .map_err(backend("widen ids"))?;
+            let sequence: Option<String> =
+                sqlx::query_scalar("SELECT pg_get_serial_sequence($1, 'id')")
+                    .bind(table)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(backend("widen ids"))?;
+            if let Some(sequence) = sequence {
+                sqlx::query(&format!("ALTER SEQUENCE {sequence} AS BIGINT"))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend("widen ids"))?;
+            }
+            tx.commit().await.map_err(backend("widen ids"))?;
+        }
+        Ok(())
+    }
+
     /// The server, password hidden.
     pub fn target(&self) -> &str {
         &self.target
@@ -222,10 +266,8 @@ impl PostgresDriver {
         failure: &Failure,
         expired_before: Option<f64>,
     ) -> Result<bool, DriverError> {
-        let Some(id) = lease_id(lease) else {
-            return Ok(false);
-        };
-        let moved: Option<i32> = sqlx::query_scalar(&format!(
+        let id = lease_id(lease)?;
+        let moved: Option<i64> = sqlx::query_scalar(&format!(
             "WITH gone AS (
                 DELETE FROM queue_jobs
                 WHERE id = $1 AND attempts = $2 AND reserved_at IS NOT NULL
@@ -233,7 +275,7 @@ impl PostgresDriver {
                 RETURNING queue, payload)
              INSERT INTO queue_failed_jobs (connection, queue, payload, exception, failed_at)
              SELECT $3, queue, payload, $4, {NOW} FROM gone
-             RETURNING id"
+             RETURNING id::bigint"
         ))
         .bind(id)
         .bind(i32::try_from(lease.attempts).unwrap_or(i32::MAX))
@@ -263,7 +305,7 @@ impl QueueDriver for PostgresDriver {
         .await
         .map_err(backend("create tables"))?;
         if present {
-            return Ok(());
+            return self.widen_ids().await;
         }
         let mut tx = self.pool.begin().await.map_err(backend("create tables"))?;
         // Serialise concurrent migrations (CREATE … IF NOT EXISTS races on the catalog).
@@ -302,7 +344,7 @@ impl QueueDriver for PostgresDriver {
                  WHERE id IN (SELECT id FROM queue_jobs
                               WHERE queue = $1 AND reserved_at IS NULL AND available_at <= {NOW}
                               ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)
-                 RETURNING id, queue, payload, attempts"
+                 RETURNING id::bigint AS id, queue, payload, attempts"
             ))
             .bind(queue)
             .bind(i64::try_from(max - out.len()).unwrap_or(i64::MAX))
@@ -314,16 +356,16 @@ impl QueueDriver for PostgresDriver {
                 .map(reserved_job)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(backend("reserve"))?;
-            jobs.sort_by_key(|job| lease_id(&job.lease));
+            jobs.sort_by_key(|job| lease_id(&job.lease).unwrap_or(i64::MAX));
             out.extend(jobs);
         }
         Ok(out)
     }
 
     async fn ack(&self, leases: &[Lease]) -> Result<(), DriverError> {
-        let (ids, attempts) = sql::lease_arrays(leases);
+        let (ids, attempts) = sql::lease_arrays(leases)?;
         sqlx::query(
-            "DELETE FROM queue_jobs q USING UNNEST($1::int[], $2::int[]) AS l(id, attempts)
+            "DELETE FROM queue_jobs q USING UNNEST($1::bigint[], $2::int[]) AS l(id, attempts)
              WHERE q.id = l.id AND q.attempts = l.attempts AND q.reserved_at IS NOT NULL",
         )
         .bind(&ids)
@@ -340,9 +382,7 @@ impl QueueDriver for PostgresDriver {
         delay: Duration,
         refund_attempt: bool,
     ) -> Result<bool, DriverError> {
-        let Some(id) = lease_id(lease) else {
-            return Ok(false);
-        };
+        let id = lease_id(lease)?;
         let result = sqlx::query(&format!(
             "UPDATE queue_jobs SET reserved_at = NULL, available_at = {NOW} + make_interval(secs => $1),
                 attempts = GREATEST(attempts - $2, 0)
@@ -371,9 +411,9 @@ impl QueueDriver for PostgresDriver {
     }
 
     async fn extend(&self, leases: &[Lease]) -> Result<usize, DriverError> {
-        let (ids, attempts) = sql::lease_arrays(leases);
+        let (ids, attempts) = sql::lease_arrays(leases)?;
         let result = sqlx::query(&format!(
-            "UPDATE queue_jobs q SET reserved_at = {NOW} FROM UNNEST($1::int[], $2::int[]) AS l(id, attempts)
+            "UPDATE queue_jobs q SET reserved_at = {NOW} FROM UNNEST($1::bigint[], $2::int[]) AS l(id, attempts)
              WHERE q.id = l.id AND q.attempts = l.attempts AND q.reserved_at IS NOT NULL"
         ))
         .bind(&ids)
@@ -392,7 +432,7 @@ impl QueueDriver for PostgresDriver {
     ) -> Result<Reaped, DriverError> {
         let vt = visibility_timeout.as_secs_f64();
         let rows = sqlx::query(&format!(
-            "SELECT id, queue, payload, attempts FROM queue_jobs
+            "SELECT id::bigint AS id, queue, payload, attempts FROM queue_jobs
              WHERE queue = ANY($1) AND reserved_at IS NOT NULL AND reserved_at < {NOW} - make_interval(secs => $2)
              ORDER BY id LIMIT 500"
         ))
@@ -416,7 +456,7 @@ impl QueueDriver for PostgresDriver {
                 "UPDATE queue_jobs SET reserved_at = NULL, available_at = {NOW}
                  WHERE id = $1 AND attempts = $2 AND reserved_at < {NOW} - make_interval(secs => $3)"
             ))
-            .bind(lease_id(&job.lease))
+            .bind(lease_id(&job.lease)?)
             .bind(i32::try_from(job.lease.attempts).unwrap_or(i32::MAX))
             .bind(vt)
             .execute(&self.pool)
@@ -514,8 +554,7 @@ impl QueueDriver for PostgresDriver {
     }
 
     async fn failed_get(&self, id: &str) -> Result<Option<FailedJob>, DriverError> {
-        let id = i32::try_from(sql::failed_id(id)?)
-            .map_err(|_| DriverError::InvalidId(id.to_owned()))?;
+        let id = sql::failed_id(id)?;
         let row = sqlx::query(&format!(
             "SELECT {FAILED_COLUMNS} FROM queue_failed_jobs WHERE id = $1"
         ))
@@ -530,13 +569,12 @@ impl QueueDriver for PostgresDriver {
     }
 
     async fn failed_retry(&self, id: &str) -> Result<Option<String>, DriverError> {
-        let id = i32::try_from(sql::failed_id(id)?)
-            .map_err(|_| DriverError::InvalidId(id.to_owned()))?;
-        let new_id: Option<(i32, String)> = sqlx::query_as(&format!(
+        let id = sql::failed_id(id)?;
+        let new_id: Option<(i64, String)> = sqlx::query_as(&format!(
             "WITH gone AS (DELETE FROM queue_failed_jobs WHERE id = $1 RETURNING queue, payload)
              INSERT INTO queue_jobs (queue, payload, attempts, reserved_at, available_at, created_at)
              SELECT queue, payload, 0, NULL, {NOW}, {NOW} FROM gone
-             RETURNING id, queue"
+             RETURNING id::bigint, queue"
         ))
         .bind(id)
         .fetch_optional(&self.pool)
@@ -554,8 +592,7 @@ impl QueueDriver for PostgresDriver {
     }
 
     async fn failed_forget(&self, id: &str) -> Result<bool, DriverError> {
-        let id = i32::try_from(sql::failed_id(id)?)
-            .map_err(|_| DriverError::InvalidId(id.to_owned()))?;
+        let id = sql::failed_id(id)?;
         let result = sqlx::query("DELETE FROM queue_failed_jobs WHERE id = $1")
             .bind(id)
             .execute(&self.pool)

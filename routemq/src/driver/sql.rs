@@ -33,18 +33,29 @@ pub(crate) fn age_secs(oldest: Option<&str>, now: SystemTime) -> f64 {
     })
 }
 
-/// `(id = ? AND attempts = ?) OR ...` for each lease: a lease is one exact reservation.
+/// Each lease's row id and attempt number: what identifies one exact reservation. A lease whose
+/// id does not parse is an error: skipping it silently would leave its job to run again.
+pub(crate) fn lease_keys(leases: &[Lease]) -> Result<Vec<(i64, i32)>, DriverError> {
+    leases
+        .iter()
+        .map(|lease| {
+            Ok((
+                row_id(&lease.id)?,
+                i32::try_from(lease.attempts).unwrap_or(i32::MAX),
+            ))
+        })
+        .collect()
+}
+
+/// `(id = ? AND attempts = ?) OR ...` for each lease key (from [`lease_keys`]).
 #[cfg(any(feature = "sqlite", feature = "mysql"))]
-pub(crate) fn push_lease_matches<'a, DB>(query: &mut QueryBuilder<'a, DB>, leases: &[Lease])
+pub(crate) fn push_lease_matches<'a, DB>(query: &mut QueryBuilder<'a, DB>, keys: &[(i64, i32)])
 where
     DB: sqlx::Database,
     i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
 {
     let mut first = true;
-    for lease in leases {
-        let Ok(id) = lease.id.parse::<i64>() else {
-            continue;
-        };
+    for &(id, attempts) in keys {
         if !first {
             query.push(" OR ");
         }
@@ -53,7 +64,7 @@ where
             .push("(id = ")
             .push_bind(id)
             .push(" AND attempts = ")
-            .push_bind(i64::from(lease.attempts))
+            .push_bind(i64::from(attempts))
             .push(")");
     }
     if first {
@@ -63,6 +74,11 @@ where
 
 /// A failed-job id: a row id.
 pub(crate) fn failed_id(id: &str) -> Result<i64, DriverError> {
+    row_id(id)
+}
+
+/// A row id (64 bits); anything else is [`DriverError::InvalidId`].
+pub(crate) fn row_id(id: &str) -> Result<i64, DriverError> {
     id.trim()
         .parse()
         .map_err(|_| DriverError::InvalidId(id.to_owned()))
@@ -70,16 +86,8 @@ pub(crate) fn failed_id(id: &str) -> Result<i64, DriverError> {
 
 /// Lease ids and attempts as two arrays (Postgres `UNNEST`).
 #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
-pub(crate) fn lease_arrays(leases: &[Lease]) -> (Vec<i32>, Vec<i32>) {
-    leases
-        .iter()
-        .filter_map(|lease| {
-            Some((
-                lease.id.parse::<i32>().ok()?,
-                i32::try_from(lease.attempts).ok()?,
-            ))
-        })
-        .unzip()
+pub(crate) fn lease_arrays(leases: &[Lease]) -> Result<(Vec<i64>, Vec<i32>), DriverError> {
+    Ok(lease_keys(leases)?.into_iter().unzip())
 }
 
 /// `DB_AUTO_CREATE_TABLES=true` (RouteMQ's variable): workers create tables on a server database.

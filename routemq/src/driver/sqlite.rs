@@ -176,9 +176,9 @@ fn failed_job(row: &SqliteRow) -> Result<FailedJob, sqlx::Error> {
     })
 }
 
-/// Parses a lease's id; a non-numeric id cannot be ours.
-fn lease_id(lease: &Lease) -> Option<i64> {
-    lease.id.parse().ok()
+/// A lease's row id; a non-numeric id cannot be ours, and is an error rather than a silent skip.
+fn lease_id(lease: &Lease) -> Result<i64, DriverError> {
+    sql::row_id(&lease.id)
 }
 
 #[async_trait]
@@ -286,14 +286,15 @@ impl QueueDriver for SqliteDriver {
                 .map(reserved_job)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| DriverError::backend("reserve", e))?;
-            jobs.sort_by_key(|job| lease_id(&job.lease));
+            jobs.sort_by_key(|job| lease_id(&job.lease).unwrap_or(i64::MAX));
             out.extend(jobs);
         }
         Ok(out)
     }
 
     async fn ack(&self, leases: &[Lease]) -> Result<(), DriverError> {
-        for chunk in leases.chunks(INSERT_CHUNK) {
+        let keys = sql::lease_keys(leases)?;
+        for chunk in keys.chunks(INSERT_CHUNK) {
             retry_busy("ack", || {
                 let mut delete = QueryBuilder::<Sqlite>::new(
                     "DELETE FROM queue_jobs WHERE reserved_at IS NOT NULL AND (",
@@ -313,9 +314,7 @@ impl QueueDriver for SqliteDriver {
         delay: Duration,
         refund_attempt: bool,
     ) -> Result<bool, DriverError> {
-        let Some(id) = lease_id(lease) else {
-            return Ok(false);
-        };
+        let id = lease_id(lease)?;
         let available = SqlTime::text(SystemTime::now() + crate::limits::clamp(delay));
         let refund = i64::from(refund_attempt);
         let result = retry_busy("release", || {
@@ -337,9 +336,7 @@ impl QueueDriver for SqliteDriver {
     }
 
     async fn fail(&self, lease: &Lease, failure: &Failure) -> Result<bool, DriverError> {
-        let Some(id) = lease_id(lease) else {
-            return Ok(false);
-        };
+        let id = lease_id(lease)?;
         let failed_at = SqlTime::text(SystemTime::now());
         retry_busy("fail", || async {
             let mut tx = self.pool.begin().await?;
@@ -371,7 +368,8 @@ impl QueueDriver for SqliteDriver {
     async fn extend(&self, leases: &[Lease]) -> Result<usize, DriverError> {
         let now = SqlTime::text(SystemTime::now());
         let mut held = 0;
-        for chunk in leases.chunks(INSERT_CHUNK) {
+        let keys = sql::lease_keys(leases)?;
+        for chunk in keys.chunks(INSERT_CHUNK) {
             let result = retry_busy("extend", || {
                 let mut update =
                     QueryBuilder::<Sqlite>::new("UPDATE queue_jobs SET reserved_at = ");
@@ -427,13 +425,14 @@ impl QueueDriver for SqliteDriver {
                     continue;
                 }
                 let now = SqlTime::text(SystemTime::now());
+                let id = lease_id(&job.lease)?;
                 let requeued = retry_busy("reap", || {
                     sqlx::query(
                         "UPDATE queue_jobs SET reserved_at = NULL, available_at = ?1
                          WHERE id = ?2 AND attempts = ?3 AND reserved_at = ?4",
                     )
                     .bind(&now)
-                    .bind(lease_id(&job.lease))
+                    .bind(id)
                     .bind(i64::from(job.lease.attempts))
                     .bind(&reserved_at)
                     .execute(&self.pool)
