@@ -218,6 +218,13 @@ pub enum JobError {
     },
     /// `handle` panicked (set by the worker); the message is the panic's payload.
     Panicked(String),
+    /// The job's last attempt lost its lease: its worker died or stalled longer than the
+    /// visibility timeout, and the reaper moved it to the failed store (set by the worker, for
+    /// `failed()`).
+    ReservationExpired {
+        /// The visibility timeout that passed.
+        visibility_timeout: Duration,
+    },
 }
 
 impl JobError {
@@ -243,7 +250,7 @@ impl JobError {
 
     /// Whether the job may run again after this error (if tries remain).
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, Self::Permanent(_))
+        !matches!(self, Self::Permanent(_) | Self::ReservationExpired { .. })
     }
 
     /// The error's class name, as stored in front of the message in the failed store
@@ -255,6 +262,7 @@ impl JobError {
             Self::Permanent(_) => "Permanent",
             Self::TimedOut { .. } => "TimedOut",
             Self::Panicked(_) => "Panicked",
+            Self::ReservationExpired { .. } => "ReservationExpired",
         }
     }
 }
@@ -282,6 +290,11 @@ impl fmt::Display for JobError {
                 write!(f, "job timed out after {} seconds", after.as_secs_f64())
             }
             Self::Panicked(message) => write!(f, "job panicked: {message}"),
+            Self::ReservationExpired { visibility_timeout } => write!(
+                f,
+                "Job reservation expired after {}s visibility timeout",
+                visibility_timeout.as_secs()
+            ),
         }
     }
 }

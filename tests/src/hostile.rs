@@ -98,3 +98,27 @@ impl Job for PanicOnDecode {
         Ok(())
     }
 }
+
+/// One try only; records its runs and its `failed()` calls with the error's kind.
+#[derive(Debug)]
+#[job(name = "hostile.OneTry", max_tries = 1)]
+pub struct OneTry {
+    /// The ledger key.
+    pub key: String,
+}
+
+impl Job for OneTry {
+    async fn handle(&mut self, ctx: &JobContext) -> Result<(), JobError> {
+        record(&self.key, "run", ctx.attempts(), 0, ctx.job_id());
+        Ok(())
+    }
+
+    async fn failed(&mut self, ctx: &JobContext, error: &JobError) {
+        let what = if error.kind() == "ReservationExpired" {
+            "failed-expired"
+        } else {
+            "failed-other"
+        };
+        record(&self.key, what, ctx.attempts(), 0, ctx.job_id());
+    }
+}

@@ -35,7 +35,8 @@ macro_rules! conformance_suite {
             reaper_fails_jobs_out_of_tries, stale_lease_cannot_settle_a_newer_reservation,
             no_two_workers_hold_the_same_job, graceful_shutdown_releases_unfinished_jobs,
             cooperative_job_stops_on_shutdown_without_losing_an_attempt, stats_count_every_state,
-            max_jobs_limit_stops_the_worker, failed_store_operations, release_keeps_attempts_and_refund_returns_one
+            max_jobs_limit_stops_the_worker, failed_store_operations, release_keeps_attempts_and_refund_returns_one,
+            failed_hook_runs_when_the_last_attempt_died
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {

@@ -325,6 +325,15 @@ impl QueueDriver for MemoryDriver {
                             connection: "memory".to_owned(),
                             exception: super::reservation_expired_message(visibility_timeout),
                         };
+                        reaped.expired.push(ReservedJob {
+                            lease: Lease {
+                                id: id.to_string(),
+                                queue: queue.clone(),
+                                attempts: job.attempts,
+                                token: String::new(),
+                            },
+                            payload: job.payload.clone(),
+                        });
                         state.record_failed(job, &failure);
                         reaped.failed += 1;
                     } else {

@@ -116,12 +116,16 @@ pub struct QueueStats {
 }
 
 /// What a reaper pass did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Reaped {
     /// Expired leases put back to ready (tries left).
     pub requeued: u64,
     /// Expired leases moved to the failed store (tries used up).
     pub failed: u64,
+    /// The jobs this pass moved to the failed store, as they were stored, so that the worker can
+    /// run their `failed()` hook (once: only the pass that moved a job lists it).
+    #[serde(skip)]
+    pub expired: Vec<ReservedJob>,
 }
 
 /// Driver failures: the broker is unreachable, or an operation failed.

@@ -477,10 +477,13 @@ impl QueueDriver for MySqlDriver {
                         connection: "mysql".to_owned(),
                         exception: super::reservation_expired_message(visibility_timeout),
                     };
-                    reaped.failed += u64::from(
-                        self.fail_with(&lease, &failure, Some(visibility_timeout))
-                            .await?,
-                    );
+                    if self
+                        .fail_with(&lease, &failure, Some(visibility_timeout))
+                        .await?
+                    {
+                        reaped.failed += 1;
+                        reaped.expired.push(ReservedJob { lease, payload });
+                    }
                     continue;
                 }
                 let result = sqlx::query(&format!(

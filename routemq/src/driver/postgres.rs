@@ -449,7 +449,10 @@ impl QueueDriver for PostgresDriver {
                     connection: "postgres".to_owned(),
                     exception: super::reservation_expired_message(visibility_timeout),
                 };
-                reaped.failed += u64::from(self.fail_with(&job.lease, &failure, Some(vt)).await?);
+                if self.fail_with(&job.lease, &failure, Some(vt)).await? {
+                    reaped.failed += 1;
+                    reaped.expired.push(job);
+                }
                 continue;
             }
             let result = sqlx::query(&format!(

@@ -421,6 +421,7 @@ impl QueueDriver for SqliteDriver {
                     };
                     if self.fail(&job.lease, &failure).await? {
                         reaped.failed += 1;
+                        reaped.expired.push(job);
                     }
                     continue;
                 }

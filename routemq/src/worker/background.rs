@@ -166,13 +166,19 @@ async fn reaper(shared: Arc<Shared>, stop: CancellationToken) {
             )
             .await
         {
-            Ok(reaped) if reaped.requeued + reaped.failed > 0 => tracing::warn!(
-                requeued = reaped.requeued,
-                failed = reaped.failed,
-                visibility_timeout = ?options.visibility_timeout,
-                "reaped expired leases"
-            ),
-            Ok(_) => {}
+            Ok(reaped) => {
+                if reaped.requeued + reaped.failed > 0 {
+                    tracing::warn!(
+                        requeued = reaped.requeued,
+                        failed = reaped.failed,
+                        visibility_timeout = ?options.visibility_timeout,
+                        "reaped expired leases"
+                    );
+                }
+                for job in reaped.expired {
+                    super::runner::failed_after_expiry(&shared, job).await;
+                }
+            }
             Err(error) => tracing::warn!(%error, "reaper pass failed"),
         }
     }

@@ -383,6 +383,37 @@ impl Attempt<'_> {
     }
 }
 
+/// Runs `failed()` for a job the reaper moved to the failed store (its last attempt died with its
+/// worker, or stalled past the visibility timeout). Only the pass that moved the job lists it, so
+/// the hook runs once.
+pub(crate) async fn failed_after_expiry(shared: &Shared, job: ReservedJob) {
+    let ReservedJob { lease, payload } = job;
+    let Ok((envelope, registration, erased)) = shared.registry.decode(&payload) else {
+        return; // Not a job this worker knows: no hook to run.
+    };
+    let max_tries = shared
+        .options
+        .max_tries
+        .unwrap_or_else(|| envelope.effective_max_tries());
+    let timeout = envelope
+        .timeout_secs()
+        .map_or(shared.options.timeout, crate::limits::clamped_secs);
+    let ctx = JobContext::new(
+        lease.id.clone(),
+        lease.attempts,
+        lease.queue.clone(),
+        shared.connection.clone(),
+    )
+    .with_max_tries(max_tries);
+    metrics()
+        .job(&lease.queue, short_name(registration.name()))
+        .failed("ReservationExpired");
+    let error = JobError::ReservationExpired {
+        visibility_timeout: shared.options.visibility_timeout,
+    };
+    run_failed_hook(erased, ctx, error, timeout, &lease.id).await;
+}
+
 /// Runs `failed()` under the job's timeout; a panic or an overrun is logged, never fatal.
 async fn run_failed_hook(
     mut job: Box<dyn ErasedJob>,

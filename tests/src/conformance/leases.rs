@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use routemq::WorkerOptions;
 use routemq::driver::Failure;
 
 use crate::Harness;
@@ -329,4 +330,31 @@ pub async fn release_keeps_attempts_and_refund_returns_one(h: Harness) {
             .expect("reserve")
             .is_empty()
     );
+}
+
+/// A job whose last attempt died with its worker (reserved, never settled) ends in the failed
+/// store, and `failed()` runs for it exactly once, although two workers' reapers race for it.
+pub async fn failed_hook_runs_when_the_last_attempt_died(h: Harness) {
+    let queues = [h.queue.clone()];
+    h.push(crate::hostile::OneTry { key: h.key.clone() }).await;
+    let dead = h.driver.reserve(&queues, 1).await.expect("reserve");
+    assert_eq!(dead.len(), 1, "the dead worker's reservation");
+    let options = WorkerOptions {
+        visibility_timeout: Duration::from_millis(600),
+        reaper_interval: Duration::from_millis(50),
+        ..h.options()
+    };
+    let (first, second) = tokio::join!(h.work(options.clone()), h.work(options));
+    assert_eq!(first.succeeded + second.succeeded, 0);
+    assert!(ledger::of(&h.key, "run").is_empty(), "it never ran");
+    let hooks = ledger::of(&h.key, "failed-expired");
+    assert_eq!(
+        hooks.len(),
+        1,
+        "failed() once: {:?}",
+        ledger::events(&h.key)
+    );
+    assert!(ledger::of(&h.key, "failed-other").is_empty());
+    let stored = h.driver.failed_list(Some(&h.queue)).await.expect("list");
+    assert_eq!(stored.len(), 1);
 }

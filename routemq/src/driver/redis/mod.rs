@@ -484,13 +484,16 @@ impl QueueDriver for RedisDriver {
                     attempts,
                     token: token.to_owned(),
                 };
-                if out_of_tries(&parse_record(record), attempts, max_tries_override) {
+                let payload = parse_record(record);
+                if out_of_tries(&payload, attempts, max_tries_override) {
                     let failure = Failure {
                         connection: "redis".to_owned(),
                         exception: super::reservation_expired_message(visibility_timeout),
                     };
-                    reaped.failed +=
-                        u64::from(self.fail_with(&lease, &failure, Some(cutoff)).await?);
+                    if self.fail_with(&lease, &failure, Some(cutoff)).await? {
+                        reaped.failed += 1;
+                        reaped.expired.push(ReservedJob { lease, payload });
+                    }
                 } else {
                     reaped.requeued += u64::from(
                         self.release_with(&lease, Duration::ZERO, false, Some(cutoff))
