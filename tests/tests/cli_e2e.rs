@@ -612,7 +612,11 @@ async fn metrics_endpoint_counts_successes_retries_and_failures() {
             ) == Some(1.0)
     });
     assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
-    assert!(text.contains("Content-Type: text/plain; version=0.0.4"));
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4"),
+        "{text}"
+    );
     let class = |c: &str| format!("{queue_label},job_class=\"{c}\"");
     assert_eq!(
         metric(&text, "routemq_queue_job_started_total", &class("Record")),

@@ -18,6 +18,8 @@
 //! error kinds (`Failed`, `TimedOut`, ...) and reasons, each cut to 200 characters. Ids, payloads
 //! and trace ids are never labels. `queue-work --metrics-addr 127.0.0.1:9090` serves `/metrics`.
 
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod server;
 
 use std::collections::BTreeMap;

@@ -1,23 +1,48 @@
-//! A small HTTP endpoint for Prometheus: `GET /metrics` (and `GET /health`).
+//! The HTTP endpoint for Prometheus: `GET /metrics`, and `GET /health` (`ok`), served with hyper.
 //!
 //! Before each scrape it refreshes the per-queue gauges from the driver, so they are current
-//! without a background poll.
+//! without a background poll. Hardened for an endpoint that anything on the network may reach: at
+//! most [`MAX_CONNECTIONS`] connections at once (more wait in the kernel's backlog), request
+//! headers must arrive within [`HEADER_TIMEOUT`], a connection lives at most
+//! [`CONNECTION_TIMEOUT`], one request per connection, and a failing `accept` (out of file
+//! descriptors, say) backs off instead of spinning.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::CONTENT_TYPE;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::metrics;
 use crate::driver::QueueDriver;
+
+/// Connections served at once.
+pub const MAX_CONNECTIONS: usize = 64;
+/// How long a client may take to send its request headers.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one connection may last, request and response included.
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A running metrics endpoint; dropping it stops the server.
 #[derive(Debug)]
 pub struct MetricsServer {
     addr: SocketAddr,
     task: JoinHandle<()>,
+}
+
+/// What a request needs: where the gauges come from.
+#[derive(Debug)]
+struct Source {
+    driver: Arc<dyn QueueDriver>,
+    queues: Vec<String>,
 }
 
 impl MetricsServer {
@@ -30,20 +55,8 @@ impl MetricsServer {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "serving Prometheus metrics at /metrics");
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let driver = Arc::clone(&driver);
-                let queues = queues.clone();
-                tokio::spawn(async move {
-                    if let Err(error) = serve(stream, driver.as_ref(), &queues).await {
-                        tracing::debug!(%error, "metrics request failed");
-                    }
-                });
-            }
-        });
+        let source = Arc::new(Source { driver, queues });
+        let task = tokio::spawn(accept_loop(listener, source));
         Ok(Self { addr, task })
     }
 
@@ -59,45 +72,73 @@ impl Drop for MetricsServer {
     }
 }
 
-async fn serve(
-    mut stream: TcpStream,
-    driver: &dyn QueueDriver,
-    queues: &[String],
-) -> std::io::Result<()> {
-    let mut request = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 16 * 1024 {
-        let read = stream.read(&mut chunk).await?;
-        if read == 0 {
-            break;
+async fn accept_loop(listener: TcpListener, source: Arc<Source>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut failures: u32 = 0;
+    loop {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                failures = 0;
+                tokio::spawn(serve(stream, Arc::clone(&source), slot));
+            }
+            Err(error) => {
+                failures = failures.saturating_add(1);
+                let pause = crate::worker::backoff(failures);
+                tracing::warn!(%error, retry_in = ?pause, "metrics endpoint cannot accept connections");
+                tokio::time::sleep(pause).await;
+            }
         }
-        request.extend_from_slice(&chunk[..read]);
     }
-    let line = String::from_utf8_lossy(&request);
-    let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (status, content_type, body) = match (method, path.split('?').next().unwrap_or("")) {
-        ("GET", "/metrics") => {
-            for queue in queues {
-                match driver.stats(queue).await {
+}
+
+/// Serves one connection within the limits, then frees its slot.
+async fn serve(stream: TcpStream, source: Arc<Source>, _slot: OwnedSemaphorePermit) {
+    let service = hyper::service::service_fn(move |request| {
+        let source = Arc::clone(&source);
+        async move { Ok::<_, Infallible>(respond(&request, &source).await) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .keep_alive(false)
+        .serve_connection(TokioIo::new(stream), service);
+    match tokio::time::timeout(CONNECTION_TIMEOUT, connection).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::debug!(%error, "metrics connection failed"),
+        Err(_) => tracing::debug!("metrics connection timed out"),
+    }
+}
+
+async fn respond(request: &Request<Incoming>, source: &Source) -> Response<Full<Bytes>> {
+    let (status, content_type, body) = match (request.method(), request.uri().path()) {
+        (&Method::GET, "/metrics") => {
+            for queue in &source.queues {
+                match source.driver.stats(queue).await {
                     Ok(stats) => metrics().queue_stats(&stats),
                     Err(error) => tracing::warn!(%queue, %error, "queue stats for metrics failed"),
                 }
             }
             (
-                "200 OK",
+                StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
                 metrics().render(),
             )
         }
-        ("GET", "/health") => ("200 OK", "text/plain", "ok\n".to_owned()),
-        _ => ("404 Not Found", "text/plain", "not found\n".to_owned()),
+        (&Method::GET, "/health") => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found\n".to_owned(),
+        ),
     };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
     );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.shutdown().await
+    response
 }

@@ -48,6 +48,8 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+#[cfg_attr(not(feature = "http"), allow(unused_imports))]
+pub(crate) use background::backoff;
 pub use shutdown::Shutdown;
 
 use crate::config::Settings;
