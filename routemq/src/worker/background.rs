@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -18,23 +18,50 @@ const MAX_ACK_BATCH: usize = 256;
 #[derive(Debug, Clone)]
 pub(crate) struct AckSender {
     sender: mpsc::UnboundedSender<Lease>,
-    pending: Arc<AtomicUsize>,
+    pending: Arc<Pending>,
+}
+
+/// Leases sent but not yet acknowledged, and a signal for when none are left.
+#[derive(Debug, Default)]
+struct Pending {
+    count: AtomicUsize,
+    none_left: Notify,
+}
+
+impl Pending {
+    fn add(&self, n: usize) {
+        self.count.fetch_add(n, Ordering::SeqCst);
+    }
+
+    fn done(&self, n: usize) {
+        if self.count.fetch_sub(n, Ordering::SeqCst) == n {
+            self.none_left.notify_waiters();
+        }
+    }
 }
 
 impl AckSender {
     /// Queues a lease for acknowledgement; `false` if the acker has stopped.
     pub(crate) fn send(&self, lease: Lease) -> bool {
-        self.pending.fetch_add(1, Ordering::SeqCst);
+        self.pending.add(1);
         if self.sender.send(lease).is_err() {
-            self.pending.fetch_sub(1, Ordering::SeqCst);
+            self.pending.done(1);
             return false;
         }
         true
     }
 
-    /// Leases sent but not yet acknowledged (or given up on).
-    pub(crate) fn pending(&self) -> usize {
-        self.pending.load(Ordering::SeqCst)
+    /// Resolves once every lease sent so far is acknowledged (or given up on).
+    pub(crate) async fn settled(&self) {
+        loop {
+            let none_left = self.pending.none_left.notified();
+            tokio::pin!(none_left);
+            none_left.as_mut().enable();
+            if self.pending.count.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            none_left.await;
+        }
     }
 }
 
@@ -61,7 +88,7 @@ impl Acker {
 /// acks cost one round trip per batch under load and add no delay when idle.
 pub(crate) fn spawn_acker(driver: Arc<dyn QueueDriver>) -> (AckSender, Acker) {
     let (sender, mut receiver) = mpsc::unbounded_channel::<Lease>();
-    let pending = Arc::new(AtomicUsize::new(0));
+    let pending = Arc::new(Pending::default());
     let acked = Arc::clone(&pending);
     let stop = CancellationToken::new();
     let stopping = stop.clone();
@@ -90,7 +117,7 @@ pub(crate) fn spawn_acker(driver: Arc<dyn QueueDriver>) -> (AckSender, Acker) {
                 tracing::warn!(%error, retry_in = ?pause, "acknowledging jobs failed");
                 tokio::time::sleep(pause).await;
             }
-            acked.fetch_sub(batch.len(), Ordering::SeqCst);
+            acked.done(batch.len());
             batch.clear();
         }
     });

@@ -1,5 +1,10 @@
-//! The reserve loop: fetch jobs in batches (holding up to `concurrency + prefetch`), start
-//! them as slots free up, and wait for work without busy polling.
+//! The reserve loop: fetch jobs in batches (holding up to `concurrency + prefetch`), start them
+//! as slots free up, and wait for work without busy polling.
+//!
+//! Each concern is a small state machine of its own: [`Fetch`] (one reservation at a time, in the
+//! background, with backoff after failures and a pause after an empty answer), [`Prefetched`]
+//! (reserved jobs waiting for a slot, their leases kept alive), and [`Quota`] (`--max-jobs`).
+//! [`reserve_loop`] only decides, each turn, which of them acts.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -14,16 +19,109 @@ use crate::driver::{DriverError, ReservedJob};
 /// Most jobs reserved in one driver call.
 const MAX_BATCH: usize = 100;
 
-/// A finished reservation: how many jobs were asked for, and those that came.
-struct Fetched {
-    want: usize,
-    jobs: Vec<ReservedJob>,
+/// What one reservation asked for and got.
+type Reservation = (usize, Result<Vec<ReservedJob>, DriverError>);
+
+/// The reservation in flight, and what the last ones said.
+#[derive(Default)]
+struct Fetch {
+    in_flight: Option<JoinHandle<Reservation>>,
+    /// Consecutive failed reservations (for the backoff and the "recovered" log).
+    failures: u32,
+    /// After a failure: no new reservation before this.
+    retry_at: Option<Instant>,
+    /// The last reservation found nothing: wait for a wake-up, a poll or a free slot first.
+    found_nothing: bool,
 }
 
-/// A failed reservation.
-struct Failed {
-    want: usize,
-    error: DriverError,
+impl Fetch {
+    fn busy(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// Whether a new reservation may start now.
+    fn ready(&self) -> bool {
+        !self.busy() && self.retry_at.is_none() && !self.found_nothing
+    }
+
+    /// Whether the worker is waiting for jobs to appear (nothing in flight, nothing found).
+    fn waiting_for_work(&self) -> bool {
+        self.found_nothing && !self.busy()
+    }
+
+    fn start(&mut self, shared: &Shared, want: usize) {
+        let driver = Arc::clone(&shared.driver);
+        let queues = shared.options.queues.clone();
+        self.in_flight = Some(tokio::spawn(async move {
+            (want, driver.reserve(&queues, want).await)
+        }));
+    }
+
+    /// Resolves when the reservation in flight returns; never, when there is none.
+    async fn returned(&mut self) -> Result<Reservation, tokio::task::JoinError> {
+        match self.in_flight.as_mut() {
+            Some(task) => {
+                let result = task.await;
+                self.in_flight = None;
+                result
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Records how a reservation went; returns the jobs it got.
+    fn settle(
+        &mut self,
+        shared: &Shared,
+        result: Result<Vec<ReservedJob>, DriverError>,
+    ) -> Vec<ReservedJob> {
+        match result {
+            Ok(jobs) => {
+                if self.failures > 0 {
+                    tracing::info!(connection = %shared.connection, "connection recovered");
+                }
+                self.failures = 0;
+                self.found_nothing = jobs.is_empty();
+                jobs
+            }
+            Err(error) => {
+                self.failures += 1;
+                let pause = background::backoff(self.failures);
+                tracing::warn!(connection = %shared.connection, %error, retry_in = ?pause, "reserve failed");
+                self.retry_at = Some(Instant::now() + pause);
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// `--max-jobs`: how many more jobs may be reserved.
+struct Quota {
+    left: u64,
+}
+
+impl Quota {
+    fn new(max_jobs: Option<u64>) -> Self {
+        Self {
+            left: max_jobs.unwrap_or(u64::MAX),
+        }
+    }
+
+    fn exhausted(&self) -> bool {
+        self.left == 0
+    }
+
+    /// Takes up to `want` from the quota (a reservation being asked for).
+    fn take(&mut self, want: usize) -> usize {
+        let taken = usize::try_from(self.left).map_or(want, |left| want.min(left));
+        self.left -= taken as u64;
+        taken
+    }
+
+    /// Gives back what a reservation asked for and did not get.
+    fn give_back(&mut self, unused: usize) {
+        self.left = self.left.saturating_add(unused as u64);
+    }
 }
 
 /// A reserved job waiting for a free slot, with its key in the heartbeat set.
@@ -32,9 +130,50 @@ pub(super) struct Buffered {
     job: ReservedJob,
 }
 
+/// Reserved jobs waiting for a slot. Their leases are in the heartbeat set from the moment they
+/// arrive, so they stay alive however long the wait.
+#[derive(Default)]
+struct Prefetched {
+    jobs: VecDeque<Buffered>,
+    next_key: u64,
+}
+
+impl Prefetched {
+    fn len(&self) -> usize {
+        self.jobs.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+
+    /// Takes in reserved jobs: their leases join the heartbeat set.
+    fn admit(&mut self, shared: &Shared, jobs: Vec<ReservedJob>) {
+        let mut running = shared.running();
+        for job in jobs {
+            self.next_key += 1;
+            running.insert(self.next_key, job.lease.clone());
+            self.jobs.push_back(Buffered {
+                key: self.next_key,
+                job,
+            });
+        }
+    }
+
+    /// Starts waiting jobs while slots are free.
+    fn start_into_free_slots(&mut self, shared: &Arc<Shared>, tasks: &mut JoinSet<Outcome>) {
+        while tasks.len() < shared.options.concurrency {
+            let Some(Buffered { key, job }) = self.jobs.pop_front() else {
+                break;
+            };
+            tasks.spawn(runner::run(Arc::clone(shared), job, key));
+        }
+    }
+}
+
 /// Reserves and starts jobs until a limit, an empty queue (with `stop_when_empty`) or a drain.
-/// A reservation runs in the background while finished slots are refilled from the buffer, so a
-/// busy worker never waits on a round trip. Returns the reserved jobs that never started.
+/// A reservation runs in the background while finished slots are refilled from the prefetched
+/// jobs, so a busy worker never waits on a round trip. Returns the reserved jobs that never started.
 pub(super) async fn reserve_loop(
     shared: &Arc<Shared>,
     tasks: &mut JoinSet<Outcome>,
@@ -46,14 +185,9 @@ pub(super) async fn reserve_loop(
         .unwrap_or(options.concurrency.saturating_mul(4));
     let capacity = options.concurrency + prefetch;
     let mut wake = shared.driver.wake_signal();
-    let mut buffer: VecDeque<Buffered> = VecDeque::new();
-    let mut fetching: Option<JoinHandle<Result<Fetched, Failed>>> = None;
-    let mut reserved_total: u64 = 0;
-    let mut next_key: u64 = 0;
-    let mut failures: u32 = 0;
-    let mut retry_at: Option<Instant> = None;
-    // The last reservation found nothing: wait for a wake-up, a poll or a free slot first.
-    let mut found_nothing = false;
+    let mut fetch = Fetch::default();
+    let mut quota = Quota::new(options.max_jobs);
+    let mut prefetched = Prefetched::default();
     loop {
         if shared.shutdown.is_draining() {
             break;
@@ -62,106 +196,56 @@ pub(super) async fn reserve_loop(
             tracing::info!("worker stopping: --max-time reached");
             break;
         }
-        while tasks.len() < options.concurrency {
-            let Some(Buffered { key, job }) = buffer.pop_front() else {
-                break;
-            };
-            tasks.spawn(runner::run(Arc::clone(shared), job, key));
-        }
-        let remaining = options
-            .max_jobs
-            .map_or(u64::MAX, |max| max.saturating_sub(reserved_total));
-        if remaining == 0 && buffer.is_empty() && fetching.is_none() {
+        prefetched.start_into_free_slots(shared, tasks);
+        if quota.exhausted() && prefetched.is_empty() && !fetch.busy() {
             tracing::info!("worker stopping: --max-jobs reached");
             break;
         }
-        let room = capacity.saturating_sub(tasks.len() + buffer.len());
-        let refill = fetching.is_none()
-            && retry_at.is_none()
-            && !found_nothing
-            && remaining > 0
-            && buffer.len() <= prefetch / 2
-            && room > 0;
-        if refill {
+        let room = capacity.saturating_sub(tasks.len() + prefetched.len());
+        let running_low = prefetched.len() <= prefetch / 2;
+        if fetch.ready() && !quota.exhausted() && running_low && room > 0 {
             if let Some(wake) = wake.as_mut() {
-                wake.borrow_and_update();
+                wake.borrow_and_update(); // wake-ups from before this reservation are answered by it
             }
-            let want = room
-                .min(MAX_BATCH)
-                .min(usize::try_from(remaining).unwrap_or(usize::MAX));
-            reserved_total += want as u64; // corrected when the reservation returns
-            let driver = Arc::clone(&shared.driver);
-            let queues = options.queues.clone();
-            fetching = Some(tokio::spawn(async move {
-                match driver.reserve(&queues, want).await {
-                    Ok(jobs) => Ok(Fetched { want, jobs }),
-                    Err(error) => Err(Failed { want, error }),
-                }
-            }));
+            let want = quota.take(room.min(MAX_BATCH));
+            fetch.start(shared, want);
         }
-        let idle = found_nothing && buffer.is_empty() && tasks.is_empty() && fetching.is_none();
-        if idle && options.stop_when_empty {
-            if shared.acks.pending() > 0 {
-                // Our own acknowledgements are still on their way: they count as reserved.
-                tokio::time::sleep(Duration::from_millis(1)).await;
-                continue;
-            }
-            if let Ok(true) = queues_drained(shared).await {
-                tracing::info!("worker stopping: queues are empty");
-                break;
-            }
+        let idle = fetch.waiting_for_work() && prefetched.is_empty() && tasks.is_empty();
+        if idle && options.stop_when_empty && queues_drained(shared).await {
+            tracing::info!("worker stopping: queues are empty");
+            break;
         }
-        let poll = if found_nothing && fetching.is_none() {
+        let waiting = fetch.waiting_for_work();
+        let poll = if waiting {
             idle_wait(shared).await
         } else {
             Duration::from_secs(3600)
         };
+        let (found_nothing, retry_at) = (fetch.found_nothing, fetch.retry_at);
         tokio::select! {
-            fetched = async { fetching.as_mut().expect("guarded").await }, if fetching.is_some() => {
-                fetching = None;
-                match fetched {
-                    Ok(Ok(Fetched { want, jobs })) => {
-                        if failures > 0 {
-                            tracing::info!(connection = %shared.connection, "connection recovered");
-                        }
-                        failures = 0;
-                        reserved_total -= (want - jobs.len()) as u64;
-                        found_nothing = jobs.is_empty();
-                        for job in jobs {
-                            next_key += 1;
-                            shared.running().insert(next_key, job.lease.clone());
-                            buffer.push_back(Buffered { key: next_key, job });
-                        }
-                    }
-                    Ok(Err(Failed { want, error })) => {
-                        reserved_total -= want as u64;
-                        failures += 1;
-                        let pause = background::backoff(failures);
-                        tracing::warn!(connection = %shared.connection, %error, retry_in = ?pause, "reserve failed");
-                        retry_at = Some(Instant::now() + pause);
-                    }
-                    Err(error) => tracing::error!(%error, "reserve task ended unexpectedly"),
+            returned = fetch.returned() => match returned {
+                Ok((want, result)) => {
+                    let jobs = fetch.settle(shared, result);
+                    quota.give_back(want - jobs.len());
+                    prefetched.admit(shared, jobs);
                 }
-            }
+                Err(error) => tracing::error!(%error, "reserve task ended unexpectedly"),
+            },
             Some(joined) = tasks.join_next(), if !tasks.is_empty() => record(shared, joined),
-            () = background::changed(wake.as_mut()), if found_nothing => found_nothing = false,
-            () = tokio::time::sleep(poll), if found_nothing && fetching.is_none() => found_nothing = false,
-            () = super::sleep_until(retry_at), if retry_at.is_some() => retry_at = None,
+            () = background::changed(wake.as_mut()), if found_nothing => fetch.found_nothing = false,
+            () = tokio::time::sleep(poll), if waiting => fetch.found_nothing = false,
+            () = super::sleep_until(retry_at), if retry_at.is_some() => fetch.retry_at = None,
             () = shared.shutdown.drained() => {}
             () = super::sleep_until(deadline) => {}
         }
     }
     // A reservation still on its way: wait for it, so its jobs are released rather than orphaned.
-    if let Some(fetch) = fetching
-        && let Ok(Ok(Fetched { jobs, .. })) = fetch.await
+    if fetch.busy()
+        && let Ok((_, Ok(jobs))) = fetch.returned().await
     {
-        for job in jobs {
-            next_key += 1;
-            shared.running().insert(next_key, job.lease.clone());
-            buffer.push_back(Buffered { key: next_key, job });
-        }
+        prefetched.admit(shared, jobs);
     }
-    buffer
+    prefetched.jobs
 }
 
 /// Gives reserved jobs that never started back to their queue, without using up an attempt.
@@ -178,16 +262,18 @@ pub(super) async fn release_unstarted(shared: &Shared, unstarted: VecDeque<Buffe
     }
 }
 
-/// Whether no job is ready, delayed or reserved (by any worker) on the served queues. A job
-/// leased by a worker that died counts: the reaper will hand it out again.
-async fn queues_drained(shared: &Shared) -> Result<bool, DriverError> {
+/// Whether no job is ready, delayed or reserved (by any worker) on the served queues, once this
+/// worker's own acknowledgements have landed. A job leased by a worker that died counts: the
+/// reaper will hand it out again. A driver error counts as "not drained".
+async fn queues_drained(shared: &Shared) -> bool {
+    shared.acks.settled().await;
     for queue in &shared.options.queues {
-        let stats = shared.driver.stats(queue).await?;
-        if stats.ready + stats.delayed + stats.reserved > 0 {
-            return Ok(false);
+        match shared.driver.stats(queue).await {
+            Ok(stats) if stats.ready + stats.delayed + stats.reserved == 0 => {}
+            _ => return false,
         }
     }
-    Ok(true)
+    true
 }
 
 /// How long an idle worker sleeps: the poll interval, or less when a delayed job is due sooner.
