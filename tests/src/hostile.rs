@@ -122,3 +122,65 @@ impl Job for OneTry {
         record(&self.key, what, ctx.attempts(), 0, ctx.job_id());
     }
 }
+
+/// What a [`Chaos`] job does on every attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Behaviour {
+    /// Returns `Ok(())`.
+    Succeed,
+    /// Returns a retryable error.
+    Fail,
+    /// Returns a permanent error.
+    FailPermanently,
+    /// Panics in `handle`.
+    Panic,
+    /// Sleeps far past its timeout without looking at its token (yields, so it can be aborted).
+    Hang,
+    /// Blocks its thread past its timeout (cannot be aborted).
+    Block,
+    /// Asks to be released for `release_secs`.
+    Release,
+}
+
+/// A job whose behaviour is chosen by the test (`timeout = 1`, `max_tries = 2`).
+#[derive(Debug)]
+#[job(name = "hostile.Chaos", timeout = 1, max_tries = 2)]
+pub struct Chaos {
+    /// The ledger key.
+    pub key: String,
+    /// The job's number.
+    pub n: u64,
+    /// What it does.
+    pub behaviour: Behaviour,
+    /// With [`Behaviour::Release`]: the delay it asks for (`u64::MAX`: `Duration::MAX`).
+    pub release_secs: u64,
+}
+
+impl Job for Chaos {
+    async fn handle(&mut self, ctx: &JobContext) -> Result<(), JobError> {
+        record(&self.key, "run", ctx.attempts(), self.n, ctx.job_id());
+        match self.behaviour {
+            Behaviour::Succeed => Ok(()),
+            Behaviour::Fail => Err(JobError::msg("planned failure")),
+            Behaviour::FailPermanently => Err(JobError::permanent("planned permanent failure")),
+            Behaviour::Panic => panic!("planned panic"),
+            Behaviour::Hang => {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok(())
+            }
+            Behaviour::Block => {
+                std::thread::sleep(Duration::from_millis(1_300));
+                Ok(())
+            }
+            Behaviour::Release => Err(JobError::release(if self.release_secs == u64::MAX {
+                Duration::MAX
+            } else {
+                Duration::from_secs(self.release_secs)
+            })),
+        }
+    }
+
+    async fn failed(&mut self, ctx: &JobContext, _error: &JobError) {
+        record(&self.key, "failed", ctx.attempts(), self.n, ctx.job_id());
+    }
+}
