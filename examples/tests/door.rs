@@ -1,7 +1,7 @@
 //! Through the user's door: the bundled `quickstart` and `worker` binaries run as processes,
 //! configured by environment variables alone, exactly as the README tells a user, on every durable
 //! connection: SQLite (the default), PostgreSQL (RouteMQ's `database` connection and its
-//! `postgresql+asyncpg://` URL), MariaDB (RouteMQ's `DB_*` variables) and Redis (`REDIS_URL`).
+//! `postgresql+asyncpg://` URL, from a `.env` file), MariaDB (RouteMQ's `DB_*` variables) and Redis (`REDIS_URL`).
 //!
 //! Each server case works in a database (or Redis key prefix) of its own, made for the run and
 //! removed after it. Without a server URL the case prints `skipped: set …` (or fails under
@@ -362,7 +362,13 @@ async fn postgres_as_routemqs_database_connection() {
         .await
         .expect("create database");
     let url = with_database(&base, &database).replacen("postgres://", "postgresql+asyncpg://", 1);
-    let door = Door::new(&[("QUEUE_CONNECTION", "database"), ("DATABASE_URL", &url)]);
+    // Configured the way the README's mixed-fleet example does it: a `.env` file.
+    let door = Door::new(&[]);
+    std::fs::write(
+        door.dir.join(".env"),
+        format!("QUEUE_CONNECTION=database\nDATABASE_URL={url}\n"),
+    )
+    .expect("write .env");
     let result = tokio::task::spawn_blocking(move || {
         tour(&door, "database");
     })

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use routemq::driver::QueueDriver;
 use routemq::driver::sqlite::SqliteDriver;
 use routemq::{QueueManager, Settings};
+use routemq_tests::hostile::Blocking;
 use routemq_tests::jobs::AlwaysFail;
 use routemq_tests::process_jobs::{FileRecord, Line, read_ledger};
 use routemq_tests::sqlite_files::fresh_path;
@@ -309,6 +310,55 @@ async fn a_second_signal_stops_at_once() {
     assert_eq!(
         setup.driver.size(&setup.queue).await.expect("size"),
         1,
+        "the job is back in its queue"
+    );
+}
+
+/// A handler that blocks its thread for 30 s cannot hold the process: SIGTERM, the 1 s grace, and
+/// the worker releases the job and exits without waiting for the blocked thread.
+#[tokio::test]
+async fn a_blocked_handler_cannot_keep_the_process_alive() {
+    let setup = Setup::new("blocked").await;
+    setup
+        .manager
+        .push(Blocking {
+            key: "cli-blocked".to_owned(),
+            block_ms: 30_000,
+        })
+        .on_queue(setup.queue.clone())
+        .await
+        .expect("dispatch");
+    let mut worker = Guard(
+        setup
+            .command(&["queue-work", "--queue", &setup.queue, "--sleep", "0.1"])
+            .env("QUEUE_SHUTDOWN_GRACE", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn worker"),
+    );
+    let started = Instant::now();
+    loop {
+        let stats = setup.driver.stats(&setup.queue).await.expect("stats");
+        if stats.reserved == 1 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    worker.signal("TERM");
+    let signalled = Instant::now();
+    assert!(worker.wait_for_exit(Duration::from_secs(20)).success());
+    assert!(
+        signalled.elapsed() < Duration::from_secs(10),
+        "exited without waiting for the blocked thread: {:?}",
+        signalled.elapsed()
+    );
+    let stats = setup.driver.stats(&setup.queue).await.expect("stats");
+    assert_eq!(
+        (stats.ready, stats.reserved),
+        (1, 0),
         "the job is back in its queue"
     );
 }

@@ -13,9 +13,7 @@ use routemq::worker::STOP_WAIT;
 use routemq::{QueueError, WorkerError};
 use routemq_tests::Harness;
 use routemq_tests::harness::eventually;
-use routemq_tests::hostile::{
-    Blocking, PanicOnDecode, ReleaseForever, ReleaseWhenStopped, StuckFailedHook,
-};
+use routemq_tests::hostile::{Blocking, PanicOnDecode, ReleaseWhenStopped, StuckFailedHook};
 use routemq_tests::jobs::Record;
 use routemq_tests::ledger::{events, of};
 use routemq_tests::sqlite_files::fresh_path;
@@ -56,7 +54,6 @@ macro_rules! on_memory_and_sqlite {
 
 on_memory_and_sqlite!(
     delays_beyond_ten_years_are_refused_at_dispatch,
-    release_for_duration_max_keeps_the_job,
     absurd_envelope_timeout_does_not_panic_the_runner,
     zero_heartbeat_interval_is_an_error_not_a_panic,
     blocking_handler_keeps_its_lease_until_it_returns,
@@ -91,25 +88,6 @@ async fn delays_beyond_ten_years_are_refused_at_dispatch(h: Harness) {
         .await;
     assert!(longest.is_ok(), "ten years is allowed: {longest:?}");
     assert_eq!(h.size().await, 1, "only the allowed dispatch was stored");
-}
-
-async fn release_for_duration_max_keeps_the_job(h: Harness) {
-    h.push(ReleaseForever { key: h.key.clone() }).await;
-    let report = h
-        .work(routemq::WorkerOptions {
-            max_jobs: Some(1),
-            stop_when_empty: false,
-            ..h.options()
-        })
-        .await;
-    assert_eq!(report.retried, 1, "{report:?}");
-    let stats = h.driver.stats(&h.queue).await.expect("stats");
-    assert_eq!(
-        (stats.ready, stats.reserved, stats.delayed),
-        (0, 0, 1),
-        "released for (at most) ten years, not lost or stuck reserved"
-    );
-    assert_eq!(of(&h.key, "run").len(), 1);
 }
 
 async fn absurd_envelope_timeout_does_not_panic_the_runner(h: Harness) {

@@ -358,3 +358,25 @@ pub async fn failed_hook_runs_when_the_last_attempt_died(h: Harness) {
     let stored = h.driver.failed_list(Some(&h.queue)).await.expect("list");
     assert_eq!(stored.len(), 1);
 }
+
+/// `JobError::release(Duration::MAX)` keeps the job, delayed by at most ten years: no panic in
+/// the driver, nothing lost, nothing left reserved.
+pub async fn release_for_duration_max_keeps_the_job(h: Harness) {
+    h.push(crate::hostile::ReleaseForever { key: h.key.clone() })
+        .await;
+    let report = h
+        .work(routemq::WorkerOptions {
+            max_jobs: Some(1),
+            stop_when_empty: false,
+            ..h.options()
+        })
+        .await;
+    assert_eq!(report.retried, 1, "{report:?}");
+    let stats = h.driver.stats(&h.queue).await.expect("stats");
+    assert_eq!(
+        (stats.ready, stats.reserved, stats.delayed),
+        (0, 0, 1),
+        "released for (at most) ten years, not lost or stuck reserved"
+    );
+    assert_eq!(ledger::of(&h.key, "run").len(), 1);
+}

@@ -13,7 +13,8 @@ pub use leases::{
     cooperative_job_stops_on_shutdown_without_losing_an_attempt, expired_lease_is_reaped_and_rerun,
     failed_hook_runs_when_the_last_attempt_died, graceful_shutdown_releases_unfinished_jobs,
     no_two_workers_hold_the_same_job, reaper_fails_jobs_out_of_tries,
-    release_keeps_attempts_and_refund_returns_one, stale_lease_cannot_settle_a_newer_reservation,
+    release_for_duration_max_keeps_the_job, release_keeps_attempts_and_refund_returns_one,
+    stale_lease_cannot_settle_a_newer_reservation,
 };
 pub use order::{
     bulk_push_is_one_call_with_unique_ids, delayed_jobs_wait_for_their_time, fifo_order,

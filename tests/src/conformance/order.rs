@@ -79,9 +79,12 @@ pub async fn delayed_jobs_wait_for_their_time(h: Harness) {
     );
 }
 
+/// More than one Redis push script's chunk (1,000), so chunking is exercised.
+const BULK: u64 = 2_500;
+
 /// `bulk` stores every job in one call, with distinct ids, and the worker runs them all.
 pub async fn bulk_push_is_one_call_with_unique_ids(h: Harness) {
-    let jobs = (0..50).map(|n| Record {
+    let jobs = (0..BULK).map(|n| Record {
         key: h.key.clone(),
         n,
     });
@@ -91,17 +94,17 @@ pub async fn bulk_push_is_one_call_with_unique_ids(h: Harness) {
         .on_queue(h.queue.clone())
         .await
         .expect("bulk");
-    assert_eq!(ids.len(), 50);
+    assert_eq!(ids.len(), BULK as usize);
     assert_eq!(
         ids.iter().collect::<HashSet<_>>().len(),
-        50,
+        BULK as usize,
         "ids are unique"
     );
-    assert_eq!(h.size().await, 50);
+    assert_eq!(h.size().await, BULK);
     let report = h.work(h.options()).await;
-    assert_eq!(report.succeeded, 50);
+    assert_eq!(report.succeeded, BULK);
     let ran: HashSet<u64> = ledger::of(&h.key, "run").iter().map(|e| e.n).collect();
-    assert_eq!(ran, (0..50).collect());
+    assert_eq!(ran, (0..BULK).collect());
     assert_eq!(h.size().await, 0);
 }
 

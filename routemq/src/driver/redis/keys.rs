@@ -158,6 +158,12 @@ mod tests {
             Some("samples-fail")
         );
         assert_eq!(queue_of_failed_id("42"), None);
+        assert_eq!(queue_of_failed_id("failed:a b:1"), None, "not a queue name");
+        assert_eq!(
+            queue_of_failed_id("failed:failed:1"),
+            None,
+            "a reserved name"
+        );
         assert_eq!(KeyLayout::new("a*b:", false).scan_pattern(), "a\\*b:*");
     }
 }
