@@ -269,13 +269,17 @@ impl Attempt<'_> {
             }
         }
         cancel.cancel();
+        let abort = task.abort_handle();
         let ended = tokio::select! {
             _ = async {
                 if tokio::time::timeout(CANCEL_GRACE, &mut task).await.is_err() {
                     end_task(task, Duration::MAX).await;
                 }
             } => Ended::TimedOut,
-            () = shutdown.stopped_now() => Ended::StoppedNow,
+            () = shutdown.stopped_now() => {
+                abort.abort();
+                Ended::StoppedNow
+            }
         };
         (ended, draining)
     }
