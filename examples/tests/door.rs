@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use routemq::sqlx::{self, Connection};
+use routemq_tests::databases::{Server, TempDatabase};
 use routemq_tests::ledger::unique_key;
 use routemq_tests::services::{mysql_url, postgres_url, redis_url};
 use serde_json::Value;
@@ -337,13 +337,6 @@ impl Drop for Running {
     }
 }
 
-/// `base` (a server URL ending in a database name) with another database name.
-fn with_database(base: &str, database: &str) -> String {
-    let mut url = url::Url::parse(base).expect("service URL");
-    url.set_path(&format!("/{database}"));
-    url.to_string()
-}
-
 #[test]
 fn sqlite_default_connection() {
     // No configuration at all: the default connection, `./routemq.sqlite` in the working directory.
@@ -355,13 +348,10 @@ fn sqlite_default_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_as_routemqs_database_connection() {
     let Some(base) = postgres_url() else { return };
-    let database = unique_key("door_pg").replace('-', "_");
-    let mut admin = sqlx::PgConnection::connect(&base).await.expect("postgres");
-    sqlx::query(&format!("CREATE DATABASE \"{database}\""))
-        .execute(&mut admin)
-        .await
-        .expect("create database");
-    let url = with_database(&base, &database).replacen("postgres://", "postgresql+asyncpg://", 1);
+    let database = TempDatabase::create(Server::Postgres, &base, "door_pg").await;
+    let url = database
+        .url()
+        .replacen("postgres://", "postgresql+asyncpg://", 1);
     // Configured the way the README's mixed-fleet example does it: a `.env` file.
     let door = Door::new(&[]);
     std::fs::write(
@@ -369,27 +359,15 @@ async fn postgres_as_routemqs_database_connection() {
         format!("QUEUE_CONNECTION=database\nDATABASE_URL={url}\n"),
     )
     .expect("write .env");
-    let result = tokio::task::spawn_blocking(move || {
-        tour(&door, "database");
-    })
-    .await;
-    let _ = sqlx::query(&format!("DROP DATABASE \"{database}\" WITH (FORCE)"))
-        .execute(&mut admin)
+    database
+        .run(blocking(move || tour(&door, "database")))
         .await;
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic.into_panic());
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_from_routemqs_db_variables() {
     let Some(base) = mysql_url() else { return };
-    let database = unique_key("door_my").replace('-', "_");
-    let mut admin = sqlx::MySqlConnection::connect(&base).await.expect("mysql");
-    sqlx::query(&format!("CREATE DATABASE `{database}`"))
-        .execute(&mut admin)
-        .await
-        .expect("create database");
+    let database = TempDatabase::create(Server::Mysql, &base, "door_my").await;
     let url = url::Url::parse(&base).expect("mysql URL");
     let host = url.host_str().unwrap_or("127.0.0.1").to_owned();
     let port = url.port().unwrap_or(3306).to_string();
@@ -400,21 +378,19 @@ async fn mysql_from_routemqs_db_variables() {
         ("DB_HOST", host.as_str()),
         ("DB_PORT", port.as_str()),
         ("DB_USER", user.as_str()),
-        ("DB_NAME", database.as_str()),
+        ("DB_NAME", database.name()),
     ];
     if !password.is_empty() {
         env.push(("DB_PASSWORD", password.as_str()));
     }
     let door = Door::new(&env);
-    let result = tokio::task::spawn_blocking(move || {
-        tour(&door, "mysql");
-    })
-    .await;
-    let _ = sqlx::query(&format!("DROP DATABASE `{database}`"))
-        .execute(&mut admin)
-        .await;
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic.into_panic());
+    database.run(blocking(move || tour(&door, "mysql"))).await;
+}
+
+/// Runs blocking test code (the tour waits on processes) off the async runtime.
+async fn blocking(test: impl FnOnce() + Send + 'static) {
+    if let Err(error) = tokio::task::spawn_blocking(test).await {
+        std::panic::resume_unwind(error.into_panic());
     }
 }
 
@@ -427,10 +403,7 @@ async fn redis_from_redis_url() {
         ("REDIS_URL", &url),
         ("REDIS_PREFIX", &prefix),
     ]);
-    let result = tokio::task::spawn_blocking(move || {
-        tour(&door, "redis");
-    })
-    .await;
+    let result = tokio::spawn(blocking(move || tour(&door, "redis"))).await;
     let client = redis::Client::open(url.as_str()).expect("redis url");
     let mut con = client
         .get_multiplexed_async_connection()

@@ -5,6 +5,7 @@
 //! clear message, or fails it under `ROUTEMQ_TEST_REQUIRE_SERVICES=1`).
 
 pub mod conformance;
+pub mod databases;
 pub mod harness;
 pub mod hostile;
 pub mod interop;

@@ -2,14 +2,13 @@
 //! (keeping their rows), and every operation works past 2^31 (ids that `SERIAL` / `INT` could not
 //! hold). Each test works in a database of its own, made for the run and dropped after it.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use routemq::driver::mysql::MySqlDriver;
 use routemq::driver::postgres::PostgresDriver;
 use routemq::driver::{Failure, NewJob, QueueDriver};
 use routemq::sqlx::{self, Connection};
-use routemq_tests::ledger::unique_key;
+use routemq_tests::databases::{Server, TempDatabase};
 use routemq_tests::services::{mysql_url, postgres_url};
 
 /// Beyond `i32::MAX`.
@@ -94,116 +93,87 @@ async fn works_past_two_to_the_31(driver: &dyn QueueDriver) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_migrate_widens_routemq_ids_and_ids_pass_two_to_the_31() {
     let Some(base) = postgres_url() else { return };
-    let database = unique_key("ids_pg").replace('-', "_");
-    let mut admin = sqlx::PgConnection::connect(&base).await.expect("postgres");
-    sqlx::query(&format!("CREATE DATABASE \"{database}\""))
-        .execute(&mut admin)
-        .await
-        .expect("create database");
-    let url = url_with_database(&base, &database);
-    let result = async move {
-        let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
-        for statement in ROUTEMQ_PG {
-            sqlx::query(statement)
+    let database = TempDatabase::create(Server::Postgres, &base, "ids_pg").await;
+    let url = database.url();
+    database
+        .run(async move {
+            let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+            for statement in ROUTEMQ_PG {
+                sqlx::query(statement).execute(&mut conn).await.expect("ddl");
+            }
+            sqlx::query(
+                "INSERT INTO queue_jobs (queue, payload, attempts, available_at, created_at)
+                 VALUES ('ids', 'kept', 0, now(), now())",
+            )
+            .execute(&mut conn)
+            .await
+            .expect("a RouteMQ row");
+            let driver = PostgresDriver::connect(&url).await.expect("driver");
+            driver.migrate().await.expect("migrate");
+            driver.migrate().await.expect("migrate again is a no-op");
+            for table in ["queue_jobs", "queue_failed_jobs"] {
+                let kind: String = sqlx::query_scalar(
+                    "SELECT data_type FROM information_schema.columns WHERE table_name = $1 AND column_name = 'id'",
+                )
+                .bind(table)
+                .fetch_one(&mut conn)
+                .await
+                .expect("column");
+                assert_eq!(kind, "bigint", "{table}");
+                sqlx::query(&format!(
+                    "SELECT setval(pg_get_serial_sequence('{table}', 'id'), {FAR})"
+                ))
                 .execute(&mut conn)
                 .await
-                .expect("ddl");
-        }
-        sqlx::query(
-            "INSERT INTO queue_jobs (queue, payload, attempts, available_at, created_at)
-             VALUES ('ids', 'kept', 0, now(), now())",
-        )
-        .execute(&mut conn)
-        .await
-        .expect("a RouteMQ row");
-        let driver = PostgresDriver::connect(&url).await.expect("driver");
-        driver.migrate().await.expect("migrate");
-        driver.migrate().await.expect("migrate again is a no-op");
-        for table in ["queue_jobs", "queue_failed_jobs"] {
-            let kind: String = sqlx::query_scalar(
-                "SELECT data_type FROM information_schema.columns WHERE table_name = $1 AND column_name = 'id'",
-            )
-            .bind(table)
-            .fetch_one(&mut conn)
-            .await
-            .expect("column");
-            assert_eq!(kind, "bigint", "{table}");
-            sqlx::query(&format!(
-                "SELECT setval(pg_get_serial_sequence('{table}', 'id'), {FAR})"
-            ))
-            .execute(&mut conn)
-            .await
-            .expect("setval past 2^31");
-        }
-        let kept: String = sqlx::query_scalar("SELECT payload FROM queue_jobs WHERE id = 1")
-            .fetch_one(&mut conn)
-            .await
-            .expect("the RouteMQ row survived");
-        assert_eq!(kept, "kept");
-        sqlx::query("DELETE FROM queue_jobs")
-            .execute(&mut conn)
-            .await
-            .expect("clear");
-        works_past_two_to_the_31(&driver).await;
-    };
-    let outcome = tokio::spawn(result).await;
-    let _ = sqlx::query(&format!("DROP DATABASE \"{database}\" WITH (FORCE)"))
-        .execute(&mut admin)
+                .expect("setval past 2^31");
+            }
+            let kept: String = sqlx::query_scalar("SELECT payload FROM queue_jobs WHERE id = 1")
+                .fetch_one(&mut conn)
+                .await
+                .expect("the RouteMQ row survived");
+            assert_eq!(kept, "kept");
+            sqlx::query("DELETE FROM queue_jobs")
+                .execute(&mut conn)
+                .await
+                .expect("clear");
+            works_past_two_to_the_31(&driver).await;
+        })
         .await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic.into_panic());
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_migrate_widens_routemq_ids_and_ids_pass_two_to_the_31() {
     let Some(base) = mysql_url() else { return };
-    let database = unique_key("ids_my").replace('-', "_");
-    let mut admin = sqlx::MySqlConnection::connect(&base).await.expect("mysql");
-    sqlx::query(&format!("CREATE DATABASE `{database}`"))
-        .execute(&mut admin)
-        .await
-        .expect("create database");
-    let url = url_with_database(&base, &database);
-    let result = async move {
-        let mut conn = sqlx::MySqlConnection::connect(&url).await.expect("connect");
-        for statement in ROUTEMQ_MY {
-            sqlx::query(statement)
-                .execute(&mut conn)
+    let database = TempDatabase::create(Server::Mysql, &base, "ids_my").await;
+    let url = database.url();
+    database
+        .run(async move {
+            let mut conn = sqlx::MySqlConnection::connect(&url).await.expect("connect");
+            for statement in ROUTEMQ_MY {
+                sqlx::query(statement)
+                    .execute(&mut conn)
+                    .await
+                    .expect("ddl");
+            }
+            let driver = MySqlDriver::connect(&url).await.expect("driver");
+            driver.migrate().await.expect("migrate");
+            driver.migrate().await.expect("migrate again is a no-op");
+            for table in ["queue_jobs", "queue_failed_jobs"] {
+                let kind: String = sqlx::query_scalar(
+                    "SELECT CAST(DATA_TYPE AS CHAR) FROM information_schema.COLUMNS
+                     WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = 'id'",
+                )
+                .bind(table)
+                .fetch_one(&mut conn)
                 .await
-                .expect("ddl");
-        }
-        let driver: Arc<MySqlDriver> = Arc::new(MySqlDriver::connect(&url).await.expect("driver"));
-        driver.migrate().await.expect("migrate");
-        driver.migrate().await.expect("migrate again is a no-op");
-        for table in ["queue_jobs", "queue_failed_jobs"] {
-            let kind: String = sqlx::query_scalar(
-                "SELECT CAST(DATA_TYPE AS CHAR) FROM information_schema.COLUMNS
-                 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = 'id'",
-            )
-            .bind(table)
-            .fetch_one(&mut conn)
-            .await
-            .expect("column");
-            assert_eq!(kind, "bigint", "{table}");
-            sqlx::query(&format!("ALTER TABLE {table} AUTO_INCREMENT = {FAR}"))
-                .execute(&mut conn)
-                .await
-                .expect("past 2^31");
-        }
-        works_past_two_to_the_31(driver.as_ref()).await;
-    };
-    let outcome = tokio::spawn(result).await;
-    let _ = sqlx::query(&format!("DROP DATABASE `{database}`"))
-        .execute(&mut admin)
+                .expect("column");
+                assert_eq!(kind, "bigint", "{table}");
+                sqlx::query(&format!("ALTER TABLE {table} AUTO_INCREMENT = {FAR}"))
+                    .execute(&mut conn)
+                    .await
+                    .expect("past 2^31");
+            }
+            works_past_two_to_the_31(&driver).await;
+        })
         .await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic.into_panic());
-    }
-}
-
-/// `base` (a server URL ending in a database name) with another database name.
-fn url_with_database(base: &str, database: &str) -> String {
-    let (server, _) = base.rsplit_once('/').expect("a URL with a database");
-    format!("{server}/{database}")
 }

@@ -126,6 +126,19 @@ async fn process(shared: &Shared, job: ReservedJob) -> Outcome {
     .await
 }
 
+/// A job's tries (the worker's `--max-tries` wins) and its attempt timeout (the worker's
+/// `--timeout` when the envelope sets none; at most ten years).
+fn limits(shared: &Shared, envelope: &Envelope) -> (u32, Duration) {
+    let max_tries = shared
+        .options
+        .max_tries
+        .unwrap_or_else(|| envelope.effective_max_tries());
+    let timeout = envelope
+        .timeout_secs()
+        .map_or(shared.options.timeout, crate::limits::clamped_secs);
+    (max_tries, timeout)
+}
+
 async fn decoded(
     shared: &Shared,
     lease: Lease,
@@ -134,13 +147,7 @@ async fn decoded(
     erased: Box<dyn ErasedJob>,
     trace: TraceContext,
 ) -> Outcome {
-    let max_tries = shared
-        .options
-        .max_tries
-        .unwrap_or_else(|| envelope.effective_max_tries());
-    let timeout = envelope
-        .timeout_secs()
-        .map_or(shared.options.timeout, crate::limits::clamped_secs);
+    let (max_tries, timeout) = limits(shared, &envelope);
     let cancel = CancellationToken::new();
     let ctx = JobContext::new(
         lease.id.clone(),
@@ -395,13 +402,7 @@ pub(crate) async fn failed_after_expiry(shared: &Shared, job: ReservedJob) {
     let Ok((envelope, registration, erased)) = shared.registry.decode(&payload) else {
         return; // Not a job this worker knows: no hook to run.
     };
-    let max_tries = shared
-        .options
-        .max_tries
-        .unwrap_or_else(|| envelope.effective_max_tries());
-    let timeout = envelope
-        .timeout_secs()
-        .map_or(shared.options.timeout, crate::limits::clamped_secs);
+    let (max_tries, timeout) = limits(shared, &envelope);
     let ctx = JobContext::new(
         lease.id.clone(),
         lease.attempts,

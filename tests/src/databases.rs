@@ -1,0 +1,92 @@
+//! Databases of a test's own on the shared servers: created for one test and dropped after it,
+//! whatever the test's outcome, so that schema changes and fixed queue names cannot collide.
+
+use std::future::Future;
+
+use routemq::sqlx::{self, Connection};
+
+use crate::ledger::unique_key;
+
+/// The kind of server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Server {
+    /// PostgreSQL.
+    Postgres,
+    /// MySQL or MariaDB.
+    Mysql,
+}
+
+/// A database made for one test.
+#[derive(Debug)]
+pub struct TempDatabase {
+    server: Server,
+    base: String,
+    name: String,
+}
+
+impl TempDatabase {
+    /// Creates a fresh database named after `prefix` on the server of `base` (a URL that ends in a
+    /// database name, such as `ROUTEMQ_TEST_POSTGRES_URL`).
+    ///
+    /// # Panics
+    /// When the server cannot be reached or refuses.
+    pub async fn create(server: Server, base: &str, prefix: &str) -> Self {
+        let database = Self {
+            server,
+            base: base.to_owned(),
+            name: unique_key(prefix).replace('-', "_"),
+        };
+        database
+            .admin(&match server {
+                Server::Postgres => format!("CREATE DATABASE \"{}\"", database.name),
+                Server::Mysql => format!("CREATE DATABASE `{}`", database.name),
+            })
+            .await
+            .expect("create the test database");
+        database
+    }
+
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The server URL with this database.
+    pub fn url(&self) -> String {
+        let (server, _) = self
+            .base
+            .rsplit_once('/')
+            .expect("a server URL that ends in a database name");
+        format!("{server}/{}", self.name)
+    }
+
+    /// Runs `test`, drops the database, then passes on the test's panic if it had one.
+    pub async fn run<F>(self, test: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let outcome = tokio::spawn(test).await;
+        let drop = match self.server {
+            Server::Postgres => format!("DROP DATABASE \"{}\" WITH (FORCE)", self.name),
+            Server::Mysql => format!("DROP DATABASE `{}`", self.name),
+        };
+        let _ = self.admin(&drop).await;
+        if let Err(error) = outcome {
+            std::panic::resume_unwind(error.into_panic());
+        }
+    }
+
+    async fn admin(&self, statement: &str) -> Result<(), sqlx::Error> {
+        match self.server {
+            Server::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.base).await?;
+                sqlx::query(statement).execute(&mut conn).await?;
+            }
+            Server::Mysql => {
+                let mut conn = sqlx::MySqlConnection::connect(&self.base).await?;
+                sqlx::query(statement).execute(&mut conn).await?;
+            }
+        }
+        Ok(())
+    }
+}
