@@ -260,6 +260,7 @@ async fn panic_outside_handle_drops_the_lease_and_is_reported(h: Harness) {
             std::slice::from_ref(&h.queue),
             Duration::from_millis(500),
             None,
+            &h.connection,
         )
         .await
         .expect("reap");

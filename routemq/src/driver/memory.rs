@@ -297,6 +297,7 @@ impl QueueDriver for MemoryDriver {
         queues: &[String],
         visibility_timeout: Duration,
         max_tries_override: Option<u32>,
+        connection: &str,
     ) -> Result<Reaped, DriverError> {
         let now = Instant::now();
         let mut reaped = Reaped::default();
@@ -322,7 +323,7 @@ impl QueueDriver for MemoryDriver {
                             continue;
                         };
                         let failure = Failure {
-                            connection: "memory".to_owned(),
+                            connection: connection.to_owned(),
                             exception: super::reservation_expired_message(visibility_timeout),
                         };
                         reaped.expired.push(ReservedJob {

@@ -227,12 +227,14 @@ pub trait QueueDriver: Send + Sync + fmt::Debug {
     async fn extend(&self, leases: &[Lease]) -> Result<usize, DriverError>;
 
     /// Takes back leases not renewed for `visibility_timeout`: to ready with their attempts
-    /// kept, or to the failed store when the envelope's `max_tries` (or `max_tries_override`) is used up.
+    /// kept, or to the failed store (recorded under `connection`, the worker's connection name)
+    /// when the envelope's `max_tries` (or `max_tries_override`) is used up.
     async fn reap(
         &self,
         queues: &[String],
         visibility_timeout: Duration,
         max_tries_override: Option<u32>,
+        connection: &str,
     ) -> Result<Reaped, DriverError>;
 
     /// Ready plus delayed jobs (RouteMQ's `size`; reserved ones are not counted).

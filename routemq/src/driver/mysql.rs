@@ -450,6 +450,7 @@ impl QueueDriver for MySqlDriver {
         queues: &[String],
         visibility_timeout: Duration,
         max_tries_override: Option<u32>,
+        connection: &str,
     ) -> Result<Reaped, DriverError> {
         let vt = micros(visibility_timeout);
         let mut reaped = Reaped::default();
@@ -474,7 +475,7 @@ impl QueueDriver for MySqlDriver {
                         token: String::new(),
                     };
                     let failure = Failure {
-                        connection: "mysql".to_owned(),
+                        connection: connection.to_owned(),
                         exception: super::reservation_expired_message(visibility_timeout),
                     };
                     if self

@@ -429,6 +429,7 @@ impl QueueDriver for PostgresDriver {
         queues: &[String],
         visibility_timeout: Duration,
         max_tries_override: Option<u32>,
+        connection: &str,
     ) -> Result<Reaped, DriverError> {
         let vt = visibility_timeout.as_secs_f64();
         let rows = sqlx::query(&format!(
@@ -446,7 +447,7 @@ impl QueueDriver for PostgresDriver {
             let job = reserved_job(row).map_err(backend("reap"))?;
             if out_of_tries(&job.payload, job.lease.attempts, max_tries_override) {
                 let failure = Failure {
-                    connection: "postgres".to_owned(),
+                    connection: connection.to_owned(),
                     exception: super::reservation_expired_message(visibility_timeout),
                 };
                 if self.fail_with(&job.lease, &failure, Some(vt)).await? {

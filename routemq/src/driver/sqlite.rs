@@ -391,6 +391,7 @@ impl QueueDriver for SqliteDriver {
         queues: &[String],
         visibility_timeout: Duration,
         max_tries_override: Option<u32>,
+        connection: &str,
     ) -> Result<Reaped, DriverError> {
         let cutoff = SqlTime::text(
             SystemTime::now()
@@ -416,7 +417,7 @@ impl QueueDriver for SqliteDriver {
                     .map_err(|e| DriverError::backend("reap", e))?;
                 if super::out_of_tries(&job.payload, job.lease.attempts, max_tries_override) {
                     let failure = Failure {
-                        connection: "sqlite".to_owned(),
+                        connection: connection.to_owned(),
                         exception: super::reservation_expired_message(visibility_timeout),
                     };
                     if self.fail(&job.lease, &failure).await? {

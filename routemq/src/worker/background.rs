@@ -190,6 +190,7 @@ async fn reaper(shared: Arc<Shared>, stop: CancellationToken) {
                 &options.queues,
                 options.visibility_timeout,
                 options.max_tries,
+                &shared.connection,
             )
             .await
         {

@@ -49,7 +49,7 @@ pub async fn reaper_fails_jobs_out_of_tries(h: Harness) {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let reaped = h
         .driver
-        .reap(&queues, Duration::from_secs(1), None)
+        .reap(&queues, Duration::from_secs(1), None, &h.connection)
         .await
         .expect("reap");
     assert_eq!((reaped.requeued, reaped.failed), (1, 0));
@@ -60,12 +60,16 @@ pub async fn reaper_fails_jobs_out_of_tries(h: Harness) {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let reaped = h
         .driver
-        .reap(&queues, Duration::from_secs(1), None)
+        .reap(&queues, Duration::from_secs(1), None, &h.connection)
         .await
         .expect("reap");
     assert_eq!((reaped.requeued, reaped.failed), (0, 1));
     let stored = h.driver.failed_list(Some(&h.queue)).await.expect("list");
     assert_eq!(stored.len(), 1);
+    assert_eq!(
+        stored[0].connection, h.connection,
+        "the worker's connection name"
+    );
     assert!(
         stored[0]
             .exception
@@ -98,7 +102,7 @@ pub async fn stale_lease_cannot_settle_a_newer_reservation(h: Harness) {
         .lease;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     h.driver
-        .reap(&queues, Duration::from_secs(1), None)
+        .reap(&queues, Duration::from_secs(1), None, &h.connection)
         .await
         .expect("reap");
     let fresh = h

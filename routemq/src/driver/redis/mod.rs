@@ -442,6 +442,7 @@ impl QueueDriver for RedisDriver {
         queues: &[String],
         visibility_timeout: Duration,
         max_tries_override: Option<u32>,
+        connection: &str,
     ) -> Result<Reaped, DriverError> {
         let cutoff = epoch(SystemTime::now()) - visibility_timeout.as_secs_f64();
         let mut reaped = Reaped::default();
@@ -487,7 +488,7 @@ impl QueueDriver for RedisDriver {
                 let payload = parse_record(record);
                 if out_of_tries(&payload, attempts, max_tries_override) {
                     let failure = Failure {
-                        connection: "redis".to_owned(),
+                        connection: connection.to_owned(),
                         exception: super::reservation_expired_message(visibility_timeout),
                     };
                     if self.fail_with(&lease, &failure, Some(cutoff)).await? {
