@@ -11,6 +11,13 @@ use std::time::Duration;
 /// The longest delay, timeout or interval: ten years (of 365 days).
 pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
 
+/// Seconds as a duration when they are a finite number from zero to [`MAX_DURATION`] (for values
+/// given by a user, where anything else is an error rather than clamped).
+pub fn checked_secs(secs: f64) -> Option<Duration> {
+    (secs.is_finite() && (0.0..=MAX_DURATION.as_secs_f64()).contains(&secs))
+        .then(|| Duration::from_secs_f64(secs))
+}
+
 /// `duration`, at most [`MAX_DURATION`].
 pub fn clamp(duration: Duration) -> Duration {
     duration.min(MAX_DURATION)
@@ -40,6 +47,10 @@ mod tests {
         assert_eq!(clamped_secs(-5.0), Duration::ZERO);
         assert_eq!(clamped_secs(2.5), Duration::from_millis(2500));
         assert_eq!(clamp(Duration::MAX), MAX_DURATION);
+        assert_eq!(checked_secs(2.5), Some(Duration::from_millis(2500)));
+        assert_eq!(checked_secs(1e20), None);
+        assert_eq!(checked_secs(-1.0), None);
+        assert_eq!(checked_secs(f64::NAN), None);
         let far = std::time::SystemTime::now() + MAX_DURATION;
         assert!(far > std::time::SystemTime::now());
         let _ = tokio::time::Instant::now() + MAX_DURATION;

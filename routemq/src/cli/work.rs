@@ -54,16 +54,11 @@ fn usage(message: String) -> Failure {
 }
 
 fn seconds(flag: &str, value: f64) -> Result<Duration, Failure> {
-    if value.is_finite() && value >= 0.0 && value <= crate::limits::MAX_DURATION.as_secs_f64() {
-        Ok(Duration::from_secs_f64(value))
-    } else {
-        Err(Failure {
-            message: format!(
-                "--{flag} must be a number of seconds from 0 to ten years, not {value}"
-            ),
-            code: 2,
-        })
-    }
+    crate::limits::checked_secs(value).ok_or_else(|| {
+        usage(format!(
+            "--{flag} must be a number of seconds from 0 to ten years, not {value}"
+        ))
+    })
 }
 
 pub(super) async fn run(args: WorkArgs) -> Result<(), Failure> {

@@ -5,7 +5,7 @@
 //! Python/Rust fleet. A URL of a kind the connection cannot use is an error naming `DATABASE_URL`,
 //! never silently replaced by the `DB_*` defaults.
 
-use super::{ConfigError, percent_encode, redact_url};
+use super::{ConfigError, number_var, percent_encode, redact_url};
 
 /// The SQL databases routemq has drivers for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,10 +28,10 @@ impl SqlKind {
         }
     }
 
-    fn default_port(self) -> &'static str {
+    fn default_port(self) -> u32 {
         match self {
-            Self::Postgres => "5432",
-            Self::Mysql | Self::Sqlite => "3306",
+            Self::Postgres => 5432,
+            Self::Mysql | Self::Sqlite => 3306,
         }
     }
 
@@ -68,10 +68,11 @@ fn split_url(url: &str) -> Option<(SqlKind, &str)> {
     Some((kind, rest))
 }
 
-fn invalid(variable: &str, value: &str, expected: &'static str) -> ConfigError {
+/// `DATABASE_URL` cannot be used; the error shows it with any password hidden.
+fn invalid_url(url: &str, expected: &'static str) -> ConfigError {
     ConfigError {
-        variable: variable.to_owned(),
-        value: redact_url(value),
+        variable: "DATABASE_URL".to_owned(),
+        value: redact_url(url),
         expected,
     }
 }
@@ -84,7 +85,7 @@ pub(crate) fn url_kind(
         None => Ok(None),
         Some(url) => split_url(url.trim())
             .map(|(kind, _)| Some(kind))
-            .ok_or_else(|| invalid("DATABASE_URL", &url, ANY_URL)),
+            .ok_or_else(|| invalid_url(&url, ANY_URL)),
     }
 }
 
@@ -100,7 +101,11 @@ pub fn database_kind(lookup: impl Fn(&str) -> Option<String>) -> Result<SqlKind,
             "mysql" | "mariadb" => Ok(SqlKind::Mysql),
             "postgres" | "postgresql" | "pgsql" => Ok(SqlKind::Postgres),
             "sqlite" => Ok(SqlKind::Sqlite),
-            _ => Err(invalid("DB_CONNECTION", &raw, "mysql, postgres or sqlite")),
+            _ => Err(ConfigError {
+                variable: "DB_CONNECTION".to_owned(),
+                value: raw,
+                expected: "mysql, postgres or sqlite",
+            }),
         },
     }
 }
@@ -116,21 +121,21 @@ pub fn server_url(
     if let Some(url) = lookup("DATABASE_URL") {
         let url = url.trim();
         let Some((found, rest)) = split_url(url) else {
-            return Err(invalid("DATABASE_URL", url, ANY_URL));
+            return Err(invalid_url(url, ANY_URL));
         };
         if found != kind || kind == SqlKind::Sqlite {
-            return Err(invalid("DATABASE_URL", url, kind.expected_url()));
+            return Err(invalid_url(url, kind.expected_url()));
         }
         return Ok(format!("{}://{rest}", kind.connection_name()));
     }
     let host = lookup("DB_HOST").unwrap_or_else(|| "localhost".to_owned());
-    let port = match lookup("DB_PORT") {
-        None => kind.default_port().to_owned(),
-        Some(raw) => match raw.trim().parse::<u16>() {
-            Ok(port) if port > 0 => port.to_string(),
-            _ => return Err(invalid("DB_PORT", &raw, "a port number from 1 to 65535")),
-        },
-    };
+    let port = number_var(
+        &lookup,
+        "DB_PORT",
+        1..=65_535,
+        "a port number from 1 to 65535",
+    )?
+    .unwrap_or(kind.default_port());
     let name = lookup("DB_NAME").unwrap_or_else(|| "mqtt_framework".to_owned());
     let user = lookup("DB_USER").unwrap_or_else(|| "root".to_owned());
     let password = lookup("DB_PASSWORD").or_else(|| lookup("DB_PASS"));
@@ -231,9 +236,10 @@ mod tests {
             assert_eq!(database_kind(vars(&set)).expect(value), kind);
         }
         let bad = [("DB_CONNECTION", "oracle")];
+        let error = database_kind(vars(&bad)).expect_err("bad");
         assert_eq!(
-            database_kind(vars(&bad)).expect_err("bad").variable,
-            "DB_CONNECTION"
+            (error.variable.as_str(), error.value.as_str()),
+            ("DB_CONNECTION", "oracle")
         );
     }
 

@@ -194,6 +194,26 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// A whole-number variable within `range` (a port, a database number), `None` when unset.
+pub(crate) fn number_var(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    range: std::ops::RangeInclusive<u32>,
+    expected: &'static str,
+) -> Result<Option<u32>, ConfigError> {
+    match lookup(name) {
+        None => Ok(None),
+        Some(raw) => match raw.trim().parse::<u32>() {
+            Ok(n) if range.contains(&n) => Ok(Some(n)),
+            _ => Err(ConfigError {
+                variable: name.to_owned(),
+                value: raw,
+                expected,
+            }),
+        },
+    }
+}
+
 /// A `true`/`false` variable (RouteMQ's `1/true/yes/on` and their opposites), `default` when unset.
 pub fn bool_var(
     lookup: impl Fn(&str) -> Option<String>,
@@ -221,11 +241,11 @@ pub(crate) fn vars<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Opti
     }
 }
 
-/// Seconds as an integer or decimal (`"2.5"`).
+/// Seconds as an integer or decimal (`"2.5"`), at most ten years (a larger value is invalid, not a
+/// panic).
 pub(crate) fn parse_secs(raw: &str, allow_zero: bool) -> Option<Duration> {
     let secs: f64 = raw.trim().parse().ok()?;
-    let valid = secs.is_finite() && (secs > 0.0 || (allow_zero && secs == 0.0));
-    valid.then(|| Duration::from_secs_f64(secs))
+    crate::limits::checked_secs(secs).filter(|d| allow_zero || !d.is_zero())
 }
 
 /// RouteMQ's truthy words, plus their opposites.
@@ -310,5 +330,6 @@ mod tests {
         assert!(settings(&[("QUEUE_RETRY_JITTER", "2")]).is_err());
         assert!(settings(&[("QUEUE_RETRY_BACKOFF_ENABLED", "maybe")]).is_err());
         assert!(settings(&[("QUEUE_HEARTBEAT_INTERVAL", "0")]).is_err());
+        assert!(settings(&[("QUEUE_VISIBILITY_TIMEOUT", "1e20")]).is_err());
     }
 }

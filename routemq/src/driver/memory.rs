@@ -52,6 +52,21 @@ pub struct MemoryDriver {
     wake: WakeSignal,
 }
 
+impl StoredJob {
+    /// This job's current reservation, as the worker sees it.
+    fn reservation(&self, id: u64) -> ReservedJob {
+        ReservedJob {
+            lease: Lease {
+                id: id.to_string(),
+                queue: self.queue.clone(),
+                attempts: self.attempts,
+                token: String::new(),
+            },
+            payload: self.payload.clone(),
+        }
+    }
+}
+
 impl Default for MemoryDriver {
     fn default() -> Self {
         Self::new()
@@ -210,15 +225,7 @@ impl QueueDriver for MemoryDriver {
                     continue;
                 };
                 job.attempts += 1;
-                out.push(ReservedJob {
-                    lease: Lease {
-                        id: id.to_string(),
-                        queue: queue.clone(),
-                        attempts: job.attempts,
-                        token: String::new(),
-                    },
-                    payload: job.payload.clone(),
-                });
+                out.push(job.reservation(id));
             }
         }
         Ok(out)
@@ -326,15 +333,7 @@ impl QueueDriver for MemoryDriver {
                             connection: connection.to_owned(),
                             exception: super::reservation_expired_message(visibility_timeout),
                         };
-                        reaped.expired.push(ReservedJob {
-                            lease: Lease {
-                                id: id.to_string(),
-                                queue: queue.clone(),
-                                attempts: job.attempts,
-                                token: String::new(),
-                            },
-                            payload: job.payload.clone(),
-                        });
+                        reaped.expired.push(job.reservation(id));
                         state.record_failed(job, &failure);
                         reaped.failed += 1;
                     } else {

@@ -245,7 +245,7 @@ impl MySqlDriver {
         failure: &Failure,
         expired_before: Option<Duration>,
     ) -> Result<bool, DriverError> {
-        let id = sql::row_id(&lease.id)?;
+        let id = sql::lease_id(lease)?;
         let mut tx = self.pool.begin().await.map_err(backend("fail"))?;
         let row: Option<(String, String)> = sqlx::query_as(&format!(
             "SELECT queue, payload FROM queue_jobs
@@ -403,7 +403,7 @@ impl QueueDriver for MySqlDriver {
         delay: Duration,
         refund_attempt: bool,
     ) -> Result<bool, DriverError> {
-        let id = sql::row_id(&lease.id)?;
+        let id = sql::lease_id(lease)?;
         let result = sqlx::query(&format!(
             "UPDATE queue_jobs SET reserved_at = NULL, available_at = DATE_ADD({NOW}, INTERVAL ? MICROSECOND),
                 attempts = GREATEST(attempts - ?, 0)
@@ -598,7 +598,7 @@ impl QueueDriver for MySqlDriver {
     }
 
     async fn failed_get(&self, id: &str) -> Result<Option<FailedJob>, DriverError> {
-        let id = sql::failed_id(id)?;
+        let id = sql::row_id(id)?;
         let row = sqlx::query(&format!(
             "SELECT {FAILED_COLUMNS} FROM queue_failed_jobs WHERE id = ?"
         ))
@@ -613,7 +613,7 @@ impl QueueDriver for MySqlDriver {
     }
 
     async fn failed_retry(&self, id: &str) -> Result<Option<String>, DriverError> {
-        let id = sql::failed_id(id)?;
+        let id = sql::row_id(id)?;
         let mut tx = self
             .pool
             .begin()
@@ -645,7 +645,7 @@ impl QueueDriver for MySqlDriver {
     }
 
     async fn failed_forget(&self, id: &str) -> Result<bool, DriverError> {
-        let id = sql::failed_id(id)?;
+        let id = sql::row_id(id)?;
         let result = sqlx::query("DELETE FROM queue_failed_jobs WHERE id = ?")
             .bind(id)
             .execute(&self.pool)

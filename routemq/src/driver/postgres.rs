@@ -107,11 +107,6 @@ fn failed_job(row: &PgRow) -> Result<FailedJob, sqlx::Error> {
     })
 }
 
-/// A lease's row id; an id this driver cannot have written is an error, never a silent skip.
-fn lease_id(lease: &Lease) -> Result<i64, DriverError> {
-    sql::row_id(&lease.id)
-}
-
 /// Inserts jobs on `conn` (a pooled connection or the caller's transaction) and notifies workers.
 /// One statement for any number of jobs.
 pub async fn push_on(conn: &mut PgConnection, jobs: &[NewJob]) -> Result<Vec<String>, DriverError> {
@@ -266,7 +261,7 @@ impl PostgresDriver {
         failure: &Failure,
         expired_before: Option<f64>,
     ) -> Result<bool, DriverError> {
-        let id = lease_id(lease)?;
+        let id = sql::lease_id(lease)?;
         let moved: Option<i64> = sqlx::query_scalar(&format!(
             "WITH gone AS (
                 DELETE FROM queue_jobs
@@ -356,7 +351,7 @@ impl QueueDriver for PostgresDriver {
                 .map(reserved_job)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(backend("reserve"))?;
-            jobs.sort_by_key(|job| lease_id(&job.lease).unwrap_or(i64::MAX));
+            jobs.sort_by_key(|job| sql::lease_id(&job.lease).unwrap_or(i64::MAX));
             out.extend(jobs);
         }
         Ok(out)
@@ -382,7 +377,7 @@ impl QueueDriver for PostgresDriver {
         delay: Duration,
         refund_attempt: bool,
     ) -> Result<bool, DriverError> {
-        let id = lease_id(lease)?;
+        let id = sql::lease_id(lease)?;
         let result = sqlx::query(&format!(
             "UPDATE queue_jobs SET reserved_at = NULL, available_at = {NOW} + make_interval(secs => $1),
                 attempts = GREATEST(attempts - $2, 0)
@@ -460,7 +455,7 @@ impl QueueDriver for PostgresDriver {
                 "UPDATE queue_jobs SET reserved_at = NULL, available_at = {NOW}
                  WHERE id = $1 AND attempts = $2 AND reserved_at < {NOW} - make_interval(secs => $3)"
             ))
-            .bind(lease_id(&job.lease)?)
+            .bind(sql::lease_id(&job.lease)?)
             .bind(i32::try_from(job.lease.attempts).unwrap_or(i32::MAX))
             .bind(vt)
             .execute(&self.pool)
@@ -558,7 +553,7 @@ impl QueueDriver for PostgresDriver {
     }
 
     async fn failed_get(&self, id: &str) -> Result<Option<FailedJob>, DriverError> {
-        let id = sql::failed_id(id)?;
+        let id = sql::row_id(id)?;
         let row = sqlx::query(&format!(
             "SELECT {FAILED_COLUMNS} FROM queue_failed_jobs WHERE id = $1"
         ))
@@ -573,7 +568,7 @@ impl QueueDriver for PostgresDriver {
     }
 
     async fn failed_retry(&self, id: &str) -> Result<Option<String>, DriverError> {
-        let id = sql::failed_id(id)?;
+        let id = sql::row_id(id)?;
         let new_id: Option<(i64, String)> = sqlx::query_as(&format!(
             "WITH gone AS (DELETE FROM queue_failed_jobs WHERE id = $1 RETURNING queue, payload)
              INSERT INTO queue_jobs (queue, payload, attempts, reserved_at, available_at, created_at)
@@ -596,7 +591,7 @@ impl QueueDriver for PostgresDriver {
     }
 
     async fn failed_forget(&self, id: &str) -> Result<bool, DriverError> {
-        let id = sql::failed_id(id)?;
+        let id = sql::row_id(id)?;
         let result = sqlx::query("DELETE FROM queue_failed_jobs WHERE id = $1")
             .bind(id)
             .execute(&self.pool)

@@ -72,12 +72,12 @@ where
     }
 }
 
-/// A failed-job id: a row id.
-pub(crate) fn failed_id(id: &str) -> Result<i64, DriverError> {
-    row_id(id)
+/// A lease's row id; an id this driver cannot have written is an error, never a silent skip.
+pub(crate) fn lease_id(lease: &Lease) -> Result<i64, DriverError> {
+    row_id(&lease.id)
 }
 
-/// A row id (64 bits); anything else is [`DriverError::InvalidId`].
+/// A row id (64 bits: a job or a failed job); anything else is [`DriverError::InvalidId`].
 pub(crate) fn row_id(id: &str) -> Result<i64, DriverError> {
     id.trim()
         .parse()

@@ -176,11 +176,6 @@ fn failed_job(row: &SqliteRow) -> Result<FailedJob, sqlx::Error> {
     })
 }
 
-/// A lease's row id; a non-numeric id cannot be ours, and is an error rather than a silent skip.
-fn lease_id(lease: &Lease) -> Result<i64, DriverError> {
-    sql::row_id(&lease.id)
-}
-
 #[async_trait]
 impl QueueDriver for SqliteDriver {
     fn kind(&self) -> &'static str {
@@ -286,7 +281,7 @@ impl QueueDriver for SqliteDriver {
                 .map(reserved_job)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| DriverError::backend("reserve", e))?;
-            jobs.sort_by_key(|job| lease_id(&job.lease).unwrap_or(i64::MAX));
+            jobs.sort_by_key(|job| sql::lease_id(&job.lease).unwrap_or(i64::MAX));
             out.extend(jobs);
         }
         Ok(out)
@@ -314,7 +309,7 @@ impl QueueDriver for SqliteDriver {
         delay: Duration,
         refund_attempt: bool,
     ) -> Result<bool, DriverError> {
-        let id = lease_id(lease)?;
+        let id = sql::lease_id(lease)?;
         let available = SqlTime::text(SystemTime::now() + crate::limits::clamp(delay));
         let refund = i64::from(refund_attempt);
         let result = retry_busy("release", || {
@@ -336,7 +331,7 @@ impl QueueDriver for SqliteDriver {
     }
 
     async fn fail(&self, lease: &Lease, failure: &Failure) -> Result<bool, DriverError> {
-        let id = lease_id(lease)?;
+        let id = sql::lease_id(lease)?;
         let failed_at = SqlTime::text(SystemTime::now());
         retry_busy("fail", || async {
             let mut tx = self.pool.begin().await?;
@@ -427,7 +422,7 @@ impl QueueDriver for SqliteDriver {
                     continue;
                 }
                 let now = SqlTime::text(SystemTime::now());
-                let id = lease_id(&job.lease)?;
+                let id = sql::lease_id(&job.lease)?;
                 let requeued = retry_busy("reap", || {
                     sqlx::query(
                         "UPDATE queue_jobs SET reserved_at = NULL, available_at = ?1
@@ -552,7 +547,7 @@ impl QueueDriver for SqliteDriver {
     }
 
     async fn failed_get(&self, id: &str) -> Result<Option<FailedJob>, DriverError> {
-        let id = sql::failed_id(id)?;
+        let id = sql::row_id(id)?;
         let row = retry_busy("show failed job", || {
             sqlx::query("SELECT id, connection, queue, payload, exception, failed_at FROM queue_failed_jobs WHERE id = ?1")
                 .bind(id)
@@ -566,7 +561,7 @@ impl QueueDriver for SqliteDriver {
     }
 
     async fn failed_retry(&self, id: &str) -> Result<Option<String>, DriverError> {
-        let id = sql::failed_id(id)?;
+        let id = sql::row_id(id)?;
         let now = SqlTime::text(SystemTime::now());
         let new_id = retry_busy("retry failed job", || async {
             let mut tx = self.pool.begin().await?;
@@ -596,7 +591,7 @@ impl QueueDriver for SqliteDriver {
     }
 
     async fn failed_forget(&self, id: &str) -> Result<bool, DriverError> {
-        let id = sql::failed_id(id)?;
+        let id = sql::row_id(id)?;
         let result = retry_busy("forget failed job", || {
             sqlx::query("DELETE FROM queue_failed_jobs WHERE id = ?1")
                 .bind(id)

@@ -2,29 +2,10 @@
 //! Passwords never appear in logs or errors: [`redact`] hides them.
 
 pub use crate::config::redact_url as redact;
-use crate::config::{ConfigError, percent_encode};
+use crate::config::{ConfigError, number_var, percent_encode};
 
 /// The URL schemes the Redis client accepts.
 const SCHEMES: [&str; 4] = ["redis://", "rediss://", "redis+unix://", "unix://"];
-
-fn number(
-    lookup: &impl Fn(&str) -> Option<String>,
-    name: &str,
-    default: &str,
-    expected: &'static str,
-) -> Result<String, ConfigError> {
-    match lookup(name) {
-        None => Ok(default.to_owned()),
-        Some(raw) => match raw.trim().parse::<u32>() {
-            Ok(n) if name != "REDIS_PORT" || (1..=65535).contains(&n) => Ok(n.to_string()),
-            _ => Err(ConfigError {
-                variable: name.to_owned(),
-                value: raw,
-                expected,
-            }),
-        },
-    }
-}
 
 /// The Redis URL (`REDIS_URL` wins), with RouteMQ's defaults (`localhost:6379`, database 0), read
 /// through `lookup` (the environment: [`crate::config::env_var`]).
@@ -41,13 +22,14 @@ pub fn url(lookup: impl Fn(&str) -> Option<String>) -> Result<String, ConfigErro
         return Ok(url.to_owned());
     }
     let host = lookup("REDIS_HOST").unwrap_or_else(|| "localhost".to_owned());
-    let port = number(
+    let port = number_var(
         &lookup,
         "REDIS_PORT",
-        "6379",
+        1..=65_535,
         "a port number from 1 to 65535",
-    )?;
-    let db = number(&lookup, "REDIS_DB", "0", "a database number ≥ 0")?;
+    )?
+    .unwrap_or(6379);
+    let db = number_var(&lookup, "REDIS_DB", 0..=u32::MAX, "a database number ≥ 0")?.unwrap_or(0);
     let auth = match (lookup("REDIS_USERNAME"), lookup("REDIS_PASSWORD")) {
         (Some(user), Some(password)) => {
             format!("{}:{}@", percent_encode(&user), percent_encode(&password))
