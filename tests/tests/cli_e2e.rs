@@ -404,6 +404,70 @@ async fn after_kill_9_another_worker_runs_the_job_once_the_lease_expires() {
     assert_ne!(lines[0].pid, rescuer.pid());
 }
 
+/// A worker killed with jobs in its prefetch buffer used up no attempt of those jobs: with one
+/// try each, they still run once (as attempt 1); only the job that was running fails.
+#[tokio::test]
+async fn after_kill_9_prefetched_jobs_still_have_their_tries() {
+    let setup = Setup::new("kill9-prefetch").await;
+    setup.dispatch(1, 60_000).await; // job 0, the one that will be running
+    let path = setup.ledger.to_str().expect("utf-8").to_owned();
+    let waiting = (1..5).map(|n| FileRecord {
+        path: path.clone(),
+        n,
+        first_attempt_sleep_ms: 0,
+    });
+    setup
+        .manager
+        .bulk(waiting)
+        .on_queue(setup.queue.clone())
+        .await
+        .expect("dispatch");
+    // One slot and a buffer of four: job 0 runs, jobs 1-4 wait prefetched.
+    let mut crashed = setup.work(&["--concurrency", "1", "--prefetch", "4"]);
+    wait_until(Duration::from_secs(20), || !setup.ledger().is_empty());
+    let stats = setup.driver.stats(&setup.queue).await.expect("stats");
+    assert_eq!((stats.ready, stats.reserved), (0, 5), "all five are leased");
+    crashed.signal("KILL");
+    crashed.wait_for_exit(Duration::from_secs(10));
+
+    let mut rescuer = Guard(
+        setup
+            .command(&[
+                "queue-work",
+                "--queue",
+                &setup.queue,
+                "--sleep",
+                "0.1",
+                "--max-tries",
+                "1",
+                "--stop-when-empty",
+            ])
+            .env("QUEUE_VISIBILITY_TIMEOUT", "2")
+            .env("QUEUE_REAPER_INTERVAL", "0.5")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn"),
+    );
+    assert!(rescuer.wait_for_exit(Duration::from_secs(30)).success());
+    let lines = setup.ledger();
+    let done: Vec<(u64, u32)> = lines
+        .iter()
+        .filter(|l| l.event == "done")
+        .map(|l| (l.n, l.attempt))
+        .collect();
+    assert_eq!(done, [(1, 1), (2, 1), (3, 1), (4, 1)], "{lines:?}");
+    let failed = setup.json(&["queue-failed", "--queue", &setup.queue]);
+    let failed = failed.as_array().expect("a JSON array");
+    assert_eq!(failed.len(), 1, "only the job that was running: {failed:?}");
+    assert!(
+        failed[0]["exception"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("ReservationExpired")),
+        "{failed:?}"
+    );
+}
+
 #[tokio::test]
 async fn admin_commands_list_show_retry_forget_and_flush_failed_jobs() {
     let setup = Setup::new("admin").await;

@@ -149,6 +149,47 @@ impl State {
             .then_some(id)
     }
 
+    /// Leases up to `max` ready jobs; `count` adds the attempt now (else a prefetched lease).
+    fn lease_ready(&mut self, queues: &[String], max: usize, count: bool) -> Vec<ReservedJob> {
+        let now = Instant::now();
+        let mut out = Vec::new();
+        for queue in queues {
+            self.promote_due(queue, now);
+            while out.len() < max {
+                let Some(id) = self.queues.get_mut(queue).and_then(|q| q.ready.pop_first()) else {
+                    break;
+                };
+                self.queue(queue).reserved.insert((now, id));
+                self.leases.insert(id, now);
+                let Some(job) = self.jobs.get_mut(&id) else {
+                    continue;
+                };
+                if count {
+                    job.attempts += 1;
+                }
+                let mut reserved = job.reservation(id);
+                if !count {
+                    reserved.lease.token = super::PREFETCHED.to_owned();
+                }
+                out.push(reserved);
+            }
+        }
+        out
+    }
+
+    /// Renews a held lease's heartbeat; `false` if it is not leased.
+    fn renew(&mut self, id: u64, now: Instant) -> bool {
+        let (Some(heartbeat), Some(job)) = (self.leases.get_mut(&id), self.jobs.get(&id)) else {
+            return false;
+        };
+        let old = std::mem::replace(heartbeat, now);
+        if let Some(queue) = self.queues.get_mut(&job.queue) {
+            queue.reserved.remove(&(old, id));
+            queue.reserved.insert((now, id));
+        }
+        true
+    }
+
     fn unlease(&mut self, id: u64) -> Option<StoredJob> {
         let heartbeat = self.leases.remove(&id)?;
         let job = self.jobs.get(&id)?;
@@ -206,29 +247,33 @@ impl QueueDriver for MemoryDriver {
         queues: &[String],
         max: usize,
     ) -> Result<Vec<ReservedJob>, DriverError> {
+        Ok(self.lock().lease_ready(queues, max, true))
+    }
+
+    async fn prefetch(
+        &self,
+        queues: &[String],
+        max: usize,
+    ) -> Result<Vec<ReservedJob>, DriverError> {
+        Ok(self.lock().lease_ready(queues, max, false))
+    }
+
+    async fn start(&self, leases: &[Lease]) -> Result<Vec<Option<Lease>>, DriverError> {
         let now = Instant::now();
         let mut state = self.lock();
-        let mut out = Vec::new();
-        for queue in queues {
-            state.promote_due(queue, now);
-            while out.len() < max {
-                let Some(id) = state
-                    .queues
-                    .get_mut(queue)
-                    .and_then(|q| q.ready.pop_first())
-                else {
-                    break;
-                };
-                state.queue(queue).reserved.insert((now, id));
-                state.leases.insert(id, now);
-                let Some(job) = state.jobs.get_mut(&id) else {
-                    continue;
-                };
+        Ok(leases
+            .iter()
+            .map(|lease| {
+                if !super::is_prefetched(lease) {
+                    return None;
+                }
+                let id = state.held(lease)?;
+                state.renew(id, now);
+                let job = state.jobs.get_mut(&id)?;
                 job.attempts += 1;
-                out.push(job.reservation(id));
-            }
-        }
-        Ok(out)
+                Some(job.reservation(id).lease)
+            })
+            .collect())
     }
 
     async fn ack(&self, leases: &[Lease]) -> Result<(), DriverError> {
@@ -259,6 +304,7 @@ impl QueueDriver for MemoryDriver {
             state.queue(&lease.queue).reserved.remove(&(heartbeat, id));
             if let Some(job) = state.jobs.get_mut(&id)
                 && refund_attempt
+                && !super::is_prefetched(lease)
             {
                 job.attempts = job.attempts.saturating_sub(1);
             }
@@ -286,13 +332,9 @@ impl QueueDriver for MemoryDriver {
         let mut state = self.lock();
         let mut held = 0;
         for lease in leases {
-            let Some(id) = state.held(lease) else {
-                continue;
-            };
-            if let Some(old) = state.leases.insert(id, now) {
-                let queue = state.queue(&lease.queue);
-                queue.reserved.remove(&(old, id));
-                queue.reserved.insert((now, id));
+            if let Some(id) = state.held(lease)
+                && state.renew(id, now)
+            {
                 held += 1;
             }
         }

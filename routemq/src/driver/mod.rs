@@ -3,9 +3,10 @@
 //! Every driver has the same semantics, checked by the conformance suite in `tests/`:
 //! FIFO by id within a queue; delayed jobs invisible until due; a reservation is a lease that a
 //! heartbeat ([`QueueDriver::extend`]) keeps alive and the reaper ([`QueueDriver::reap`]) takes back
-//! when it is older than the visibility timeout; `attempts` counts reservations; every operation
-//! on a lease names the exact reservation ([`Lease`]), so a worker whose lease was reaped and handed
-//! to someone else cannot acknowledge or fail the other worker's run.
+//! when it is older than the visibility timeout; `attempts` counts started runs (a reservation
+//! counts at once, a prefetched one when [`QueueDriver::start`] starts it); every operation on a
+//! lease names the exact reservation ([`Lease`]), so a worker whose lease was reaped and handed to
+//! someone else cannot acknowledge or fail the other worker's run.
 
 pub mod memory;
 #[cfg(feature = "mysql")]
@@ -52,7 +53,8 @@ pub struct Lease {
     pub id: String,
     /// The queue it was reserved from.
     pub queue: String,
-    /// The attempt number this reservation started (counts from 1).
+    /// The attempt number this reservation started (counts from 1); for a prefetched lease not
+    /// started yet, the attempts counted before it.
     pub attempts: u32,
     /// Driver-specific token that identifies the reservation (may be empty).
     pub token: String,
@@ -168,6 +170,15 @@ impl DriverError {
     }
 }
 
+/// The token of a built-in driver's prefetched lease starts with this (SQL and memory leases use it
+/// alone; Redis adds its sequence number).
+pub(crate) const PREFETCHED: &str = "p";
+
+/// Whether a built-in driver's lease is a prefetched one, whose attempt is not counted yet.
+pub(crate) fn is_prefetched(lease: &Lease) -> bool {
+    lease.token.starts_with(PREFETCHED)
+}
+
 /// The message RouteMQ records when a lease expires with no tries left.
 pub fn reservation_expired_message(visibility_timeout: Duration) -> String {
     format!(
@@ -207,6 +218,30 @@ pub trait QueueDriver: Send + Sync + fmt::Debug {
     /// incrementing each job's `attempts`.
     async fn reserve(&self, queues: &[String], max: usize)
     -> Result<Vec<ReservedJob>, DriverError>;
+
+    /// Leases up to `max` ready jobs like [`reserve`](Self::reserve), for a worker's prefetch
+    /// buffer: the reservation counts no attempt until [`start`](Self::start) says the job is about
+    /// to run. A prefetched lease that expires (its worker died) goes back to its queue with its
+    /// attempts as they were, and a refunding [`release`](Self::release) of it changes nothing.
+    ///
+    /// The default reserves, so the attempt counts at once; the built-in drivers override it.
+    async fn prefetch(
+        &self,
+        queues: &[String],
+        max: usize,
+    ) -> Result<Vec<ReservedJob>, DriverError> {
+        self.reserve(queues, max).await
+    }
+
+    /// Counts the attempt of prefetched jobs about to run and renews their leases. Returns, for
+    /// each lease in order, the lease of the started run (the one to acknowledge, release or fail
+    /// from now on), or `None` when the reservation is no longer held (it expired and was taken
+    /// back): the job must then not run.
+    ///
+    /// The default returns the leases as they are, matching the default [`prefetch`](Self::prefetch).
+    async fn start(&self, leases: &[Lease]) -> Result<Vec<Option<Lease>>, DriverError> {
+        Ok(leases.iter().cloned().map(Some).collect())
+    }
 
     /// Deletes finished jobs. Leases that are no longer held are skipped.
     async fn ack(&self, leases: &[Lease]) -> Result<(), DriverError>;

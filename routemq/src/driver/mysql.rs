@@ -233,6 +233,62 @@ impl MySqlDriver {
         &self.target
     }
 
+    /// Leases up to `max` ready jobs; `count` adds the attempt now (else a prefetched lease).
+    async fn lease_ready(
+        &self,
+        queues: &[String],
+        max: usize,
+        count: bool,
+    ) -> Result<Vec<ReservedJob>, DriverError> {
+        let mut out = Vec::new();
+        for queue in queues {
+            if out.len() >= max {
+                break;
+            }
+            let mut tx = self.pool.begin().await.map_err(backend("reserve"))?;
+            let rows: Vec<(i64, String, i32)> = sqlx::query_as(&format!(
+                "SELECT id, payload, attempts FROM queue_jobs
+                 WHERE queue = ? AND reserved_at IS NULL AND available_at <= {NOW}
+                 ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED"
+            ))
+            .bind(queue)
+            .bind(i64::try_from(max - out.len()).unwrap_or(i64::MAX))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend("reserve"))?;
+            if rows.is_empty() {
+                tx.rollback().await.map_err(backend("reserve"))?;
+                continue;
+            }
+            let mut update = QueryBuilder::<MySql>::new(format!(
+                "UPDATE queue_jobs SET reserved_at = {NOW}, attempts = attempts + "
+            ));
+            update.push_bind(i32::from(count)).push(" WHERE id IN (");
+            let mut ids = update.separated(", ");
+            for (id, _, _) in &rows {
+                ids.push_bind(*id);
+            }
+            update.push(")");
+            update
+                .build()
+                .execute(&mut *tx)
+                .await
+                .map_err(backend("reserve"))?;
+            tx.commit().await.map_err(backend("reserve"))?;
+            let jobs = rows.into_iter().map(|(id, payload, attempts)| ReservedJob {
+                lease: Lease {
+                    id: id.to_string(),
+                    queue: queue.clone(),
+                    attempts: u32::try_from(attempts + i32::from(count)).unwrap_or(1),
+                    token: String::new(),
+                },
+                payload,
+            });
+            out.extend(sql::marked(jobs.collect(), count));
+        }
+        Ok(out)
+    }
+
     /// The connection pool, for your own queries and transactions.
     pub fn pool(&self) -> &MySqlPool {
         &self.pool
@@ -333,51 +389,52 @@ impl QueueDriver for MySqlDriver {
         queues: &[String],
         max: usize,
     ) -> Result<Vec<ReservedJob>, DriverError> {
-        let mut out = Vec::new();
-        for queue in queues {
-            if out.len() >= max {
-                break;
-            }
-            let mut tx = self.pool.begin().await.map_err(backend("reserve"))?;
-            let rows: Vec<(i64, String, i32)> = sqlx::query_as(&format!(
-                "SELECT id, payload, attempts FROM queue_jobs
-                 WHERE queue = ? AND reserved_at IS NULL AND available_at <= {NOW}
-                 ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED"
-            ))
-            .bind(queue)
-            .bind(i64::try_from(max - out.len()).unwrap_or(i64::MAX))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(backend("reserve"))?;
-            if rows.is_empty() {
-                tx.rollback().await.map_err(backend("reserve"))?;
-                continue;
-            }
-            let mut update = QueryBuilder::<MySql>::new(format!(
-                "UPDATE queue_jobs SET reserved_at = {NOW}, attempts = attempts + 1 WHERE id IN ("
-            ));
-            let mut ids = update.separated(", ");
-            for (id, _, _) in &rows {
-                ids.push_bind(*id);
-            }
-            update.push(")");
-            update
-                .build()
-                .execute(&mut *tx)
+        self.lease_ready(queues, max, true).await
+    }
+
+    async fn prefetch(
+        &self,
+        queues: &[String],
+        max: usize,
+    ) -> Result<Vec<ReservedJob>, DriverError> {
+        self.lease_ready(queues, max, false).await
+    }
+
+    async fn start(&self, leases: &[Lease]) -> Result<Vec<Option<Lease>>, DriverError> {
+        let keys = sql::prefetched_keys(leases)?;
+        let mut started = std::collections::HashSet::new();
+        for chunk in keys.chunks(INSERT_CHUNK) {
+            // MySQL's UPDATE cannot say which rows it changed: lock the held ones, then count them.
+            let mut tx = self.pool.begin().await.map_err(backend("start"))?;
+            let mut select = QueryBuilder::<MySql>::new(
+                "SELECT id FROM queue_jobs WHERE reserved_at IS NOT NULL AND (",
+            );
+            sql::push_lease_matches(&mut select, chunk);
+            select.push(") FOR UPDATE");
+            let held: Vec<i64> = select
+                .build_query_scalar()
+                .fetch_all(&mut *tx)
                 .await
-                .map_err(backend("reserve"))?;
-            tx.commit().await.map_err(backend("reserve"))?;
-            out.extend(rows.into_iter().map(|(id, payload, attempts)| ReservedJob {
-                lease: Lease {
-                    id: id.to_string(),
-                    queue: queue.clone(),
-                    attempts: u32::try_from(attempts + 1).unwrap_or(1),
-                    token: String::new(),
-                },
-                payload,
-            }));
+                .map_err(backend("start"))?;
+            if !held.is_empty() {
+                let mut update = QueryBuilder::<MySql>::new(format!(
+                    "UPDATE queue_jobs SET attempts = attempts + 1, reserved_at = {NOW} WHERE id IN ("
+                ));
+                let mut ids = update.separated(", ");
+                for id in &held {
+                    ids.push_bind(*id);
+                }
+                update.push(")");
+                update
+                    .build()
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend("start"))?;
+            }
+            tx.commit().await.map_err(backend("start"))?;
+            started.extend(held);
         }
-        Ok(out)
+        Ok(sql::started_leases(leases, &started))
     }
 
     async fn ack(&self, leases: &[Lease]) -> Result<(), DriverError> {
@@ -410,7 +467,7 @@ impl QueueDriver for MySqlDriver {
              WHERE id = ? AND attempts = ? AND reserved_at IS NOT NULL"
         ))
         .bind(micros(delay))
-        .bind(i32::from(refund_attempt))
+        .bind(i32::from(refund_attempt && !super::is_prefetched(lease)))
         .bind(id)
         .bind(attempts_of(lease))
         .execute(&self.pool)

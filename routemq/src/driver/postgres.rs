@@ -224,6 +224,42 @@ impl PostgresDriver {
         &self.target
     }
 
+    /// Leases up to `max` ready jobs; `count` adds the attempt now (else a prefetched lease).
+    async fn lease_ready(
+        &self,
+        queues: &[String],
+        max: usize,
+        count: bool,
+    ) -> Result<Vec<ReservedJob>, DriverError> {
+        let mut out = Vec::new();
+        for queue in queues {
+            if out.len() >= max {
+                break;
+            }
+            let rows = sqlx::query(&format!(
+                "UPDATE queue_jobs SET reserved_at = {NOW}, attempts = attempts + $3
+                 WHERE id IN (SELECT id FROM queue_jobs
+                              WHERE queue = $1 AND reserved_at IS NULL AND available_at <= {NOW}
+                              ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)
+                 RETURNING id::bigint AS id, queue, payload, attempts"
+            ))
+            .bind(queue)
+            .bind(i64::try_from(max - out.len()).unwrap_or(i64::MAX))
+            .bind(i32::from(count))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend("reserve"))?;
+            let mut jobs = rows
+                .iter()
+                .map(reserved_job)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend("reserve"))?;
+            jobs.sort_by_key(|job| sql::lease_id(&job.lease).unwrap_or(i64::MAX));
+            out.extend(sql::marked(jobs, count));
+        }
+        Ok(out)
+    }
+
     /// The connection pool, for your own queries and transactions.
     pub fn pool(&self) -> &PgPool {
         &self.pool
@@ -329,32 +365,32 @@ impl QueueDriver for PostgresDriver {
         queues: &[String],
         max: usize,
     ) -> Result<Vec<ReservedJob>, DriverError> {
-        let mut out = Vec::new();
-        for queue in queues {
-            if out.len() >= max {
-                break;
-            }
-            let rows = sqlx::query(&format!(
-                "UPDATE queue_jobs SET reserved_at = {NOW}, attempts = attempts + 1
-                 WHERE id IN (SELECT id FROM queue_jobs
-                              WHERE queue = $1 AND reserved_at IS NULL AND available_at <= {NOW}
-                              ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)
-                 RETURNING id::bigint AS id, queue, payload, attempts"
-            ))
-            .bind(queue)
-            .bind(i64::try_from(max - out.len()).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend("reserve"))?;
-            let mut jobs = rows
-                .iter()
-                .map(reserved_job)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(backend("reserve"))?;
-            jobs.sort_by_key(|job| sql::lease_id(&job.lease).unwrap_or(i64::MAX));
-            out.extend(jobs);
-        }
-        Ok(out)
+        self.lease_ready(queues, max, true).await
+    }
+
+    async fn prefetch(
+        &self,
+        queues: &[String],
+        max: usize,
+    ) -> Result<Vec<ReservedJob>, DriverError> {
+        self.lease_ready(queues, max, false).await
+    }
+
+    async fn start(&self, leases: &[Lease]) -> Result<Vec<Option<Lease>>, DriverError> {
+        let (ids, attempts): (Vec<i64>, Vec<i32>) =
+            sql::prefetched_keys(leases)?.into_iter().unzip();
+        let started: Vec<i64> = sqlx::query_scalar(&format!(
+            "UPDATE queue_jobs q SET attempts = q.attempts + 1, reserved_at = {NOW}
+             FROM UNNEST($1::bigint[], $2::int[]) AS l(id, attempts)
+             WHERE q.id = l.id AND q.attempts = l.attempts AND q.reserved_at IS NOT NULL
+             RETURNING q.id::bigint"
+        ))
+        .bind(&ids)
+        .bind(&attempts)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend("start"))?;
+        Ok(sql::started_leases(leases, &started.into_iter().collect()))
     }
 
     async fn ack(&self, leases: &[Lease]) -> Result<(), DriverError> {
@@ -384,7 +420,7 @@ impl QueueDriver for PostgresDriver {
              WHERE id = $3 AND attempts = $4 AND reserved_at IS NOT NULL"
         ))
         .bind(crate::limits::clamp(delay).as_secs_f64())
-        .bind(i32::from(refund_attempt))
+        .bind(i32::from(refund_attempt && !super::is_prefetched(lease)))
         .bind(id)
         .bind(i32::try_from(lease.attempts).unwrap_or(i32::MAX))
         .execute(&self.pool)

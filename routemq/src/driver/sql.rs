@@ -5,7 +5,7 @@ use std::time::SystemTime;
 #[cfg(any(feature = "sqlite", feature = "mysql"))]
 use sqlx::QueryBuilder;
 
-use super::{DriverError, Lease};
+use super::{DriverError, Lease, ReservedJob};
 use crate::time;
 
 /// RouteMQ's SQL timestamps: naive UTC (`2026-11-28 21:35:11.397883`).
@@ -82,6 +82,46 @@ pub(crate) fn row_id(id: &str) -> Result<i64, DriverError> {
     id.trim()
         .parse()
         .map_err(|_| DriverError::InvalidId(id.to_owned()))
+}
+
+/// Marks freshly leased jobs as prefetched unless their attempt was `counted`.
+pub(crate) fn marked(mut jobs: Vec<ReservedJob>, counted: bool) -> Vec<ReservedJob> {
+    if !counted {
+        for job in &mut jobs {
+            job.lease.token = super::PREFETCHED.to_owned();
+        }
+    }
+    jobs
+}
+
+/// The keys ([`lease_keys`]) of the prefetched leases among `leases`: the ones `start` may start.
+pub(crate) fn prefetched_keys(leases: &[Lease]) -> Result<Vec<(i64, i32)>, DriverError> {
+    let prefetched: Vec<Lease> = leases
+        .iter()
+        .filter(|lease| super::is_prefetched(lease))
+        .cloned()
+        .collect();
+    lease_keys(&prefetched)
+}
+
+/// The answer to [`QueueDriver::start`](super::QueueDriver::start): each prefetched lease whose row
+/// id is in `started` (the rows whose attempt was just counted) as the started run's lease, the
+/// rest `None`.
+pub(crate) fn started_leases(
+    leases: &[Lease],
+    started: &std::collections::HashSet<i64>,
+) -> Vec<Option<Lease>> {
+    leases
+        .iter()
+        .map(|lease| {
+            let id = row_id(&lease.id).ok()?;
+            (super::is_prefetched(lease) && started.contains(&id)).then(|| Lease {
+                attempts: lease.attempts.saturating_add(1),
+                token: String::new(),
+                ..lease.clone()
+            })
+        })
+        .collect()
 }
 
 /// Lease ids and attempts as two arrays (Postgres `UNNEST`).

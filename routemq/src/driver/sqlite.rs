@@ -112,6 +112,46 @@ impl SqliteDriver {
     pub fn target(&self) -> &str {
         &self.target
     }
+
+    /// Leases up to `max` ready jobs; `count` adds the attempt now (else a prefetched lease).
+    async fn lease_ready(
+        &self,
+        queues: &[String],
+        max: usize,
+        count: bool,
+    ) -> Result<Vec<ReservedJob>, DriverError> {
+        let mut out = Vec::new();
+        for queue in queues {
+            if out.len() >= max {
+                break;
+            }
+            let now = SqlTime::text(SystemTime::now());
+            let limit = i64::try_from(max - out.len()).unwrap_or(i64::MAX);
+            let rows = retry_busy("reserve", || {
+                sqlx::query(
+                    "UPDATE queue_jobs SET reserved_at = ?1, attempts = attempts + ?4
+                     WHERE id IN (SELECT id FROM queue_jobs
+                                  WHERE queue = ?2 AND reserved_at IS NULL AND available_at <= ?1
+                                  ORDER BY id LIMIT ?3)
+                     RETURNING id, queue, payload, attempts",
+                )
+                .bind(&now)
+                .bind(queue)
+                .bind(limit)
+                .bind(i64::from(count))
+                .fetch_all(&self.pool)
+            })
+            .await?;
+            let mut jobs = rows
+                .iter()
+                .map(reserved_job)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| DriverError::backend("reserve", e))?;
+            jobs.sort_by_key(|job| sql::lease_id(&job.lease).unwrap_or(i64::MAX));
+            out.extend(sql::marked(jobs, count));
+        }
+        Ok(out)
+    }
 }
 
 fn is_busy(error: &sqlx::Error) -> bool {
@@ -255,36 +295,37 @@ impl QueueDriver for SqliteDriver {
         queues: &[String],
         max: usize,
     ) -> Result<Vec<ReservedJob>, DriverError> {
-        let mut out = Vec::new();
-        for queue in queues {
-            if out.len() >= max {
-                break;
-            }
-            let now = SqlTime::text(SystemTime::now());
-            let limit = i64::try_from(max - out.len()).unwrap_or(i64::MAX);
-            let rows = retry_busy("reserve", || {
-                sqlx::query(
-                    "UPDATE queue_jobs SET reserved_at = ?1, attempts = attempts + 1
-                     WHERE id IN (SELECT id FROM queue_jobs
-                                  WHERE queue = ?2 AND reserved_at IS NULL AND available_at <= ?1
-                                  ORDER BY id LIMIT ?3)
-                     RETURNING id, queue, payload, attempts",
-                )
-                .bind(&now)
-                .bind(queue)
-                .bind(limit)
-                .fetch_all(&self.pool)
+        self.lease_ready(queues, max, true).await
+    }
+
+    async fn prefetch(
+        &self,
+        queues: &[String],
+        max: usize,
+    ) -> Result<Vec<ReservedJob>, DriverError> {
+        self.lease_ready(queues, max, false).await
+    }
+
+    async fn start(&self, leases: &[Lease]) -> Result<Vec<Option<Lease>>, DriverError> {
+        let now = SqlTime::text(SystemTime::now());
+        let keys = sql::prefetched_keys(leases)?;
+        let mut started = std::collections::HashSet::new();
+        for chunk in keys.chunks(INSERT_CHUNK) {
+            let ids: Vec<i64> = retry_busy("start", || {
+                let mut update = QueryBuilder::<Sqlite>::new(
+                    "UPDATE queue_jobs SET attempts = attempts + 1, reserved_at = ",
+                );
+                update
+                    .push_bind(&now)
+                    .push(" WHERE reserved_at IS NOT NULL AND (");
+                sql::push_lease_matches(&mut update, chunk);
+                update.push(") RETURNING id");
+                async move { update.build_query_scalar().fetch_all(&self.pool).await }
             })
             .await?;
-            let mut jobs = rows
-                .iter()
-                .map(reserved_job)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| DriverError::backend("reserve", e))?;
-            jobs.sort_by_key(|job| sql::lease_id(&job.lease).unwrap_or(i64::MAX));
-            out.extend(jobs);
+            started.extend(ids);
         }
-        Ok(out)
+        Ok(sql::started_leases(leases, &started))
     }
 
     async fn ack(&self, leases: &[Lease]) -> Result<(), DriverError> {
@@ -311,7 +352,7 @@ impl QueueDriver for SqliteDriver {
     ) -> Result<bool, DriverError> {
         let id = sql::lease_id(lease)?;
         let available = SqlTime::text(SystemTime::now() + crate::limits::clamp(delay));
-        let refund = i64::from(refund_attempt);
+        let refund = i64::from(refund_attempt && !super::is_prefetched(lease));
         let result = retry_busy("release", || {
             sqlx::query(
                 "UPDATE queue_jobs SET reserved_at = NULL, available_at = ?1, attempts = MAX(attempts - ?2, 0)

@@ -1,15 +1,16 @@
 //! The worker's background tasks: batched acknowledgements, lease heartbeats and the reaper.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
-use crate::driver::{Lease, QueueDriver};
+use crate::driver::{DriverError, Lease, QueueDriver};
 
 /// Most leases acknowledged in one driver call.
 const MAX_ACK_BATCH: usize = 256;
@@ -105,23 +106,84 @@ pub(crate) fn spawn_acker(driver: Arc<dyn QueueDriver>) -> (AckSender, Acker) {
             if received == 0 {
                 break;
             }
-            let mut failures = 0;
-            while let Err(error) = driver.ack(&batch).await {
-                failures += 1;
-                if failures > 8 {
-                    // The leases will expire and the jobs run again: at-least-once, nothing lost.
-                    tracing::error!(%error, jobs = batch.len(), "giving up acknowledging jobs; they will run again");
-                    break;
-                }
-                let pause = backoff(failures);
-                tracing::warn!(%error, retry_in = ?pause, "acknowledging jobs failed");
-                tokio::time::sleep(pause).await;
-            }
+            // Given up on, the leases expire and the jobs run again: at-least-once, nothing lost.
+            let _ = persist("acknowledging jobs", "they will run again", || {
+                driver.ack(&batch)
+            })
+            .await;
             acked.done(batch.len());
             batch.clear();
         }
     });
     (AckSender { sender, pending }, Acker { task, stop })
+}
+
+/// Calls a driver operation until it succeeds, pausing with [`backoff`] after each failure; gives up
+/// (logging `what` failed and `then` what follows) after nine tries, about a minute.
+async fn persist<T, F, Fut>(what: &str, then: &str, mut op: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, DriverError>>,
+{
+    let mut failures = 0;
+    loop {
+        match op().await {
+            Ok(value) => return Some(value),
+            Err(error) if failures >= 8 => {
+                tracing::error!(%error, "{what} failed; giving up: {then}");
+                return None;
+            }
+            Err(error) => {
+                failures += 1;
+                let pause = backoff(failures);
+                tracing::warn!(%error, retry_in = ?pause, "{what} failed");
+                tokio::time::sleep(pause).await;
+            }
+        }
+    }
+}
+
+/// A prefetched job's lease, waiting to be started, and where the answer goes.
+type StartRequest = (Lease, oneshot::Sender<Option<Lease>>);
+
+/// Where job tasks ask for their prefetched job to be started (its attempt counted) before it runs.
+#[derive(Debug, Clone)]
+pub(crate) struct StartSender {
+    sender: mpsc::UnboundedSender<StartRequest>,
+}
+
+impl StartSender {
+    /// The started run's lease, or `None` when the job must not run: its lease was taken back, or
+    /// the broker could not be reached (the reaper then returns the job, its attempt uncounted).
+    pub(crate) async fn start(&self, lease: Lease) -> Option<Lease> {
+        let (reply, answer) = oneshot::channel();
+        self.sender.send((lease, reply)).ok()?;
+        answer.await.ok().flatten()
+    }
+}
+
+/// Starts the starter: like the acker, it starts whatever has queued up since its last call in
+/// one batch, so starting costs one round trip per batch under load. It ends with the last sender.
+pub(crate) fn spawn_starter(driver: Arc<dyn QueueDriver>) -> StartSender {
+    let (sender, mut receiver) = mpsc::unbounded_channel::<StartRequest>();
+    tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(MAX_ACK_BATCH);
+        while receiver.recv_many(&mut batch, MAX_ACK_BATCH).await > 0 {
+            let (leases, replies): (Vec<Lease>, Vec<_>) = batch.drain(..).unzip();
+            let started = persist(
+                "starting prefetched jobs",
+                "the reaper will return them",
+                || driver.start(&leases),
+            )
+            .await
+            .unwrap_or_default();
+            let mut started = started.into_iter();
+            for reply in replies {
+                let _ = reply.send(started.next().flatten());
+            }
+        }
+    });
+    StartSender { sender }
 }
 
 /// The heartbeat and reaper tasks.

@@ -77,8 +77,9 @@ pub struct WorkerOptions {
     /// Jobs run at once (default 8).
     pub concurrency: usize,
     /// Jobs reserved ahead of free slots, so that a busy worker fetches in batches (`None`: four
-    /// times `concurrency`, Celery's rule). Their leases are kept alive like running jobs'; set
-    /// `Some(0)` for jobs so slow that another worker should take them instead.
+    /// times `concurrency`, Celery's rule). Their leases are kept alive like running jobs', and
+    /// their attempt counts only when they start ([`QueueDriver::prefetch`]); set `Some(0)` for
+    /// jobs so slow that another worker should take them instead.
     pub prefetch: Option<usize>,
     /// How long an idle worker waits before polling again when the driver cannot wake it (default 3 s).
     pub sleep: Duration,
@@ -226,6 +227,8 @@ pub(crate) enum Outcome {
     Released,
     /// The lease was lost or a driver call failed; the reaper will hand the job out again.
     Abandoned,
+    /// A prefetched job that did not start (its lease was taken back first): not counted.
+    NotStarted,
 }
 
 #[derive(Debug, Default)]
@@ -248,6 +251,7 @@ pub(crate) struct Shared {
     pub(crate) shutdown: Shutdown,
     pub(crate) running: Mutex<HashMap<u64, Lease>>,
     pub(crate) acks: background::AckSender,
+    pub(crate) starts: background::StartSender,
     counters: Counters,
 }
 
@@ -259,15 +263,19 @@ impl Shared {
     }
 
     fn count(&self, outcome: Outcome) {
-        self.counters.processed.fetch_add(1, Ordering::Relaxed);
+        let c = &self.counters;
         let counter = match outcome {
-            Outcome::Succeeded => &self.counters.succeeded,
-            Outcome::Retried => &self.counters.retried,
-            Outcome::Failed => &self.counters.failed,
-            Outcome::Released => &self.counters.released,
-            Outcome::Abandoned => return,
+            Outcome::NotStarted => return,
+            Outcome::Abandoned => None,
+            Outcome::Succeeded => Some(&c.succeeded),
+            Outcome::Retried => Some(&c.retried),
+            Outcome::Failed => Some(&c.failed),
+            Outcome::Released => Some(&c.released),
         };
-        counter.fetch_add(1, Ordering::Relaxed);
+        c.processed.fetch_add(1, Ordering::Relaxed);
+        if let Some(counter) = counter {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     fn report(&self) -> WorkerReport {
@@ -332,6 +340,7 @@ impl Worker {
         );
         let (acks, acker) = background::spawn_acker(Arc::clone(&self.driver));
         let shared = Arc::new(Shared {
+            starts: background::spawn_starter(Arc::clone(&self.driver)),
             driver: self.driver,
             connection: self.connection,
             registry,

@@ -1,5 +1,6 @@
 //! The reserve loop: fetch jobs in batches (holding up to `concurrency + prefetch`), start them
-//! as slots free up, and wait for work without busy polling.
+//! as slots free up, and wait for work without busy polling. Jobs for slots free at the time are
+//! reserved (their attempt counted); the rest are prefetched, and counted when they start.
 //!
 //! Each concern is a small state machine of its own: [`Fetch`] (one reservation at a time, in the
 //! background, with backoff after failures and a pause after an empty answer), [`Prefetched`]
@@ -14,13 +15,47 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use super::{Outcome, Shared, background, record, runner};
-use crate::driver::{DriverError, ReservedJob};
+use crate::driver::{DriverError, QueueDriver, ReservedJob};
 
 /// Most jobs reserved in one driver call.
 const MAX_BATCH: usize = 100;
 
 /// What one reservation asked for and got.
-type Reservation = (usize, Result<Vec<ReservedJob>, DriverError>);
+type Reservation = (usize, Result<Got, DriverError>);
+
+/// The jobs one reservation got. The first `counted` were reserved for slots free at the time, their
+/// attempt counted; the rest were prefetched, their attempt counted only when they start, so that
+/// a worker killed with a full buffer uses up no attempt of jobs it never ran.
+#[derive(Default)]
+struct Got {
+    jobs: Vec<ReservedJob>,
+    counted: usize,
+}
+
+/// Reserves `want` jobs: as many as there are `free` slots, then the rest prefetched.
+async fn fetch(
+    driver: &dyn QueueDriver,
+    queues: &[String],
+    want: usize,
+    free: usize,
+) -> Result<Got, DriverError> {
+    let direct = want.min(free);
+    let mut jobs = if direct > 0 {
+        driver.reserve(queues, direct).await?
+    } else {
+        Vec::new()
+    };
+    let counted = jobs.len();
+    if counted == direct && want > direct {
+        match driver.prefetch(queues, want - direct).await {
+            Ok(more) => jobs.extend(more),
+            Err(error) if counted == 0 => return Err(error),
+            // The reserved jobs are leased: run them, and let the next reservation try again.
+            Err(error) => tracing::warn!(%error, "prefetch failed"),
+        }
+    }
+    Ok(Got { jobs, counted })
+}
 
 /// The reservation in flight, and what the last ones said.
 #[derive(Default)]
@@ -49,11 +84,11 @@ impl Fetch {
         self.found_nothing && !self.busy()
     }
 
-    fn start(&mut self, shared: &Shared, want: usize) {
+    fn start(&mut self, shared: &Shared, want: usize, free: usize) {
         let driver = Arc::clone(&shared.driver);
         let queues = shared.options.queues.clone();
         self.in_flight = Some(tokio::spawn(async move {
-            (want, driver.reserve(&queues, want).await)
+            (want, fetch(driver.as_ref(), &queues, want, free).await)
         }));
     }
 
@@ -70,26 +105,22 @@ impl Fetch {
     }
 
     /// Records how a reservation went; returns the jobs it got.
-    fn settle(
-        &mut self,
-        shared: &Shared,
-        result: Result<Vec<ReservedJob>, DriverError>,
-    ) -> Vec<ReservedJob> {
+    fn settle(&mut self, shared: &Shared, result: Result<Got, DriverError>) -> Got {
         match result {
-            Ok(jobs) => {
+            Ok(got) => {
                 if self.failures > 0 {
                     tracing::info!(connection = %shared.connection, "connection recovered");
                 }
                 self.failures = 0;
-                self.found_nothing = jobs.is_empty();
-                jobs
+                self.found_nothing = got.jobs.is_empty();
+                got
             }
             Err(error) => {
                 self.failures += 1;
                 let pause = background::backoff(self.failures);
                 tracing::warn!(connection = %shared.connection, %error, retry_in = ?pause, "reserve failed");
                 self.retry_at = Some(Instant::now() + pause);
-                Vec::new()
+                Got::default()
             }
         }
     }
@@ -128,6 +159,8 @@ impl Quota {
 pub(super) struct Buffered {
     key: u64,
     job: ReservedJob,
+    /// Prefetched: its attempt counts when it starts.
+    prefetched: bool,
 }
 
 /// Reserved jobs waiting for a slot. Their leases are in the heartbeat set from the moment they
@@ -148,14 +181,15 @@ impl Prefetched {
     }
 
     /// Takes in reserved jobs: their leases join the heartbeat set.
-    fn admit(&mut self, shared: &Shared, jobs: Vec<ReservedJob>) {
+    fn admit(&mut self, shared: &Shared, got: Got) {
         let mut running = shared.running();
-        for job in jobs {
+        for (i, job) in got.jobs.into_iter().enumerate() {
             self.next_key += 1;
             running.insert(self.next_key, job.lease.clone());
             self.jobs.push_back(Buffered {
                 key: self.next_key,
                 job,
+                prefetched: i >= got.counted,
             });
         }
     }
@@ -163,10 +197,15 @@ impl Prefetched {
     /// Starts waiting jobs while slots are free.
     fn start_into_free_slots(&mut self, shared: &Arc<Shared>, tasks: &mut JoinSet<Outcome>) {
         while tasks.len() < shared.options.concurrency {
-            let Some(Buffered { key, job }) = self.jobs.pop_front() else {
+            let Some(Buffered {
+                key,
+                job,
+                prefetched,
+            }) = self.jobs.pop_front()
+            else {
                 break;
             };
-            tasks.spawn(runner::run(Arc::clone(shared), job, key));
+            tasks.spawn(runner::run(Arc::clone(shared), job, key, prefetched));
         }
     }
 }
@@ -208,7 +247,11 @@ pub(super) async fn reserve_loop(
                 wake.borrow_and_update(); // wake-ups from before this reservation are answered by it
             }
             let want = quota.take(room.min(MAX_BATCH));
-            fetch.start(shared, want);
+            fetch.start(
+                shared,
+                want,
+                options.concurrency.saturating_sub(tasks.len()),
+            );
         }
         let idle = fetch.waiting_for_work() && prefetched.is_empty() && tasks.is_empty();
         if idle && options.stop_when_empty && queues_drained(shared).await {
@@ -225,9 +268,9 @@ pub(super) async fn reserve_loop(
         tokio::select! {
             returned = fetch.returned() => match returned {
                 Ok((want, result)) => {
-                    let jobs = fetch.settle(shared, result);
-                    quota.give_back(want - jobs.len());
-                    prefetched.admit(shared, jobs);
+                    let got = fetch.settle(shared, result);
+                    quota.give_back(want - got.jobs.len());
+                    prefetched.admit(shared, got);
                 }
                 Err(error) => tracing::error!(%error, "reserve task ended unexpectedly"),
             },
@@ -241,16 +284,16 @@ pub(super) async fn reserve_loop(
     }
     // A reservation still on its way: wait for it, so its jobs are released rather than orphaned.
     if fetch.busy()
-        && let Ok((_, Ok(jobs))) = fetch.returned().await
+        && let Ok((_, Ok(got))) = fetch.returned().await
     {
-        prefetched.admit(shared, jobs);
+        prefetched.admit(shared, got);
     }
     prefetched.jobs
 }
 
 /// Gives reserved jobs that never started back to their queue, without using up an attempt.
 pub(super) async fn release_unstarted(shared: &Shared, unstarted: VecDeque<Buffered>) {
-    for Buffered { key, job } in unstarted {
+    for Buffered { key, job, .. } in unstarted {
         shared.running().remove(&key);
         if let Err(error) = shared
             .driver

@@ -31,10 +31,25 @@ impl Drop for Heartbeating {
     }
 }
 
-/// Runs one reserved job; its lease leaves the heartbeat set when this returns or unwinds.
-pub(crate) async fn run(shared: Arc<Shared>, job: ReservedJob, key: u64) -> Outcome {
+/// Runs one reserved job; its lease leaves the heartbeat set when this returns or unwinds. A
+/// `prefetched` job is started first (its attempt counted), and does not run if that fails.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    mut job: ReservedJob,
+    key: u64,
+    prefetched: bool,
+) -> Outcome {
     let heartbeating = Heartbeating { shared, key };
-    process(&heartbeating.shared, job).await
+    let shared = &heartbeating.shared;
+    if prefetched {
+        let Some(lease) = shared.starts.start(job.lease.clone()).await else {
+            tracing::info!(job_id = %job.lease.id, queue = %job.lease.queue, "a prefetched job was not started (its lease was taken back, or the broker is unreachable); it stays queued");
+            return Outcome::NotStarted;
+        };
+        shared.running().insert(key, lease.clone());
+        job.lease = lease;
+    }
+    process(shared, job).await
 }
 
 /// The `queue.job` span of an attempt, continuing the producer's trace.

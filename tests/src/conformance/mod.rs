@@ -6,6 +6,7 @@
 mod failed_store;
 mod leases;
 mod order;
+mod prefetch;
 mod retries;
 
 pub use failed_store::failed_store_operations;
@@ -19,6 +20,11 @@ pub use leases::{
 pub use order::{
     bulk_push_is_one_call_with_unique_ids, delayed_jobs_wait_for_their_time, fifo_order,
     max_jobs_limit_stops_the_worker, stats_count_every_state,
+};
+pub use prefetch::{
+    a_worker_counts_each_prefetched_job_once, an_expired_prefetched_job_comes_back_unspent,
+    prefetched_jobs_count_their_attempt_when_they_start,
+    refunding_a_prefetched_job_changes_no_attempt,
 };
 pub use retries::{
     attempts_count_across_retries, failed_hook_runs_once_after_last_try, panic_is_a_failed_attempt,

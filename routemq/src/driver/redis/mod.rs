@@ -122,6 +122,16 @@ fn split_lease(value: &str) -> Option<(&str, u32, &str)> {
     Some((token, attempts, parts.next()?))
 }
 
+/// The positions of `leases` grouped by queue (each script call acts on one queue's keys).
+fn by_queue(leases: &[Lease]) -> std::collections::BTreeMap<&str, Vec<usize>> {
+    let mut groups: std::collections::BTreeMap<&str, Vec<usize>> =
+        std::collections::BTreeMap::new();
+    for (i, lease) in leases.iter().enumerate() {
+        groups.entry(lease.queue.as_str()).or_default().push(i);
+    }
+    groups
+}
+
 fn backend(operation: &'static str) -> impl Fn(redis::RedisError) -> DriverError {
     move |error| DriverError::backend(operation, error)
 }
@@ -217,6 +227,52 @@ impl RedisDriver {
         });
     }
 
+    /// Leases up to `max` ready jobs; `count` adds the attempt now (else a prefetched lease).
+    async fn lease_ready(
+        &self,
+        queues: &[String],
+        max: usize,
+        count: bool,
+    ) -> Result<Vec<ReservedJob>, DriverError> {
+        let mut out = Vec::new();
+        for queue in queues {
+            if out.len() >= max {
+                break;
+            }
+            let keys = self.layout.queue(queue);
+            // Bytes, not strings: a record that is not UTF-8 must not block the queue; it is
+            // decoded lossily and then fails as an invalid payload.
+            let flat: Vec<Vec<u8>> = scripts::RESERVE
+                .key(&keys.ready)
+                .key(&keys.delayed)
+                .key(&keys.inflight)
+                .key(&keys.leases)
+                .key(&keys.seq)
+                .arg(max - out.len())
+                .arg(epoch(SystemTime::now()))
+                .arg(u8::from(count))
+                .invoke_async(&mut self.con())
+                .await
+                .map_err(backend("reserve"))?;
+            for job in flat.chunks_exact(4) {
+                let text = |bytes: &[u8]| match std::str::from_utf8(bytes) {
+                    Ok(text) => text.to_owned(),
+                    Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+                };
+                out.push(ReservedJob {
+                    lease: Lease {
+                        id: text(&job[0]),
+                        queue: queue.clone(),
+                        attempts: text(&job[2]).parse().unwrap_or(1),
+                        token: text(&job[1]),
+                    },
+                    payload: parse_record(&text(&job[3])),
+                });
+            }
+        }
+        Ok(out)
+    }
+
     async fn release_with(
         &self,
         lease: &Lease,
@@ -234,7 +290,7 @@ impl RedisDriver {
             .arg(&lease.token)
             .arg(crate::limits::clamp(delay).as_secs_f64())
             .arg(epoch(SystemTime::now()))
-            .arg(u8::from(refund))
+            .arg(u8::from(refund && !super::is_prefetched(lease)))
             .arg(self.layout.wake_channel())
             .arg(&lease.queue)
             .arg(max_heartbeat.map(|m| m.to_string()).unwrap_or_default())
@@ -335,59 +391,50 @@ impl QueueDriver for RedisDriver {
         queues: &[String],
         max: usize,
     ) -> Result<Vec<ReservedJob>, DriverError> {
-        let mut out = Vec::new();
-        for queue in queues {
-            if out.len() >= max {
-                break;
-            }
+        self.lease_ready(queues, max, true).await
+    }
+
+    async fn prefetch(
+        &self,
+        queues: &[String],
+        max: usize,
+    ) -> Result<Vec<ReservedJob>, DriverError> {
+        self.lease_ready(queues, max, false).await
+    }
+
+    async fn start(&self, leases: &[Lease]) -> Result<Vec<Option<Lease>>, DriverError> {
+        let now = epoch(SystemTime::now());
+        let mut started = vec![None; leases.len()];
+        for (queue, indexes) in by_queue(leases) {
             let keys = self.layout.queue(queue);
-            // Bytes, not strings: a record that is not UTF-8 must not block the queue; it is
-            // decoded lossily and then fails as an invalid payload.
-            let flat: Vec<Vec<u8>> = scripts::RESERVE
-                .key(&keys.ready)
-                .key(&keys.delayed)
-                .key(&keys.inflight)
-                .key(&keys.leases)
-                .key(&keys.seq)
-                .arg(max - out.len())
-                .arg(epoch(SystemTime::now()))
+            let mut invocation = scripts::START.prepare_invoke();
+            invocation.key(&keys.inflight).key(&keys.leases).arg(now);
+            for &i in &indexes {
+                invocation.arg(&leases[i].id).arg(&leases[i].token);
+            }
+            let attempts: Vec<u32> = invocation
                 .invoke_async(&mut self.con())
                 .await
-                .map_err(backend("reserve"))?;
-            for job in flat.chunks_exact(4) {
-                let text = |bytes: &[u8]| match std::str::from_utf8(bytes) {
-                    Ok(text) => text.to_owned(),
-                    Err(_) => String::from_utf8_lossy(bytes).into_owned(),
-                };
-                out.push(ReservedJob {
-                    lease: Lease {
-                        id: text(&job[0]),
-                        queue: queue.clone(),
-                        attempts: text(&job[2]).parse().unwrap_or(1),
-                        token: text(&job[1]),
-                    },
-                    payload: parse_record(&text(&job[3])),
+                .map_err(backend("start"))?;
+            for (i, attempts) in indexes.into_iter().zip(attempts) {
+                let lease = &leases[i];
+                started[i] = (attempts > 0).then(|| Lease {
+                    attempts,
+                    token: lease.token[super::PREFETCHED.len()..].to_owned(),
+                    ..lease.clone()
                 });
             }
         }
-        Ok(out)
+        Ok(started)
     }
 
     async fn ack(&self, leases: &[Lease]) -> Result<(), DriverError> {
-        let mut by_queue: std::collections::BTreeMap<&str, Vec<&Lease>> =
-            std::collections::BTreeMap::new();
-        for lease in leases {
-            by_queue
-                .entry(lease.queue.as_str())
-                .or_default()
-                .push(lease);
-        }
-        for (queue, leases) in by_queue {
+        for (queue, indexes) in by_queue(leases) {
             let keys = self.layout.queue(queue);
             let mut invocation = scripts::ACK.prepare_invoke();
             invocation.key(&keys.inflight).key(&keys.leases);
-            for lease in leases {
-                invocation.arg(&lease.id).arg(&lease.token);
+            for i in indexes {
+                invocation.arg(&leases[i].id).arg(&leases[i].token);
             }
             let _: i64 = invocation
                 .invoke_async(&mut self.con())
@@ -412,21 +459,13 @@ impl QueueDriver for RedisDriver {
 
     async fn extend(&self, leases: &[Lease]) -> Result<usize, DriverError> {
         let now = epoch(SystemTime::now());
-        let mut by_queue: std::collections::BTreeMap<&str, Vec<&Lease>> =
-            std::collections::BTreeMap::new();
-        for lease in leases {
-            by_queue
-                .entry(lease.queue.as_str())
-                .or_default()
-                .push(lease);
-        }
         let mut held = 0;
-        for (queue, leases) in by_queue {
+        for (queue, indexes) in by_queue(leases) {
             let keys = self.layout.queue(queue);
             let mut invocation = scripts::EXTEND.prepare_invoke();
             invocation.key(&keys.inflight).key(&keys.leases).arg(now);
-            for lease in leases {
-                invocation.arg(&lease.id).arg(&lease.token);
+            for i in indexes {
+                invocation.arg(&leases[i].id).arg(&leases[i].token);
             }
             let count: i64 = invocation
                 .invoke_async(&mut self.con())

@@ -17,6 +17,7 @@ script!(ACK, "ack.lua");
 script!(RELEASE, "release.lua");
 script!(FAIL, "fail.lua");
 script!(EXTEND, "extend.lua");
+script!(START, "start.lua");
 script!(RETRY_FAILED, "retry_failed.lua");
 script!(RETRY_FAILED_BATCH, "retry_failed_batch.lua");
 script!(FORGET_FAILED, "forget_failed.lua");

@@ -1,10 +1,12 @@
 -- Promote due delayed jobs, then lease up to ARGV[1] jobs from the head of the ready list (FIFO).
 -- A lease is the hash field inflight[id] = token \n attempts \n record, plus leases[id] = heartbeat.
+-- With ARGV[3] = '1' the attempt counts now; with '0' the lease is a prefetched one: its token
+-- starts with 'p' and its attempt counts when start.lua starts it.
 -- KEYS: ready, delayed, inflight, leases, seq
--- ARGV: max, now
+-- ARGV: max, now, count (1/0)
 -- Returns a flat list: id, token, attempts, record for each job.
 local ready_key, delayed_key, inflight_key, leases_key, seq_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local max, now = tonumber(ARGV[1]), tonumber(ARGV[2])
+local max, now, count = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local due = redis.call('ZRANGEBYSCORE', delayed_key, '-inf', now, 'LIMIT', 0, 1000)
 if #due > 0 then
   redis.call('RPUSH', ready_key, unpack(due))
@@ -20,9 +22,12 @@ local out = {}
 local scores = {}
 for i, record in ipairs(records) do
   local token = string.format('%d', last - #records + i)
+  if count == 0 then
+    token = 'p' .. token
+  end
   -- The first "id"/"attempts" keys are the record's own: inside the payload string quotes are escaped.
   local id = string.match(record, '"id"%s*:%s*"([^"]*)"') or ('unnamed:' .. token)
-  local attempts = (tonumber(string.match(record, '"attempts"%s*:%s*(%d+)')) or 0) + 1
+  local attempts = (tonumber(string.match(record, '"attempts"%s*:%s*(%d+)')) or 0) + count
   local value = token .. '\n' .. attempts .. '\n' .. record
   if redis.call('HSETNX', inflight_key, id, value) == 0 then
     id = id .. '#' .. token -- a duplicate id (RouteMQ's are not unique): keep both leases apart

@@ -1,0 +1,171 @@
+//! Prefetched reservations: the attempt counts when the job starts, never while it waits.
+
+use std::time::Duration;
+
+use routemq::WorkerOptions;
+use routemq::driver::Lease;
+
+use crate::Harness;
+use crate::hostile::OneTry;
+use crate::jobs::Record;
+use crate::ledger;
+
+impl Harness {
+    /// Prefetches this test's one job: its lease, not started.
+    async fn prefetch_one(&self) -> Lease {
+        let mut jobs = self
+            .driver
+            .prefetch(std::slice::from_ref(&self.queue), 1)
+            .await
+            .expect("prefetch");
+        assert_eq!(jobs.len(), 1, "one job prefetched");
+        jobs.remove(0).lease
+    }
+
+    /// Starts one prefetched lease.
+    async fn start_one(&self, lease: &Lease) -> Option<Lease> {
+        let mut started = self
+            .driver
+            .start(std::slice::from_ref(lease))
+            .await
+            .expect("start");
+        assert_eq!(started.len(), 1, "one answer per lease");
+        started.remove(0)
+    }
+}
+
+/// A prefetched job is leased (no other worker gets it) but its attempt counts only at `start`,
+/// which hands back the lease to settle the run with; a lease can start once.
+pub async fn prefetched_jobs_count_their_attempt_when_they_start(h: Harness) {
+    let queues = [h.queue.clone()];
+    h.push(Record {
+        key: h.key.clone(),
+        n: 1,
+    })
+    .await;
+    let prefetched = h.prefetch_one().await;
+    assert_eq!(prefetched.attempts, 0, "no attempt counted yet");
+    let stats = h.driver.stats(&h.queue).await.expect("stats");
+    assert_eq!((stats.ready, stats.reserved), (0, 1), "it is leased");
+    assert!(
+        h.driver
+            .reserve(&queues, 1)
+            .await
+            .expect("reserve")
+            .is_empty()
+    );
+
+    let started = h.start_one(&prefetched).await.expect("still held");
+    assert_eq!(started.attempts, 1, "the run is attempt 1");
+    assert_eq!(h.start_one(&prefetched).await, None, "a lease starts once");
+    assert_eq!(
+        h.start_one(&started).await,
+        None,
+        "only a prefetched lease starts"
+    );
+    assert_eq!(
+        h.driver
+            .extend(std::slice::from_ref(&started))
+            .await
+            .expect("extend"),
+        1
+    );
+    h.driver.ack(&[started]).await.expect("ack");
+    let stats = h.driver.stats(&h.queue).await.expect("stats");
+    assert_eq!((stats.ready, stats.reserved, stats.failed), (0, 0, 0));
+}
+
+/// A prefetched job whose worker died before starting it goes back to its queue with no attempt
+/// used, even on its last try: a `max_tries = 1` job then runs, instead of failing unrun.
+pub async fn an_expired_prefetched_job_comes_back_unspent(h: Harness) {
+    let queues = [h.queue.clone()];
+    h.push(OneTry { key: h.key.clone() }).await;
+    let dead = h.prefetch_one().await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let reaped = h
+        .driver
+        .reap(&queues, Duration::from_secs(1), None, &h.connection)
+        .await
+        .expect("reap");
+    assert_eq!((reaped.requeued, reaped.failed), (1, 0));
+    assert_eq!(
+        h.start_one(&dead).await,
+        None,
+        "the dead worker's lease is gone"
+    );
+
+    let report = h.work(h.options()).await;
+    assert_eq!((report.succeeded, report.failed), (1, 0), "{report:?}");
+    let runs = ledger::of(&h.key, "run");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].attempt, 1, "the prefetch used no attempt");
+    assert!(
+        h.driver
+            .failed_list(Some(&h.queue))
+            .await
+            .expect("failed list")
+            .is_empty()
+    );
+}
+
+/// Giving back a prefetched job with a refund (a worker stopping) leaves its attempts as they were:
+/// nothing was counted, so nothing is returned.
+pub async fn refunding_a_prefetched_job_changes_no_attempt(h: Harness) {
+    let queues = [h.queue.clone()];
+    h.push(Record {
+        key: h.key.clone(),
+        n: 1,
+    })
+    .await;
+    let first = h
+        .driver
+        .reserve(&queues, 1)
+        .await
+        .expect("reserve")
+        .remove(0);
+    assert!(
+        h.driver
+            .release(&first.lease, Duration::ZERO, false)
+            .await
+            .expect("release")
+    );
+    let prefetched = h.prefetch_one().await;
+    assert_eq!(prefetched.attempts, 1, "the first run counted");
+    assert!(
+        h.driver
+            .release(&prefetched, Duration::ZERO, true)
+            .await
+            .expect("release")
+    );
+    let next = h
+        .driver
+        .reserve(&queues, 1)
+        .await
+        .expect("reserve")
+        .remove(0);
+    assert_eq!(next.lease.attempts, 2, "one run before, this is the second");
+}
+
+/// A worker with one slot and a prefetch buffer runs every job once, each as attempt 1.
+pub async fn a_worker_counts_each_prefetched_job_once(h: Harness) {
+    for n in 0..12 {
+        h.push(Record {
+            key: h.key.clone(),
+            n,
+        })
+        .await;
+    }
+    let report = h
+        .work(WorkerOptions {
+            concurrency: 1,
+            prefetch: Some(5),
+            ..h.options()
+        })
+        .await;
+    assert_eq!(report.succeeded, 12, "{report:?}");
+    let runs = ledger::of(&h.key, "run");
+    assert_eq!(runs.len(), 12);
+    assert!(runs.iter().all(|run| run.attempt == 1), "{runs:?}");
+    let stats = h.driver.stats(&h.queue).await.expect("stats");
+    assert_eq!((stats.ready, stats.reserved), (0, 0));
+}
