@@ -451,11 +451,12 @@ async fn after_kill_9_prefetched_jobs_still_have_their_tries() {
     );
     assert!(rescuer.wait_for_exit(Duration::from_secs(30)).success());
     let lines = setup.ledger();
-    let done: Vec<(u64, u32)> = lines
+    let mut done: Vec<(u64, u32)> = lines
         .iter()
         .filter(|l| l.event == "done")
         .map(|l| (l.n, l.attempt))
         .collect();
+    done.sort_unstable();
     assert_eq!(done, [(1, 1), (2, 1), (3, 1), (4, 1)], "{lines:?}");
     let failed = setup.json(&["queue-failed", "--queue", &setup.queue]);
     let failed = failed.as_array().expect("a JSON array");

@@ -243,6 +243,19 @@ pub trait QueueDriver: Send + Sync + fmt::Debug {
         Ok(leases.iter().cloned().map(Some).collect())
     }
 
+    /// [`ack`](Self::ack) of `finished` and [`start`](Self::start) of `starting`, in one round trip
+    /// where the backend allows (the worker batches both). The default calls one, then the other.
+    async fn ack_and_start(
+        &self,
+        finished: &[Lease],
+        starting: &[Lease],
+    ) -> Result<Vec<Option<Lease>>, DriverError> {
+        if !finished.is_empty() {
+            self.ack(finished).await?;
+        }
+        self.start(starting).await
+    }
+
     /// Deletes finished jobs. Leases that are no longer held are skipped.
     async fn ack(&self, leases: &[Lease]) -> Result<(), DriverError>;
 

@@ -339,6 +339,26 @@ impl MySqlDriver {
     }
 }
 
+/// Deletes the rows of finished jobs whose lease (from [`sql::lease_keys`]) is still held.
+async fn delete_leases(
+    conn: &mut sqlx::MySqlConnection,
+    keys: &[(i64, i32)],
+) -> Result<(), DriverError> {
+    for chunk in keys.chunks(INSERT_CHUNK) {
+        let mut delete = QueryBuilder::<MySql>::new(
+            "DELETE FROM queue_jobs WHERE reserved_at IS NOT NULL AND (",
+        );
+        sql::push_lease_matches(&mut delete, chunk);
+        delete.push(")");
+        delete
+            .build()
+            .execute(&mut *conn)
+            .await
+            .map_err(backend("ack"))?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl QueueDriver for MySqlDriver {
     fn kind(&self) -> &'static str {
@@ -401,11 +421,26 @@ impl QueueDriver for MySqlDriver {
     }
 
     async fn start(&self, leases: &[Lease]) -> Result<Vec<Option<Lease>>, DriverError> {
-        let keys = sql::prefetched_keys(leases)?;
+        self.ack_and_start(&[], leases).await
+    }
+
+    async fn ack(&self, leases: &[Lease]) -> Result<(), DriverError> {
+        let mut conn = self.pool.acquire().await.map_err(backend("ack"))?;
+        delete_leases(&mut conn, &sql::lease_keys(leases)?).await
+    }
+
+    async fn ack_and_start(
+        &self,
+        finished: &[Lease],
+        starting: &[Lease],
+    ) -> Result<Vec<Option<Lease>>, DriverError> {
+        let finished = sql::lease_keys(finished)?;
+        let starting_keys = sql::prefetched_keys(starting)?;
+        let mut tx = self.pool.begin().await.map_err(backend("ack"))?;
+        delete_leases(&mut tx, &finished).await?;
         let mut started = std::collections::HashSet::new();
-        for chunk in keys.chunks(INSERT_CHUNK) {
+        for chunk in starting_keys.chunks(INSERT_CHUNK) {
             // MySQL's UPDATE cannot say which rows it changed: lock the held ones, then count them.
-            let mut tx = self.pool.begin().await.map_err(backend("start"))?;
             let mut select = QueryBuilder::<MySql>::new(
                 "SELECT id FROM queue_jobs WHERE reserved_at IS NOT NULL AND (",
             );
@@ -431,27 +466,10 @@ impl QueueDriver for MySqlDriver {
                     .await
                     .map_err(backend("start"))?;
             }
-            tx.commit().await.map_err(backend("start"))?;
             started.extend(held);
         }
-        Ok(sql::started_leases(leases, &started))
-    }
-
-    async fn ack(&self, leases: &[Lease]) -> Result<(), DriverError> {
-        let keys = sql::lease_keys(leases)?;
-        for chunk in keys.chunks(INSERT_CHUNK) {
-            let mut delete = QueryBuilder::<MySql>::new(
-                "DELETE FROM queue_jobs WHERE reserved_at IS NOT NULL AND (",
-            );
-            sql::push_lease_matches(&mut delete, chunk);
-            delete.push(")");
-            delete
-                .build()
-                .execute(&self.pool)
-                .await
-                .map_err(backend("ack"))?;
-        }
-        Ok(())
+        tx.commit().await.map_err(backend("ack"))?;
+        Ok(sql::started_leases(starting, &started))
     }
 
     async fn release(

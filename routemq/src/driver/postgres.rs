@@ -377,20 +377,38 @@ impl QueueDriver for PostgresDriver {
     }
 
     async fn start(&self, leases: &[Lease]) -> Result<Vec<Option<Lease>>, DriverError> {
+        self.ack_and_start(&[], leases).await
+    }
+
+    async fn ack_and_start(
+        &self,
+        finished: &[Lease],
+        starting: &[Lease],
+    ) -> Result<Vec<Option<Lease>>, DriverError> {
+        let (ack_ids, ack_attempts) = sql::lease_arrays(finished)?;
         let (ids, attempts): (Vec<i64>, Vec<i32>) =
-            sql::prefetched_keys(leases)?.into_iter().unzip();
+            sql::prefetched_keys(starting)?.into_iter().unzip();
+        // One statement: the acknowledgements run as a data-modifying CTE.
         let started: Vec<i64> = sqlx::query_scalar(&format!(
-            "UPDATE queue_jobs q SET attempts = q.attempts + 1, reserved_at = {NOW}
-             FROM UNNEST($1::bigint[], $2::int[]) AS l(id, attempts)
+            "WITH acked AS (
+                 DELETE FROM queue_jobs q USING UNNEST($1::bigint[], $2::int[]) AS l(id, attempts)
+                 WHERE q.id = l.id AND q.attempts = l.attempts AND q.reserved_at IS NOT NULL)
+             UPDATE queue_jobs q SET attempts = q.attempts + 1, reserved_at = {NOW}
+             FROM UNNEST($3::bigint[], $4::int[]) AS l(id, attempts)
              WHERE q.id = l.id AND q.attempts = l.attempts AND q.reserved_at IS NOT NULL
              RETURNING q.id::bigint"
         ))
+        .bind(&ack_ids)
+        .bind(&ack_attempts)
         .bind(&ids)
         .bind(&attempts)
         .fetch_all(&self.pool)
         .await
-        .map_err(backend("start"))?;
-        Ok(sql::started_leases(leases, &started.into_iter().collect()))
+        .map_err(backend("ack"))?;
+        Ok(sql::started_leases(
+            starting,
+            &started.into_iter().collect(),
+        ))
     }
 
     async fn ack(&self, leases: &[Lease]) -> Result<(), DriverError> {

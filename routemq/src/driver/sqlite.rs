@@ -307,11 +307,29 @@ impl QueueDriver for SqliteDriver {
     }
 
     async fn start(&self, leases: &[Lease]) -> Result<Vec<Option<Lease>>, DriverError> {
+        self.ack_and_start(&[], leases).await
+    }
+
+    async fn ack_and_start(
+        &self,
+        finished: &[Lease],
+        starting: &[Lease],
+    ) -> Result<Vec<Option<Lease>>, DriverError> {
+        let finished = sql::lease_keys(finished)?;
+        let starting_keys = sql::prefetched_keys(starting)?;
         let now = SqlTime::text(SystemTime::now());
-        let keys = sql::prefetched_keys(leases)?;
-        let mut started = std::collections::HashSet::new();
-        for chunk in keys.chunks(INSERT_CHUNK) {
-            let ids: Vec<i64> = retry_busy("start", || {
+        let started = retry_busy("ack", || async {
+            let mut tx = self.pool.begin().await?;
+            for chunk in finished.chunks(INSERT_CHUNK) {
+                let mut delete = QueryBuilder::<Sqlite>::new(
+                    "DELETE FROM queue_jobs WHERE reserved_at IS NOT NULL AND (",
+                );
+                sql::push_lease_matches(&mut delete, chunk);
+                delete.push(")");
+                delete.build().execute(&mut *tx).await?;
+            }
+            let mut started = std::collections::HashSet::new();
+            for chunk in starting_keys.chunks(INSERT_CHUNK) {
                 let mut update = QueryBuilder::<Sqlite>::new(
                     "UPDATE queue_jobs SET attempts = attempts + 1, reserved_at = ",
                 );
@@ -320,28 +338,18 @@ impl QueueDriver for SqliteDriver {
                     .push(" WHERE reserved_at IS NOT NULL AND (");
                 sql::push_lease_matches(&mut update, chunk);
                 update.push(") RETURNING id");
-                async move { update.build_query_scalar().fetch_all(&self.pool).await }
-            })
-            .await?;
-            started.extend(ids);
-        }
-        Ok(sql::started_leases(leases, &started))
+                let ids: Vec<i64> = update.build_query_scalar().fetch_all(&mut *tx).await?;
+                started.extend(ids);
+            }
+            tx.commit().await?;
+            Ok(started)
+        })
+        .await?;
+        Ok(sql::started_leases(starting, &started))
     }
 
     async fn ack(&self, leases: &[Lease]) -> Result<(), DriverError> {
-        let keys = sql::lease_keys(leases)?;
-        for chunk in keys.chunks(INSERT_CHUNK) {
-            retry_busy("ack", || {
-                let mut delete = QueryBuilder::<Sqlite>::new(
-                    "DELETE FROM queue_jobs WHERE reserved_at IS NOT NULL AND (",
-                );
-                sql::push_lease_matches(&mut delete, chunk);
-                delete.push(")");
-                async move { delete.build().execute(&self.pool).await }
-            })
-            .await?;
-        }
-        Ok(())
+        self.ack_and_start(leases, &[]).await.map(drop)
     }
 
     async fn release(

@@ -1,190 +1,14 @@
-//! The worker's background tasks: batched acknowledgements, lease heartbeats and the reaper.
+//! The worker's background tasks: lease heartbeats and the reaper.
 
-use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
-use crate::driver::{DriverError, Lease, QueueDriver};
-
-/// Most leases acknowledged in one driver call.
-const MAX_ACK_BATCH: usize = 256;
-
-/// Where finished jobs are sent to be acknowledged; counts what is not acknowledged yet.
-#[derive(Debug, Clone)]
-pub(crate) struct AckSender {
-    sender: mpsc::UnboundedSender<Lease>,
-    pending: Arc<Pending>,
-}
-
-/// Leases sent but not yet acknowledged, and a signal for when none are left.
-#[derive(Debug, Default)]
-struct Pending {
-    count: AtomicUsize,
-    none_left: Notify,
-}
-
-impl Pending {
-    fn add(&self, n: usize) {
-        self.count.fetch_add(n, Ordering::SeqCst);
-    }
-
-    fn done(&self, n: usize) {
-        if self.count.fetch_sub(n, Ordering::SeqCst) == n {
-            self.none_left.notify_waiters();
-        }
-    }
-}
-
-impl AckSender {
-    /// Queues a lease for acknowledgement; `false` if the acker has stopped.
-    pub(crate) fn send(&self, lease: Lease) -> bool {
-        self.pending.add(1);
-        if self.sender.send(lease).is_err() {
-            self.pending.done(1);
-            return false;
-        }
-        true
-    }
-
-    /// Resolves once every lease sent so far is acknowledged (or given up on).
-    pub(crate) async fn settled(&self) {
-        loop {
-            let none_left = self.pending.none_left.notified();
-            tokio::pin!(none_left);
-            none_left.as_mut().enable();
-            if self.pending.count.load(Ordering::SeqCst) == 0 {
-                return;
-            }
-            none_left.await;
-        }
-    }
-}
-
-/// The acknowledging task; [`Acker::flush`] waits until every sent lease is acknowledged.
-#[derive(Debug)]
-pub(crate) struct Acker {
-    task: JoinHandle<()>,
-    stop: CancellationToken,
-}
-
-impl Acker {
-    /// Closes the channel and waits until what was sent before is acknowledged. A job task left
-    /// behind at shutdown (a handler that never yields) cannot hold the worker up: what it sends
-    /// later is refused, and its job runs again.
-    pub(crate) async fn flush(self) {
-        self.stop.cancel();
-        if let Err(error) = self.task.await {
-            tracing::error!(%error, "acknowledgement task ended unexpectedly");
-        }
-    }
-}
-
-/// Starts the acker: it acknowledges whatever has queued up since its last call in one batch, so
-/// acks cost one round trip per batch under load and add no delay when idle.
-pub(crate) fn spawn_acker(driver: Arc<dyn QueueDriver>) -> (AckSender, Acker) {
-    let (sender, mut receiver) = mpsc::unbounded_channel::<Lease>();
-    let pending = Arc::new(Pending::default());
-    let acked = Arc::clone(&pending);
-    let stop = CancellationToken::new();
-    let stopping = stop.clone();
-    let task = tokio::spawn(async move {
-        let mut batch = Vec::with_capacity(MAX_ACK_BATCH);
-        loop {
-            let received = tokio::select! {
-                received = receiver.recv_many(&mut batch, MAX_ACK_BATCH) => received,
-                () = stopping.cancelled(), if !receiver.is_closed() => {
-                    receiver.close();
-                    continue;
-                }
-            };
-            if received == 0 {
-                break;
-            }
-            // Given up on, the leases expire and the jobs run again: at-least-once, nothing lost.
-            let _ = persist("acknowledging jobs", "they will run again", || {
-                driver.ack(&batch)
-            })
-            .await;
-            acked.done(batch.len());
-            batch.clear();
-        }
-    });
-    (AckSender { sender, pending }, Acker { task, stop })
-}
-
-/// Calls a driver operation until it succeeds, pausing with [`backoff`] after each failure; gives up
-/// (logging `what` failed and `then` what follows) after nine tries, about a minute.
-async fn persist<T, F, Fut>(what: &str, then: &str, mut op: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, DriverError>>,
-{
-    let mut failures = 0;
-    loop {
-        match op().await {
-            Ok(value) => return Some(value),
-            Err(error) if failures >= 8 => {
-                tracing::error!(%error, "{what} failed; giving up: {then}");
-                return None;
-            }
-            Err(error) => {
-                failures += 1;
-                let pause = backoff(failures);
-                tracing::warn!(%error, retry_in = ?pause, "{what} failed");
-                tokio::time::sleep(pause).await;
-            }
-        }
-    }
-}
-
-/// A prefetched job's lease, waiting to be started, and where the answer goes.
-type StartRequest = (Lease, oneshot::Sender<Option<Lease>>);
-
-/// Where job tasks ask for their prefetched job to be started (its attempt counted) before it runs.
-#[derive(Debug, Clone)]
-pub(crate) struct StartSender {
-    sender: mpsc::UnboundedSender<StartRequest>,
-}
-
-impl StartSender {
-    /// The started run's lease, or `None` when the job must not run: its lease was taken back, or
-    /// the broker could not be reached (the reaper then returns the job, its attempt uncounted).
-    pub(crate) async fn start(&self, lease: Lease) -> Option<Lease> {
-        let (reply, answer) = oneshot::channel();
-        self.sender.send((lease, reply)).ok()?;
-        answer.await.ok().flatten()
-    }
-}
-
-/// Starts the starter: like the acker, it starts whatever has queued up since its last call in
-/// one batch, so starting costs one round trip per batch under load. It ends with the last sender.
-pub(crate) fn spawn_starter(driver: Arc<dyn QueueDriver>) -> StartSender {
-    let (sender, mut receiver) = mpsc::unbounded_channel::<StartRequest>();
-    tokio::spawn(async move {
-        let mut batch = Vec::with_capacity(MAX_ACK_BATCH);
-        while receiver.recv_many(&mut batch, MAX_ACK_BATCH).await > 0 {
-            let (leases, replies): (Vec<Lease>, Vec<_>) = batch.drain(..).unzip();
-            let started = persist(
-                "starting prefetched jobs",
-                "the reaper will return them",
-                || driver.start(&leases),
-            )
-            .await
-            .unwrap_or_default();
-            let mut started = started.into_iter();
-            for reply in replies {
-                let _ = reply.send(started.next().flatten());
-            }
-        }
-    });
-    StartSender { sender }
-}
+use crate::driver::Lease;
 
 /// The heartbeat and reaper tasks.
 #[derive(Debug)]
@@ -221,16 +45,32 @@ async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
             _ = ticker.tick() => {}
             () = stop.cancelled() => return,
         }
-        let leases: Vec<Lease> = shared.running().values().cloned().collect();
+        let (keys, leases): (Vec<u64>, Vec<Lease>) = shared
+            .running()
+            .iter()
+            .map(|(key, lease)| (*key, lease.clone()))
+            .unzip();
         if leases.is_empty() {
             continue;
         }
         match shared.driver.extend(&leases).await {
-            Ok(held) if held < leases.len() => tracing::warn!(
-                lost = leases.len() - held,
-                "some running jobs lost their lease (reaped after the visibility timeout); they may run twice"
-            ),
-            Ok(_) => {}
+            Ok(held) => {
+                // Leases settled or started while the call was on its way no longer need it.
+                let moved_on = {
+                    let running = shared.running();
+                    keys.iter()
+                        .zip(&leases)
+                        .filter(|(key, lease)| running.get(key) != Some(lease))
+                        .count()
+                };
+                let lost = (leases.len() - held.min(leases.len())).saturating_sub(moved_on);
+                if lost > 0 {
+                    tracing::warn!(
+                        lost,
+                        "some running jobs lost their lease (reaped after the visibility timeout); they may run twice"
+                    );
+                }
+            }
             Err(error) => tracing::warn!(%error, "heartbeat failed"),
         }
     }

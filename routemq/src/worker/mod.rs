@@ -38,6 +38,7 @@ mod background;
 mod reserver;
 mod runner;
 mod shutdown;
+mod writes;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -250,8 +251,7 @@ pub(crate) struct Shared {
     pub(crate) options: WorkerOptions,
     pub(crate) shutdown: Shutdown,
     pub(crate) running: Mutex<HashMap<u64, Lease>>,
-    pub(crate) acks: background::AckSender,
-    pub(crate) starts: background::StartSender,
+    pub(crate) writes: writes::Writes,
     counters: Counters,
 }
 
@@ -338,16 +338,15 @@ impl Worker {
             jobs = %registry.names().join(","),
             "queue worker started"
         );
-        let (acks, acker) = background::spawn_acker(Arc::clone(&self.driver));
+        let (writes, writer) = writes::spawn_writer(Arc::clone(&self.driver));
         let shared = Arc::new(Shared {
-            starts: background::spawn_starter(Arc::clone(&self.driver)),
             driver: self.driver,
             connection: self.connection,
             registry,
             options: self.options,
             shutdown: self.shutdown,
             running: Mutex::new(HashMap::new()),
-            acks,
+            writes,
             counters: Counters::default(),
         });
         let background = background::spawn_lease_keepers(&shared);
@@ -358,7 +357,7 @@ impl Worker {
         background.stop().await;
         let report = shared.report();
         drop(shared);
-        acker.flush().await;
+        writer.flush().await;
         tracing::info!(
             processed = report.processed,
             succeeded = report.succeeded,

@@ -309,7 +309,7 @@ pub(super) async fn release_unstarted(shared: &Shared, unstarted: VecDeque<Buffe
 /// worker's own acknowledgements have landed. A job leased by a worker that died counts: the
 /// reaper will hand it out again. A driver error counts as "not drained".
 async fn queues_drained(shared: &Shared) -> bool {
-    shared.acks.settled().await;
+    shared.writes.settled().await;
     for queue in &shared.options.queues {
         match shared.driver.stats(queue).await {
             Ok(stats) if stats.ready + stats.delayed + stats.reserved == 0 => {}

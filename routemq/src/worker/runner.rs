@@ -42,7 +42,7 @@ pub(crate) async fn run(
     let heartbeating = Heartbeating { shared, key };
     let shared = &heartbeating.shared;
     if prefetched {
-        let Some(lease) = shared.starts.start(job.lease.clone()).await else {
+        let Some(lease) = shared.writes.start(job.lease.clone()).await else {
             tracing::info!(job_id = %job.lease.id, queue = %job.lease.queue, "a prefetched job was not started (its lease was taken back, or the broker is unreachable); it stays queued");
             return Outcome::NotStarted;
         };
@@ -329,7 +329,7 @@ impl Attempt<'_> {
         match verdict {
             Verdict::Ack => {
                 self.series.succeeded();
-                if !self.shared.acks.send(self.lease.clone()) {
+                if !self.shared.writes.ack(self.lease.clone()) {
                     tracing::error!(job_id = %self.lease.id, "acknowledgement channel closed; the job may run again");
                 }
                 Outcome::Succeeded

@@ -1,8 +1,12 @@
 //! The benchmark binary, with the interface of the shared harness:
 //!
 //! ```text
-//! bench <memory|sqlite|postgres|mysql|redis> <drain|enqueue|latency> [--n N] [--concurrency C]
+//! bench <memory|sqlite|postgres|mysql|redis> <drain|enqueue|latency> [--n N] [--concurrency C] [--prefetch P] [--job-ms MS]
 //! ```
+//!
+//! `--prefetch` sets the worker's prefetch (default: four times the concurrency). `--job-ms` makes
+//! every job wait that long (a stand-in for real work such as a network call), to see what the queue
+//! costs next to jobs that do something; the default 0 measures the queue alone.
 //!
 //! prints ONE JSON line (`system`, `workload`, `n`, `concurrency`, `seconds`, and `jobs_per_s` for
 //! drain, `single_jobs_per_s`/`bulk_jobs_per_s` for enqueue, `p50_ms`/`p99_ms` for latency). It goes
@@ -34,6 +38,8 @@ struct Noop {
 static DONE: AtomicU64 = AtomicU64::new(0);
 static LATENCIES: Mutex<Vec<f64>> = Mutex::new(Vec::new());
 static MEASURE_LATENCY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static JOB_MS: AtomicU64 = AtomicU64::new(0);
+static PREFETCH: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
 
 fn now_us() -> u64 {
     SystemTime::now()
@@ -49,6 +55,10 @@ impl Job for Noop {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .push(ms);
+        }
+        let work = JOB_MS.load(Ordering::Relaxed);
+        if work > 0 {
+            tokio::time::sleep(Duration::from_millis(work)).await;
         }
         std::hint::black_box(&self.name);
         DONE.fetch_add(1, Ordering::Relaxed);
@@ -74,7 +84,7 @@ struct Args {
 
 fn parse_args() -> Result<Args, String> {
     let raw: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: bench <memory|sqlite|postgres|mysql|redis> <drain|enqueue|latency> [--n N] [--concurrency C]";
+    let usage = "usage: bench <memory|sqlite|postgres|mysql|redis> <drain|enqueue|latency> [--n N] [--concurrency C] [--prefetch P] [--job-ms MS]";
     let (Some(connection), Some(workload)) = (raw.first(), raw.get(1)) else {
         return Err(usage.to_owned());
     };
@@ -95,6 +105,12 @@ fn parse_args() -> Result<Args, String> {
         match flag.as_str() {
             "--n" => args.n = number,
             "--concurrency" => args.concurrency = number.max(1),
+            "--prefetch" => {
+                let _ = PREFETCH.set(number);
+            }
+            "--job-ms" => {
+                JOB_MS.store(u64::try_from(number).unwrap_or(u64::MAX), Ordering::Relaxed)
+            }
             other => return Err(format!("unknown flag {other}\n{usage}")),
         }
     }
@@ -157,6 +173,7 @@ fn worker(
         stop_when_empty,
         max_jobs,
         sleep: Duration::from_millis(100),
+        prefetch: PREFETCH.get().copied(),
         ..WorkerOptions::default()
     };
     Worker::new(Arc::clone(driver), "bench", options)
@@ -205,6 +222,7 @@ async fn run(args: &Args) -> Result<serde_json::Value, Box<dyn std::error::Error
         "workload": args.workload,
         "n": n,
         "concurrency": c,
+        "job_ms": JOB_MS.load(Ordering::Relaxed),
     });
     match args.workload.as_str() {
         "drain" => {

@@ -169,3 +169,46 @@ pub async fn a_worker_counts_each_prefetched_job_once(h: Harness) {
     let stats = h.driver.stats(&h.queue).await.expect("stats");
     assert_eq!((stats.ready, stats.reserved), (0, 0));
 }
+
+/// `ack_and_start` acknowledges finished jobs and starts prefetched ones in one call.
+pub async fn ack_and_start_settles_both_in_one_call(h: Harness) {
+    let queues = [h.queue.clone()];
+    for n in 0..2 {
+        h.push(Record {
+            key: h.key.clone(),
+            n,
+        })
+        .await;
+    }
+    let finished = h
+        .driver
+        .reserve(&queues, 1)
+        .await
+        .expect("reserve")
+        .remove(0);
+    let waiting = h.prefetch_one().await;
+    let started = h
+        .driver
+        .ack_and_start(
+            std::slice::from_ref(&finished.lease),
+            std::slice::from_ref(&waiting),
+        )
+        .await
+        .expect("ack and start");
+    let [Some(started)] = started.as_slice() else {
+        panic!("one started lease: {started:?}");
+    };
+    assert_eq!(started.attempts, 1);
+    let stats = h.driver.stats(&h.queue).await.expect("stats");
+    assert_eq!(
+        (stats.ready, stats.reserved),
+        (0, 1),
+        "the finished one is gone"
+    );
+    h.driver
+        .ack_and_start(std::slice::from_ref(started), &[])
+        .await
+        .expect("ack alone");
+    let stats = h.driver.stats(&h.queue).await.expect("stats");
+    assert_eq!((stats.ready, stats.reserved, stats.failed), (0, 0, 0));
+}

@@ -403,21 +403,46 @@ impl QueueDriver for RedisDriver {
     }
 
     async fn start(&self, leases: &[Lease]) -> Result<Vec<Option<Lease>>, DriverError> {
+        self.ack_and_start(&[], leases).await
+    }
+
+    async fn ack(&self, leases: &[Lease]) -> Result<(), DriverError> {
+        self.ack_and_start(leases, &[]).await.map(drop)
+    }
+
+    async fn ack_and_start(
+        &self,
+        finished: &[Lease],
+        starting: &[Lease],
+    ) -> Result<Vec<Option<Lease>>, DriverError> {
         let now = epoch(SystemTime::now());
-        let mut started = vec![None; leases.len()];
-        for (queue, indexes) in by_queue(leases) {
+        let mut queues = by_queue(finished);
+        let starts = by_queue(starting);
+        for queue in starts.keys() {
+            queues.entry(queue).or_default();
+        }
+        let mut started = vec![None; starting.len()];
+        for (queue, acks) in queues {
             let keys = self.layout.queue(queue);
-            let mut invocation = scripts::START.prepare_invoke();
-            invocation.key(&keys.inflight).key(&keys.leases).arg(now);
-            for &i in &indexes {
-                invocation.arg(&leases[i].id).arg(&leases[i].token);
+            let mut invocation = scripts::ACK_START.prepare_invoke();
+            invocation
+                .key(&keys.inflight)
+                .key(&keys.leases)
+                .arg(now)
+                .arg(acks.len());
+            for i in acks {
+                invocation.arg(&finished[i].id).arg(&finished[i].token);
+            }
+            let to_start = starts.get(queue).map_or(&[][..], Vec::as_slice);
+            for &i in to_start {
+                invocation.arg(&starting[i].id).arg(&starting[i].token);
             }
             let attempts: Vec<u32> = invocation
                 .invoke_async(&mut self.con())
                 .await
-                .map_err(backend("start"))?;
-            for (i, attempts) in indexes.into_iter().zip(attempts) {
-                let lease = &leases[i];
+                .map_err(backend("ack"))?;
+            for (&i, attempts) in to_start.iter().zip(attempts) {
+                let lease = &starting[i];
                 started[i] = (attempts > 0).then(|| Lease {
                     attempts,
                     token: lease.token[super::PREFETCHED.len()..].to_owned(),
@@ -426,22 +451,6 @@ impl QueueDriver for RedisDriver {
             }
         }
         Ok(started)
-    }
-
-    async fn ack(&self, leases: &[Lease]) -> Result<(), DriverError> {
-        for (queue, indexes) in by_queue(leases) {
-            let keys = self.layout.queue(queue);
-            let mut invocation = scripts::ACK.prepare_invoke();
-            invocation.key(&keys.inflight).key(&keys.leases);
-            for i in indexes {
-                invocation.arg(&leases[i].id).arg(&leases[i].token);
-            }
-            let _: i64 = invocation
-                .invoke_async(&mut self.con())
-                .await
-                .map_err(backend("ack"))?;
-        }
-        Ok(())
     }
 
     async fn release(

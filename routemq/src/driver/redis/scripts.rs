@@ -13,11 +13,10 @@ macro_rules! script {
 
 script!(PUSH, "push.lua");
 script!(RESERVE, "reserve.lua");
-script!(ACK, "ack.lua");
 script!(RELEASE, "release.lua");
 script!(FAIL, "fail.lua");
 script!(EXTEND, "extend.lua");
-script!(START, "start.lua");
+script!(ACK_START, "ack_start.lua");
 script!(RETRY_FAILED, "retry_failed.lua");
 script!(RETRY_FAILED_BATCH, "retry_failed_batch.lua");
 script!(FORGET_FAILED, "forget_failed.lua");

@@ -1,0 +1,41 @@
+-- Delete finished jobs whose lease (id + token) is still held, then start prefetched leases still
+-- held: count their attempt, drop the token's 'p' and renew them.
+-- KEYS: inflight, leases
+-- ARGV: now, the number of finished jobs, their (id, token) pairs, then the (id, token) pairs to start
+-- Returns, per lease to start, the started attempt number, or 0 when the lease is no longer held.
+local inflight_key, leases_key, now = KEYS[1], KEYS[2], ARGV[1]
+local starts_at = 3 + 2 * tonumber(ARGV[2])
+local ids = {}
+for i = 3, starts_at - 1, 2 do
+  ids[#ids + 1] = ARGV[i]
+end
+local done = {}
+if #ids > 0 then
+  local values = redis.call('HMGET', inflight_key, unpack(ids))
+  for i, value in ipairs(values) do
+    local token = ARGV[2 + 2 * i]
+    if value and string.sub(value, 1, #token + 1) == token .. '\n' then
+      done[#done + 1] = ids[i]
+    end
+  end
+end
+if #done > 0 then
+  redis.call('HDEL', inflight_key, unpack(done))
+  redis.call('ZREM', leases_key, unpack(done))
+end
+local out = {}
+for i = starts_at, #ARGV, 2 do
+  local id, token = ARGV[i], ARGV[i + 1]
+  local started = 0
+  local value = redis.call('HGET', inflight_key, id)
+  if value and string.sub(token, 1, 1) == 'p' then
+    local held, attempts, record = string.match(value, '^([^\n]*)\n([^\n]*)\n(.*)$')
+    if held == token then
+      started = tonumber(attempts) + 1
+      redis.call('HSET', inflight_key, id, string.sub(token, 2) .. '\n' .. started .. '\n' .. record)
+      redis.call('ZADD', leases_key, 'XX', now, id)
+    end
+  end
+  out[#out + 1] = started
+end
+return out
