@@ -7,6 +7,23 @@ use routemq::sqlx::{self, Connection};
 
 use crate::ledger::unique_key;
 
+/// RouteMQ's own PostgreSQL DDL (SQLAlchemy `Integer` primary keys), as a RouteMQ deployment has it.
+pub const ROUTEMQ_PG: [&str; 2] = [
+    "CREATE TABLE queue_jobs (id SERIAL PRIMARY KEY, queue VARCHAR(255) NOT NULL, payload TEXT NOT NULL,
+        attempts INTEGER NOT NULL, reserved_at TIMESTAMP, available_at TIMESTAMP NOT NULL, created_at TIMESTAMP NOT NULL)",
+    "CREATE TABLE queue_failed_jobs (id SERIAL PRIMARY KEY, connection VARCHAR(255) NOT NULL, queue VARCHAR(255) NOT NULL,
+        payload TEXT NOT NULL, exception TEXT NOT NULL, failed_at TIMESTAMP NOT NULL)",
+];
+
+/// RouteMQ's own MySQL/MariaDB DDL, as a RouteMQ deployment has it.
+pub const ROUTEMQ_MY: [&str; 2] = [
+    "CREATE TABLE queue_jobs (id INTEGER NOT NULL AUTO_INCREMENT PRIMARY KEY, queue VARCHAR(255) NOT NULL,
+        payload TEXT NOT NULL, attempts INTEGER NOT NULL, reserved_at DATETIME NULL, available_at DATETIME NOT NULL,
+        created_at DATETIME NOT NULL)",
+    "CREATE TABLE queue_failed_jobs (id INTEGER NOT NULL AUTO_INCREMENT PRIMARY KEY, connection VARCHAR(255) NOT NULL,
+        queue VARCHAR(255) NOT NULL, payload TEXT NOT NULL, exception TEXT NOT NULL, failed_at DATETIME NOT NULL)",
+];
+
 /// The kind of server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Server {

@@ -43,7 +43,7 @@ impl Job for FileRecord {
 /// One line of a ledger file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
-    /// `start` or `done`.
+    /// `start`, `done`, or `pill` (a [`KillsItsWorker`] about to kill its worker).
     pub event: String,
     /// The job's number.
     pub n: u64,
@@ -99,5 +99,21 @@ impl Job for Ledgered {
         }
         append(&self.path, "done", self.n, ctx.attempts())?;
         Ok(())
+    }
+}
+
+/// A poison pill: records its start, then kills its worker process on the spot (as a crash in
+/// native code, a stack overflow or the OOM killer would), before anything else can be written.
+#[derive(Debug, Clone)]
+#[job(name = "e2e.KillsItsWorker", max_tries = 2, timeout = 60)]
+pub struct KillsItsWorker {
+    /// The ledger file.
+    pub path: String,
+}
+
+impl Job for KillsItsWorker {
+    async fn handle(&mut self, ctx: &JobContext) -> Result<(), JobError> {
+        append(&self.path, "pill", 0, ctx.attempts())?;
+        std::process::abort()
     }
 }

@@ -13,7 +13,7 @@ use routemq::driver::sqlite::SqliteDriver;
 use routemq::{QueueManager, Settings};
 use routemq_tests::hostile::Blocking;
 use routemq_tests::jobs::AlwaysFail;
-use routemq_tests::process_jobs::{FileRecord, Line, read_ledger};
+use routemq_tests::process_jobs::{FileRecord, KillsItsWorker, Line, read_ledger};
 use routemq_tests::sqlite_files::fresh_path;
 use serde_json::Value;
 
@@ -466,6 +466,87 @@ async fn after_kill_9_prefetched_jobs_still_have_their_tries() {
             .as_str()
             .is_some_and(|e| e.starts_with("ReservationExpired")),
         "{failed:?}"
+    );
+}
+
+/// A job that kills its worker always ends in the failed store, even when each worker had it
+/// prefetched behind other work and died before its start was written: such a job is started
+/// (and its attempt stored) before it runs next time. With `max_tries = 2`, at most 2 × 2 workers
+/// die before the reaper fails it.
+#[tokio::test]
+async fn a_job_that_kills_its_worker_still_uses_up_its_tries() {
+    let setup = Setup::new("poison").await;
+    let path = setup.ledger.to_str().expect("utf-8").to_owned();
+    setup
+        .manager
+        .push(KillsItsWorker { path: path.clone() })
+        .on_queue(setup.queue.clone())
+        .await
+        .expect("dispatch");
+    let fill = format!("{}-fill", setup.queue);
+    let queues = format!("{fill},{}", setup.queue);
+    let mut workers = 0;
+    loop {
+        assert!(workers < 6, "still not failed after {workers} dead workers");
+        // A job of a higher-priority queue takes the one slot, so the pill is prefetched.
+        setup
+            .manager
+            .push(FileRecord {
+                path: path.clone(),
+                n: workers,
+                first_attempt_sleep_ms: 200,
+            })
+            .on_queue(fill.clone())
+            .await
+            .expect("dispatch");
+        let mut worker = Guard(
+            setup
+                .command(&[
+                    "queue-work",
+                    "--queue",
+                    &queues,
+                    "--sleep",
+                    "0.1",
+                    "--concurrency",
+                    "1",
+                    "--stop-when-empty",
+                ])
+                .env("QUEUE_VISIBILITY_TIMEOUT", "1")
+                .env("QUEUE_HEARTBEAT_INTERVAL", "0.3")
+                .env("QUEUE_REAPER_INTERVAL", "0.2")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn"),
+        );
+        let status = worker.wait_for_exit(Duration::from_secs(30));
+        if status.success() {
+            break;
+        }
+        workers += 1;
+    }
+    let failed = setup.json(&["queue-failed", "--queue", &setup.queue]);
+    let failed = failed.as_array().expect("a JSON array");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(
+        failed[0]["exception"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("ReservationExpired")),
+        "{failed:?}"
+    );
+    let starts = setup
+        .ledger()
+        .into_iter()
+        .filter(|l| l.event == "pill")
+        .count();
+    assert_eq!(
+        u64::try_from(starts).ok(),
+        Some(workers),
+        "each dead worker ran the pill once"
+    );
+    assert!(
+        (2..=4).contains(&workers),
+        "{workers} workers died; the pill ran {starts} times"
     );
 }
 

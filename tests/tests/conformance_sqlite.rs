@@ -68,7 +68,9 @@ async fn schema_is_routemqs_and_accepts_its_rows() {
             "attempts INTEGER NOT NULL",
             "reserved_at DATETIME",
             "available_at DATETIME NOT NULL",
-            "created_at DATETIME NOT NULL"
+            "created_at DATETIME NOT NULL",
+            // routemq's own: prefetches not followed by a start (RouteMQ leaves it at its default).
+            "unstarted INTEGER NOT NULL"
         ]
     );
     assert_eq!(

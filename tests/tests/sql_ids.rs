@@ -8,26 +8,11 @@ use routemq::driver::mysql::MySqlDriver;
 use routemq::driver::postgres::PostgresDriver;
 use routemq::driver::{Failure, NewJob, QueueDriver};
 use routemq::sqlx::{self, Connection};
-use routemq_tests::databases::{Server, TempDatabase};
+use routemq_tests::databases::{ROUTEMQ_MY, ROUTEMQ_PG, Server, TempDatabase};
 use routemq_tests::services::{mysql_url, postgres_url};
 
 /// Beyond `i32::MAX`.
 const FAR: i64 = 3_000_000_000;
-
-/// RouteMQ's own DDL (SQLAlchemy `Integer` primary keys), as a RouteMQ deployment has it.
-const ROUTEMQ_PG: [&str; 2] = [
-    "CREATE TABLE queue_jobs (id SERIAL PRIMARY KEY, queue VARCHAR(255) NOT NULL, payload TEXT NOT NULL,
-        attempts INTEGER NOT NULL, reserved_at TIMESTAMP, available_at TIMESTAMP NOT NULL, created_at TIMESTAMP NOT NULL)",
-    "CREATE TABLE queue_failed_jobs (id SERIAL PRIMARY KEY, connection VARCHAR(255) NOT NULL, queue VARCHAR(255) NOT NULL,
-        payload TEXT NOT NULL, exception TEXT NOT NULL, failed_at TIMESTAMP NOT NULL)",
-];
-const ROUTEMQ_MY: [&str; 2] = [
-    "CREATE TABLE queue_jobs (id INTEGER NOT NULL AUTO_INCREMENT PRIMARY KEY, queue VARCHAR(255) NOT NULL,
-        payload TEXT NOT NULL, attempts INTEGER NOT NULL, reserved_at DATETIME NULL, available_at DATETIME NOT NULL,
-        created_at DATETIME NOT NULL)",
-    "CREATE TABLE queue_failed_jobs (id INTEGER NOT NULL AUTO_INCREMENT PRIMARY KEY, connection VARCHAR(255) NOT NULL,
-        queue VARCHAR(255) NOT NULL, payload TEXT NOT NULL, exception TEXT NOT NULL, failed_at DATETIME NOT NULL)",
-];
 
 const PAYLOAD: &str = r#"{"class": "conformance.Record", "data": {"key": "ids", "n": 1}, "max_tries": 3, "timeout": 60, "retry_after": 0, "queue": "ids"}"#;
 

@@ -21,6 +21,8 @@ struct StoredJob {
     queue: String,
     payload: String,
     attempts: u32,
+    /// Prefetches not followed by a start (reset when the job starts).
+    unstarted: u32,
     created: Instant,
 }
 
@@ -55,14 +57,15 @@ pub struct MemoryDriver {
 impl StoredJob {
     /// This job's current reservation, as the worker sees it.
     fn reservation(&self, id: u64) -> ReservedJob {
-        ReservedJob {
-            lease: Lease {
-                id: id.to_string(),
-                queue: self.queue.clone(),
-                attempts: self.attempts,
-                token: String::new(),
-            },
-            payload: self.payload.clone(),
+        ReservedJob::counted(self.lease(id), self.payload.clone())
+    }
+
+    fn lease(&self, id: u64) -> Lease {
+        Lease {
+            id: id.to_string(),
+            queue: self.queue.clone(),
+            attempts: self.attempts,
+            token: String::new(),
         }
     }
 }
@@ -108,6 +111,7 @@ impl State {
                 queue: queue.to_owned(),
                 payload,
                 attempts: 0,
+                unstarted: 0,
                 created: now,
             },
         );
@@ -166,12 +170,20 @@ impl State {
                 };
                 if count {
                     job.attempts += 1;
+                    job.unstarted = 0;
+                    out.push(job.reservation(id));
+                } else {
+                    job.unstarted += 1;
+                    let started = Lease {
+                        attempts: job.attempts + 1,
+                        ..job.lease(id)
+                    };
+                    out.push(ReservedJob::prefetched(
+                        started,
+                        job.payload.clone(),
+                        job.unstarted - 1,
+                    ));
                 }
-                let mut reserved = job.reservation(id);
-                if !count {
-                    reserved.lease.token = super::PREFETCHED.to_owned();
-                }
-                out.push(reserved);
             }
         }
         out
@@ -271,7 +283,8 @@ impl QueueDriver for MemoryDriver {
                 state.renew(id, now);
                 let job = state.jobs.get_mut(&id)?;
                 job.attempts += 1;
-                Some(job.reservation(id).lease)
+                job.unstarted = 0;
+                Some(job.lease(id))
             })
             .collect())
     }

@@ -67,6 +67,47 @@ pub struct ReservedJob {
     pub lease: Lease,
     /// The encoded envelope, exactly as stored.
     pub payload: String,
+    /// Set by [`QueueDriver::prefetch`] when the job's attempt is not counted yet; `None` when it
+    /// is (a reservation, or a driver whose `prefetch` reserves).
+    pub prefetched: Option<Prefetched>,
+}
+
+/// What a worker needs to start a prefetched job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prefetched {
+    /// The lease the job has once started: what [`QueueDriver::start`] returns for it while the
+    /// reservation is held.
+    pub started: Lease,
+    /// How many times this job was prefetched before and taken back without a recorded start (its
+    /// worker died first). A worker starts such a job only once the start is stored, so that a job
+    /// that kills its worker before its start lands still uses up its tries.
+    pub stalls: u32,
+}
+
+impl ReservedJob {
+    /// A job whose reservation counted its attempt.
+    pub fn counted(lease: Lease, payload: String) -> Self {
+        Self {
+            lease,
+            payload,
+            prefetched: None,
+        }
+    }
+
+    /// A built-in driver's prefetched job: `lease` as it will be once started (attempts counted,
+    /// the driver's token) becomes the prefetched lease (one attempt fewer, the token marked).
+    pub(crate) fn prefetched(started: Lease, payload: String, stalls: u32) -> Self {
+        let lease = Lease {
+            attempts: started.attempts.saturating_sub(1),
+            token: format!("{PREFETCHED}{}", started.token),
+            ..started.clone()
+        };
+        Self {
+            lease,
+            payload,
+            prefetched: Some(Prefetched { started, stalls }),
+        }
+    }
 }
 
 /// What to record in the failed store.

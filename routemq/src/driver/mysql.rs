@@ -34,6 +34,7 @@ const SCHEMA: &[&str] = &[
         reserved_at DATETIME(6),
         available_at DATETIME(6) NOT NULL,
         created_at DATETIME(6) NOT NULL,
+        unstarted INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (id),
         INDEX queue_jobs_queue_reserved_at_index (queue, reserved_at),
         INDEX ix_queue_jobs_queue (queue)
@@ -62,6 +63,7 @@ pub struct MySqlDriver {
     target: String,
     returning: bool,
     wake: WakeSignal,
+    prefetching: sql::PrefetchSupport,
 }
 
 fn backend(operation: &'static str) -> impl Fn(sqlx::Error) -> DriverError {
@@ -97,6 +99,24 @@ async fn widen_ids(conn: &mut sqlx::MySqlConnection) -> Result<(), DriverError> 
             .await
             .map_err(backend("widen ids"))?;
         }
+    }
+    Ok(())
+}
+
+/// Adds the `unstarted` column to a table created by RouteMQ or an earlier routemq.
+async fn add_unstarted(conn: &mut sqlx::MySqlConnection) -> Result<(), DriverError> {
+    let present: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM information_schema.COLUMNS
+         WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'queue_jobs' AND COLUMN_NAME = 'unstarted'",
+    )
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(backend("create tables"))?;
+    if present.is_none() {
+        sqlx::query("ALTER TABLE queue_jobs ADD COLUMN unstarted INTEGER NOT NULL DEFAULT 0")
+            .execute(&mut *conn)
+            .await
+            .map_err(backend("create tables"))?;
     }
     Ok(())
 }
@@ -214,6 +234,7 @@ impl MySqlDriver {
             target,
             returning,
             wake: WakeSignal::new(),
+            prefetching: sql::PrefetchSupport::default(),
         })
     }
 
@@ -246,26 +267,37 @@ impl MySqlDriver {
                 break;
             }
             let mut tx = self.pool.begin().await.map_err(backend("reserve"))?;
-            let rows: Vec<(i64, String, i32)> = sqlx::query_as(&format!(
-                "SELECT id, payload, attempts FROM queue_jobs
+            // A reservation counts the attempt; a prefetch counts itself as not started yet.
+            let (unstarted, counting) = if count {
+                ("0", "attempts = attempts + 1")
+            } else {
+                ("CAST(unstarted AS SIGNED)", "unstarted = unstarted + 1")
+            };
+            let rows: Result<Vec<(i64, String, i32, i64)>, _> = sqlx::query_as(&format!(
+                "SELECT id, payload, attempts, {unstarted} FROM queue_jobs
                  WHERE queue = ? AND reserved_at IS NULL AND available_at <= {NOW}
                  ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED"
             ))
             .bind(queue)
             .bind(i64::try_from(max - out.len()).unwrap_or(i64::MAX))
             .fetch_all(&mut *tx)
-            .await
-            .map_err(backend("reserve"))?;
+            .await;
+            let rows = match rows {
+                // Not migrated yet: `prefetch` reserves instead.
+                Err(error) if !count && self.prefetching.off_if_unmigrated(&error) => {
+                    return Ok(out);
+                }
+                rows => rows.map_err(backend("reserve"))?,
+            };
             if rows.is_empty() {
                 tx.rollback().await.map_err(backend("reserve"))?;
                 continue;
             }
             let mut update = QueryBuilder::<MySql>::new(format!(
-                "UPDATE queue_jobs SET reserved_at = {NOW}, attempts = attempts + "
+                "UPDATE queue_jobs SET reserved_at = {NOW}, {counting} WHERE id IN ("
             ));
-            update.push_bind(i32::from(count)).push(" WHERE id IN (");
             let mut ids = update.separated(", ");
-            for (id, _, _) in &rows {
+            for (id, ..) in &rows {
                 ids.push_bind(*id);
             }
             update.push(")");
@@ -275,16 +307,15 @@ impl MySqlDriver {
                 .await
                 .map_err(backend("reserve"))?;
             tx.commit().await.map_err(backend("reserve"))?;
-            let jobs = rows.into_iter().map(|(id, payload, attempts)| ReservedJob {
-                lease: Lease {
+            out.extend(rows.into_iter().map(|(id, payload, attempts, unstarted)| {
+                let lease = Lease {
                     id: id.to_string(),
                     queue: queue.clone(),
                     attempts: u32::try_from(attempts + i32::from(count)).unwrap_or(1),
                     token: String::new(),
-                },
-                payload,
-            });
-            out.extend(sql::marked(jobs.collect(), count));
+                };
+                sql::reserved(lease, payload, (!count).then_some(unstarted + 1))
+            }));
         }
         Ok(out)
     }
@@ -386,6 +417,9 @@ impl QueueDriver for MySqlDriver {
         if result.is_ok() {
             result = widen_ids(&mut conn).await;
         }
+        if result.is_ok() {
+            result = add_unstarted(&mut conn).await;
+        }
         sqlx::query("SELECT RELEASE_LOCK('routemq_migrate')")
             .execute(&mut *conn)
             .await
@@ -417,7 +451,13 @@ impl QueueDriver for MySqlDriver {
         queues: &[String],
         max: usize,
     ) -> Result<Vec<ReservedJob>, DriverError> {
-        self.lease_ready(queues, max, false).await
+        if self.prefetching.enabled() {
+            let jobs = self.lease_ready(queues, max, false).await?;
+            if !jobs.is_empty() || self.prefetching.enabled() {
+                return Ok(jobs);
+            }
+        }
+        self.lease_ready(queues, max, true).await
     }
 
     async fn start(&self, leases: &[Lease]) -> Result<Vec<Option<Lease>>, DriverError> {
@@ -453,7 +493,7 @@ impl QueueDriver for MySqlDriver {
                 .map_err(backend("start"))?;
             if !held.is_empty() {
                 let mut update = QueryBuilder::<MySql>::new(format!(
-                    "UPDATE queue_jobs SET attempts = attempts + 1, reserved_at = {NOW} WHERE id IN ("
+                    "UPDATE queue_jobs SET attempts = attempts + 1, unstarted = 0, reserved_at = {NOW} WHERE id IN ("
                 ));
                 let mut ids = update.separated(", ");
                 for id in &held {
@@ -558,7 +598,7 @@ impl QueueDriver for MySqlDriver {
                         .await?
                     {
                         reaped.failed += 1;
-                        reaped.expired.push(ReservedJob { lease, payload });
+                        reaped.expired.push(ReservedJob::counted(lease, payload));
                     }
                     continue;
                 }

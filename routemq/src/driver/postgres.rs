@@ -41,6 +41,7 @@ const SCHEMA: &[&str] = &[
         reserved_at TIMESTAMP WITHOUT TIME ZONE,
         available_at TIMESTAMP WITHOUT TIME ZONE NOT NULL,
         created_at TIMESTAMP WITHOUT TIME ZONE NOT NULL,
+        unstarted INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (id)
     )",
     "CREATE INDEX IF NOT EXISTS queue_jobs_queue_reserved_at_index ON queue_jobs (queue, reserved_at)",
@@ -66,6 +67,7 @@ pub struct PostgresDriver {
     target: String,
     wake: WakeSignal,
     listener: WakeFeed,
+    prefetching: sql::PrefetchSupport,
 }
 
 impl std::fmt::Debug for PostgresDriver {
@@ -80,18 +82,22 @@ fn backend(operation: &'static str) -> impl Fn(sqlx::Error) -> DriverError {
     move |error| DriverError::backend(operation, error)
 }
 
-fn reserved_job(row: &PgRow) -> Result<ReservedJob, sqlx::Error> {
+/// A leased row; a `counted` reservation, or a prefetched one (its `unstarted` count read).
+fn reserved_job(row: &PgRow, counted: bool) -> Result<ReservedJob, sqlx::Error> {
     let id: i64 = row.try_get("id")?;
     let attempts: i32 = row.try_get("attempts")?;
-    Ok(ReservedJob {
-        lease: Lease {
-            id: id.to_string(),
-            queue: row.try_get("queue")?,
-            attempts: u32::try_from(attempts).unwrap_or(0),
-            token: String::new(),
-        },
-        payload: row.try_get("payload")?,
-    })
+    let lease = Lease {
+        id: id.to_string(),
+        queue: row.try_get("queue")?,
+        attempts: u32::try_from(attempts).unwrap_or(0),
+        token: String::new(),
+    };
+    let unstarted = if counted {
+        None
+    } else {
+        Some(i64::from(row.try_get::<i32, _>("unstarted")?))
+    };
+    Ok(sql::reserved(lease, row.try_get("payload")?, unstarted))
 }
 
 fn failed_job(row: &PgRow) -> Result<FailedJob, sqlx::Error> {
@@ -162,6 +168,7 @@ impl PostgresDriver {
             target,
             wake: WakeSignal::new(),
             listener: WakeFeed::default(),
+            prefetching: sql::PrefetchSupport::default(),
         })
     }
 
@@ -219,6 +226,27 @@ impl PostgresDriver {
         Ok(())
     }
 
+    /// Adds the `unstarted` column to a table created by RouteMQ or an earlier routemq (a
+    /// catalog change only: the default is a constant).
+    async fn add_unstarted(&self) -> Result<(), DriverError> {
+        let present: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM information_schema.columns
+             WHERE table_schema = current_schema() AND table_name = 'queue_jobs' AND column_name = 'unstarted')",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend("create tables"))?;
+        if !present {
+            sqlx::query(
+                "ALTER TABLE queue_jobs ADD COLUMN IF NOT EXISTS unstarted INTEGER NOT NULL DEFAULT 0",
+            )
+            .execute(&self.pool)
+            .await
+            .map_err(backend("create tables"))?;
+        }
+        Ok(())
+    }
+
     /// The server, password hidden.
     pub fn target(&self) -> &str {
         &self.target
@@ -236,26 +264,37 @@ impl PostgresDriver {
             if out.len() >= max {
                 break;
             }
+            // A reservation counts the attempt; a prefetch counts itself as not started yet.
+            let (counting, unstarted) = if count {
+                ("attempts = attempts + 1", "")
+            } else {
+                ("unstarted = unstarted + 1", ", unstarted")
+            };
             let rows = sqlx::query(&format!(
-                "UPDATE queue_jobs SET reserved_at = {NOW}, attempts = attempts + $3
+                "UPDATE queue_jobs SET reserved_at = {NOW}, {counting}
                  WHERE id IN (SELECT id FROM queue_jobs
                               WHERE queue = $1 AND reserved_at IS NULL AND available_at <= {NOW}
                               ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)
-                 RETURNING id::bigint AS id, queue, payload, attempts"
+                 RETURNING id::bigint AS id, queue, payload, attempts{unstarted}"
             ))
             .bind(queue)
             .bind(i64::try_from(max - out.len()).unwrap_or(i64::MAX))
-            .bind(i32::from(count))
             .fetch_all(&self.pool)
-            .await
-            .map_err(backend("reserve"))?;
+            .await;
+            let rows = match rows {
+                // Not migrated yet: `prefetch` reserves instead.
+                Err(error) if !count && self.prefetching.off_if_unmigrated(&error) => {
+                    return Ok(out);
+                }
+                rows => rows.map_err(backend("reserve"))?,
+            };
             let mut jobs = rows
                 .iter()
-                .map(reserved_job)
+                .map(|row| reserved_job(row, count))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(backend("reserve"))?;
             jobs.sort_by_key(|job| sql::lease_id(&job.lease).unwrap_or(i64::MAX));
-            out.extend(sql::marked(jobs, count));
+            out.extend(jobs);
         }
         Ok(out)
     }
@@ -336,7 +375,8 @@ impl QueueDriver for PostgresDriver {
         .await
         .map_err(backend("create tables"))?;
         if present {
-            return self.widen_ids().await;
+            self.widen_ids().await?;
+            return self.add_unstarted().await;
         }
         let mut tx = self.pool.begin().await.map_err(backend("create tables"))?;
         // Serialise concurrent migrations (CREATE … IF NOT EXISTS races on the catalog).
@@ -373,7 +413,13 @@ impl QueueDriver for PostgresDriver {
         queues: &[String],
         max: usize,
     ) -> Result<Vec<ReservedJob>, DriverError> {
-        self.lease_ready(queues, max, false).await
+        if self.prefetching.enabled() {
+            let jobs = self.lease_ready(queues, max, false).await?;
+            if !jobs.is_empty() || self.prefetching.enabled() {
+                return Ok(jobs);
+            }
+        }
+        self.lease_ready(queues, max, true).await
     }
 
     async fn start(&self, leases: &[Lease]) -> Result<Vec<Option<Lease>>, DriverError> {
@@ -393,7 +439,7 @@ impl QueueDriver for PostgresDriver {
             "WITH acked AS (
                  DELETE FROM queue_jobs q USING UNNEST($1::bigint[], $2::int[]) AS l(id, attempts)
                  WHERE q.id = l.id AND q.attempts = l.attempts AND q.reserved_at IS NOT NULL)
-             UPDATE queue_jobs q SET attempts = q.attempts + 1, reserved_at = {NOW}
+             UPDATE queue_jobs q SET attempts = q.attempts + 1, unstarted = 0, reserved_at = {NOW}
              FROM UNNEST($3::bigint[], $4::int[]) AS l(id, attempts)
              WHERE q.id = l.id AND q.attempts = l.attempts AND q.reserved_at IS NOT NULL
              RETURNING q.id::bigint"
@@ -493,7 +539,7 @@ impl QueueDriver for PostgresDriver {
         .map_err(backend("reap"))?;
         let mut reaped = Reaped::default();
         for row in &rows {
-            let job = reserved_job(row).map_err(backend("reap"))?;
+            let job = reserved_job(row, true).map_err(backend("reap"))?;
             if out_of_tries(&job.payload, job.lease.attempts, max_tries_override) {
                 let failure = Failure {
                     connection: connection.to_owned(),

@@ -84,14 +84,61 @@ pub(crate) fn row_id(id: &str) -> Result<i64, DriverError> {
         .map_err(|_| DriverError::InvalidId(id.to_owned()))
 }
 
-/// Marks freshly leased jobs as prefetched unless their attempt was `counted`.
-pub(crate) fn marked(mut jobs: Vec<ReservedJob>, counted: bool) -> Vec<ReservedJob> {
-    if !counted {
-        for job in &mut jobs {
-            job.lease.token = super::PREFETCHED.to_owned();
+/// The column, added to RouteMQ's `queue_jobs` by `queue-migrate`, that counts a job's prefetches
+/// not followed by a start.
+pub(crate) const UNSTARTED: &str = "unstarted";
+
+/// A leased row: a counted reservation, or (with `unstarted`, the row's count after this prefetch)
+/// a prefetched one.
+pub(crate) fn reserved(lease: Lease, payload: String, unstarted: Option<i64>) -> ReservedJob {
+    match unstarted {
+        None => ReservedJob::counted(lease, payload),
+        Some(unstarted) => {
+            let started = Lease {
+                attempts: lease.attempts.saturating_add(1),
+                ..lease
+            };
+            let stalls = u32::try_from(unstarted.saturating_sub(1)).unwrap_or(0);
+            ReservedJob::prefetched(started, payload, stalls)
         }
     }
-    jobs
+}
+
+/// Whether `error` says the jobs table has no [`UNSTARTED`] column: `queue-migrate` has not run
+/// since routemq started using it.
+pub(crate) fn lacks_unstarted(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.message().contains(UNSTARTED))
+}
+
+/// Whether this driver may prefetch: until the jobs table turns out to lack the [`UNSTARTED`]
+/// column, after which its prefetches reserve (the attempt counting at once), with one warning.
+#[derive(Debug)]
+pub(crate) struct PrefetchSupport(std::sync::atomic::AtomicBool);
+
+impl Default for PrefetchSupport {
+    fn default() -> Self {
+        Self(std::sync::atomic::AtomicBool::new(true))
+    }
+}
+
+impl PrefetchSupport {
+    pub(crate) fn enabled(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Turns prefetching off after `error`, if it says the column is missing; `false` otherwise.
+    pub(crate) fn off_if_unmigrated(&self, error: &sqlx::Error) -> bool {
+        if !lacks_unstarted(error) {
+            return false;
+        }
+        if self.0.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(
+                "the queue_jobs table has no `{UNSTARTED}` column: prefetched jobs use up an attempt \
+                 when reserved until `queue-migrate` adds it and the worker restarts"
+            );
+        }
+        true
+    }
 }
 
 /// The keys ([`lease_keys`]) of the prefetched leases among `leases`: the ones `start` may start.

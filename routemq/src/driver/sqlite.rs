@@ -37,7 +37,8 @@ const SCHEMA: &[&str] = &[
         attempts INTEGER NOT NULL,
         reserved_at DATETIME,
         available_at DATETIME NOT NULL,
-        created_at DATETIME NOT NULL
+        created_at DATETIME NOT NULL,
+        unstarted INTEGER NOT NULL DEFAULT 0
     )",
     "CREATE INDEX IF NOT EXISTS queue_jobs_queue_reserved_at_index ON queue_jobs (queue, reserved_at)",
     "CREATE INDEX IF NOT EXISTS ix_queue_jobs_queue ON queue_jobs (queue)",
@@ -127,28 +128,33 @@ impl SqliteDriver {
             }
             let now = SqlTime::text(SystemTime::now());
             let limit = i64::try_from(max - out.len()).unwrap_or(i64::MAX);
+            // A reservation counts the attempt; a prefetch counts itself as not started yet.
+            let counting = if count {
+                "attempts = attempts + 1 WHERE"
+            } else {
+                "unstarted = unstarted + 1 WHERE"
+            };
+            let statement = format!(
+                "UPDATE queue_jobs SET reserved_at = ?1, {counting} id IN (SELECT id FROM queue_jobs
+                     WHERE queue = ?2 AND reserved_at IS NULL AND available_at <= ?1
+                     ORDER BY id LIMIT ?3)
+                 RETURNING id, queue, payload, attempts, unstarted"
+            );
             let rows = retry_busy("reserve", || {
-                sqlx::query(
-                    "UPDATE queue_jobs SET reserved_at = ?1, attempts = attempts + ?4
-                     WHERE id IN (SELECT id FROM queue_jobs
-                                  WHERE queue = ?2 AND reserved_at IS NULL AND available_at <= ?1
-                                  ORDER BY id LIMIT ?3)
-                     RETURNING id, queue, payload, attempts",
-                )
-                .bind(&now)
-                .bind(queue)
-                .bind(limit)
-                .bind(i64::from(count))
-                .fetch_all(&self.pool)
+                sqlx::query(&statement)
+                    .bind(&now)
+                    .bind(queue)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
             })
             .await?;
             let mut jobs = rows
                 .iter()
-                .map(reserved_job)
+                .map(|row| reserved_job(row, count))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| DriverError::backend("reserve", e))?;
             jobs.sort_by_key(|job| sql::lease_id(&job.lease).unwrap_or(i64::MAX));
-            out.extend(sql::marked(jobs, count));
+            out.extend(jobs);
         }
         Ok(out)
     }
@@ -189,18 +195,22 @@ where
     }
 }
 
-fn reserved_job(row: &SqliteRow) -> Result<ReservedJob, sqlx::Error> {
+/// A leased row; a `counted` reservation, or a prefetched one (its `unstarted` count read).
+fn reserved_job(row: &SqliteRow, counted: bool) -> Result<ReservedJob, sqlx::Error> {
     let id: i64 = row.try_get("id")?;
     let attempts: i64 = row.try_get("attempts")?;
-    Ok(ReservedJob {
-        lease: Lease {
-            id: id.to_string(),
-            queue: row.try_get("queue")?,
-            attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-            token: String::new(),
-        },
-        payload: row.try_get("payload")?,
-    })
+    let lease = Lease {
+        id: id.to_string(),
+        queue: row.try_get("queue")?,
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        token: String::new(),
+    };
+    let unstarted = if counted {
+        None
+    } else {
+        Some(row.try_get("unstarted")?)
+    };
+    Ok(sql::reserved(lease, row.try_get("payload")?, unstarted))
 }
 
 fn failed_job(row: &SqliteRow) -> Result<FailedJob, sqlx::Error> {
@@ -228,6 +238,27 @@ impl QueueDriver for SqliteDriver {
                 sqlx::query(statement).execute(&self.pool)
             })
             .await?;
+        }
+        // A table created by RouteMQ, or by routemq before it counted prefetches.
+        let columns: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM pragma_table_info('queue_jobs')")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| DriverError::backend("create tables", e))?;
+        if !columns.iter().any(|c| c == sql::UNSTARTED) {
+            let added = retry_busy("create tables", || {
+                sqlx::query(
+                    "ALTER TABLE queue_jobs ADD COLUMN unstarted INTEGER NOT NULL DEFAULT 0",
+                )
+                .execute(&self.pool)
+            })
+            .await;
+            // Another process may have added it meanwhile.
+            if let Err(error) = added
+                && !error.to_string().contains("duplicate column")
+            {
+                return Err(error);
+            }
         }
         Ok(())
     }
@@ -331,7 +362,7 @@ impl QueueDriver for SqliteDriver {
             let mut started = std::collections::HashSet::new();
             for chunk in starting_keys.chunks(INSERT_CHUNK) {
                 let mut update = QueryBuilder::<Sqlite>::new(
-                    "UPDATE queue_jobs SET attempts = attempts + 1, reserved_at = ",
+                    "UPDATE queue_jobs SET attempts = attempts + 1, unstarted = 0, reserved_at = ",
                 );
                 update
                     .push_bind(&now)
@@ -455,7 +486,7 @@ impl QueueDriver for SqliteDriver {
             })
             .await?;
             for row in &rows {
-                let job = reserved_job(row).map_err(|e| DriverError::backend("reap", e))?;
+                let job = reserved_job(row, true).map_err(|e| DriverError::backend("reap", e))?;
                 let reserved_at: String = row
                     .try_get("reserved_at")
                     .map_err(|e| DriverError::backend("reap", e))?;

@@ -242,6 +242,16 @@ struct Counters {
     panicked: AtomicU64,
 }
 
+/// The leases the heartbeat renews (running and prefetched jobs), by a key of the worker's own.
+pub(crate) type Running = Arc<Mutex<HashMap<u64, Lease>>>;
+
+/// Locks the heartbeat set (a panic while it was held cannot leave it half-updated).
+pub(crate) fn lock(running: &Running) -> std::sync::MutexGuard<'_, HashMap<u64, Lease>> {
+    running
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// State shared by the loop, the job tasks and the background tasks.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -250,16 +260,14 @@ pub(crate) struct Shared {
     pub(crate) registry: &'static Registry,
     pub(crate) options: WorkerOptions,
     pub(crate) shutdown: Shutdown,
-    pub(crate) running: Mutex<HashMap<u64, Lease>>,
+    pub(crate) running: Running,
     pub(crate) writes: writes::Writes,
     counters: Counters,
 }
 
 impl Shared {
     pub(crate) fn running(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Lease>> {
-        self.running
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.running)
     }
 
     fn count(&self, outcome: Outcome) {
@@ -338,14 +346,15 @@ impl Worker {
             jobs = %registry.names().join(","),
             "queue worker started"
         );
-        let (writes, writer) = writes::spawn_writer(Arc::clone(&self.driver));
+        let running = Running::default();
+        let (writes, writer) = writes::spawn_writer(Arc::clone(&self.driver), Arc::clone(&running));
         let shared = Arc::new(Shared {
             driver: self.driver,
             connection: self.connection,
             registry,
             options: self.options,
             shutdown: self.shutdown,
-            running: Mutex::new(HashMap::new()),
+            running,
             writes,
             counters: Counters::default(),
         });

@@ -21,40 +21,32 @@ use crate::driver::{DriverError, QueueDriver, ReservedJob};
 const MAX_BATCH: usize = 100;
 
 /// What one reservation asked for and got.
-type Reservation = (usize, Result<Got, DriverError>);
+type Reservation = (usize, Result<Vec<ReservedJob>, DriverError>);
 
-/// The jobs one reservation got. The first `counted` were reserved for slots free at the time, their
-/// attempt counted; the rest were prefetched, their attempt counted only when they start, so that
-/// a worker killed with a full buffer uses up no attempt of jobs it never ran.
-#[derive(Default)]
-struct Got {
-    jobs: Vec<ReservedJob>,
-    counted: usize,
-}
-
-/// Reserves `want` jobs: as many as there are `free` slots, then the rest prefetched.
+/// Reserves `want` jobs: as many as there are `free` slots (their attempt counted, as they start at
+/// once), then the rest prefetched (counted only when they start, so that a worker killed with a
+/// full buffer uses up no attempt of jobs it never ran).
 async fn fetch(
     driver: &dyn QueueDriver,
     queues: &[String],
     want: usize,
     free: usize,
-) -> Result<Got, DriverError> {
+) -> Result<Vec<ReservedJob>, DriverError> {
     let direct = want.min(free);
     let mut jobs = if direct > 0 {
         driver.reserve(queues, direct).await?
     } else {
         Vec::new()
     };
-    let counted = jobs.len();
-    if counted == direct && want > direct {
+    if jobs.len() == direct && want > direct {
         match driver.prefetch(queues, want - direct).await {
             Ok(more) => jobs.extend(more),
-            Err(error) if counted == 0 => return Err(error),
+            Err(error) if jobs.is_empty() => return Err(error),
             // The reserved jobs are leased: run them, and let the next reservation try again.
             Err(error) => tracing::warn!(%error, "prefetch failed"),
         }
     }
-    Ok(Got { jobs, counted })
+    Ok(jobs)
 }
 
 /// The reservation in flight, and what the last ones said.
@@ -105,22 +97,26 @@ impl Fetch {
     }
 
     /// Records how a reservation went; returns the jobs it got.
-    fn settle(&mut self, shared: &Shared, result: Result<Got, DriverError>) -> Got {
+    fn settle(
+        &mut self,
+        shared: &Shared,
+        result: Result<Vec<ReservedJob>, DriverError>,
+    ) -> Vec<ReservedJob> {
         match result {
-            Ok(got) => {
+            Ok(jobs) => {
                 if self.failures > 0 {
                     tracing::info!(connection = %shared.connection, "connection recovered");
                 }
                 self.failures = 0;
-                self.found_nothing = got.jobs.is_empty();
-                got
+                self.found_nothing = jobs.is_empty();
+                jobs
             }
             Err(error) => {
                 self.failures += 1;
                 let pause = background::backoff(self.failures);
                 tracing::warn!(connection = %shared.connection, %error, retry_in = ?pause, "reserve failed");
                 self.retry_at = Some(Instant::now() + pause);
-                Got::default()
+                Vec::new()
             }
         }
     }
@@ -159,8 +155,6 @@ impl Quota {
 pub(super) struct Buffered {
     key: u64,
     job: ReservedJob,
-    /// Prefetched: its attempt counts when it starts.
-    prefetched: bool,
 }
 
 /// Reserved jobs waiting for a slot. Their leases are in the heartbeat set from the moment they
@@ -181,15 +175,14 @@ impl Prefetched {
     }
 
     /// Takes in reserved jobs: their leases join the heartbeat set.
-    fn admit(&mut self, shared: &Shared, got: Got) {
+    fn admit(&mut self, shared: &Shared, jobs: Vec<ReservedJob>) {
         let mut running = shared.running();
-        for (i, job) in got.jobs.into_iter().enumerate() {
+        for job in jobs {
             self.next_key += 1;
             running.insert(self.next_key, job.lease.clone());
             self.jobs.push_back(Buffered {
                 key: self.next_key,
                 job,
-                prefetched: i >= got.counted,
             });
         }
     }
@@ -197,15 +190,10 @@ impl Prefetched {
     /// Starts waiting jobs while slots are free.
     fn start_into_free_slots(&mut self, shared: &Arc<Shared>, tasks: &mut JoinSet<Outcome>) {
         while tasks.len() < shared.options.concurrency {
-            let Some(Buffered {
-                key,
-                job,
-                prefetched,
-            }) = self.jobs.pop_front()
-            else {
+            let Some(Buffered { key, job }) = self.jobs.pop_front() else {
                 break;
             };
-            tasks.spawn(runner::run(Arc::clone(shared), job, key, prefetched));
+            tasks.spawn(runner::run(Arc::clone(shared), job, key));
         }
     }
 }
@@ -268,9 +256,9 @@ pub(super) async fn reserve_loop(
         tokio::select! {
             returned = fetch.returned() => match returned {
                 Ok((want, result)) => {
-                    let got = fetch.settle(shared, result);
-                    quota.give_back(want - got.jobs.len());
-                    prefetched.admit(shared, got);
+                    let jobs = fetch.settle(shared, result);
+                    quota.give_back(want - jobs.len());
+                    prefetched.admit(shared, jobs);
                 }
                 Err(error) => tracing::error!(%error, "reserve task ended unexpectedly"),
             },
@@ -284,16 +272,16 @@ pub(super) async fn reserve_loop(
     }
     // A reservation still on its way: wait for it, so its jobs are released rather than orphaned.
     if fetch.busy()
-        && let Ok((_, Ok(got))) = fetch.returned().await
+        && let Ok((_, Ok(jobs))) = fetch.returned().await
     {
-        prefetched.admit(shared, got);
+        prefetched.admit(shared, jobs);
     }
     prefetched.jobs
 }
 
 /// Gives reserved jobs that never started back to their queue, without using up an attempt.
 pub(super) async fn release_unstarted(shared: &Shared, unstarted: VecDeque<Buffered>) {
-    for Buffered { key, job, .. } in unstarted {
+    for Buffered { key, job } in unstarted {
         shared.running().remove(&key);
         if let Err(error) = shared
             .driver

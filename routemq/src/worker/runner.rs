@@ -9,6 +9,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::writes::StartAnswer;
 use super::{CANCEL_GRACE, Outcome, STOP_WAIT, Shared};
 use crate::driver::{DriverError, Failure, Lease, ReservedJob};
 use crate::envelope::{Envelope, short_name};
@@ -31,25 +32,39 @@ impl Drop for Heartbeating {
     }
 }
 
-/// Runs one reserved job; its lease leaves the heartbeat set when this returns or unwinds. A
-/// `prefetched` job is started first (its attempt counted), and does not run if that fails.
-pub(crate) async fn run(
-    shared: Arc<Shared>,
-    mut job: ReservedJob,
-    key: u64,
-    prefetched: bool,
-) -> Outcome {
+/// Runs one reserved job; its lease leaves the heartbeat set when this returns or unwinds.
+pub(crate) async fn run(shared: Arc<Shared>, job: ReservedJob, key: u64) -> Outcome {
     let heartbeating = Heartbeating { shared, key };
     let shared = &heartbeating.shared;
-    if prefetched {
-        let Some(lease) = shared.writes.start(job.lease.clone()).await else {
-            tracing::info!(job_id = %job.lease.id, queue = %job.lease.queue, "a prefetched job was not started (its lease was taken back, or the broker is unreachable); it stays queued");
-            return Outcome::NotStarted;
-        };
-        shared.running().insert(key, lease.clone());
-        job.lease = lease;
+    match start(shared, job, key).await {
+        Some((job, start)) => process(shared, job, start).await,
+        None => Outcome::NotStarted,
     }
-    process(shared, job).await
+}
+
+/// Starts a prefetched job (counts its attempt): in the background, so the job runs at once, with
+/// the answer to await before any settlement other than an acknowledgement; or, for a job taken
+/// back unstarted before (its worker may have died of it), first, waiting until the start is stored.
+/// `None`: the job must not run (its lease was taken back, or the broker could not be reached).
+async fn start(
+    shared: &Shared,
+    mut job: ReservedJob,
+    key: u64,
+) -> Option<(ReservedJob, Option<StartAnswer>)> {
+    let Some(prefetched) = job.prefetched.take() else {
+        return Some((job, None));
+    };
+    let answer = shared.writes.start(job.lease.clone(), key);
+    if prefetched.stalls == 0 {
+        job.lease = prefetched.started;
+        return Some((job, Some(answer)));
+    }
+    let Some(started) = answer.landed().await else {
+        tracing::info!(job_id = %job.lease.id, queue = %job.lease.queue, "a prefetched job was not started (its lease was taken back, or the broker is unreachable); it stays queued");
+        return None;
+    };
+    job.lease = started;
+    Some((job, None))
 }
 
 /// The `queue.job` span of an attempt, continuing the producer's trace.
@@ -104,13 +119,20 @@ struct Attempt<'a> {
     trace: TraceContext,
     series: Arc<JobSeries>,
     timeout: Duration,
+    /// The start of a prefetched job, while it may still be on its way.
+    start: Option<StartAnswer>,
 }
 
-async fn process(shared: &Shared, job: ReservedJob) -> Outcome {
-    let ReservedJob { lease, payload } = job;
+async fn process(shared: &Shared, job: ReservedJob, start: Option<StartAnswer>) -> Outcome {
+    let ReservedJob { lease, payload, .. } = job;
     let (envelope, registration, erased) = match shared.registry.decode(&payload) {
         Ok(decoded) => decoded,
-        Err(error) => return fail_undecodable(shared, &lease, &error).await,
+        Err(error) => {
+            let Some(lease) = started(lease, start).await else {
+                return Outcome::Abandoned;
+            };
+            return fail_undecodable(shared, &lease, &error).await;
+        }
     };
     let trace = observability::consumer_ids(envelope.observability());
     let span = job_span(
@@ -136,7 +158,16 @@ async fn process(shared: &Shared, job: ReservedJob) -> Outcome {
     }
     observability::scope(
         context.clone(),
-        decoded(shared, lease, envelope, registration, erased, context).instrument(span),
+        decoded(
+            shared,
+            lease,
+            start,
+            envelope,
+            registration,
+            erased,
+            context,
+        )
+        .instrument(span),
     )
     .await
 }
@@ -157,6 +188,7 @@ fn limits(shared: &Shared, envelope: &Envelope) -> (u32, Duration) {
 async fn decoded(
     shared: &Shared,
     lease: Lease,
+    start: Option<StartAnswer>,
     envelope: Envelope,
     registration: &'static JobRegistration,
     erased: Box<dyn ErasedJob>,
@@ -182,6 +214,7 @@ async fn decoded(
         trace,
         series,
         timeout,
+        start,
     };
     let verdict = if attempt.lease.attempts > max_tries {
         tracing::warn!(job_id = %attempt.lease.id, job = registration.name(), "job exceeded max tries, moving to failed store");
@@ -323,8 +356,20 @@ impl Attempt<'_> {
         Verdict::Retry { delay, error }
     }
 
-    /// Carries out a verdict with the driver.
-    async fn settle(self, verdict: Verdict) -> Outcome {
+    /// Carries out a verdict with the driver. An acknowledgement is queued behind the job's start;
+    /// anything else waits for the start to land, and uses the lease it gives.
+    async fn settle(mut self, verdict: Verdict) -> Outcome {
+        if !matches!(verdict, Verdict::Ack)
+            && let Some(start) = self.start.take()
+        {
+            match start.landed().await {
+                Some(lease) => self.lease = lease,
+                None => {
+                    tracing::warn!(job_id = %self.lease.id, "the job's start was not stored (its lease was taken back, or the broker is unreachable); the reaper will return it");
+                    return Outcome::Abandoned;
+                }
+            }
+        }
         let driver = &self.shared.driver;
         match verdict {
             Verdict::Ack => {
@@ -413,7 +458,7 @@ impl Attempt<'_> {
 /// worker, or stalled past the visibility timeout). Only the pass that moved the job lists it, so
 /// the hook runs once.
 pub(crate) async fn failed_after_expiry(shared: &Shared, job: ReservedJob) {
-    let ReservedJob { lease, payload } = job;
+    let ReservedJob { lease, payload, .. } = job;
     let Ok((envelope, registration, erased)) = shared.registry.decode(&payload) else {
         return; // Not a job this worker knows: no hook to run.
     };
@@ -460,6 +505,14 @@ async fn run_failed_hook(
 async fn end_task<T>(mut task: JoinHandle<T>, limit: Duration) {
     task.abort();
     let _ = tokio::time::timeout(crate::limits::clamp(limit), &mut task).await;
+}
+
+/// The lease to settle a job with once its start (if it had one on its way) has landed.
+async fn started(lease: Lease, start: Option<StartAnswer>) -> Option<Lease> {
+    match start {
+        None => Some(lease),
+        Some(start) => start.landed().await,
+    }
 }
 
 /// A payload that cannot run here (malformed, unknown tag, fields that do not fit) goes straight to

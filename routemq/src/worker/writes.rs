@@ -2,9 +2,13 @@
 //!
 //! Job tasks queue their writes here; one task sends whatever has queued up since its last call in
 //! one driver call ([`QueueDriver::ack_and_start`], or [`QueueDriver::ack`] when nothing starts).
-//! Under load that is one round trip per batch for both, and it adds no delay when idle. An
-//! acknowledgement is not waited for; a start is, because the job must not run before its attempt
-//! is counted (a job that crashed its worker before that would be handed out forever).
+//! Under load that is one round trip per batch for both, and it adds no delay when idle.
+//!
+//! Neither is waited for on the way to running a job: a prefetched job runs while its start is
+//! written, and its acknowledgement, queued after the start, cannot overtake it (when both are in
+//! one batch, the job is simply deleted: it is done, and the attempt needs no counting). A job whose
+//! earlier start never landed (its worker died first, perhaps because of the job) is started and
+//! waited for before it runs, so a job that kills its worker still uses up its tries.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,6 +18,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::background::backoff;
+use super::{Running, lock};
 use crate::driver::{DriverError, Lease, QueueDriver};
 
 /// Most writes in one driver call.
@@ -23,8 +28,15 @@ const MAX_BATCH: usize = 256;
 enum Write {
     /// A finished job to acknowledge.
     Ack(Lease),
-    /// A prefetched job about to run, and where its started lease goes.
-    Start(Lease, oneshot::Sender<Option<Lease>>),
+    /// A prefetched job about to run.
+    Start(Start),
+}
+
+/// A prefetched job's lease, its key in the heartbeat set, and where its started lease goes.
+struct Start {
+    lease: Lease,
+    key: u64,
+    reply: oneshot::Sender<Option<Lease>>,
 }
 
 /// Where job tasks send their writes; counts the acknowledgements not written yet.
@@ -34,12 +46,14 @@ pub(crate) struct Writes {
     pending: Arc<Pending>,
 }
 
-impl std::fmt::Debug for Write {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Ack(lease) => f.debug_tuple("Ack").field(lease).finish(),
-            Self::Start(lease, _) => f.debug_tuple("Start").field(lease).finish(),
-        }
+/// The answer to a start: the started run's lease, or `None` when the job must not be settled
+/// with it (its lease was taken back, or the broker could not be reached: the reaper then
+/// returns the job).
+pub(crate) struct StartAnswer(oneshot::Receiver<Option<Lease>>);
+
+impl StartAnswer {
+    pub(crate) async fn landed(self) -> Option<Lease> {
+        self.0.await.ok().flatten()
     }
 }
 
@@ -73,12 +87,13 @@ impl Writes {
         true
     }
 
-    /// Starts a prefetched job: the started run's lease, or `None` when the job must not run (its
-    /// lease was taken back, or the broker could not be reached: the reaper then returns the job).
-    pub(crate) async fn start(&self, lease: Lease) -> Option<Lease> {
+    /// Queues the start of a prefetched job (its `lease`, under `key` in the heartbeat set, which
+    /// the writer renames to the started lease when the start lands).
+    pub(crate) fn start(&self, lease: Lease, key: u64) -> StartAnswer {
         let (reply, answer) = oneshot::channel();
-        self.sender.send(Write::Start(lease, reply)).ok()?;
-        answer.await.ok().flatten()
+        // A closed channel drops `reply`: the answer is `None`.
+        let _ = self.sender.send(Write::Start(Start { lease, key, reply }));
+        StartAnswer(answer)
     }
 
     /// Resolves once every acknowledgement sent so far is written (or given up on).
@@ -114,8 +129,8 @@ impl Writer {
     }
 }
 
-/// Starts the writing task for `driver`.
-pub(crate) fn spawn_writer(driver: Arc<dyn QueueDriver>) -> (Writes, Writer) {
+/// Starts the writing task for `driver`; `running` is the heartbeat set.
+pub(crate) fn spawn_writer(driver: Arc<dyn QueueDriver>, running: Running) -> (Writes, Writer) {
     let (sender, mut receiver) = mpsc::unbounded_channel::<Write>();
     let pending = Arc::new(Pending::default());
     let written = Arc::clone(&pending);
@@ -134,29 +149,43 @@ pub(crate) fn spawn_writer(driver: Arc<dyn QueueDriver>) -> (Writes, Writer) {
             if received == 0 {
                 break;
             }
-            write(driver.as_ref(), batch.drain(..), &written).await;
+            write(driver.as_ref(), batch.drain(..), &written, &running).await;
         }
     });
     (Writes { sender, pending }, Writer { task, stop })
 }
 
 /// Writes one batch and answers its starts.
-async fn write(driver: &dyn QueueDriver, batch: impl Iterator<Item = Write>, written: &Pending) {
+async fn write(
+    driver: &dyn QueueDriver,
+    batch: impl Iterator<Item = Write>,
+    written: &Pending,
+    running: &Running,
+) {
     let mut acks = Vec::new();
     let mut starts = Vec::new();
-    let mut replies = Vec::new();
     for write in batch {
         match write {
             Write::Ack(lease) => acks.push(lease),
-            Write::Start(lease, reply) => {
-                starts.push(lease);
-                replies.push(reply);
-            }
+            Write::Start(start) => starts.push(start),
         }
     }
+    // A job that started and finished within one batch: delete it under its prefetched lease.
+    let mut finished_early = Vec::new();
+    for ack in &mut acks {
+        if let Some(i) = starts
+            .iter()
+            .position(|s| s.lease.id == ack.id && s.lease.queue == ack.queue)
+        {
+            let start = starts.swap_remove(i);
+            *ack = start.lease.clone();
+            finished_early.push(start);
+        }
+    }
+    let leases: Vec<Lease> = starts.iter().map(|s| s.lease.clone()).collect();
     // Given up on, acknowledged leases expire and their jobs run again (at-least-once, nothing
-    // lost); prefetched ones are not started and the reaper returns them, their attempt uncounted.
-    let started = if starts.is_empty() {
+    // lost); unstarted ones are returned by the reaper with their attempt uncounted.
+    let started = if leases.is_empty() {
         persist("acknowledging jobs", "they will run again", || {
             driver.ack(&acks)
         })
@@ -165,16 +194,25 @@ async fn write(driver: &dyn QueueDriver, batch: impl Iterator<Item = Write>, wri
     } else {
         persist(
             "acknowledging and starting jobs",
-            "the finished ones will run again, the unstarted ones are not run now",
-            || driver.ack_and_start(&acks, &starts),
+            "the finished ones will run again, the reaper returns the unstarted ones",
+            || driver.ack_and_start(&acks, &leases),
         )
         .await
         .unwrap_or_default()
     };
     written.done(acks.len());
     let mut started = started.into_iter();
-    for reply in replies {
-        let _ = reply.send(started.next().flatten());
+    for start in starts {
+        let lease = started.next().flatten();
+        if let Some(lease) = &lease
+            && let Some(entry) = lock(running).get_mut(&start.key)
+        {
+            entry.clone_from(lease);
+        }
+        let _ = start.reply.send(lease);
+    }
+    for start in finished_early {
+        let _ = start.reply.send(None);
     }
 }
 

@@ -212,3 +212,52 @@ pub async fn ack_and_start_settles_both_in_one_call(h: Harness) {
     let stats = h.driver.stats(&h.queue).await.expect("stats");
     assert_eq!((stats.ready, stats.reserved, stats.failed), (0, 0, 0));
 }
+
+/// A prefetched job taken back without a recorded start comes back marked as stalled, so that the
+/// next worker starts it only once the start is stored (a job that kills its worker before its
+/// start lands still uses up its tries); a start clears the mark.
+pub async fn a_job_taken_back_unstarted_is_marked_stalled(h: Harness) {
+    let queues = [h.queue.clone()];
+    h.push(Record {
+        key: h.key.clone(),
+        n: 1,
+    })
+    .await;
+    let stalls =
+        |jobs: &[routemq::driver::ReservedJob]| jobs[0].prefetched.as_ref().map(|p| p.stalls);
+    let first = h.driver.prefetch(&queues, 1).await.expect("prefetch");
+    assert_eq!(stalls(&first), Some(0));
+    let started = first[0]
+        .prefetched
+        .as_ref()
+        .expect("prefetched")
+        .started
+        .clone();
+    assert_eq!(started.attempts, 1, "the run it would start is attempt 1");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let reaped = h
+        .driver
+        .reap(&queues, Duration::from_secs(1), None, &h.connection)
+        .await
+        .expect("reap");
+    assert_eq!((reaped.requeued, reaped.failed), (1, 0));
+
+    let second = h.driver.prefetch(&queues, 1).await.expect("prefetch");
+    assert_eq!(stalls(&second), Some(1), "taken back once without a start");
+    assert_eq!(second[0].lease.attempts, 0, "still no attempt used");
+    let run = h.start_one(&second[0].lease).await.expect("held");
+    assert_eq!(
+        Some(&run),
+        second[0].prefetched.as_ref().map(|p| &p.started),
+        "start gives the lease the prefetch announced"
+    );
+    assert!(
+        h.driver
+            .release(&run, Duration::ZERO, false)
+            .await
+            .expect("release")
+    );
+    let third = h.driver.prefetch(&queues, 1).await.expect("prefetch");
+    assert_eq!(stalls(&third), Some(0), "the start cleared the mark");
+    assert_eq!(third[0].lease.attempts, 1);
+}

@@ -254,19 +254,27 @@ impl RedisDriver {
                 .invoke_async(&mut self.con())
                 .await
                 .map_err(backend("reserve"))?;
-            for job in flat.chunks_exact(4) {
+            for job in flat.chunks_exact(5) {
                 let text = |bytes: &[u8]| match std::str::from_utf8(bytes) {
                     Ok(text) => text.to_owned(),
                     Err(_) => String::from_utf8_lossy(bytes).into_owned(),
                 };
-                out.push(ReservedJob {
-                    lease: Lease {
-                        id: text(&job[0]),
-                        queue: queue.clone(),
-                        attempts: text(&job[2]).parse().unwrap_or(1),
-                        token: text(&job[1]),
-                    },
-                    payload: parse_record(&text(&job[3])),
+                let lease = Lease {
+                    id: text(&job[0]),
+                    queue: queue.clone(),
+                    attempts: text(&job[2]).parse().unwrap_or(0),
+                    token: text(&job[1]),
+                };
+                let payload = parse_record(&text(&job[3]));
+                out.push(if count {
+                    ReservedJob::counted(lease, payload)
+                } else {
+                    let started = Lease {
+                        attempts: lease.attempts + 1,
+                        token: lease.token[super::PREFETCHED.len()..].to_owned(),
+                        ..lease
+                    };
+                    ReservedJob::prefetched(started, payload, text(&job[4]).parse().unwrap_or(0))
                 });
             }
         }
@@ -541,7 +549,7 @@ impl QueueDriver for RedisDriver {
                     };
                     if self.fail_with(&lease, &failure, Some(cutoff)).await? {
                         reaped.failed += 1;
-                        reaped.expired.push(ReservedJob { lease, payload });
+                        reaped.expired.push(ReservedJob::counted(lease, payload));
                     }
                 } else {
                     reaped.requeued += u64::from(

@@ -1,5 +1,5 @@
 -- Delete finished jobs whose lease (id + token) is still held, then start prefetched leases still
--- held: count their attempt, drop the token's 'p' and renew them.
+-- held: count their attempt, drop the token's 'p', reset the record's stall count and renew them.
 -- KEYS: inflight, leases
 -- ARGV: now, the number of finished jobs, their (id, token) pairs, then the (id, token) pairs to start
 -- Returns, per lease to start, the started attempt number, or 0 when the lease is no longer held.
@@ -32,6 +32,9 @@ for i = starts_at, #ARGV, 2 do
     local held, attempts, record = string.match(value, '^([^\n]*)\n([^\n]*)\n(.*)$')
     if held == token then
       started = tonumber(attempts) + 1
+      if string.find(record, '"stalls"', 1, true) then
+        record = string.gsub(record, '("stalls"%s*:%s*)%d+', '%10', 1)
+      end
       redis.call('HSET', inflight_key, id, string.sub(token, 2) .. '\n' .. started .. '\n' .. record)
       redis.call('ZADD', leases_key, 'XX', now, id)
     end

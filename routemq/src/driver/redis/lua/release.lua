@@ -25,6 +25,16 @@ if ARGV[5] == '1' and count > 0 then
   count = count - 1
 end
 record = string.gsub(record, '("attempts"%s*:%s*)%d+', '%1' .. string.format('%d', count), 1)
+-- The reaper taking back a prefetched lease (never started): count the stall in the record, so
+-- that the next worker starts the job only once its start is stored.
+if ARGV[8] ~= '' and string.sub(held, 1, 1) == 'p' then
+  local stalls = tonumber(string.match(record, '"stalls"%s*:%s*(%d+)'))
+  if stalls then
+    record = string.gsub(record, '("stalls"%s*:%s*)%d+', '%1' .. string.format('%d', stalls + 1), 1)
+  else
+    record = string.gsub(record, '}%s*$', ', "stalls": 1}', 1)
+  end
+end
 if delay > 0 then
   redis.call('ZADD', delayed_key, now + delay, record)
 else

@@ -4,7 +4,8 @@
 -- starts with 'p' and its attempt counts when start.lua starts it.
 -- KEYS: ready, delayed, inflight, leases, seq
 -- ARGV: max, now, count (1/0)
--- Returns a flat list: id, token, attempts, record for each job.
+-- Returns a flat list: id, token, attempts, record, stalls for each job (stalls: the record's count
+-- of prefetches taken back unstarted, read only when prefetching).
 local ready_key, delayed_key, inflight_key, leases_key, seq_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local max, now, count = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local due = redis.call('ZRANGEBYSCORE', delayed_key, '-inf', now, 'LIMIT', 0, 1000)
@@ -39,6 +40,11 @@ for i, record in ipairs(records) do
   out[#out + 1] = token
   out[#out + 1] = tostring(attempts)
   out[#out + 1] = record
+  local stalls = 0
+  if count == 0 and string.find(record, '"stalls"', 1, true) then
+    stalls = tonumber(string.match(record, '"stalls"%s*:%s*(%d+)')) or 0
+  end
+  out[#out + 1] = tostring(stalls)
 end
 redis.call('ZADD', leases_key, unpack(scores))
 return out
