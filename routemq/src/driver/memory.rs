@@ -315,11 +315,13 @@ impl QueueDriver for MemoryDriver {
                 return Ok(false);
             };
             state.queue(&lease.queue).reserved.remove(&(heartbeat, id));
-            if let Some(job) = state.jobs.get_mut(&id)
-                && refund_attempt
-                && !super::is_prefetched(lease)
-            {
-                job.attempts = job.attempts.saturating_sub(1);
+            if let Some(job) = state.jobs.get_mut(&id) {
+                if super::is_prefetched(lease) {
+                    // Given back unstarted (a worker stopping): no attempt counted, and no stall.
+                    job.unstarted = job.unstarted.saturating_sub(1);
+                } else if refund_attempt {
+                    job.attempts = job.attempts.saturating_sub(1);
+                }
             }
             state.schedule(&lease.queue, id, delay, now);
             true

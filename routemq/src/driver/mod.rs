@@ -262,10 +262,13 @@ pub trait QueueDriver: Send + Sync + fmt::Debug {
 
     /// Leases up to `max` ready jobs like [`reserve`](Self::reserve), for a worker's prefetch
     /// buffer: the reservation counts no attempt until [`start`](Self::start) says the job is about
-    /// to run. A prefetched lease that expires (its worker died) goes back to its queue with its
-    /// attempts as they were, and a refunding [`release`](Self::release) of it changes nothing.
+    /// to run, and each job says so in [`ReservedJob::prefetched`] (the lease it will have once
+    /// started, and its stall count). A prefetched lease that expires (its worker died) goes back to
+    /// its queue with its attempts as they were and one more stall; a refunding
+    /// [`release`](Self::release) of it (a worker stopping) leaves both as they were.
     ///
-    /// The default reserves, so the attempt counts at once; the built-in drivers override it.
+    /// The default reserves, so the attempt counts at once (`prefetched` is `None`); the built-in
+    /// drivers override it.
     async fn prefetch(
         &self,
         queues: &[String],
@@ -274,10 +277,10 @@ pub trait QueueDriver: Send + Sync + fmt::Debug {
         self.reserve(queues, max).await
     }
 
-    /// Counts the attempt of prefetched jobs about to run and renews their leases. Returns, for
-    /// each lease in order, the lease of the started run (the one to acknowledge, release or fail
-    /// from now on), or `None` when the reservation is no longer held (it expired and was taken
-    /// back): the job must then not run.
+    /// Counts the attempt of prefetched jobs about to run, clears their stall count and renews
+    /// their leases. Returns, for each lease in order, the lease of the started run (the one to
+    /// acknowledge, release or fail from now on: [`Prefetched::started`]), or `None` when the
+    /// reservation is no longer held (it expired and was taken back) or is not a prefetched one.
     ///
     /// The default returns the leases as they are, matching the default [`prefetch`](Self::prefetch).
     async fn start(&self, leases: &[Lease]) -> Result<Vec<Option<Lease>>, DriverError> {
@@ -285,7 +288,8 @@ pub trait QueueDriver: Send + Sync + fmt::Debug {
     }
 
     /// [`ack`](Self::ack) of `finished` and [`start`](Self::start) of `starting`, in one round trip
-    /// where the backend allows (the worker batches both). The default calls one, then the other.
+    /// where the backend allows (the worker batches both; the two never name the same job). The
+    /// default calls one, then the other.
     async fn ack_and_start(
         &self,
         finished: &[Lease],

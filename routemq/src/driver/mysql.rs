@@ -451,13 +451,9 @@ impl QueueDriver for MySqlDriver {
         queues: &[String],
         max: usize,
     ) -> Result<Vec<ReservedJob>, DriverError> {
-        if self.prefetching.enabled() {
-            let jobs = self.lease_ready(queues, max, false).await?;
-            if !jobs.is_empty() || self.prefetching.enabled() {
-                return Ok(jobs);
-            }
-        }
-        self.lease_ready(queues, max, true).await
+        self.prefetching
+            .prefetch(|count| self.lease_ready(queues, max, count))
+            .await
     }
 
     async fn start(&self, leases: &[Lease]) -> Result<Vec<Option<Lease>>, DriverError> {
@@ -519,13 +515,20 @@ impl QueueDriver for MySqlDriver {
         refund_attempt: bool,
     ) -> Result<bool, DriverError> {
         let id = sql::lease_id(lease)?;
+        // A prefetched job given back unstarted (a worker stopping) counted no attempt and is no stall.
+        let prefetched = super::is_prefetched(lease);
+        let unstarted = if prefetched {
+            ", unstarted = GREATEST(unstarted - 1, 0)"
+        } else {
+            ""
+        };
         let result = sqlx::query(&format!(
             "UPDATE queue_jobs SET reserved_at = NULL, available_at = DATE_ADD({NOW}, INTERVAL ? MICROSECOND),
-                attempts = GREATEST(attempts - ?, 0)
+                attempts = GREATEST(attempts - ?, 0){unstarted}
              WHERE id = ? AND attempts = ? AND reserved_at IS NOT NULL"
         ))
         .bind(micros(delay))
-        .bind(i32::from(refund_attempt && !super::is_prefetched(lease)))
+        .bind(i32::from(refund_attempt && !prefetched))
         .bind(id)
         .bind(attempts_of(lease))
         .execute(&self.pool)

@@ -413,13 +413,9 @@ impl QueueDriver for PostgresDriver {
         queues: &[String],
         max: usize,
     ) -> Result<Vec<ReservedJob>, DriverError> {
-        if self.prefetching.enabled() {
-            let jobs = self.lease_ready(queues, max, false).await?;
-            if !jobs.is_empty() || self.prefetching.enabled() {
-                return Ok(jobs);
-            }
-        }
-        self.lease_ready(queues, max, true).await
+        self.prefetching
+            .prefetch(|count| self.lease_ready(queues, max, count))
+            .await
     }
 
     async fn start(&self, leases: &[Lease]) -> Result<Vec<Option<Lease>>, DriverError> {
@@ -478,13 +474,20 @@ impl QueueDriver for PostgresDriver {
         refund_attempt: bool,
     ) -> Result<bool, DriverError> {
         let id = sql::lease_id(lease)?;
+        // A prefetched job given back unstarted (a worker stopping) counted no attempt and is no stall.
+        let prefetched = super::is_prefetched(lease);
+        let unstarted = if prefetched {
+            ", unstarted = GREATEST(unstarted - 1, 0)"
+        } else {
+            ""
+        };
         let result = sqlx::query(&format!(
             "UPDATE queue_jobs SET reserved_at = NULL, available_at = {NOW} + make_interval(secs => $1),
-                attempts = GREATEST(attempts - $2, 0)
+                attempts = GREATEST(attempts - $2, 0){unstarted}
              WHERE id = $3 AND attempts = $4 AND reserved_at IS NOT NULL"
         ))
         .bind(crate::limits::clamp(delay).as_secs_f64())
-        .bind(i32::from(refund_attempt && !super::is_prefetched(lease)))
+        .bind(i32::from(refund_attempt && !prefetched))
         .bind(id)
         .bind(i32::try_from(lease.attempts).unwrap_or(i32::MAX))
         .execute(&self.pool)

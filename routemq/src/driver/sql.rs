@@ -122,8 +122,27 @@ impl Default for PrefetchSupport {
 }
 
 impl PrefetchSupport {
-    pub(crate) fn enabled(&self) -> bool {
+    fn enabled(&self) -> bool {
         self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Prefetches with `lease_ready(false)`; reserves with `lease_ready(true)` once the table turns
+    /// out to lack the column (`lease_ready` then returns nothing, after [`Self::off_if_unmigrated`]).
+    pub(crate) async fn prefetch<F, Fut>(
+        &self,
+        lease_ready: F,
+    ) -> Result<Vec<ReservedJob>, DriverError>
+    where
+        F: Fn(bool) -> Fut,
+        Fut: Future<Output = Result<Vec<ReservedJob>, DriverError>>,
+    {
+        if self.enabled() {
+            let jobs = lease_ready(false).await?;
+            if !jobs.is_empty() || self.enabled() {
+                return Ok(jobs);
+            }
+        }
+        lease_ready(true).await
     }
 
     /// Turns prefetching off after `error`, if it says the column is missing; `false` otherwise.

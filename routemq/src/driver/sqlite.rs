@@ -390,18 +390,26 @@ impl QueueDriver for SqliteDriver {
         refund_attempt: bool,
     ) -> Result<bool, DriverError> {
         let id = sql::lease_id(lease)?;
+        // A prefetched job given back unstarted (a worker stopping) counted no attempt and is no stall.
+        let prefetched = super::is_prefetched(lease);
+        let unstarted = if prefetched {
+            ", unstarted = MAX(unstarted - 1, 0)"
+        } else {
+            ""
+        };
         let available = SqlTime::text(SystemTime::now() + crate::limits::clamp(delay));
-        let refund = i64::from(refund_attempt && !super::is_prefetched(lease));
+        let refund = i64::from(refund_attempt && !prefetched);
+        let statement = format!(
+            "UPDATE queue_jobs SET reserved_at = NULL, available_at = ?1, attempts = MAX(attempts - ?2, 0){unstarted}
+             WHERE id = ?3 AND attempts = ?4 AND reserved_at IS NOT NULL"
+        );
         let result = retry_busy("release", || {
-            sqlx::query(
-                "UPDATE queue_jobs SET reserved_at = NULL, available_at = ?1, attempts = MAX(attempts - ?2, 0)
-                 WHERE id = ?3 AND attempts = ?4 AND reserved_at IS NOT NULL",
-            )
-            .bind(&available)
-            .bind(refund)
-            .bind(id)
-            .bind(i64::from(lease.attempts))
-            .execute(&self.pool)
+            sqlx::query(&statement)
+                .bind(&available)
+                .bind(refund)
+                .bind(id)
+                .bind(i64::from(lease.attempts))
+                .execute(&self.pool)
         })
         .await?;
         if delay.is_zero() {

@@ -108,8 +108,8 @@ pub async fn an_expired_prefetched_job_comes_back_unspent(h: Harness) {
     );
 }
 
-/// Giving back a prefetched job with a refund (a worker stopping) leaves its attempts as they were:
-/// nothing was counted, so nothing is returned.
+/// Giving back a prefetched job with a refund (a worker stopping) leaves its attempts as they were
+/// (nothing was counted, so nothing is returned) and does not count as a stall.
 pub async fn refunding_a_prefetched_job_changes_no_attempt(h: Harness) {
     let queues = [h.queue.clone()];
     h.push(Record {
@@ -139,11 +139,16 @@ pub async fn refunding_a_prefetched_job_changes_no_attempt(h: Harness) {
     );
     let next = h
         .driver
-        .reserve(&queues, 1)
+        .prefetch(&queues, 1)
         .await
-        .expect("reserve")
+        .expect("prefetch")
         .remove(0);
-    assert_eq!(next.lease.attempts, 2, "one run before, this is the second");
+    let next = next.prefetched.expect("prefetched");
+    assert_eq!(
+        next.started.attempts, 2,
+        "one run before, the next is the second"
+    );
+    assert_eq!(next.stalls, 0, "a worker giving a job back is no stall");
 }
 
 /// A worker with one slot and a prefetch buffer runs every job once, each as attempt 1.
