@@ -106,12 +106,14 @@ pub(crate) fn reserved(lease: Lease, payload: String, unstarted: Option<i64>) ->
 
 /// Whether `error` says the jobs table has no [`UNSTARTED`] column: `queue-migrate` has not run
 /// since routemq started using it.
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
 pub(crate) fn lacks_unstarted(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.message().contains(UNSTARTED))
 }
 
 /// Whether this driver may prefetch: until the jobs table turns out to lack the [`UNSTARTED`]
 /// column, after which its prefetches reserve (the attempt counting at once), with one warning.
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
 #[derive(Debug)]
 pub(crate) struct PrefetchSupport(std::sync::atomic::AtomicBool);
 
@@ -121,6 +123,7 @@ impl Default for PrefetchSupport {
     }
 }
 
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
 impl PrefetchSupport {
     fn enabled(&self) -> bool {
         self.0.load(std::sync::atomic::Ordering::Relaxed)
