@@ -277,10 +277,11 @@ pub trait QueueDriver: Send + Sync + fmt::Debug {
         self.reserve(queues, max).await
     }
 
-    /// Counts the attempt of prefetched jobs about to run, clears their stall count and renews
-    /// their leases. Returns, for each lease in order, the lease of the started run (the one to
-    /// acknowledge, release or fail from now on: [`Prefetched::started`]), or `None` when the
-    /// reservation is no longer held (it expired and was taken back) or is not a prefetched one.
+    /// Counts the attempt of prefetched jobs about to run and clears their stall count (their
+    /// leases live on through the heartbeat). Returns, for each lease in order, the lease of the
+    /// started run (the one to acknowledge, release or fail from now on:
+    /// [`Prefetched::started`]), or `None` when the reservation is no longer held (it expired and
+    /// was taken back) or is not a prefetched one.
     ///
     /// The default returns the leases as they are, matching the default [`prefetch`](Self::prefetch).
     async fn start(&self, leases: &[Lease]) -> Result<Vec<Option<Lease>>, DriverError> {

@@ -488,9 +488,9 @@ impl QueueDriver for MySqlDriver {
                 .await
                 .map_err(backend("start"))?;
             if !held.is_empty() {
-                let mut update = QueryBuilder::<MySql>::new(format!(
-                    "UPDATE queue_jobs SET attempts = attempts + 1, unstarted = 0, reserved_at = {NOW} WHERE id IN ("
-                ));
+                let mut update = QueryBuilder::<MySql>::new(
+                    "UPDATE queue_jobs SET attempts = attempts + 1, unstarted = 0 WHERE id IN (",
+                );
                 let mut ids = update.separated(", ");
                 for id in &held {
                     ids.push_bind(*id);

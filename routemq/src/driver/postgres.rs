@@ -430,16 +430,17 @@ impl QueueDriver for PostgresDriver {
         let (ack_ids, ack_attempts) = sql::lease_arrays(finished)?;
         let (ids, attempts): (Vec<i64>, Vec<i32>) =
             sql::prefetched_keys(starting)?.into_iter().unzip();
-        // One statement: the acknowledgements run as a data-modifying CTE.
-        let started: Vec<i64> = sqlx::query_scalar(&format!(
+        // One statement: the acknowledgements run as a data-modifying CTE. The start changes no
+        // indexed column (a HOT update); the heartbeat keeps the lease alive.
+        let started: Vec<i64> = sqlx::query_scalar(
             "WITH acked AS (
                  DELETE FROM queue_jobs q USING UNNEST($1::bigint[], $2::int[]) AS l(id, attempts)
                  WHERE q.id = l.id AND q.attempts = l.attempts AND q.reserved_at IS NOT NULL)
-             UPDATE queue_jobs q SET attempts = q.attempts + 1, unstarted = 0, reserved_at = {NOW}
+             UPDATE queue_jobs q SET attempts = q.attempts + 1, unstarted = 0
              FROM UNNEST($3::bigint[], $4::int[]) AS l(id, attempts)
              WHERE q.id = l.id AND q.attempts = l.attempts AND q.reserved_at IS NOT NULL
-             RETURNING q.id::bigint"
-        ))
+             RETURNING q.id::bigint",
+        )
         .bind(&ack_ids)
         .bind(&ack_attempts)
         .bind(&ids)

@@ -348,7 +348,6 @@ impl QueueDriver for SqliteDriver {
     ) -> Result<Vec<Option<Lease>>, DriverError> {
         let finished = sql::lease_keys(finished)?;
         let starting_keys = sql::prefetched_keys(starting)?;
-        let now = SqlTime::text(SystemTime::now());
         let started = retry_busy("ack", || async {
             let mut tx = self.pool.begin().await?;
             for chunk in finished.chunks(INSERT_CHUNK) {
@@ -361,12 +360,11 @@ impl QueueDriver for SqliteDriver {
             }
             let mut started = std::collections::HashSet::new();
             for chunk in starting_keys.chunks(INSERT_CHUNK) {
+                // Indexed columns untouched: the heartbeat keeps the lease alive.
                 let mut update = QueryBuilder::<Sqlite>::new(
-                    "UPDATE queue_jobs SET attempts = attempts + 1, unstarted = 0, reserved_at = ",
+                    "UPDATE queue_jobs SET attempts = attempts + 1, unstarted = 0
+                     WHERE reserved_at IS NOT NULL AND (",
                 );
-                update
-                    .push_bind(&now)
-                    .push(" WHERE reserved_at IS NOT NULL AND (");
                 sql::push_lease_matches(&mut update, chunk);
                 update.push(") RETURNING id");
                 let ids: Vec<i64> = update.build_query_scalar().fetch_all(&mut *tx).await?;
