@@ -40,7 +40,8 @@ macro_rules! conformance_suite {
             failed_hook_runs_when_the_last_attempt_died, release_for_duration_max_keeps_the_job,
             prefetched_jobs_count_their_attempt_when_they_start, an_expired_prefetched_job_comes_back_unspent,
             refunding_a_prefetched_job_changes_no_attempt, a_worker_counts_each_prefetched_job_once,
-            ack_and_start_settles_both_in_one_call, a_job_taken_back_unstarted_is_marked_stalled
+            ack_and_start_settles_both_in_one_call, a_job_taken_back_unstarted_is_marked_stalled,
+            a_stale_lease_cannot_touch_a_prefetched_reservation
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {

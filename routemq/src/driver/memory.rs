@@ -23,6 +23,9 @@ struct StoredJob {
     attempts: u32,
     /// Prefetches not followed by a start (reset when the job starts).
     unstarted: u32,
+    /// Leased by a prefetch not started yet: only a prefetched lease matches it (and the reverse),
+    /// since a prefetch does not add to `attempts`.
+    prefetched: bool,
     created: Instant,
 }
 
@@ -112,6 +115,7 @@ impl State {
                 payload,
                 attempts: 0,
                 unstarted: 0,
+                prefetched: false,
                 created: now,
             },
         );
@@ -149,6 +153,7 @@ impl State {
         let job = self.jobs.get(&id)?;
         (self.leases.contains_key(&id)
             && job.attempts == lease.attempts
+            && job.prefetched == super::is_prefetched(lease)
             && job.queue == lease.queue)
             .then_some(id)
     }
@@ -168,6 +173,7 @@ impl State {
                 let Some(job) = self.jobs.get_mut(&id) else {
                     continue;
                 };
+                job.prefetched = !count;
                 if count {
                     job.attempts += 1;
                     job.unstarted = 0;
@@ -284,6 +290,7 @@ impl QueueDriver for MemoryDriver {
                 let job = state.jobs.get_mut(&id)?;
                 job.attempts += 1;
                 job.unstarted = 0;
+                job.prefetched = false;
                 Some(job.lease(id))
             })
             .collect())
@@ -316,6 +323,7 @@ impl QueueDriver for MemoryDriver {
             };
             state.queue(&lease.queue).reserved.remove(&(heartbeat, id));
             if let Some(job) = state.jobs.get_mut(&id) {
+                job.prefetched = false;
                 if super::is_prefetched(lease) {
                     // Given back unstarted (a worker stopping): no attempt counted, and no stall.
                     job.unstarted = job.unstarted.saturating_sub(1);
@@ -379,10 +387,14 @@ impl QueueDriver for MemoryDriver {
                     }
                     state.queue(queue).reserved.pop_first();
                     state.leases.remove(&id);
-                    let Some(job) = state.jobs.get(&id) else {
+                    let Some(job) = state.jobs.get_mut(&id) else {
                         continue;
                     };
-                    if super::out_of_tries(&job.payload, job.attempts, max_tries_override) {
+                    // A prefetch that never started goes back unspent.
+                    let unstarted = std::mem::take(&mut job.prefetched);
+                    if !unstarted
+                        && super::out_of_tries(&job.payload, job.attempts, max_tries_override)
+                    {
                         let Some(job) = state.jobs.remove(&id) else {
                             continue;
                         };

@@ -122,7 +122,7 @@ async fn add_unstarted(conn: &mut sqlx::MySqlConnection) -> Result<(), DriverErr
 }
 
 fn attempts_of(lease: &Lease) -> i32 {
-    i32::try_from(lease.attempts).unwrap_or(i32::MAX)
+    sql::stored_attempts(lease)
 }
 
 fn failed_job(row: &MySqlRow) -> Result<FailedJob, sqlx::Error> {
@@ -271,7 +271,10 @@ impl MySqlDriver {
             let (unstarted, counting) = if count {
                 ("0", "attempts = attempts + 1")
             } else {
-                ("CAST(unstarted AS SIGNED)", "unstarted = unstarted + 1")
+                (
+                    "CAST(unstarted AS SIGNED)",
+                    "unstarted = unstarted + 1, attempts = -attempts - 1",
+                )
             };
             let rows: Result<Vec<(i64, String, i32, i64)>, _> = sqlx::query_as(&format!(
                 "SELECT id, payload, attempts, {unstarted} FROM queue_jobs
@@ -488,9 +491,10 @@ impl QueueDriver for MySqlDriver {
                 .await
                 .map_err(backend("start"))?;
             if !held.is_empty() {
-                let mut update = QueryBuilder::<MySql>::new(
-                    "UPDATE queue_jobs SET attempts = attempts + 1, unstarted = 0 WHERE id IN (",
-                );
+                let mut update = QueryBuilder::<MySql>::new(format!(
+                    "UPDATE queue_jobs SET attempts = -attempts, unstarted = 0, reserved_at = {NOW}
+                     WHERE id IN ("
+                ));
                 let mut ids = update.separated(", ");
                 for id in &held {
                     ids.push_bind(*id);
@@ -517,14 +521,14 @@ impl QueueDriver for MySqlDriver {
         let id = sql::lease_id(lease)?;
         // A prefetched job given back unstarted (a worker stopping) counted no attempt and is no stall.
         let prefetched = super::is_prefetched(lease);
-        let unstarted = if prefetched {
-            ", unstarted = GREATEST(unstarted - 1, 0)"
+        let counting = if prefetched {
+            "attempts = -attempts - 1 - ?, unstarted = GREATEST(unstarted - 1, 0)"
         } else {
-            ""
+            "attempts = GREATEST(attempts - ?, 0)"
         };
         let result = sqlx::query(&format!(
             "UPDATE queue_jobs SET reserved_at = NULL, available_at = DATE_ADD({NOW}, INTERVAL ? MICROSECOND),
-                attempts = GREATEST(attempts - ?, 0){unstarted}
+                {counting}
              WHERE id = ? AND attempts = ? AND reserved_at IS NOT NULL"
         ))
         .bind(micros(delay))
@@ -583,9 +587,10 @@ impl QueueDriver for MySqlDriver {
             .fetch_all(&self.pool)
             .await
             .map_err(backend("reap"))?;
-            for (id, payload, attempts) in rows {
-                let attempts = u32::try_from(attempts).unwrap_or(0);
-                if out_of_tries(&payload, attempts, max_tries_override) {
+            for (id, payload, stored) in rows {
+                let attempts = sql::counted_attempts(i64::from(stored));
+                // A prefetch that never started (stored < 0) goes back with its count restored.
+                if stored >= 0 && out_of_tries(&payload, attempts, max_tries_override) {
                     let lease = Lease {
                         id: id.to_string(),
                         queue: queue.clone(),
@@ -606,11 +611,12 @@ impl QueueDriver for MySqlDriver {
                     continue;
                 }
                 let result = sqlx::query(&format!(
-                    "UPDATE queue_jobs SET reserved_at = NULL, available_at = {NOW}
+                    "UPDATE queue_jobs SET reserved_at = NULL, available_at = {NOW}, attempts = ?
                      WHERE id = ? AND attempts = ? AND reserved_at < DATE_SUB({NOW}, INTERVAL ? MICROSECOND)"
                 ))
-                .bind(id)
                 .bind(i32::try_from(attempts).unwrap_or(i32::MAX))
+                .bind(id)
+                .bind(stored)
                 .bind(vt)
                 .execute(&self.pool)
                 .await

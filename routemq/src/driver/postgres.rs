@@ -89,7 +89,7 @@ fn reserved_job(row: &PgRow, counted: bool) -> Result<ReservedJob, sqlx::Error> 
     let lease = Lease {
         id: id.to_string(),
         queue: row.try_get("queue")?,
-        attempts: u32::try_from(attempts).unwrap_or(0),
+        attempts: sql::counted_attempts(i64::from(attempts)),
         token: String::new(),
     };
     let unstarted = if counted {
@@ -268,7 +268,10 @@ impl PostgresDriver {
             let (counting, unstarted) = if count {
                 ("attempts = attempts + 1", "")
             } else {
-                ("unstarted = unstarted + 1", ", unstarted")
+                (
+                    "unstarted = unstarted + 1, attempts = -attempts - 1",
+                    ", unstarted",
+                )
             };
             let rows = sqlx::query(&format!(
                 "UPDATE queue_jobs SET reserved_at = {NOW}, {counting}
@@ -348,7 +351,7 @@ impl PostgresDriver {
              RETURNING id::bigint"
         ))
         .bind(id)
-        .bind(i32::try_from(lease.attempts).unwrap_or(i32::MAX))
+        .bind(sql::stored_attempts(lease))
         .bind(&failure.connection)
         .bind(&failure.exception)
         .bind(expired_before)
@@ -430,17 +433,16 @@ impl QueueDriver for PostgresDriver {
         let (ack_ids, ack_attempts) = sql::lease_arrays(finished)?;
         let (ids, attempts): (Vec<i64>, Vec<i32>) =
             sql::prefetched_keys(starting)?.into_iter().unzip();
-        // One statement: the acknowledgements run as a data-modifying CTE. The start changes no
-        // indexed column (a HOT update); the heartbeat keeps the lease alive.
-        let started: Vec<i64> = sqlx::query_scalar(
+        // One statement: the acknowledgements run as a data-modifying CTE.
+        let started: Vec<i64> = sqlx::query_scalar(&format!(
             "WITH acked AS (
                  DELETE FROM queue_jobs q USING UNNEST($1::bigint[], $2::int[]) AS l(id, attempts)
                  WHERE q.id = l.id AND q.attempts = l.attempts AND q.reserved_at IS NOT NULL)
-             UPDATE queue_jobs q SET attempts = q.attempts + 1, unstarted = 0
+             UPDATE queue_jobs q SET attempts = -q.attempts, unstarted = 0, reserved_at = {NOW}
              FROM UNNEST($3::bigint[], $4::int[]) AS l(id, attempts)
              WHERE q.id = l.id AND q.attempts = l.attempts AND q.reserved_at IS NOT NULL
-             RETURNING q.id::bigint",
-        )
+             RETURNING q.id::bigint"
+        ))
         .bind(&ack_ids)
         .bind(&ack_attempts)
         .bind(&ids)
@@ -477,20 +479,20 @@ impl QueueDriver for PostgresDriver {
         let id = sql::lease_id(lease)?;
         // A prefetched job given back unstarted (a worker stopping) counted no attempt and is no stall.
         let prefetched = super::is_prefetched(lease);
-        let unstarted = if prefetched {
-            ", unstarted = GREATEST(unstarted - 1, 0)"
+        let counting = if prefetched {
+            "attempts = -attempts - 1 - $2, unstarted = GREATEST(unstarted - 1, 0)"
         } else {
-            ""
+            "attempts = GREATEST(attempts - $2, 0)"
         };
         let result = sqlx::query(&format!(
             "UPDATE queue_jobs SET reserved_at = NULL, available_at = {NOW} + make_interval(secs => $1),
-                attempts = GREATEST(attempts - $2, 0){unstarted}
+                {counting}
              WHERE id = $3 AND attempts = $4 AND reserved_at IS NOT NULL"
         ))
         .bind(crate::limits::clamp(delay).as_secs_f64())
         .bind(i32::from(refund_attempt && !prefetched))
         .bind(id)
-        .bind(i32::try_from(lease.attempts).unwrap_or(i32::MAX))
+        .bind(sql::stored_attempts(lease))
         .execute(&self.pool)
         .await
         .map_err(backend("release"))?;
@@ -544,7 +546,9 @@ impl QueueDriver for PostgresDriver {
         let mut reaped = Reaped::default();
         for row in &rows {
             let job = reserved_job(row, true).map_err(backend("reap"))?;
-            if out_of_tries(&job.payload, job.lease.attempts, max_tries_override) {
+            let stored: i32 = row.try_get("attempts").map_err(backend("reap"))?;
+            // A prefetch that never started (stored < 0) goes back with its count restored.
+            if stored >= 0 && out_of_tries(&job.payload, job.lease.attempts, max_tries_override) {
                 let failure = Failure {
                     connection: connection.to_owned(),
                     exception: super::reservation_expired_message(visibility_timeout),
@@ -556,12 +560,13 @@ impl QueueDriver for PostgresDriver {
                 continue;
             }
             let result = sqlx::query(&format!(
-                "UPDATE queue_jobs SET reserved_at = NULL, available_at = {NOW}
+                "UPDATE queue_jobs SET reserved_at = NULL, available_at = {NOW}, attempts = $4
                  WHERE id = $1 AND attempts = $2 AND reserved_at < {NOW} - make_interval(secs => $3)"
             ))
             .bind(sql::lease_id(&job.lease)?)
-            .bind(i32::try_from(job.lease.attempts).unwrap_or(i32::MAX))
+            .bind(stored)
             .bind(vt)
+            .bind(i32::try_from(job.lease.attempts).unwrap_or(i32::MAX))
             .execute(&self.pool)
             .await
             .map_err(backend("reap"))?;

@@ -33,18 +33,33 @@ pub(crate) fn age_secs(oldest: Option<&str>, now: SystemTime) -> f64 {
     })
 }
 
-/// Each lease's row id and attempt number: what identifies one exact reservation. A lease whose
-/// id does not parse is an error: skipping it silently would leave its job to run again.
+/// Each lease's row id and stored attempts ([`stored_attempts`]): what identifies one exact
+/// reservation. A lease whose id does not parse is an error: skipping it silently would leave its
+/// job to run again.
 pub(crate) fn lease_keys(leases: &[Lease]) -> Result<Vec<(i64, i32)>, DriverError> {
     leases
         .iter()
-        .map(|lease| {
-            Ok((
-                row_id(&lease.id)?,
-                i32::try_from(lease.attempts).unwrap_or(i32::MAX),
-            ))
-        })
+        .map(|lease| Ok((row_id(&lease.id)?, stored_attempts(lease))))
         .collect()
+}
+
+/// The `attempts` value a leased row holds: the count for a started (or counted) reservation; for
+/// a prefetched one, `-(count + 1)`. Negative, so that the lease of a worker whose reservation
+/// expired can never match the prefetched reservation of the same job by another worker (a
+/// prefetch does not add to the count), and the reaper can tell a reservation that never started.
+pub(crate) fn stored_attempts(lease: &Lease) -> i32 {
+    let count = i32::try_from(lease.attempts).unwrap_or(i32::MAX);
+    if super::is_prefetched(lease) {
+        -count - 1
+    } else {
+        count
+    }
+}
+
+/// The attempt count a stored `attempts` value stands for (see [`stored_attempts`]).
+pub(crate) fn counted_attempts(stored: i64) -> u32 {
+    let count = if stored < 0 { -stored - 1 } else { stored };
+    u32::try_from(count).unwrap_or(u32::MAX)
 }
 
 /// `(id = ? AND attempts = ?) OR ...` for each lease key (from [`lease_keys`]).

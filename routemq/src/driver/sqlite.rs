@@ -132,7 +132,7 @@ impl SqliteDriver {
             let counting = if count {
                 "attempts = attempts + 1 WHERE"
             } else {
-                "unstarted = unstarted + 1 WHERE"
+                "unstarted = unstarted + 1, attempts = -attempts - 1 WHERE"
             };
             let statement = format!(
                 "UPDATE queue_jobs SET reserved_at = ?1, {counting} id IN (SELECT id FROM queue_jobs
@@ -202,7 +202,7 @@ fn reserved_job(row: &SqliteRow, counted: bool) -> Result<ReservedJob, sqlx::Err
     let lease = Lease {
         id: id.to_string(),
         queue: row.try_get("queue")?,
-        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        attempts: sql::counted_attempts(attempts),
         token: String::new(),
     };
     let unstarted = if counted {
@@ -348,6 +348,7 @@ impl QueueDriver for SqliteDriver {
     ) -> Result<Vec<Option<Lease>>, DriverError> {
         let finished = sql::lease_keys(finished)?;
         let starting_keys = sql::prefetched_keys(starting)?;
+        let now = SqlTime::text(SystemTime::now());
         let started = retry_busy("ack", || async {
             let mut tx = self.pool.begin().await?;
             for chunk in finished.chunks(INSERT_CHUNK) {
@@ -360,11 +361,12 @@ impl QueueDriver for SqliteDriver {
             }
             let mut started = std::collections::HashSet::new();
             for chunk in starting_keys.chunks(INSERT_CHUNK) {
-                // Indexed columns untouched: the heartbeat keeps the lease alive.
                 let mut update = QueryBuilder::<Sqlite>::new(
-                    "UPDATE queue_jobs SET attempts = attempts + 1, unstarted = 0
-                     WHERE reserved_at IS NOT NULL AND (",
+                    "UPDATE queue_jobs SET attempts = -attempts, unstarted = 0, reserved_at = ",
                 );
+                update
+                    .push_bind(&now)
+                    .push(" WHERE reserved_at IS NOT NULL AND (");
                 sql::push_lease_matches(&mut update, chunk);
                 update.push(") RETURNING id");
                 let ids: Vec<i64> = update.build_query_scalar().fetch_all(&mut *tx).await?;
@@ -390,15 +392,15 @@ impl QueueDriver for SqliteDriver {
         let id = sql::lease_id(lease)?;
         // A prefetched job given back unstarted (a worker stopping) counted no attempt and is no stall.
         let prefetched = super::is_prefetched(lease);
-        let unstarted = if prefetched {
-            ", unstarted = MAX(unstarted - 1, 0)"
+        let counting = if prefetched {
+            "attempts = -attempts - 1 - ?2, unstarted = MAX(unstarted - 1, 0)"
         } else {
-            ""
+            "attempts = MAX(attempts - ?2, 0)"
         };
         let available = SqlTime::text(SystemTime::now() + crate::limits::clamp(delay));
         let refund = i64::from(refund_attempt && !prefetched);
         let statement = format!(
-            "UPDATE queue_jobs SET reserved_at = NULL, available_at = ?1, attempts = MAX(attempts - ?2, 0){unstarted}
+            "UPDATE queue_jobs SET reserved_at = NULL, available_at = ?1, {counting}
              WHERE id = ?3 AND attempts = ?4 AND reserved_at IS NOT NULL"
         );
         let result = retry_busy("release", || {
@@ -406,7 +408,7 @@ impl QueueDriver for SqliteDriver {
                 .bind(&available)
                 .bind(refund)
                 .bind(id)
-                .bind(i64::from(lease.attempts))
+                .bind(sql::stored_attempts(lease))
                 .execute(&self.pool)
         })
         .await?;
@@ -430,7 +432,7 @@ impl QueueDriver for SqliteDriver {
             .bind(&failure.exception)
             .bind(&failed_at)
             .bind(id)
-            .bind(i64::from(lease.attempts))
+            .bind(sql::stored_attempts(lease))
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -493,10 +495,15 @@ impl QueueDriver for SqliteDriver {
             .await?;
             for row in &rows {
                 let job = reserved_job(row, true).map_err(|e| DriverError::backend("reap", e))?;
-                let reserved_at: String = row
-                    .try_get("reserved_at")
-                    .map_err(|e| DriverError::backend("reap", e))?;
-                if super::out_of_tries(&job.payload, job.lease.attempts, max_tries_override) {
+                let (reserved_at, stored): (String, i64) = (|| {
+                    Ok::<_, sqlx::Error>((row.try_get("reserved_at")?, row.try_get("attempts")?))
+                })()
+                .map_err(|e| DriverError::backend("reap", e))?;
+                // A prefetch that never started (stored < 0) goes back with its count restored.
+                let unstarted = stored < 0;
+                if !unstarted
+                    && super::out_of_tries(&job.payload, job.lease.attempts, max_tries_override)
+                {
                     let failure = Failure {
                         connection: connection.to_owned(),
                         exception: super::reservation_expired_message(visibility_timeout),
@@ -511,13 +518,14 @@ impl QueueDriver for SqliteDriver {
                 let id = sql::lease_id(&job.lease)?;
                 let requeued = retry_busy("reap", || {
                     sqlx::query(
-                        "UPDATE queue_jobs SET reserved_at = NULL, available_at = ?1
+                        "UPDATE queue_jobs SET reserved_at = NULL, available_at = ?1, attempts = ?5
                          WHERE id = ?2 AND attempts = ?3 AND reserved_at = ?4",
                     )
                     .bind(&now)
                     .bind(id)
-                    .bind(i64::from(job.lease.attempts))
+                    .bind(stored)
                     .bind(&reserved_at)
+                    .bind(i64::from(job.lease.attempts))
                     .execute(&self.pool)
                 })
                 .await?;

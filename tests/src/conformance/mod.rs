@@ -22,7 +22,8 @@ pub use order::{
     max_jobs_limit_stops_the_worker, stats_count_every_state,
 };
 pub use prefetch::{
-    a_job_taken_back_unstarted_is_marked_stalled, a_worker_counts_each_prefetched_job_once,
+    a_job_taken_back_unstarted_is_marked_stalled,
+    a_stale_lease_cannot_touch_a_prefetched_reservation, a_worker_counts_each_prefetched_job_once,
     ack_and_start_settles_both_in_one_call, an_expired_prefetched_job_comes_back_unspent,
     prefetched_jobs_count_their_attempt_when_they_start,
     refunding_a_prefetched_job_changes_no_attempt,

@@ -3,6 +3,7 @@
 -- KEYS: inflight, leases
 -- ARGV: now, the number of finished jobs, their (id, token) pairs, then the (id, token) pairs to start
 -- Returns, per lease to start, the started attempt number, or 0 when the lease is no longer held.
+-- Starting a lease that this call already started (a retry) answers the same.
 local inflight_key, leases_key, now = KEYS[1], KEYS[2], ARGV[1]
 local starts_at = 3 + 2 * tonumber(ARGV[2])
 local ids = {}
@@ -30,7 +31,9 @@ for i = starts_at, #ARGV, 2 do
   local value = redis.call('HGET', inflight_key, id)
   if value and string.sub(token, 1, 1) == 'p' then
     local held, attempts, record = string.match(value, '^([^\n]*)\n([^\n]*)\n(.*)$')
-    if held == token then
+    if held == string.sub(token, 2) then
+      started = tonumber(attempts) -- started by an earlier try of this same call
+    elseif held == token then
       started = tonumber(attempts) + 1
       if string.find(record, '"stalls"', 1, true) then
         record = string.gsub(record, '("stalls"%s*:%s*)%d+', '%10', 1)
