@@ -22,6 +22,29 @@ impl Harness {
         jobs.remove(0).lease
     }
 
+    /// Pushes a [`Record`] numbered `n`.
+    async fn push_record(&self, n: u64) {
+        self.push(Record {
+            key: self.key.clone(),
+            n,
+        })
+        .await;
+    }
+
+    /// Lets every lease of this test's queue expire (a one-second visibility timeout), then reaps.
+    async fn reap_expired(&self) -> routemq::driver::Reaped {
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        self.driver
+            .reap(
+                std::slice::from_ref(&self.queue),
+                Duration::from_secs(1),
+                None,
+                &self.connection,
+            )
+            .await
+            .expect("reap")
+    }
+
     /// Starts one prefetched lease.
     async fn start_one(&self, lease: &Lease) -> Option<Lease> {
         let mut started = self
@@ -38,11 +61,7 @@ impl Harness {
 /// which hands back the lease to settle the run with; a lease can start once.
 pub async fn prefetched_jobs_count_their_attempt_when_they_start(h: Harness) {
     let queues = [h.queue.clone()];
-    h.push(Record {
-        key: h.key.clone(),
-        n: 1,
-    })
-    .await;
+    h.push_record(1).await;
     let prefetched = h.prefetch_one().await;
     assert_eq!(prefetched.attempts, 0, "no attempt counted yet");
     let stats = h.driver.stats(&h.queue).await.expect("stats");
@@ -82,15 +101,9 @@ pub async fn prefetched_jobs_count_their_attempt_when_they_start(h: Harness) {
 /// A prefetched job whose worker died before starting it goes back to its queue with no attempt
 /// used, even on its last try: a `max_tries = 1` job then runs, instead of failing unrun.
 pub async fn an_expired_prefetched_job_comes_back_unspent(h: Harness) {
-    let queues = [h.queue.clone()];
     h.push(OneTry { key: h.key.clone() }).await;
     let dead = h.prefetch_one().await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let reaped = h
-        .driver
-        .reap(&queues, Duration::from_secs(1), None, &h.connection)
-        .await
-        .expect("reap");
+    let reaped = h.reap_expired().await;
     assert_eq!((reaped.requeued, reaped.failed), (1, 0));
     assert_eq!(
         h.start_one(&dead).await,
@@ -116,11 +129,7 @@ pub async fn an_expired_prefetched_job_comes_back_unspent(h: Harness) {
 /// (nothing was counted, so nothing is returned) and does not count as a stall.
 pub async fn refunding_a_prefetched_job_changes_no_attempt(h: Harness) {
     let queues = [h.queue.clone()];
-    h.push(Record {
-        key: h.key.clone(),
-        n: 1,
-    })
-    .await;
+    h.push_record(1).await;
     let first = h
         .driver
         .reserve(&queues, 1)
@@ -158,11 +167,7 @@ pub async fn refunding_a_prefetched_job_changes_no_attempt(h: Harness) {
 /// A worker with one slot and a prefetch buffer runs every job once, each as attempt 1.
 pub async fn a_worker_counts_each_prefetched_job_once(h: Harness) {
     for n in 0..12 {
-        h.push(Record {
-            key: h.key.clone(),
-            n,
-        })
-        .await;
+        h.push_record(n).await;
     }
     let report = h
         .work(WorkerOptions {
@@ -183,11 +188,7 @@ pub async fn a_worker_counts_each_prefetched_job_once(h: Harness) {
 pub async fn ack_and_start_settles_both_in_one_call(h: Harness) {
     let queues = [h.queue.clone()];
     for n in 0..2 {
-        h.push(Record {
-            key: h.key.clone(),
-            n,
-        })
-        .await;
+        h.push_record(n).await;
     }
     let finished = h
         .driver
@@ -227,11 +228,7 @@ pub async fn ack_and_start_settles_both_in_one_call(h: Harness) {
 /// start lands still uses up its tries); a start clears the mark.
 pub async fn a_job_taken_back_unstarted_is_marked_stalled(h: Harness) {
     let queues = [h.queue.clone()];
-    h.push(Record {
-        key: h.key.clone(),
-        n: 1,
-    })
-    .await;
+    h.push_record(1).await;
     let stalls =
         |jobs: &[routemq::driver::ReservedJob]| jobs[0].prefetched.as_ref().map(|p| p.stalls);
     let first = h.driver.prefetch(&queues, 1).await.expect("prefetch");
@@ -243,12 +240,7 @@ pub async fn a_job_taken_back_unstarted_is_marked_stalled(h: Harness) {
         .started
         .clone();
     assert_eq!(started.attempts, 1, "the run it would start is attempt 1");
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let reaped = h
-        .driver
-        .reap(&queues, Duration::from_secs(1), None, &h.connection)
-        .await
-        .expect("reap");
+    let reaped = h.reap_expired().await;
     assert_eq!((reaped.requeued, reaped.failed), (1, 0));
 
     let second = h.driver.prefetch(&queues, 1).await.expect("prefetch");
@@ -276,23 +268,14 @@ pub async fn a_job_taken_back_unstarted_is_marked_stalled(h: Harness) {
 /// lease's kind tells the two apart).
 pub async fn a_stale_lease_cannot_touch_a_prefetched_reservation(h: Harness) {
     let queues = [h.queue.clone()];
-    h.push(Record {
-        key: h.key.clone(),
-        n: 1,
-    })
-    .await;
+    h.push_record(1).await;
     let stale = h
         .driver
         .reserve(&queues, 1)
         .await
         .expect("reserve")
         .remove(0);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let reaped = h
-        .driver
-        .reap(&queues, Duration::from_secs(1), None, &h.connection)
-        .await
-        .expect("reap");
+    let reaped = h.reap_expired().await;
     assert_eq!(reaped.requeued, 1);
     let prefetched = h.prefetch_one().await;
     assert_eq!(prefetched.attempts, stale.lease.attempts, "same count");
