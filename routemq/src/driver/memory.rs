@@ -180,12 +180,8 @@ impl State {
                     out.push(job.reservation(id));
                 } else {
                     job.unstarted += 1;
-                    let started = Lease {
-                        attempts: job.attempts + 1,
-                        ..job.lease(id)
-                    };
                     out.push(ReservedJob::prefetched(
-                        started,
+                        job.lease(id).marked(),
                         job.payload.clone(),
                         job.unstarted - 1,
                     ));

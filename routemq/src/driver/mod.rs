@@ -60,6 +60,29 @@ pub struct Lease {
     pub token: String,
 }
 
+impl Lease {
+    /// This reservation as a built-in driver's prefetched lease: its token marked.
+    pub(crate) fn marked(self) -> Self {
+        Self {
+            token: format!("{PREFETCHED}{}", self.token),
+            ..self
+        }
+    }
+
+    /// A built-in driver's prefetched lease once started as attempt `attempts`: its token unmarked.
+    pub(crate) fn started(&self, attempts: u32) -> Self {
+        Self {
+            attempts,
+            token: self
+                .token
+                .strip_prefix(PREFETCHED)
+                .unwrap_or(&self.token)
+                .to_owned(),
+            ..self.clone()
+        }
+    }
+}
+
 /// A job a worker holds a lease on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReservedJob {
@@ -94,14 +117,10 @@ impl ReservedJob {
         }
     }
 
-    /// A built-in driver's prefetched job: `lease` as it will be once started (attempts counted,
-    /// the driver's token) becomes the prefetched lease (one attempt fewer, the token marked).
-    pub(crate) fn prefetched(started: Lease, payload: String, stalls: u32) -> Self {
-        let lease = Lease {
-            attempts: started.attempts.saturating_sub(1),
-            token: format!("{PREFETCHED}{}", started.token),
-            ..started.clone()
-        };
+    /// A built-in driver's prefetched job: `lease` is the prefetched lease (its token marked, the
+    /// attempts counted so far); its run will be the next attempt.
+    pub(crate) fn prefetched(lease: Lease, payload: String, stalls: u32) -> Self {
+        let started = lease.started(lease.attempts.saturating_add(1));
         Self {
             lease,
             payload,

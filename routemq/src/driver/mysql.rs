@@ -121,10 +121,6 @@ async fn add_unstarted(conn: &mut sqlx::MySqlConnection) -> Result<(), DriverErr
     Ok(())
 }
 
-fn attempts_of(lease: &Lease) -> i32 {
-    sql::stored_attempts(lease)
-}
-
 fn failed_job(row: &MySqlRow) -> Result<FailedJob, sqlx::Error> {
     let id: i64 = row.try_get("id")?;
     let failed_at: String = row.try_get("failed_at")?;
@@ -344,7 +340,7 @@ impl MySqlDriver {
              FOR UPDATE"
         ))
         .bind(id)
-        .bind(attempts_of(lease))
+        .bind(sql::stored_attempts(lease))
         .bind(expired_before.map(micros))
         .bind(expired_before.map(micros))
         .fetch_optional(&mut *tx)
@@ -534,7 +530,7 @@ impl QueueDriver for MySqlDriver {
         .bind(micros(delay))
         .bind(i32::from(refund_attempt && !prefetched))
         .bind(id)
-        .bind(attempts_of(lease))
+        .bind(sql::stored_attempts(lease))
         .execute(&self.pool)
         .await
         .map_err(backend("release"))?;

@@ -37,10 +37,12 @@ pub(crate) fn age_secs(oldest: Option<&str>, now: SystemTime) -> f64 {
 /// reservation. A lease whose id does not parse is an error: skipping it silently would leave its
 /// job to run again.
 pub(crate) fn lease_keys(leases: &[Lease]) -> Result<Vec<(i64, i32)>, DriverError> {
-    leases
-        .iter()
-        .map(|lease| Ok((row_id(&lease.id)?, stored_attempts(lease))))
-        .collect()
+    leases.iter().map(lease_key).collect()
+}
+
+/// One lease's [`lease_keys`] entry.
+fn lease_key(lease: &Lease) -> Result<(i64, i32), DriverError> {
+    Ok((row_id(&lease.id)?, stored_attempts(lease)))
 }
 
 /// The `attempts` value a leased row holds: the count for a started (or counted) reservation; for
@@ -109,12 +111,8 @@ pub(crate) fn reserved(lease: Lease, payload: String, unstarted: Option<i64>) ->
     match unstarted {
         None => ReservedJob::counted(lease, payload),
         Some(unstarted) => {
-            let started = Lease {
-                attempts: lease.attempts.saturating_add(1),
-                ..lease
-            };
             let stalls = u32::try_from(unstarted.saturating_sub(1)).unwrap_or(0);
-            ReservedJob::prefetched(started, payload, stalls)
+            ReservedJob::prefetched(lease.marked(), payload, stalls)
         }
     }
 }
@@ -122,7 +120,7 @@ pub(crate) fn reserved(lease: Lease, payload: String, unstarted: Option<i64>) ->
 /// Whether `error` says the jobs table has no [`UNSTARTED`] column: `queue-migrate` has not run
 /// since routemq started using it.
 #[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
-pub(crate) fn lacks_unstarted(error: &sqlx::Error) -> bool {
+fn lacks_unstarted(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.message().contains(UNSTARTED))
 }
 
@@ -180,12 +178,11 @@ impl PrefetchSupport {
 
 /// The keys ([`lease_keys`]) of the prefetched leases among `leases`: the ones `start` may start.
 pub(crate) fn prefetched_keys(leases: &[Lease]) -> Result<Vec<(i64, i32)>, DriverError> {
-    let prefetched: Vec<Lease> = leases
+    leases
         .iter()
         .filter(|lease| super::is_prefetched(lease))
-        .cloned()
-        .collect();
-    lease_keys(&prefetched)
+        .map(lease_key)
+        .collect()
 }
 
 /// The answer to [`QueueDriver::start`](super::QueueDriver::start): each prefetched lease whose row
@@ -199,11 +196,8 @@ pub(crate) fn started_leases(
         .iter()
         .map(|lease| {
             let id = row_id(&lease.id).ok()?;
-            (super::is_prefetched(lease) && started.contains(&id)).then(|| Lease {
-                attempts: lease.attempts.saturating_add(1),
-                token: String::new(),
-                ..lease.clone()
-            })
+            (super::is_prefetched(lease) && started.contains(&id))
+                .then(|| lease.started(lease.attempts.saturating_add(1)))
         })
         .collect()
 }

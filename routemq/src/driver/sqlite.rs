@@ -495,10 +495,12 @@ impl QueueDriver for SqliteDriver {
             .await?;
             for row in &rows {
                 let job = reserved_job(row, true).map_err(|e| DriverError::backend("reap", e))?;
-                let (reserved_at, stored): (String, i64) = (|| {
-                    Ok::<_, sqlx::Error>((row.try_get("reserved_at")?, row.try_get("attempts")?))
-                })()
-                .map_err(|e| DriverError::backend("reap", e))?;
+                let reserved_at: String = row
+                    .try_get("reserved_at")
+                    .map_err(|e| DriverError::backend("reap", e))?;
+                let stored: i64 = row
+                    .try_get("attempts")
+                    .map_err(|e| DriverError::backend("reap", e))?;
                 // A prefetch that never started (stored < 0) goes back with its count restored.
                 let unstarted = stored < 0;
                 if !unstarted

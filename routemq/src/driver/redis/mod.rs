@@ -269,12 +269,7 @@ impl RedisDriver {
                 out.push(if count {
                     ReservedJob::counted(lease, payload)
                 } else {
-                    let started = Lease {
-                        attempts: lease.attempts + 1,
-                        token: lease.token[super::PREFETCHED.len()..].to_owned(),
-                        ..lease
-                    };
-                    ReservedJob::prefetched(started, payload, text(&job[4]).parse().unwrap_or(0))
+                    ReservedJob::prefetched(lease, payload, text(&job[4]).parse().unwrap_or(0))
                 });
             }
         }
@@ -450,12 +445,7 @@ impl QueueDriver for RedisDriver {
                 .await
                 .map_err(backend("ack"))?;
             for (&i, attempts) in to_start.iter().zip(attempts) {
-                let lease = &starting[i];
-                started[i] = (attempts > 0).then(|| Lease {
-                    attempts,
-                    token: lease.token[super::PREFETCHED.len()..].to_owned(),
-                    ..lease.clone()
-                });
+                started[i] = (attempts > 0).then(|| starting[i].started(attempts));
             }
         }
         Ok(started)
