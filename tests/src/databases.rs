@@ -8,7 +8,7 @@ use routemq::sqlx::{self, Connection};
 use crate::ledger::unique_key;
 
 /// RouteMQ's own PostgreSQL DDL (SQLAlchemy `Integer` primary keys), as a RouteMQ deployment has it.
-pub const ROUTEMQ_PG: [&str; 2] = [
+const ROUTEMQ_PG: [&str; 2] = [
     "CREATE TABLE queue_jobs (id SERIAL PRIMARY KEY, queue VARCHAR(255) NOT NULL, payload TEXT NOT NULL,
         attempts INTEGER NOT NULL, reserved_at TIMESTAMP, available_at TIMESTAMP NOT NULL, created_at TIMESTAMP NOT NULL)",
     "CREATE TABLE queue_failed_jobs (id SERIAL PRIMARY KEY, connection VARCHAR(255) NOT NULL, queue VARCHAR(255) NOT NULL,
@@ -16,7 +16,7 @@ pub const ROUTEMQ_PG: [&str; 2] = [
 ];
 
 /// RouteMQ's own MySQL/MariaDB DDL, as a RouteMQ deployment has it.
-pub const ROUTEMQ_MY: [&str; 2] = [
+const ROUTEMQ_MY: [&str; 2] = [
     "CREATE TABLE queue_jobs (id INTEGER NOT NULL AUTO_INCREMENT PRIMARY KEY, queue VARCHAR(255) NOT NULL,
         payload TEXT NOT NULL, attempts INTEGER NOT NULL, reserved_at DATETIME NULL, available_at DATETIME NOT NULL,
         created_at DATETIME NOT NULL)",
@@ -105,5 +105,32 @@ impl TempDatabase {
             }
         }
         Ok(())
+    }
+}
+
+/// Creates RouteMQ's own tables in the database at `url`, as a RouteMQ deployment has them.
+///
+/// # Panics
+/// When the server refuses.
+pub async fn create_routemq_tables(server: Server, url: &str) {
+    match server {
+        Server::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+            for statement in ROUTEMQ_PG {
+                sqlx::query(statement)
+                    .execute(&mut conn)
+                    .await
+                    .expect("ddl");
+            }
+        }
+        Server::Mysql => {
+            let mut conn = sqlx::MySqlConnection::connect(url).await.expect("connect");
+            for statement in ROUTEMQ_MY {
+                sqlx::query(statement)
+                    .execute(&mut conn)
+                    .await
+                    .expect("ddl");
+            }
+        }
     }
 }

@@ -17,6 +17,13 @@ use routemq_tests::process_jobs::{FileRecord, KillsItsWorker, Line, read_ledger}
 use routemq_tests::sqlite_files::fresh_path;
 use serde_json::Value;
 
+/// A two-second visibility timeout and a reaper every half second: a dead worker's lease comes
+/// back quickly.
+const QUICK_REAPER: &[(&str, &str)] = &[
+    ("QUEUE_VISIBILITY_TIMEOUT", "2"),
+    ("QUEUE_REAPER_INTERVAL", "0.5"),
+];
+
 /// One test's database file, ledger file and queue.
 struct Setup {
     db: PathBuf,
@@ -103,6 +110,11 @@ impl Setup {
     }
 
     fn work(&self, extra: &[&str]) -> Guard {
+        self.work_with(extra, &[])
+    }
+
+    /// `queue-work` on this test's queue with `extra` flags and `env` settings, output discarded.
+    fn work_with(&self, extra: &[&str], env: &[(&str, &str)]) -> Guard {
         let mut args = vec![
             "queue-work",
             "--queue",
@@ -111,8 +123,10 @@ impl Setup {
             "0.1",
         ];
         args.extend_from_slice(extra);
+        let mut command = self.command(&args);
+        command.envs(env.iter().copied());
         Guard(
-            self.command(&args)
+            command
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -264,15 +278,7 @@ async fn sigterm_lets_a_running_job_finish() {
 async fn grace_expiry_releases_the_job_without_using_an_attempt() {
     let setup = Setup::new("grace").await;
     setup.dispatch(1, 60_000).await;
-    let mut worker = Guard(
-        setup
-            .command(&["queue-work", "--queue", &setup.queue, "--sleep", "0.1"])
-            .env("QUEUE_SHUTDOWN_GRACE", "0.5")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn"),
-    );
+    let mut worker = setup.work_with(&[], &[("QUEUE_SHUTDOWN_GRACE", "0.5")]);
     wait_until(Duration::from_secs(20), || !setup.ledger().is_empty());
     worker.signal("TERM");
     assert!(worker.wait_for_exit(Duration::from_secs(20)).success());
@@ -328,15 +334,7 @@ async fn a_blocked_handler_cannot_keep_the_process_alive() {
         .on_queue(setup.queue.clone())
         .await
         .expect("dispatch");
-    let mut worker = Guard(
-        setup
-            .command(&["queue-work", "--queue", &setup.queue, "--sleep", "0.1"])
-            .env("QUEUE_SHUTDOWN_GRACE", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn worker"),
-    );
+    let mut worker = setup.work_with(&[], &[("QUEUE_SHUTDOWN_GRACE", "1")]);
     let started = Instant::now();
     loop {
         let stats = setup.driver.stats(&setup.queue).await.expect("stats");
@@ -373,24 +371,7 @@ async fn after_kill_9_another_worker_runs_the_job_once_the_lease_expires() {
     crashed.wait_for_exit(Duration::from_secs(10));
 
     let started = Instant::now();
-    let mut rescuer = Guard(
-        setup
-            .command(&[
-                "queue-work",
-                "--queue",
-                &setup.queue,
-                "--sleep",
-                "0.1",
-                "--max-jobs",
-                "1",
-            ])
-            .env("QUEUE_VISIBILITY_TIMEOUT", "2")
-            .env("QUEUE_REAPER_INTERVAL", "0.5")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn"),
-    );
+    let mut rescuer = setup.work_with(&["--max-jobs", "1"], QUICK_REAPER);
     assert!(rescuer.wait_for_exit(Duration::from_secs(30)).success());
     assert!(
         started.elapsed() >= Duration::from_millis(500),
@@ -430,25 +411,7 @@ async fn after_kill_9_prefetched_jobs_still_have_their_tries() {
     crashed.signal("KILL");
     crashed.wait_for_exit(Duration::from_secs(10));
 
-    let mut rescuer = Guard(
-        setup
-            .command(&[
-                "queue-work",
-                "--queue",
-                &setup.queue,
-                "--sleep",
-                "0.1",
-                "--max-tries",
-                "1",
-                "--stop-when-empty",
-            ])
-            .env("QUEUE_VISIBILITY_TIMEOUT", "2")
-            .env("QUEUE_REAPER_INTERVAL", "0.5")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn"),
-    );
+    let mut rescuer = setup.work_with(&["--max-tries", "1", "--stop-when-empty"], QUICK_REAPER);
     assert!(rescuer.wait_for_exit(Duration::from_secs(30)).success());
     let lines = setup.ledger();
     let mut done: Vec<(u64, u32)> = lines

@@ -8,7 +8,7 @@ use routemq::driver::mysql::MySqlDriver;
 use routemq::driver::postgres::PostgresDriver;
 use routemq::driver::{Failure, NewJob, QueueDriver};
 use routemq::sqlx::{self, Connection};
-use routemq_tests::databases::{ROUTEMQ_MY, ROUTEMQ_PG, Server, TempDatabase};
+use routemq_tests::databases::{Server, TempDatabase, create_routemq_tables};
 use routemq_tests::services::{mysql_url, postgres_url};
 
 /// Beyond `i32::MAX`.
@@ -82,10 +82,8 @@ async fn postgres_migrate_widens_routemq_ids_and_ids_pass_two_to_the_31() {
     let url = database.url();
     database
         .run(async move {
+            create_routemq_tables(Server::Postgres, &url).await;
             let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
-            for statement in ROUTEMQ_PG {
-                sqlx::query(statement).execute(&mut conn).await.expect("ddl");
-            }
             sqlx::query(
                 "INSERT INTO queue_jobs (queue, payload, attempts, available_at, created_at)
                  VALUES ('ids', 'kept', 0, now(), now())",
@@ -133,13 +131,8 @@ async fn mysql_migrate_widens_routemq_ids_and_ids_pass_two_to_the_31() {
     let url = database.url();
     database
         .run(async move {
+            create_routemq_tables(Server::Mysql, &url).await;
             let mut conn = sqlx::MySqlConnection::connect(&url).await.expect("connect");
-            for statement in ROUTEMQ_MY {
-                sqlx::query(statement)
-                    .execute(&mut conn)
-                    .await
-                    .expect("ddl");
-            }
             let driver = MySqlDriver::connect(&url).await.expect("driver");
             driver.migrate().await.expect("migrate");
             driver.migrate().await.expect("migrate again is a no-op");

@@ -7,8 +7,7 @@ use std::time::Duration;
 use routemq::driver::mysql::MySqlDriver;
 use routemq::driver::postgres::PostgresDriver;
 use routemq::driver::{NewJob, QueueDriver};
-use routemq::sqlx::{self, Connection};
-use routemq_tests::databases::{ROUTEMQ_MY, ROUTEMQ_PG, Server, TempDatabase};
+use routemq_tests::databases::{Server, TempDatabase, create_routemq_tables};
 use routemq_tests::services::{mysql_url, postgres_url};
 
 const PAYLOAD: &str = r#"{"class": "conformance.Record", "data": {"key": "unmigrated", "n": 1}, "max_tries": 3, "queue": "q"}"#;
@@ -71,13 +70,7 @@ async fn postgres_prefetches_on_an_unmigrated_routemq_table() {
     let url = database.url();
     database
         .run(async move {
-            let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
-            for statement in ROUTEMQ_PG {
-                sqlx::query(statement)
-                    .execute(&mut conn)
-                    .await
-                    .expect("ddl");
-            }
+            create_routemq_tables(Server::Postgres, &url).await;
             let driver = PostgresDriver::connect(&url).await.expect("driver");
             prefetch_before_and_after_migrating(&driver).await;
             let fresh = PostgresDriver::connect(&url).await.expect("driver");
@@ -93,13 +86,7 @@ async fn mysql_prefetches_on_an_unmigrated_routemq_table() {
     let url = database.url();
     database
         .run(async move {
-            let mut conn = sqlx::MySqlConnection::connect(&url).await.expect("connect");
-            for statement in ROUTEMQ_MY {
-                sqlx::query(statement)
-                    .execute(&mut conn)
-                    .await
-                    .expect("ddl");
-            }
+            create_routemq_tables(Server::Mysql, &url).await;
             let driver = MySqlDriver::connect(&url).await.expect("driver");
             prefetch_before_and_after_migrating(&driver).await;
             let fresh = MySqlDriver::connect(&url).await.expect("driver");
