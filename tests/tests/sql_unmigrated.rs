@@ -33,8 +33,7 @@ async fn prefetch_before_and_after_migrating(driver: &dyn QueueDriver) {
     assert_eq!(jobs[0].lease.attempts, 1, "the attempt counted at once");
     driver.ack(&[jobs[0].lease.clone()]).await.expect("ack");
 
-    driver.migrate().await.expect("migrate adds the column");
-    driver.migrate().await.expect("migrate again is a no-op");
+    driver.migrate().await.expect("one migrate adds the column");
     let queued = driver.prefetch(&queues, 1).await.expect("prefetch");
     // This worker keeps reserving until it restarts; a new one prefetches.
     assert_eq!(queued[0].prefetched, None);
@@ -75,6 +74,7 @@ async fn postgres_prefetches_on_an_unmigrated_routemq_table() {
             prefetch_before_and_after_migrating(&driver).await;
             let fresh = PostgresDriver::connect(&url).await.expect("driver");
             prefetches_once_migrated(&fresh).await;
+            fresh.migrate().await.expect("migrate again is a no-op");
         })
         .await;
 }
@@ -91,6 +91,7 @@ async fn mysql_prefetches_on_an_unmigrated_routemq_table() {
             prefetch_before_and_after_migrating(&driver).await;
             let fresh = MySqlDriver::connect(&url).await.expect("driver");
             prefetches_once_migrated(&fresh).await;
+            fresh.migrate().await.expect("migrate again is a no-op");
         })
         .await;
 }

@@ -377,23 +377,24 @@ impl QueueDriver for PostgresDriver {
         .fetch_one(&self.pool)
         .await
         .map_err(backend("create tables"))?;
-        if present {
-            self.widen_ids().await?;
-            return self.add_unstarted().await;
-        }
-        let mut tx = self.pool.begin().await.map_err(backend("create tables"))?;
-        // Serialise concurrent migrations (CREATE … IF NOT EXISTS races on the catalog).
-        sqlx::query("SELECT pg_advisory_xact_lock(7466135209418432401)")
-            .execute(&mut *tx)
-            .await
-            .map_err(backend("create tables"))?;
-        for statement in SCHEMA {
-            sqlx::query(statement)
+        if !present {
+            let mut tx = self.pool.begin().await.map_err(backend("create tables"))?;
+            // Serialise concurrent migrations (CREATE … IF NOT EXISTS races on the catalog).
+            sqlx::query("SELECT pg_advisory_xact_lock(7466135209418432401)")
                 .execute(&mut *tx)
                 .await
                 .map_err(backend("create tables"))?;
+            for statement in SCHEMA {
+                sqlx::query(statement)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend("create tables"))?;
+            }
+            tx.commit().await.map_err(backend("create tables"))?;
         }
-        tx.commit().await.map_err(backend("create tables"))
+        // Tables RouteMQ or an older routemq created: upgraded on the first run, as on later ones.
+        self.widen_ids().await?;
+        self.add_unstarted().await
     }
 
     async fn push(&self, jobs: &[NewJob]) -> Result<Vec<String>, DriverError> {
