@@ -8,6 +8,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
+use crate::data::AppData;
+
 /// A boxed error that can cross threads.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -111,17 +113,26 @@ pub trait Job: JobMeta + Serialize + DeserializeOwned + Send + 'static {
         );
         std::future::ready(())
     }
+
+    /// Middleware that wraps this job's `handle`, outermost first, run after the worker's own
+    /// (see [`middleware`](crate::middleware)). Built per attempt, so keys can come from the
+    /// job's fields. The default is none.
+    fn middleware(&self) -> Vec<Box<dyn crate::middleware::Middleware>> {
+        Vec::new()
+    }
 }
 
 /// What a running job knows about itself.
 #[derive(Debug, Clone)]
 pub struct JobContext {
+    name: &'static str,
     job_id: String,
     attempts: u32,
     max_tries: u32,
     queue: String,
     connection: String,
     cancel: CancellationToken,
+    data: AppData,
 }
 
 impl JobContext {
@@ -133,23 +144,72 @@ impl JobContext {
         connection: impl Into<String>,
     ) -> Self {
         Self {
+            name: "",
             job_id: job_id.into(),
             attempts,
             max_tries: attempts.max(1),
             queue: queue.into(),
             connection: connection.into(),
             cancel: CancellationToken::new(),
+            data: AppData::new(),
         }
     }
 
-    pub(crate) fn with_max_tries(mut self, max_tries: u32) -> Self {
+    /// The context with `data` as the values [`JobContext::data`] finds (a worker passes the
+    /// values registered on it; tests pass their own).
+    #[must_use]
+    pub fn with_data(mut self, data: AppData) -> Self {
+        self.data = data;
+        self
+    }
+
+    /// The context with `max_tries` as the job's tries (tests of the last attempt).
+    #[must_use]
+    pub fn with_max_tries(mut self, max_tries: u32) -> Self {
         self.max_tries = max_tries;
+        self
+    }
+
+    pub(crate) fn with_name(mut self, name: &'static str) -> Self {
+        self.name = name;
         self
     }
 
     pub(crate) fn with_cancel(mut self, cancel: CancellationToken) -> Self {
         self.cancel = cancel;
         self
+    }
+
+    /// The job's wire tag (`my_app.jobs.SendEmail`); empty in a context built by hand.
+    pub fn job_name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The shared value of type `T` registered on the worker (`.data(value)` on the [`Worker`] or
+    /// the CLI's [`App`]). Not registered is a set-up error, not bad luck: the error is permanent
+    /// (the job goes to the failed store, to be retried with `queue-retry` once the worker has it).
+    ///
+    /// [`Worker`]: crate::Worker
+    /// [`App`]: https://docs.rs/routemq/latest/routemq/cli/struct.App.html
+    pub fn data<T: Send + Sync + 'static>(&self) -> Result<&T, JobError> {
+        self.data.get::<T>().ok_or_else(|| {
+            let registered = self.data.type_names();
+            JobError::permanent(format!(
+                "no shared data of type `{}` is registered on this worker (registered: {}); \
+                 add it with `.data(value)` on the Worker or on routemq::cli::App",
+                std::any::type_name::<T>(),
+                if registered.is_empty() {
+                    "none".to_owned()
+                } else {
+                    registered.join(", ")
+                }
+            ))
+        })
+    }
+
+    /// Every shared value registered on the worker.
+    pub fn app_data(&self) -> &AppData {
+        &self.data
     }
 
     /// The id the driver gave the job (a row id, or a Redis record id).
@@ -196,16 +256,23 @@ impl JobContext {
 
 /// Why an attempt did not succeed, and what should happen next.
 ///
-/// Any `std::error::Error + Send + Sync` converts into [`JobError::Failed`] with `?`, so a handler
-/// can use `?` on I/O, HTTP or database errors and get a retry. `JobError` itself deliberately does
-/// not implement `std::error::Error` (that is what makes the blanket conversion possible, as in
-/// `anyhow`).
+/// Anything that converts into a [`BoxError`] converts into [`JobError::Failed`] with `?`: every
+/// `std::error::Error + Send + Sync` (I/O, HTTP, database errors), `anyhow::Error`,
+/// `Box<dyn Error + Send + Sync>`, and `String`/`&str` messages. `JobError` itself deliberately
+/// does not implement `std::error::Error` (that is what makes the blanket conversion possible, as
+/// in `anyhow`).
 #[non_exhaustive]
 pub enum JobError {
     /// A retryable failure: runs again after `retry_after` (or the backoff) while tries remain.
     Failed(BoxError),
     /// Put the job back and run it again after `delay`. Uses up an attempt.
     Release {
+        /// How long to wait before the job is visible again.
+        delay: Duration,
+    },
+    /// Put the job back to run after `delay` without using up an attempt (a rate limit or a lock
+    /// said "not now"; the job itself did not fail).
+    Postponed {
         /// How long to wait before the job is visible again.
         delay: Duration,
     },
@@ -248,6 +315,11 @@ impl JobError {
         Self::Release { delay }
     }
 
+    /// Put the job back to run after `delay` without using up an attempt.
+    pub fn postpone(delay: Duration) -> Self {
+        Self::Postponed { delay }
+    }
+
     /// Whether the job may run again after this error (if tries remain).
     pub fn is_retryable(&self) -> bool {
         !matches!(self, Self::Permanent(_) | Self::ReservationExpired { .. })
@@ -259,6 +331,7 @@ impl JobError {
         match self {
             Self::Failed(_) => "Failed",
             Self::Release { .. } => "Release",
+            Self::Postponed { .. } => "Postponed",
             Self::Permanent(_) => "Permanent",
             Self::TimedOut { .. } => "TimedOut",
             Self::Panicked(_) => "Panicked",
@@ -267,9 +340,9 @@ impl JobError {
     }
 }
 
-impl<E: std::error::Error + Send + Sync + 'static> From<E> for JobError {
+impl<E: Into<BoxError>> From<E> for JobError {
     fn from(error: E) -> Self {
-        Self::Failed(Box::new(error))
+        Self::Failed(error.into())
     }
 }
 
@@ -286,6 +359,7 @@ impl fmt::Display for JobError {
                 Ok(())
             }
             Self::Release { delay } => write!(f, "released back to the queue for {delay:?}"),
+            Self::Postponed { delay } => write!(f, "postponed for {delay:?}"),
             Self::TimedOut { after } => {
                 write!(f, "job timed out after {} seconds", after.as_secs_f64())
             }
@@ -320,6 +394,33 @@ mod tests {
         assert!(error.is_retryable());
         assert_eq!(error.kind(), "Failed");
         assert_eq!(error.to_string(), "disk full");
+    }
+
+    fn boxed_failure() -> Result<(), JobError> {
+        let error: BoxError = "upstream said no".into();
+        Err(error)?;
+        Ok(())
+    }
+
+    #[test]
+    fn question_mark_converts_boxed_errors_and_messages() {
+        assert_eq!(
+            boxed_failure().expect_err("fails").to_string(),
+            "upstream said no"
+        );
+        let from_message: JobError = "plain message".into();
+        assert_eq!(from_message.kind(), "Failed");
+    }
+
+    #[test]
+    fn missing_shared_data_is_a_permanent_error_naming_the_type() {
+        let ctx = JobContext::new("1", 1, "q", "memory").with_data(AppData::new().with(5u32));
+        assert_eq!(ctx.data::<u32>().ok(), Some(&5));
+        let error = ctx.data::<String>().expect_err("not registered");
+        assert!(!error.is_retryable());
+        let message = error.to_string();
+        assert!(message.contains("`alloc::string::String`"), "{message}");
+        assert!(message.contains("registered: u32"), "{message}");
     }
 
     #[test]

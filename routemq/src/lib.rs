@@ -35,6 +35,8 @@
 //!
 //! # Modules
 //! - [`job`]: the [`Job`] trait, [`JobContext`], [`JobError`].
+//! - [`middleware`]: code that wraps `handle` (run, skip, postpone, fail).
+//! - [`data`]: shared application state for handlers ([`AppData`], [`JobContext::data`]).
 //! - [`envelope`]: the RouteMQ wire format.
 //! - [`registry`]: the type-tag registry filled by `#[job]`.
 //! - [`queue`]: [`QueueManager`], connections, dispatch builders.
@@ -68,11 +70,13 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
 pub mod cli;
 pub mod config;
+pub mod data;
 pub mod driver;
 pub mod envelope;
 pub mod job;
 pub mod limits;
 pub mod metrics;
+pub mod middleware;
 pub mod names;
 pub mod observability;
 pub mod queue;
@@ -86,11 +90,18 @@ pub mod worker;
 #[cfg(feature = "_sql")]
 pub use sqlx;
 
+/// The redis-rs version routemq is built with, for a driver on your own `ConnectionManager`.
+#[cfg(feature = "redis")]
+pub use redis;
+
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
 
+/// The attribute for implementing [`middleware::Middleware`] (and other async traits of routemq).
+pub use async_trait::async_trait;
 pub use config::{ConfigError, Settings};
+pub use data::AppData;
 pub use driver::{DriverError, QueueDriver};
 pub use envelope::{Envelope, EnvelopeError};
 pub use job::{BoxError, Job, JobContext, JobError, JobMeta, JobOptions};

@@ -26,6 +26,8 @@ pub trait ErasedJob: Send {
     fn handle<'a>(&'a mut self, ctx: &'a JobContext) -> BoxFuture<'a, Result<(), JobError>>;
     /// Runs `Job::failed`.
     fn failed<'a>(&'a mut self, ctx: &'a JobContext, error: &'a JobError) -> BoxFuture<'a, ()>;
+    /// Returns `Job::middleware`.
+    fn middleware(&self) -> Vec<Box<dyn crate::middleware::Middleware>>;
 }
 
 impl<T: Job> ErasedJob for T {
@@ -35,6 +37,10 @@ impl<T: Job> ErasedJob for T {
 
     fn failed<'a>(&'a mut self, ctx: &'a JobContext, error: &'a JobError) -> BoxFuture<'a, ()> {
         Box::pin(Job::failed(self, ctx, error))
+    }
+
+    fn middleware(&self) -> Vec<Box<dyn crate::middleware::Middleware>> {
+        Job::middleware(self)
     }
 }
 

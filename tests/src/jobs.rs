@@ -180,3 +180,25 @@ impl Job for Work {
         Ok(())
     }
 }
+
+/// Postpones itself (`JobError::postpone`) on its first `times` runs, then succeeds; its tries
+/// are `max_tries = 1`, so a postponement that used one up would fail it.
+#[derive(Debug)]
+#[job(name = "conformance.PostponeTimes", max_tries = 1)]
+pub struct PostponeTimes {
+    /// The ledger key.
+    pub key: String,
+    /// How many runs postpone.
+    pub times: usize,
+}
+
+impl Job for PostponeTimes {
+    async fn handle(&mut self, ctx: &JobContext) -> Result<(), JobError> {
+        let runs = crate::ledger::of(&self.key, "run").len();
+        record(&self.key, "run", ctx.attempts(), 0, ctx.job_id());
+        if runs < self.times {
+            return Err(JobError::postpone(Duration::from_millis(200)));
+        }
+        Ok(())
+    }
+}

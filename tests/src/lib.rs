@@ -4,6 +4,7 @@
 //! returns the driver (or `None` when its server is not configured, which skips the suite with a
 //! clear message, or fails it under `ROUTEMQ_TEST_REQUIRE_SERVICES=1`).
 
+pub mod app;
 pub mod conformance;
 pub mod databases;
 pub mod harness;
@@ -13,6 +14,7 @@ pub mod jobs;
 pub mod ledger;
 pub mod outage;
 pub mod pools;
+pub mod process;
 pub mod process_jobs;
 pub mod reliability;
 pub mod services;
@@ -41,7 +43,7 @@ macro_rules! conformance_suite {
             prefetched_jobs_count_their_attempt_when_they_start, an_expired_prefetched_job_comes_back_unspent,
             refunding_a_prefetched_job_changes_no_attempt, a_worker_counts_each_prefetched_job_once,
             ack_and_start_settles_both_in_one_call, a_job_taken_back_unstarted_is_marked_stalled,
-            a_stale_lease_cannot_touch_a_prefetched_reservation
+            a_stale_lease_cannot_touch_a_prefetched_reservation, postponed_jobs_keep_their_attempt
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {

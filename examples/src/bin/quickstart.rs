@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use routemq::prelude::*;
 use routemq_examples::jobs::{
-    GenerateReportJob, ProcessDataJob, QUEUES, SendEmailJob, SendNotificationJob,
+    GenerateReportJob, Mailer, ProcessDataJob, QUEUES, SendEmailJob, SendNotificationJob,
 };
 
 #[tokio::main]
@@ -103,6 +103,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         ..WorkerOptions::from_settings(queue().settings()?)
     };
     let report = Worker::new(driver.clone(), connection.clone(), options)
+        .data(Mailer::from_env()) // shared with every email job: ctx.data::<Mailer>()
         .run()
         .await?;
 

@@ -2,6 +2,24 @@
 
 use routemq::prelude::*;
 
+/// The application's mail settings, registered once on the worker (`.data(Mailer::from_env())`)
+/// and shared by every email job through `ctx.data::<Mailer>()`. A real application would keep
+/// its SMTP client here.
+#[derive(Debug, Clone)]
+pub struct Mailer {
+    /// The sender address.
+    pub from: String,
+}
+
+impl Mailer {
+    /// `MAIL_FROM`, or `routemq@example.com`.
+    pub fn from_env() -> Self {
+        Self {
+            from: std::env::var("MAIL_FROM").unwrap_or_else(|_| "routemq@example.com".to_owned()),
+        }
+    }
+}
+
 /// Send an email. Addresses at `flaky.example` fail on the first attempt (a simulated SMTP
 /// timeout) and succeed on the retry; an address without `@` is a permanent failure.
 #[derive(Debug, Clone)]
@@ -17,6 +35,7 @@ pub struct SendEmailJob {
 
 impl Job for SendEmailJob {
     async fn handle(&mut self, ctx: &JobContext) -> Result<(), JobError> {
+        let mailer = ctx.data::<Mailer>()?;
         if !self.to.contains('@') {
             return Err(JobError::permanent(format!(
                 "invalid address {:?}",
@@ -35,9 +54,10 @@ impl Job for SendEmailJob {
             ))?;
         }
         println!(
-            "  [email] job {} (attempt {}) → {}: {:?} ({} bytes)",
+            "  [email] job {} (attempt {}) {} → {}: {:?} ({} bytes)",
             ctx.job_id(),
             ctx.attempts(),
+            mailer.from,
             self.to,
             self.subject,
             self.body.len()

@@ -1,12 +1,12 @@
 //! One module per example job.
 
 mod data_processing;
-mod email;
+pub mod email;
 mod notification;
 mod report;
 
 pub use data_processing::ProcessDataJob;
-pub use email::SendEmailJob;
+pub use email::{Mailer, SendEmailJob};
 pub use notification::SendNotificationJob;
 pub use report::GenerateReportJob;
 

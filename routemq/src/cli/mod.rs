@@ -27,8 +27,11 @@
 //! Exit codes: 0 success, 1 error (printed to stderr), 2 invalid arguments, 3 no such failed job.
 
 mod admin;
+mod app;
 mod output;
 mod work;
+
+pub use app::App;
 
 use std::process::ExitCode;
 
@@ -142,44 +145,15 @@ impl<E: std::fmt::Display> From<E> for Failure {
     }
 }
 
-/// Parses the process arguments and runs the command. Use it as your worker binary's `main`.
+/// Parses the process arguments and runs the command. Use it as your worker binary's `main`
+/// ([`App`] adds shared data, setup, middleware and hooks).
 pub fn main() -> ExitCode {
-    crate::config::load_dotenv();
-    let cli = Cli::parse();
-    run(cli)
+    App::new().main()
 }
 
 /// Runs an already parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
-    if let Err(error) = init_logging() {
-        eprintln!("error: {error}");
-        return ExitCode::FAILURE;
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async move {
-        match cli.command {
-            Command::QueueWork(args) => work::run(args).await,
-            other => admin::run(other).await,
-        }
-    });
-    // A handler that never yields keeps its thread busy; do not wait for it at exit.
-    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => {
-            eprintln!("error: {}", failure.message);
-            ExitCode::from(failure.code)
-        }
-    }
+    App::new().run(cli)
 }
 
 /// Logs to stderr: human-readable by default (colours only on a terminal), JSON lines with

@@ -6,7 +6,7 @@ use clap::Args;
 
 use super::Failure;
 use crate::registry::Registry;
-use crate::worker::{Shutdown, Worker, WorkerOptions};
+use crate::worker::{Extensions, Shutdown, Worker, WorkerOptions};
 use crate::{Settings, queue};
 
 /// `queue-work` flags (RouteMQ's, plus `--concurrency` and `--stop-when-empty`).
@@ -61,7 +61,7 @@ fn seconds(flag: &str, value: f64) -> Result<Duration, Failure> {
     })
 }
 
-pub(super) async fn run(args: WorkArgs) -> Result<(), Failure> {
+pub(super) async fn run(args: WorkArgs, extensions: Extensions) -> Result<(), Failure> {
     let registry = Registry::global()?;
     if registry.is_empty() {
         return Err(Failure {
@@ -129,6 +129,7 @@ pub(super) async fn run(args: WorkArgs) -> Result<(), Failure> {
     let signals = tokio::spawn(shutdown.clone().on_signals());
     let report = Worker::new(driver, connection, options)
         .with_shutdown(shutdown)
+        .with_extensions(extensions)
         .run()
         .await;
     signals.abort();

@@ -222,6 +222,36 @@ impl MySqlDriver {
             .connect_with(options)
             .await
             .map_err(connect)?;
+        Self::with_target(pool, target).await
+    }
+
+    /// A driver on your application's own pool (use `routemq::sqlx`, the sqlx routemq is built
+    /// with), so jobs and the app share connections. Asks the server once whether it is MariaDB.
+    /// Does not create tables (see `migrate`).
+    ///
+    /// ```no_run
+    /// # use std::sync::Arc;
+    /// # async fn example(pool: routemq::sqlx::MySqlPool) -> Result<(), routemq::DriverError> {
+    /// use routemq::driver::mysql::MySqlDriver;
+    /// routemq::queue().register("mysql", Arc::new(MySqlDriver::from_pool(pool).await?));
+    /// # Ok(()) }
+    /// ```
+    pub async fn from_pool(pool: MySqlPool) -> Result<Self, DriverError> {
+        let options = pool.connect_options();
+        let target = format!(
+            "mysql://{}:{}/{}",
+            options.get_host(),
+            options.get_port(),
+            options.get_database().unwrap_or_default()
+        );
+        Self::with_target(pool, target).await
+    }
+
+    async fn with_target(pool: MySqlPool, target: String) -> Result<Self, DriverError> {
+        let connect = |source: sqlx::Error| DriverError::Connect {
+            target: target.clone(),
+            source: source.into(),
+        };
         let mut conn = pool.acquire().await.map_err(connect)?;
         let returning = is_mariadb(&mut conn).await.map_err(connect)?;
         drop(conn);

@@ -163,13 +163,39 @@ impl PostgresDriver {
             .connect_with(options)
             .await
             .map_err(connect)?;
-        Ok(Self {
+        Ok(Self::with_target(pool, target))
+    }
+
+    /// A driver on your application's own pool (use `routemq::sqlx`, the sqlx routemq is built
+    /// with), so jobs and the app share connections. Does not create tables (see `migrate`).
+    /// The driver holds one more connection of the pool while a worker listens for new jobs.
+    ///
+    /// ```no_run
+    /// # use std::sync::Arc;
+    /// # async fn example(pool: routemq::sqlx::PgPool) {
+    /// use routemq::driver::postgres::PostgresDriver;
+    /// routemq::queue().register("postgres", Arc::new(PostgresDriver::from_pool(pool)));
+    /// # }
+    /// ```
+    pub fn from_pool(pool: PgPool) -> Self {
+        let options = pool.connect_options();
+        let target = format!(
+            "postgres://{}:{}/{}",
+            options.get_host(),
+            options.get_port(),
+            options.get_database().unwrap_or_default()
+        );
+        Self::with_target(pool, target)
+    }
+
+    fn with_target(pool: PgPool, target: String) -> Self {
+        Self {
             pool,
             target,
             wake: WakeSignal::new(),
             listener: WakeFeed::default(),
             prefetching: sql::PrefetchSupport::default(),
-        })
+        }
     }
 
     /// Connects with the environment's settings (`DATABASE_URL` or RouteMQ's `DB_*` variables),

@@ -247,6 +247,12 @@ impl<'m, T: Job> PendingDispatch<'m, T> {
         })
     }
 
+    /// The fake capturing this dispatch, if a test installed one.
+    #[cfg(any(feature = "postgres", feature = "mysql"))]
+    pub(crate) fn fake(&self) -> Option<std::sync::Arc<crate::testing::FakeQueue>> {
+        self.manager.fake()
+    }
+
     async fn send(self) -> Result<String, QueueError> {
         let resolved = self.target.resolve::<T>(self.manager)?;
         let (ids, span) = traced(T::NAME, &resolved.queue, &resolved.connection);
@@ -319,6 +325,12 @@ impl<'m, T: Job> PendingBulk<'m, T> {
         let queue = self.target.queue::<T>()?;
         self.target
             .encode(&self.jobs, &queue, connection, true, &producer_ids())
+    }
+
+    /// The fake capturing this dispatch, if a test installed one.
+    #[cfg(any(feature = "postgres", feature = "mysql"))]
+    pub(crate) fn fake(&self) -> Option<std::sync::Arc<crate::testing::FakeQueue>> {
+        self.manager.fake()
     }
 
     async fn send(self) -> Result<Vec<String>, QueueError> {

@@ -67,6 +67,9 @@ impl<T: Job> PendingDispatch<'_, T> {
     /// disappears if it rolls back. Returns the job id.
     pub async fn within<C: EnqueueConnection>(self, conn: &mut C) -> Result<String, QueueError> {
         let job = self.encode_for(C::CONNECTION)?;
+        if let Some(fake) = self.fake() {
+            return Ok(fake.record(T::NAME, &job.queue, C::CONNECTION, job.delay, job.payload));
+        }
         let ids = conn
             .push_jobs(std::slice::from_ref(&job))
             .await
@@ -84,6 +87,12 @@ impl<T: Job> PendingBulk<'_, T> {
         conn: &mut C,
     ) -> Result<Vec<String>, QueueError> {
         let jobs = self.encode_for(C::CONNECTION)?;
+        if let Some(fake) = self.fake() {
+            return Ok(jobs
+                .into_iter()
+                .map(|job| fake.record(T::NAME, &job.queue, C::CONNECTION, job.delay, job.payload))
+                .collect());
+        }
         conn.push_jobs(&jobs).await.map_err(driver_error::<C>)
     }
 }

@@ -35,6 +35,7 @@
 //! ```
 
 mod background;
+mod hooks;
 mod reserver;
 mod runner;
 mod shutdown;
@@ -51,10 +52,13 @@ use tokio::time::Instant;
 
 #[cfg_attr(not(feature = "http"), allow(unused_imports))]
 pub(crate) use background::backoff;
+pub use hooks::{Hook, JobEvent, Lifecycle};
 pub use shutdown::Shutdown;
 
 use crate::config::Settings;
+use crate::data::AppData;
 use crate::driver::{Lease, QueueDriver};
+use crate::middleware::Middleware;
 use crate::names::{InvalidQueueName, validate_queue_name};
 use crate::registry::{Registry, RegistryError};
 use crate::retry::RetryDefaults;
@@ -147,6 +151,9 @@ pub struct WorkerReport {
     pub failed: u64,
     /// Running jobs released back to their queue at shutdown.
     pub released: u64,
+    /// Jobs put back by a postponement (`JobError::postpone`, a rate limit or a lock), their
+    /// attempt refunded.
+    pub postponed: u64,
     /// Job tasks that panicked outside the job's own code (a bug in routemq or a driver); their
     /// leases were dropped from the heartbeat, so the reaper hands their jobs out again.
     pub panicked: u64,
@@ -228,6 +235,8 @@ pub(crate) enum Outcome {
     Released,
     /// The lease was lost or a driver call failed; the reaper will hand the job out again.
     Abandoned,
+    /// Put back for later without using an attempt.
+    Postponed,
     /// A prefetched job that did not start (its lease was taken back first): not counted.
     NotStarted,
 }
@@ -239,6 +248,7 @@ struct Counters {
     retried: AtomicU64,
     failed: AtomicU64,
     released: AtomicU64,
+    postponed: AtomicU64,
     panicked: AtomicU64,
 }
 
@@ -262,6 +272,7 @@ pub(crate) struct Shared {
     pub(crate) shutdown: Shutdown,
     pub(crate) running: Running,
     pub(crate) writes: writes::Writes,
+    pub(crate) extensions: Extensions,
     counters: Counters,
 }
 
@@ -279,6 +290,7 @@ impl Shared {
             Outcome::Retried => Some(&c.retried),
             Outcome::Failed => Some(&c.failed),
             Outcome::Released => Some(&c.released),
+            Outcome::Postponed => Some(&c.postponed),
         };
         c.processed.fetch_add(1, Ordering::Relaxed);
         if let Some(counter) = counter {
@@ -294,8 +306,37 @@ impl Shared {
             retried: c.retried.load(Ordering::Relaxed),
             failed: c.failed.load(Ordering::Relaxed),
             released: c.released.load(Ordering::Relaxed),
+            postponed: c.postponed.load(Ordering::Relaxed),
             panicked: c.panicked.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// What an application adds to a worker: shared data, middleware and lifecycle hooks.
+#[derive(Clone, Default)]
+pub(crate) struct Extensions {
+    pub(crate) data: AppData,
+    pub(crate) middleware: Vec<Arc<dyn Middleware>>,
+    pub(crate) hooks: hooks::Hooks,
+}
+
+impl std::fmt::Debug for Extensions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Extensions")
+            .field("data", &self.data)
+            .field("middleware", &self.middleware.len())
+            .field("hooks", &self.hooks)
+            .finish()
+    }
+}
+
+impl Extensions {
+    pub(crate) fn add_hook(
+        &mut self,
+        when: Lifecycle,
+        hook: impl Fn(&JobEvent<'_>) + Send + Sync + 'static,
+    ) {
+        self.hooks.add(when, Arc::new(hook));
     }
 }
 
@@ -306,6 +347,7 @@ pub struct Worker {
     connection: String,
     options: WorkerOptions,
     shutdown: Shutdown,
+    extensions: Extensions,
 }
 
 impl Worker {
@@ -320,7 +362,56 @@ impl Worker {
             connection: connection.into(),
             options,
             shutdown: Shutdown::new(),
+            extensions: Extensions::default(),
         }
+    }
+
+    /// Registers a shared value that handlers get with [`JobContext::data`] (a database pool, an
+    /// HTTP client); one per type, a later value of the same type replaces the earlier one.
+    ///
+    /// [`JobContext::data`]: crate::JobContext::data
+    #[must_use]
+    pub fn data<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.extensions.data.insert(value);
+        self
+    }
+
+    /// Adds a middleware that wraps every job this worker runs, after those added before it and
+    /// before the job's own ([`middleware`](crate::middleware) has the order).
+    #[must_use]
+    pub fn middleware(mut self, middleware: impl Middleware) -> Self {
+        self.extensions.middleware.push(Arc::new(middleware));
+        self
+    }
+
+    /// Adds a lifecycle hook: `hook` runs at `when` for every job (see [`Lifecycle`]).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use routemq::prelude::*;
+    /// use routemq::worker::Lifecycle;
+    /// # let worker = Worker::new(Arc::new(routemq::driver::memory::MemoryDriver::new()), "memory", WorkerOptions::default());
+    /// let worker = worker.on(Lifecycle::FinalFailure, |event| {
+    ///     eprintln!("{} {} gave up: {:?}", event.ctx.job_name(), event.ctx.job_id(), event.error);
+    /// });
+    /// ```
+    #[must_use]
+    pub fn on(
+        mut self,
+        when: Lifecycle,
+        hook: impl Fn(&JobEvent<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.extensions.add_hook(when, hook);
+        self
+    }
+
+    /// Adds data, middleware and hooks collected elsewhere (the CLI's `App`).
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
+    pub(crate) fn with_extensions(mut self, extensions: Extensions) -> Self {
+        self.extensions.data.extend(extensions.data);
+        self.extensions.middleware.extend(extensions.middleware);
+        self.extensions.hooks.extend(extensions.hooks);
+        self
     }
 
     /// A handle to stop the worker (drain or now).
@@ -356,6 +447,7 @@ impl Worker {
             shutdown: self.shutdown,
             running,
             writes,
+            extensions: self.extensions,
             counters: Counters::default(),
         });
         let background = background::spawn_lease_keepers(&shared);
@@ -373,6 +465,7 @@ impl Worker {
             retried = report.retried,
             failed = report.failed,
             released = report.released,
+            postponed = report.postponed,
             panicked = report.panicked,
             "queue worker stopped"
         );

@@ -9,6 +9,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::hooks::{JobEvent, Lifecycle};
 use super::writes::StartAnswer;
 use super::{CANCEL_GRACE, Outcome, STOP_WAIT, Shared};
 use crate::driver::{DriverError, Failure, Lease, ReservedJob};
@@ -92,6 +93,9 @@ enum Verdict {
     Ack,
     /// A failed attempt with tries left: back to the queue, visible after `delay`.
     Retry { delay: Duration, error: JobError },
+    /// Not now (a middleware's or the job's `JobError::postpone`): back to the queue, visible
+    /// after `delay`, the attempt refunded.
+    Postpone { delay: Duration },
     /// Failed for good: into the failed store, then `failed()` once.
     Fail {
         error: JobError,
@@ -121,6 +125,8 @@ struct Attempt<'a> {
     timeout: Duration,
     /// The start of a prefetched job, while it may still be on its way.
     start: Option<StartAnswer>,
+    /// How long the attempt ran, once it has.
+    elapsed: Option<Duration>,
 }
 
 async fn process(shared: &Shared, job: ReservedJob, start: Option<StartAnswer>) -> Outcome {
@@ -203,9 +209,11 @@ async fn decoded(
         shared.connection.clone(),
     )
     .with_max_tries(max_tries)
-    .with_cancel(cancel.clone());
+    .with_cancel(cancel.clone())
+    .with_name(registration.name())
+    .with_data(shared.extensions.data.clone());
     let series = metrics().job(&lease.queue, short_name(registration.name()));
-    let attempt = Attempt {
+    let mut attempt = Attempt {
         shared,
         lease,
         envelope,
@@ -215,6 +223,7 @@ async fn decoded(
         series,
         timeout,
         start,
+        elapsed: None,
     };
     let verdict = if attempt.lease.attempts > max_tries {
         tracing::warn!(job_id = %attempt.lease.id, job = registration.name(), "job exceeded max tries, moving to failed store");
@@ -231,7 +240,7 @@ async fn decoded(
 
 impl Attempt<'_> {
     /// Runs `handle` under the timeout and the shutdown, and decides what happens to the job.
-    async fn execute(&self, job: Box<dyn ErasedJob>, cancel: CancellationToken) -> Verdict {
+    async fn execute(&mut self, job: Box<dyn ErasedJob>, cancel: CancellationToken) -> Verdict {
         tracing::info!(
             job_id = %self.lease.id,
             job = self.registration.name(),
@@ -239,12 +248,14 @@ impl Attempt<'_> {
             attempt = self.lease.attempts,
             "processing job"
         );
+        self.fire(Lifecycle::Before, None, None);
         let started = tokio::time::Instant::now();
         let ctx = self.ctx.clone();
         self.series.started();
+        let middleware = self.shared.extensions.middleware.clone();
         let handle = async move {
             let mut job = job;
-            let result = job.handle(&ctx).await;
+            let result = crate::middleware::run_chain(&middleware, job.as_mut(), &ctx).await;
             (job, result)
         };
         let span = tracing::Span::current();
@@ -253,6 +264,7 @@ impl Attempt<'_> {
         let elapsed = started.elapsed();
         if !matches!(ended, Ended::StoppedNow) {
             self.series.duration(elapsed.as_secs_f64());
+            self.elapsed = Some(elapsed);
         }
         match ended {
             Ended::StoppedNow => Verdict::Unfinished,
@@ -274,6 +286,9 @@ impl Attempt<'_> {
                 tracing::info!(job_id = %self.lease.id, job = self.registration.name(), ?elapsed, "job completed");
                 Verdict::Ack
             }
+            Ended::Returned(_, Err(JobError::Postponed { delay })) => Verdict::Postpone {
+                delay: crate::limits::clamp(delay),
+            },
             // Stopped by the shutdown token: put it back without using up an attempt. A release
             // the job asked for keeps its own delay.
             Ended::Returned(_, Err(error))
@@ -377,9 +392,23 @@ impl Attempt<'_> {
                 if !self.shared.writes.ack(self.lease.clone()) {
                     tracing::error!(job_id = %self.lease.id, "acknowledgement channel closed; the job may run again");
                 }
+                self.fire(Lifecycle::After, None, None);
                 Outcome::Succeeded
             }
+            Verdict::Postpone { delay } => {
+                tracing::info!(job_id = %self.lease.id, job = self.registration.name(), ?delay, "job postponed, its attempt refunded");
+                let held =
+                    with_retries("release", || driver.release(&self.lease, delay, true)).await;
+                let outcome = self.settled(held, "release", Outcome::Postponed);
+                if outcome == Outcome::Postponed {
+                    self.fire(Lifecycle::Release, None, Some(delay));
+                }
+                outcome
+            }
             Verdict::Retry { delay, error } => {
+                if !matches!(error, JobError::Release { .. }) {
+                    self.fire(Lifecycle::Failure, Some(&error), None);
+                }
                 tracing::warn!(
                     job_id = %self.lease.id,
                     job = self.registration.name(),
@@ -394,6 +423,7 @@ impl Attempt<'_> {
                 let outcome = self.settled(held, "release", Outcome::Retried);
                 if outcome == Outcome::Retried {
                     self.series.retried();
+                    self.fire(Lifecycle::Release, Some(&error), Some(delay));
                 }
                 outcome
             }
@@ -401,9 +431,24 @@ impl Attempt<'_> {
             Verdict::Unfinished => {
                 tracing::warn!(job_id = %self.lease.id, job = self.registration.name(), "releasing unfinished job at shutdown");
                 let held = driver.release(&self.lease, Duration::ZERO, true).await;
-                self.settled(held, "release", Outcome::Released)
+                let outcome = self.settled(held, "release", Outcome::Released);
+                if outcome == Outcome::Released {
+                    self.fire(Lifecycle::Release, None, Some(Duration::ZERO));
+                }
+                outcome
             }
         }
+    }
+
+    /// Runs the worker's hooks for `lifecycle`.
+    fn fire(&self, lifecycle: Lifecycle, error: Option<&JobError>, delay: Option<Duration>) {
+        self.shared.extensions.hooks.fire(&JobEvent {
+            lifecycle,
+            ctx: &self.ctx,
+            error,
+            delay,
+            elapsed: self.elapsed,
+        });
     }
 
     /// The failed store first, then `failed()` once, only if this worker's lease put it there:
@@ -412,6 +457,9 @@ impl Attempt<'_> {
         let kind = error.kind();
         let exception = format!("{kind}: {error}");
         tracing::error!(job_id = %self.lease.id, job = self.registration.name(), %exception, "job failed permanently");
+        if self.elapsed.is_some() {
+            self.fire(Lifecycle::Failure, Some(&error), None);
+        }
         let failure = Failure {
             connection: self.shared.connection.clone(),
             exception,
@@ -422,6 +470,7 @@ impl Attempt<'_> {
             return outcome;
         }
         self.series.failed(kind);
+        self.fire(Lifecycle::FinalFailure, Some(&error), None);
         let job = job.or_else(|| self.registration.decode(self.envelope.data()).ok());
         if let Some(job) = job {
             run_failed_hook(job, self.ctx.clone(), error, self.timeout, &self.lease.id).await;
@@ -469,13 +518,22 @@ pub(crate) async fn failed_after_expiry(shared: &Shared, job: ReservedJob) {
         lease.queue.clone(),
         shared.connection.clone(),
     )
-    .with_max_tries(max_tries);
+    .with_max_tries(max_tries)
+    .with_name(registration.name())
+    .with_data(shared.extensions.data.clone());
     metrics()
         .job(&lease.queue, short_name(registration.name()))
         .failed("ReservationExpired");
     let error = JobError::ReservationExpired {
         visibility_timeout: shared.options.visibility_timeout,
     };
+    shared.extensions.hooks.fire(&JobEvent {
+        lifecycle: Lifecycle::FinalFailure,
+        ctx: &ctx,
+        error: Some(&error),
+        delay: None,
+        elapsed: None,
+    });
     run_failed_hook(erased, ctx, error, timeout, &lease.id).await;
 }
 

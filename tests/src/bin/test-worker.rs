@@ -1,8 +1,15 @@
 //! A worker binary with the test jobs linked in, built exactly as a user's would be: the
-//! end-to-end tests run it as a process.
+//! end-to-end tests run it as a process. It uses `routemq::cli::App` like an application with
+//! shared state: data, an async setup (pools from the environment) and lifecycle hooks.
 
-use routemq_tests as _;
+use routemq::cli::App;
+use routemq_tests::app::{HOOKED, LABEL, Label, hook_to_file, setup};
 
 fn main() -> std::process::ExitCode {
-    routemq::cli::main()
+    HOOKED
+        .into_iter()
+        .fold(App::new(), |app, when| app.on(when, hook_to_file))
+        .data(Label(LABEL.to_owned()))
+        .setup(setup)
+        .main()
 }

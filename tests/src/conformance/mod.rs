@@ -30,6 +30,7 @@ pub use prefetch::{
 };
 pub use retries::{
     attempts_count_across_retries, failed_hook_runs_once_after_last_try, panic_is_a_failed_attempt,
-    permanent_error_skips_remaining_tries, retry_delay_is_honoured,
-    timeout_fails_the_attempt_and_cancels, undecodable_payloads_go_to_the_failed_store,
+    permanent_error_skips_remaining_tries, postponed_jobs_keep_their_attempt,
+    retry_delay_is_honoured, timeout_fails_the_attempt_and_cancels,
+    undecodable_payloads_go_to_the_failed_store,
 };

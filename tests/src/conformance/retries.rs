@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::Harness;
-use crate::jobs::{AlwaysFail, FailTimes, Panicky, Record, RetryAfterOne, Sleepy};
+use crate::jobs::{AlwaysFail, FailTimes, Panicky, PostponeTimes, Record, RetryAfterOne, Sleepy};
 use crate::ledger;
 
 /// Attempts count 1, 2, 3 across retries; a job that succeeds on its last try is not failed.
@@ -206,4 +206,40 @@ pub async fn undecodable_payloads_go_to_the_failed_store(h: Harness) {
     );
     assert!(exception_of(truncated).starts_with("InvalidPayload:"));
     assert_eq!(ids.len(), 4);
+}
+
+/// A postponed job goes back for its delay with its attempt refunded: with `max_tries = 1` it
+/// still runs three times as attempt 1, and nothing reaches the failed store.
+pub async fn postponed_jobs_keep_their_attempt(h: Harness) {
+    h.push(PostponeTimes {
+        key: h.key.clone(),
+        times: 2,
+    })
+    .await;
+    let report = h.work(h.options()).await;
+    assert_eq!(
+        (
+            report.postponed,
+            report.succeeded,
+            report.retried,
+            report.failed
+        ),
+        (2, 1, 0, 0),
+        "{report:?}"
+    );
+    let runs = ledger::of(&h.key, "run");
+    let attempts: Vec<u32> = runs.iter().map(|e| e.attempt).collect();
+    assert_eq!(attempts, [1, 1, 1]);
+    for pair in runs.windows(2) {
+        let gap = pair[1].at.duration_since(pair[0].at);
+        assert!(gap >= Duration::from_millis(180), "rerun after {gap:?}");
+    }
+    assert!(
+        h.driver
+            .failed_list(Some(&h.queue))
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    assert_eq!(h.size().await, 0);
 }

@@ -159,14 +159,48 @@ impl RedisDriver {
         let connection = ConnectionManager::new_with_config(client.clone(), settings)
             .await
             .map_err(connect)?;
-        Ok(Self {
+        Ok(Self::with_target(client, connection, layout, target))
+    }
+
+    /// A driver on your application's own `ConnectionManager`, so jobs and the app share one
+    /// multiplexed connection (use `routemq::redis`, the redis-rs routemq is built with). `client`
+    /// is the one the manager was made from: idle workers open their wake-up subscription with it.
+    ///
+    /// ```no_run
+    /// # use std::sync::Arc;
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// use routemq::driver::redis::{KeyLayout, RedisDriver};
+    /// use routemq::redis::aio::ConnectionManager;
+    ///
+    /// let client = routemq::redis::Client::open("redis://127.0.0.1:6379")?;
+    /// let manager = ConnectionManager::new(client.clone()).await?; // the app's own
+    /// let driver = RedisDriver::from_connection_manager(client, manager, KeyLayout::default());
+    /// routemq::queue().register("redis", Arc::new(driver));
+    /// # Ok(()) }
+    /// ```
+    pub fn from_connection_manager(
+        client: redis::Client,
+        connection: ConnectionManager,
+        layout: KeyLayout,
+    ) -> Self {
+        let target = format!("redis://{}", client.get_connection_info().addr());
+        Self::with_target(client, connection, layout, target)
+    }
+
+    fn with_target(
+        client: redis::Client,
+        connection: ConnectionManager,
+        layout: KeyLayout,
+        target: String,
+    ) -> Self {
+        Self {
             client,
             connection,
             layout,
             target,
             wake: WakeSignal::new(),
             subscriber: WakeFeed::default(),
-        })
+        }
     }
 
     /// Connects with the environment's settings: the URL from [`config::url_from_env`], the key

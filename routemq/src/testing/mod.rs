@@ -31,12 +31,19 @@
 //! # }
 //! ```
 //!
-//! While a [`QueueFake`] is alive, every dispatch through [`queue()`](crate::queue()) is captured.
+//! While a [`QueueFake`] is alive, every dispatch through [`queue()`](crate::queue()) is captured,
+//! transactional ones (`.within(&mut *tx)`) included: they are captured instead of inserted.
+//!
+//! To run one job's `handle` with a context and shared data of your choosing, use [`perform`].
 //! Fakes are exclusive: a second `fake()` waits until the first is dropped, so tests that use one
 //! can run in parallel threads without seeing each other's jobs.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
+
+mod perform;
+
+pub use perform::{Perform, perform};
 
 use crate::envelope::Envelope;
 use crate::job::Job;
