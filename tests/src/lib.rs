@@ -43,7 +43,9 @@ macro_rules! conformance_suite {
             prefetched_jobs_count_their_attempt_when_they_start, an_expired_prefetched_job_comes_back_unspent,
             refunding_a_prefetched_job_changes_no_attempt, a_worker_counts_each_prefetched_job_once,
             ack_and_start_settles_both_in_one_call, a_job_taken_back_unstarted_is_marked_stalled,
-            a_stale_lease_cannot_touch_a_prefetched_reservation, postponed_jobs_keep_their_attempt
+            a_stale_lease_cannot_touch_a_prefetched_reservation, postponed_jobs_keep_their_attempt,
+            slots_count_holders_up_to_the_limit, slots_expire_unless_renewed,
+            racing_holders_never_exceed_the_limit
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {

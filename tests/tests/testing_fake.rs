@@ -98,3 +98,35 @@ async fn invalid_queue_names_are_refused_at_dispatch() {
         "invalid queue name \"a b\": use only letters, digits, `_`, `-` and `.`"
     );
 }
+
+#[tokio::test]
+async fn transactional_dispatches_are_captured_instead_of_inserted() {
+    let Some(url) = routemq_tests::services::postgres_url() else {
+        return;
+    };
+    let pool = routemq::sqlx::PgPool::connect(&url).await.expect("connect");
+    let fake = testing::fake();
+    let mut tx = pool.begin().await.expect("begin");
+    let id = SendInvoice { order: 9 }
+        .dispatch()
+        .within(&mut *tx)
+        .await
+        .expect("captured");
+    let ids = routemq::queue()
+        .bulk([SendInvoice { order: 10 }, SendInvoice { order: 11 }])
+        .within(&mut *tx)
+        .await
+        .expect("captured");
+    tx.rollback().await.expect("rollback");
+    assert_eq!(
+        (id.as_str(), ids),
+        ("fake-1", vec!["fake-2".to_owned(), "fake-3".to_owned()])
+    );
+    fake.assert_dispatched_times::<SendInvoice>(3);
+    let captured = fake.captured();
+    assert!(
+        captured
+            .iter()
+            .all(|c| c.connection == "postgres" && c.queue == "billing")
+    );
+}

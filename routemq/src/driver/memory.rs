@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::slots::{LocalSlots, Slot};
 use super::wake::WakeSignal;
 use super::{
     DriverError, FailedJob, Failure, Lease, NewJob, QueueDriver, QueueStats, Reaped, ReservedJob,
@@ -48,6 +49,7 @@ struct State {
     failed: BTreeMap<u64, FailedJob>,
     next_id: u64,
     next_failed_id: u64,
+    slots: LocalSlots,
 }
 
 /// Jobs in process memory. Cheap to create; each instance is its own store.
@@ -238,6 +240,33 @@ fn failed_id(id: &str) -> Result<u64, DriverError> {
 impl QueueDriver for MemoryDriver {
     fn kind(&self) -> &'static str {
         "memory"
+    }
+
+    async fn acquire_slot(
+        &self,
+        name: &str,
+        holder: &str,
+        limit: u32,
+        ttl: Duration,
+    ) -> Result<Slot, DriverError> {
+        Ok(self
+            .lock()
+            .slots
+            .acquire(name, holder, limit, ttl, Instant::now()))
+    }
+
+    async fn release_slot(&self, name: &str, holder: Option<&str>) -> Result<(), DriverError> {
+        self.lock().slots.release(name, holder);
+        Ok(())
+    }
+
+    async fn renew_slot(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, DriverError> {
+        Ok(self.lock().slots.renew(name, holder, ttl, Instant::now()))
     }
 
     async fn push(&self, jobs: &[NewJob]) -> Result<Vec<String>, DriverError> {

@@ -18,6 +18,9 @@ pub mod postgres;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
+pub mod slots;
+#[cfg(feature = "_sql")]
+mod slots_sql;
 #[cfg(feature = "_sql")]
 mod sql;
 #[cfg(feature = "sqlite")]
@@ -31,6 +34,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use serde::Serialize;
 
+pub use slots::Slot;
 pub use wake::WakeSignal;
 
 use crate::job::BoxError;
@@ -218,6 +222,14 @@ pub enum DriverError {
     /// A failed-job id that this driver cannot have written.
     #[error("invalid failed-job id `{0}`")]
     InvalidId(String),
+    /// The driver does not implement an operation (a custom driver without slots).
+    #[error("the {driver} driver does not support {operation}")]
+    Unsupported {
+        /// The driver's kind.
+        driver: &'static str,
+        /// What it cannot do.
+        operation: &'static str,
+    },
 }
 
 impl DriverError {
@@ -392,6 +404,47 @@ pub trait QueueDriver: Send + Sync + fmt::Debug {
         queue: Option<&str>,
         older_than: Duration,
     ) -> Result<u64, DriverError>;
+
+    /// Takes one of `limit` slots named `name` for `holder` until `ttl` passes or it is released
+    /// (see [`slots`]): atomic across every process on this connection. A holder that holds a
+    /// slot already keeps it, its expiry renewed. A `ttl` of zero is a probe: it says whether a
+    /// slot is free and takes nothing.
+    ///
+    /// The default answers [`DriverError::Unsupported`]: a custom driver without slots cannot
+    /// run jobs that use limits, locks, unique dispatch or paused queues.
+    async fn acquire_slot(
+        &self,
+        _name: &str,
+        _holder: &str,
+        _limit: u32,
+        _ttl: Duration,
+    ) -> Result<Slot, DriverError> {
+        Err(DriverError::Unsupported {
+            driver: self.kind(),
+            operation: "slots",
+        })
+    }
+
+    /// Gives back `holder`'s slot of `name` (a no-op when it holds none); `None` empties the name.
+    async fn release_slot(&self, _name: &str, _holder: Option<&str>) -> Result<(), DriverError> {
+        Err(DriverError::Unsupported {
+            driver: self.kind(),
+            operation: "slots",
+        })
+    }
+
+    /// Extends `holder`'s unexpired slot of `name` to `ttl` from now. Returns whether it held one.
+    async fn renew_slot(
+        &self,
+        _name: &str,
+        _holder: &str,
+        _ttl: Duration,
+    ) -> Result<bool, DriverError> {
+        Err(DriverError::Unsupported {
+            driver: self.kind(),
+            operation: "slots",
+        })
+    }
 
     /// Retries every failed job of a queue (or all). Returns how many.
     async fn failed_retry_all(&self, queue: Option<&str>) -> Result<u64, DriverError> {

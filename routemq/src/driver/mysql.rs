@@ -16,6 +16,8 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlRow};
 use sqlx::{MySql, MySqlConnection, QueryBuilder, Row};
 use tokio::sync::watch;
 
+use super::slots::Slot;
+use super::slots_sql;
 use super::sql::{self, SqlTime};
 use super::wake::WakeSignal;
 use super::{
@@ -48,6 +50,12 @@ const SCHEMA: &[&str] = &[
         failed_at DATETIME(6) NOT NULL,
         PRIMARY KEY (id),
         INDEX ix_queue_failed_jobs_queue (queue)
+    )",
+    "CREATE TABLE IF NOT EXISTS queue_slots (
+        name VARCHAR(191) NOT NULL,
+        holder VARCHAR(191) NOT NULL,
+        expires_at BIGINT NOT NULL,
+        PRIMARY KEY (name, holder)
     )",
 ];
 
@@ -423,6 +431,29 @@ async fn delete_leases(
 impl QueueDriver for MySqlDriver {
     fn kind(&self) -> &'static str {
         "mysql"
+    }
+
+    async fn acquire_slot(
+        &self,
+        name: &str,
+        holder: &str,
+        limit: u32,
+        ttl: Duration,
+    ) -> Result<Slot, DriverError> {
+        slots_sql::mysql::acquire(&self.pool, name, holder, limit, ttl).await
+    }
+
+    async fn release_slot(&self, name: &str, holder: Option<&str>) -> Result<(), DriverError> {
+        slots_sql::mysql::release(&self.pool, name, holder).await
+    }
+
+    async fn renew_slot(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, DriverError> {
+        slots_sql::mysql::renew(&self.pool, name, holder, ttl).await
     }
 
     async fn migrate(&self) -> Result<(), DriverError> {

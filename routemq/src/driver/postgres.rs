@@ -18,6 +18,8 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow}
 use sqlx::{PgConnection, Row};
 use tokio::sync::watch;
 
+use super::slots::Slot;
+use super::slots_sql;
 use super::sql::{self, SqlTime};
 use super::wake::{WakeFeed, WakeSignal, reconnect_pause};
 use super::{
@@ -57,6 +59,12 @@ const SCHEMA: &[&str] = &[
         PRIMARY KEY (id)
     )",
     "CREATE INDEX IF NOT EXISTS ix_queue_failed_jobs_queue ON queue_failed_jobs (queue)",
+    "CREATE TABLE IF NOT EXISTS queue_slots (
+        name VARCHAR(191) NOT NULL,
+        holder VARCHAR(191) NOT NULL,
+        expires_at BIGINT NOT NULL,
+        PRIMARY KEY (name, holder)
+    )",
 ];
 
 const FAILED_COLUMNS: &str = "id::bigint AS id, connection, queue, payload, exception, to_char(failed_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.US') AS failed_at";
@@ -394,11 +402,35 @@ impl QueueDriver for PostgresDriver {
         "postgres"
     }
 
+    async fn acquire_slot(
+        &self,
+        name: &str,
+        holder: &str,
+        limit: u32,
+        ttl: Duration,
+    ) -> Result<Slot, DriverError> {
+        slots_sql::postgres::acquire(&self.pool, name, holder, limit, ttl).await
+    }
+
+    async fn release_slot(&self, name: &str, holder: Option<&str>) -> Result<(), DriverError> {
+        slots_sql::postgres::release(&self.pool, name, holder).await
+    }
+
+    async fn renew_slot(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, DriverError> {
+        slots_sql::postgres::renew(&self.pool, name, holder, ttl).await
+    }
+
     async fn migrate(&self) -> Result<(), DriverError> {
         // Already there: take no lock (CREATE INDEX IF NOT EXISTS would lock the tables anyway).
         let present: bool = sqlx::query_scalar(
             "SELECT to_regclass('queue_jobs') IS NOT NULL AND to_regclass('queue_failed_jobs') IS NOT NULL
-                AND to_regclass('routemq_queue_jobs_claim') IS NOT NULL",
+                AND to_regclass('routemq_queue_jobs_claim') IS NOT NULL
+                AND to_regclass('queue_slots') IS NOT NULL",
         )
         .fetch_one(&self.pool)
         .await

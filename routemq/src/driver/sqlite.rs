@@ -20,6 +20,8 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite};
 use tokio::sync::watch;
 
+use super::slots::{Slot, ttl_micros};
+use super::slots_sql::{self, column_key};
 use super::sql::{self, SqlTime};
 use super::wake::WakeSignal;
 use super::{
@@ -52,6 +54,12 @@ const SCHEMA: &[&str] = &[
         failed_at DATETIME NOT NULL
     )",
     "CREATE INDEX IF NOT EXISTS ix_queue_failed_jobs_queue ON queue_failed_jobs (queue)",
+    "CREATE TABLE IF NOT EXISTS queue_slots (
+        name VARCHAR(191) NOT NULL,
+        holder VARCHAR(191) NOT NULL,
+        expires_at INTEGER NOT NULL,
+        PRIMARY KEY (name, holder)
+    )",
 ];
 
 /// Most rows in one statement (SQLite allows 32,766 bound values; at most 4 per row).
@@ -230,6 +238,51 @@ fn failed_job(row: &SqliteRow) -> Result<FailedJob, sqlx::Error> {
 impl QueueDriver for SqliteDriver {
     fn kind(&self) -> &'static str {
         "sqlite"
+    }
+
+    async fn acquire_slot(
+        &self,
+        name: &str,
+        holder: &str,
+        limit: u32,
+        ttl: Duration,
+    ) -> Result<Slot, DriverError> {
+        let (name, holder) = (column_key(name), column_key(holder));
+        retry_busy("acquire slot", || {
+            slots_sql::sqlite::acquire_once(&self.pool, &name, &holder, limit, ttl)
+        })
+        .await
+    }
+
+    async fn release_slot(&self, name: &str, holder: Option<&str>) -> Result<(), DriverError> {
+        let (name, holder) = (column_key(name), holder.map(column_key));
+        retry_busy("release slot", || {
+            sqlx::query(slots_sql::sqlite::RELEASE)
+                .bind(&*name)
+                .bind(holder.as_deref())
+                .execute(&self.pool)
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn renew_slot(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, DriverError> {
+        let (name, holder) = (column_key(name), column_key(holder));
+        let renewed = retry_busy("renew slot", || {
+            sqlx::query(slots_sql::sqlite::RENEW)
+                .bind(&*name)
+                .bind(&*holder)
+                .bind(slots_sql::sqlite::now())
+                .bind(ttl_micros(ttl))
+                .execute(&self.pool)
+        })
+        .await?;
+        Ok(renewed.rows_affected() > 0)
     }
 
     async fn migrate(&self) -> Result<(), DriverError> {

@@ -8,6 +8,7 @@ mod leases;
 mod order;
 mod prefetch;
 mod retries;
+mod slots;
 
 pub use failed_store::failed_store_operations;
 pub use leases::{
@@ -33,4 +34,8 @@ pub use retries::{
     permanent_error_skips_remaining_tries, postponed_jobs_keep_their_attempt,
     retry_delay_is_honoured, timeout_fails_the_attempt_and_cancels,
     undecodable_payloads_go_to_the_failed_store,
+};
+pub use slots::{
+    racing_holders_never_exceed_the_limit, slots_count_holders_up_to_the_limit,
+    slots_expire_unless_renewed,
 };

@@ -75,6 +75,16 @@ impl KeyLayout {
         }
     }
 
+    /// The sorted set of a slot name's holders (see [`slots`](crate::driver::slots)). Never
+    /// a queue's key: queue names have no `:`.
+    pub(crate) fn slot(&self, name: &str) -> String {
+        if self.hash_tags {
+            format!("{}slots::{{{name}}}", self.prefix)
+        } else {
+            format!("{}slots::{name}", self.prefix)
+        }
+    }
+
     /// The pub/sub channel that announces new ready jobs.
     pub(crate) fn wake_channel(&self) -> String {
         format!("{}wake", self.prefix)
@@ -96,6 +106,9 @@ impl KeyLayout {
     /// The queue a key belongs to, if it is one of ours.
     pub(crate) fn queue_of(&self, key: &str) -> Option<String> {
         let rest = key.strip_prefix(&self.prefix)?;
+        if rest.starts_with("slots::") {
+            return None;
+        }
         let rest = rest.strip_prefix("failed:").unwrap_or(rest);
         let name = if self.hash_tags {
             rest.strip_prefix('{')?.split('}').next()?
@@ -147,6 +160,8 @@ mod tests {
             Some("emails")
         );
         assert_eq!(layout.queue_of("routemq:queue:wake"), None);
+        assert_eq!(layout.queue_of(&layout.slot("emails")), None);
+        assert_eq!(layout.slot("emails"), "routemq:queue:slots::emails");
         assert_eq!(layout.queue_of("other:emails"), None);
         let tagged = KeyLayout::new("routemq:queue:", true);
         assert_eq!(

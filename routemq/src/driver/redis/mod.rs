@@ -30,6 +30,7 @@ use tokio::sync::watch;
 
 pub use keys::KeyLayout;
 
+use super::slots::{Slot, ttl_micros};
 use super::wake::{WakeFeed, WakeSignal, reconnect_pause};
 use super::{
     DriverError, FailedJob, Failure, Lease, NewJob, QueueDriver, QueueStats, Reaped, ReservedJob,
@@ -382,6 +383,58 @@ impl RedisDriver {
 impl QueueDriver for RedisDriver {
     fn kind(&self) -> &'static str {
         "redis"
+    }
+
+    async fn acquire_slot(
+        &self,
+        name: &str,
+        holder: &str,
+        limit: u32,
+        ttl: Duration,
+    ) -> Result<Slot, DriverError> {
+        let (taken, free_in): (i64, i64) = scripts::SLOT_ACQUIRE
+            .key(self.layout.slot(name))
+            .arg(holder)
+            .arg(limit)
+            .arg(ttl_micros(ttl))
+            .invoke_async(&mut self.con())
+            .await
+            .map_err(backend("acquire slot"))?;
+        Ok(if taken == 1 {
+            Slot::TAKEN
+        } else {
+            Slot::refused(Duration::from_micros(u64::try_from(free_in).unwrap_or(0)))
+        })
+    }
+
+    async fn release_slot(&self, name: &str, holder: Option<&str>) -> Result<(), DriverError> {
+        let key = self.layout.slot(name);
+        let mut con = self.con();
+        let command = match holder {
+            Some(holder) => redis::cmd("ZREM").arg(&key).arg(holder).clone(),
+            None => redis::cmd("DEL").arg(&key).clone(),
+        };
+        let _: i64 = command
+            .query_async(&mut con)
+            .await
+            .map_err(backend("release slot"))?;
+        Ok(())
+    }
+
+    async fn renew_slot(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, DriverError> {
+        let renewed: i64 = scripts::SLOT_RENEW
+            .key(self.layout.slot(name))
+            .arg(holder)
+            .arg(ttl_micros(ttl))
+            .invoke_async(&mut self.con())
+            .await
+            .map_err(backend("renew slot"))?;
+        Ok(renewed == 1)
     }
 
     async fn push(&self, jobs: &[NewJob]) -> Result<Vec<String>, DriverError> {

@@ -21,3 +21,5 @@ script!(RETRY_FAILED, "retry_failed.lua");
 script!(RETRY_FAILED_BATCH, "retry_failed_batch.lua");
 script!(FORGET_FAILED, "forget_failed.lua");
 script!(FLUSH_FAILED, "flush_failed.lua");
+script!(SLOT_ACQUIRE, "slot_acquire.lua");
+script!(SLOT_RENEW, "slot_renew.lua");

@@ -1,0 +1,358 @@
+//! [Slots](super::slots) in SQL: table `queue_slots` (`name`, `holder`, `expires_at`; made by
+//! `migrate` with the other tables), one row per holder (`expires_at` in
+//! microseconds since the epoch). PostgreSQL and MySQL serialise the holders of one name on a
+//! head row (`holder = ''`) locked `FOR UPDATE`, and read the clock of the server, so hosts with
+//! drifting clocks agree; SQLite takes its write lock first (`BEGIN IMMEDIATE`).
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use super::DriverError;
+use super::slots::{Slot, ttl_micros};
+
+/// Longest name or holder stored as it is; longer ones keep their start and a hash of the whole.
+const MAX_KEY: usize = 191;
+
+/// `key` as stored: itself when it fits the column, else its first 160 characters and a 64-bit
+/// FNV-1a hash of the whole in hex.
+pub(crate) fn column_key(key: &str) -> Cow<'_, str> {
+    if key.chars().count() <= MAX_KEY {
+        return Cow::Borrowed(key);
+    }
+    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let start: String = key.chars().take(160).collect();
+    Cow::Owned(format!("{start}#{hash:016x}"))
+}
+
+/// The answer once the holders are counted: `held` unexpired holders other than the caller,
+/// whether the caller holds one, and when the soonest expires (`soonest - now`, microseconds).
+fn answer(held: i64, mine: bool, limit: u32, free_in_micros: Option<i64>) -> Slot {
+    if mine || held < i64::from(limit) {
+        Slot::TAKEN
+    } else {
+        let micros = u64::try_from(free_in_micros.unwrap_or(0)).unwrap_or(0);
+        Slot::refused(Duration::from_micros(micros))
+    }
+}
+
+fn backend(operation: &'static str) -> impl Fn(sqlx::Error) -> DriverError {
+    move |error| DriverError::backend(operation, error)
+}
+
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres {
+    use super::*;
+    use sqlx::PgPool;
+
+    const NOW: &str = "(extract(epoch from clock_timestamp()) * 1000000)::bigint";
+
+    pub(crate) async fn acquire(
+        pool: &PgPool,
+        name: &str,
+        holder: &str,
+        limit: u32,
+        ttl: Duration,
+    ) -> Result<Slot, DriverError> {
+        let (name, holder) = (column_key(name), column_key(holder));
+        let mut tx = pool.begin().await.map_err(backend("acquire slot"))?;
+        sqlx::query(
+            "INSERT INTO queue_slots (name, holder, expires_at) VALUES ($1, '', 0)
+             ON CONFLICT (name, holder) DO NOTHING",
+        )
+        .bind(&*name)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend("acquire slot"))?;
+        sqlx::query("SELECT 1 FROM queue_slots WHERE name = $1 AND holder = '' FOR UPDATE")
+            .bind(&*name)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend("acquire slot"))?;
+        // The head row is locked: this statement's snapshot sees every earlier holder.
+        let (held, mine, free_in): (i64, bool, Option<i64>) = sqlx::query_as(&format!(
+            "WITH now AS (SELECT {NOW} AS t),
+             live AS (SELECT holder, expires_at FROM queue_slots, now
+                      WHERE name = $1 AND holder <> '' AND expires_at > now.t),
+             gone AS (DELETE FROM queue_slots USING now
+                      WHERE name = $1 AND holder <> '' AND holder <> $2 AND expires_at <= now.t),
+             state AS (SELECT count(*) FILTER (WHERE holder <> $2) AS held,
+                              coalesce(bool_or(holder = $2), false) AS mine,
+                              min(expires_at) AS soonest FROM live),
+             taken AS (INSERT INTO queue_slots (name, holder, expires_at)
+                       SELECT $1, $2, now.t + $4 FROM state, now
+                       WHERE $4 > 0 AND (state.mine OR state.held < $3)
+                       ON CONFLICT (name, holder) DO UPDATE SET expires_at = EXCLUDED.expires_at)
+             SELECT state.held, state.mine, state.soonest - now.t FROM state, now"
+        ))
+        .bind(&*name)
+        .bind(&*holder)
+        .bind(i64::from(limit))
+        .bind(ttl_micros(ttl))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend("acquire slot"))?;
+        tx.commit().await.map_err(backend("acquire slot"))?;
+        Ok(answer(held, mine, limit, free_in))
+    }
+
+    pub(crate) async fn release(
+        pool: &PgPool,
+        name: &str,
+        holder: Option<&str>,
+    ) -> Result<(), DriverError> {
+        let holder = holder.map(column_key);
+        sqlx::query(
+            "DELETE FROM queue_slots WHERE name = $1 AND holder <> ''
+             AND ($2::varchar IS NULL OR holder = $2)",
+        )
+        .bind(&*column_key(name))
+        .bind(holder.as_deref())
+        .execute(pool)
+        .await
+        .map_err(backend("release slot"))?;
+        Ok(())
+    }
+
+    pub(crate) async fn renew(
+        pool: &PgPool,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, DriverError> {
+        let renewed = sqlx::query(&format!(
+            "UPDATE queue_slots SET expires_at = {NOW} + $3
+             WHERE name = $1 AND holder = $2 AND holder <> '' AND expires_at > {NOW}"
+        ))
+        .bind(&*column_key(name))
+        .bind(&*column_key(holder))
+        .bind(ttl_micros(ttl))
+        .execute(pool)
+        .await
+        .map_err(backend("renew slot"))?;
+        Ok(renewed.rows_affected() > 0)
+    }
+}
+
+#[cfg(feature = "mysql")]
+pub(crate) mod mysql {
+    use super::*;
+    use sqlx::MySqlPool;
+
+    const NOW: &str = "CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)";
+
+    pub(crate) async fn acquire(
+        pool: &MySqlPool,
+        name: &str,
+        holder: &str,
+        limit: u32,
+        ttl: Duration,
+    ) -> Result<Slot, DriverError> {
+        let (name, holder) = (column_key(name), column_key(holder));
+        let mut tx = pool.begin().await.map_err(backend("acquire slot"))?;
+        let lock_head =
+            format!("SELECT {NOW} FROM queue_slots WHERE name = ? AND holder = '' FOR UPDATE");
+        let mut now: Option<i64> = sqlx::query_scalar(&lock_head)
+            .bind(&*name)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend("acquire slot"))?;
+        if now.is_none() {
+            // The name's first use: its head row is made outside the transaction (an insert
+            // inside it would take a shared lock that two callers could not both upgrade).
+            tx.rollback().await.map_err(backend("acquire slot"))?;
+            sqlx::query(
+                "INSERT IGNORE INTO queue_slots (name, holder, expires_at) VALUES (?, '', 0)",
+            )
+            .bind(&*name)
+            .execute(pool)
+            .await
+            .map_err(backend("acquire slot"))?;
+            tx = pool.begin().await.map_err(backend("acquire slot"))?;
+            now = sqlx::query_scalar(&lock_head)
+                .bind(&*name)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend("acquire slot"))?;
+        }
+        let now = now
+            .ok_or_else(|| DriverError::backend("acquire slot", "the slot's head row vanished"))?;
+        sqlx::query(
+            "DELETE FROM queue_slots WHERE name = ? AND holder <> '' AND holder <> ? AND expires_at <= ?",
+        )
+        .bind(&*name)
+        .bind(&*holder)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend("acquire slot"))?;
+        let (held, mine, soonest): (i64, i64, Option<i64>) = sqlx::query_as(
+            "SELECT CAST(COALESCE(SUM(holder <> ?), 0) AS SIGNED), CAST(COALESCE(SUM(holder = ?), 0) AS SIGNED),
+                    MIN(expires_at)
+             FROM queue_slots WHERE name = ? AND holder <> '' AND expires_at > ? FOR UPDATE",
+        )
+        .bind(&*holder)
+        .bind(&*holder)
+        .bind(&*name)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend("acquire slot"))?;
+        let slot = answer(held, mine > 0, limit, soonest.map(|s| s - now));
+        if slot.taken && !ttl.is_zero() {
+            sqlx::query(
+                "INSERT INTO queue_slots (name, holder, expires_at) VALUES (?, ?, ?)
+                 ON DUPLICATE KEY UPDATE expires_at = VALUES(expires_at)",
+            )
+            .bind(&*name)
+            .bind(&*holder)
+            .bind(now.saturating_add(ttl_micros(ttl)))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend("acquire slot"))?;
+        }
+        tx.commit().await.map_err(backend("acquire slot"))?;
+        Ok(slot)
+    }
+
+    pub(crate) async fn release(
+        pool: &MySqlPool,
+        name: &str,
+        holder: Option<&str>,
+    ) -> Result<(), DriverError> {
+        let holder = holder.map(column_key);
+        sqlx::query(
+            "DELETE FROM queue_slots WHERE name = ? AND holder <> '' AND (? IS NULL OR holder = ?)",
+        )
+        .bind(&*column_key(name))
+        .bind(holder.as_deref())
+        .bind(holder.as_deref())
+        .execute(pool)
+        .await
+        .map_err(backend("release slot"))?;
+        Ok(())
+    }
+
+    pub(crate) async fn renew(
+        pool: &MySqlPool,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, DriverError> {
+        let renewed = sqlx::query(&format!(
+            "UPDATE queue_slots SET expires_at = {NOW} + ?
+             WHERE name = ? AND holder = ? AND holder <> '' AND expires_at > {NOW}"
+        ))
+        .bind(ttl_micros(ttl))
+        .bind(&*column_key(name))
+        .bind(&*column_key(holder))
+        .execute(pool)
+        .await
+        .map_err(backend("renew slot"))?;
+        Ok(renewed.rows_affected() > 0)
+    }
+}
+
+#[cfg(feature = "sqlite")]
+pub(crate) mod sqlite {
+    use super::*;
+    use sqlx::SqlitePool;
+    use std::time::SystemTime;
+
+    fn now_micros() -> i64 {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+    }
+
+    /// One try: the write lock first, so that no other process counts between our count and
+    /// our insert.
+    pub(crate) async fn acquire_once(
+        pool: &SqlitePool,
+        name: &str,
+        holder: &str,
+        limit: u32,
+        ttl: Duration,
+    ) -> Result<Slot, sqlx::Error> {
+        let mut conn = pool.acquire().await?;
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        let result = async {
+            let now = now_micros();
+            sqlx::query(
+                "DELETE FROM queue_slots WHERE name = ?1 AND holder <> ?2 AND expires_at <= ?3",
+            )
+            .bind(name)
+            .bind(holder)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            let (held, mine, soonest): (i64, i64, Option<i64>) = sqlx::query_as(
+                "SELECT COALESCE(SUM(holder <> ?2), 0), COALESCE(SUM(holder = ?2), 0), MIN(expires_at)
+                 FROM queue_slots WHERE name = ?1 AND expires_at > ?3",
+            )
+            .bind(name)
+            .bind(holder)
+            .bind(now)
+            .fetch_one(&mut *conn)
+            .await?;
+            let slot = answer(held, mine > 0, limit, soonest.map(|s| s - now));
+            if slot.taken && !ttl.is_zero() {
+                sqlx::query(
+                    "INSERT INTO queue_slots (name, holder, expires_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (name, holder) DO UPDATE SET expires_at = excluded.expires_at",
+                )
+                .bind(name)
+                .bind(holder)
+                .bind(now.saturating_add(ttl_micros(ttl)))
+                .execute(&mut *conn)
+                .await?;
+            }
+            Ok::<_, sqlx::Error>(slot)
+        }
+        .await;
+        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        let ended = sqlx::query(end).execute(&mut *conn).await;
+        let slot = result?;
+        ended?;
+        Ok(slot)
+    }
+
+    /// Gives back a holder's slot (`?2`), or every slot of the name (`?2` NULL).
+    pub(crate) const RELEASE: &str =
+        "DELETE FROM queue_slots WHERE name = ?1 AND (?2 IS NULL OR holder = ?2)";
+
+    /// Extends an unexpired slot: `?3` now, `?4` the ttl.
+    pub(crate) const RENEW: &str = "UPDATE queue_slots SET expires_at = ?3 + ?4
+         WHERE name = ?1 AND holder = ?2 AND expires_at > ?3";
+
+    /// The clock SQLite slots use (this host's: one file is one host's).
+    pub(crate) fn now() -> i64 {
+        now_micros()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_keys_keep_their_start_and_a_hash() {
+        assert_eq!(column_key("emails"), "emails");
+        let long = "k".repeat(300);
+        let stored = column_key(&long);
+        assert_eq!(stored.chars().count(), 160 + 1 + 16);
+        assert!(stored.starts_with(&"k".repeat(160)));
+        assert_ne!(column_key(&format!("{long}x")), stored);
+    }
+
+    #[test]
+    fn a_holder_keeps_its_slot_and_refusals_say_when() {
+        assert_eq!(answer(3, true, 1, Some(5)), Slot::TAKEN);
+        assert_eq!(answer(0, false, 1, None), Slot::TAKEN);
+        assert_eq!(
+            answer(2, false, 2, Some(1_500)),
+            Slot::refused(Duration::from_micros(1_500))
+        );
+    }
+}
