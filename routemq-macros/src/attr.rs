@@ -19,6 +19,8 @@ pub(crate) const KEYS: &[&str] = &[
     "backoff",
     "max_delay",
     "jitter",
+    "unique_for",
+    "unique_until",
     "crate",
 ];
 
@@ -37,6 +39,12 @@ pub(crate) struct JobArgs {
     pub(crate) backoff: Option<bool>,
     pub(crate) max_delay: Option<f64>,
     pub(crate) jitter: Option<f64>,
+    /// Seconds a unique job's key is held.
+    pub(crate) unique_for: Option<u64>,
+    /// `true`: unique until the job finishes (the default); `false`: until it starts.
+    pub(crate) unique_until_finish: Option<bool>,
+    /// Where `unique_until` was written, for the error when `unique_for` is missing.
+    pub(crate) unique_until_span: Option<Span>,
     pub(crate) krate: Option<Path>,
     /// Keys seen so far, valid or not, so that a repeat is reported even when the first was bad.
     seen: Vec<&'static str>,
@@ -67,6 +75,16 @@ impl JobArgs {
     /// Parses one `key = value` entry, recording any problem in `errors`.
     ///
     /// Returns `Err` only for token streams that cannot be read further at all.
+    /// Checks arguments that depend on each other, after all are parsed.
+    pub(crate) fn check(&self, errors: &mut Errors) {
+        if let (Some(span), None) = (self.unique_until_span, self.unique_for) {
+            errors.at(
+                span,
+                "`unique_until` needs `unique_for`: how long the key is held at most, e.g. `unique_for = 3600`",
+            );
+        }
+    }
+
     pub(crate) fn parse_entry(
         &mut self,
         meta: &ParseNestedMeta<'_>,
@@ -185,6 +203,30 @@ impl JobArgs {
                 }
                 self.jitter = Some(n);
             }
+            "unique_for" => {
+                let n = seconds(key, value, int(key, value)?)?;
+                if n == 0 {
+                    return Err(spanned(
+                        value,
+                        "`unique_for` must be greater than 0 seconds: how long the key is held at most, e.g. `unique_for = 3600`",
+                    ));
+                }
+                self.unique_for = Some(n);
+            }
+            "unique_until" => {
+                let lit = string(key, value)?;
+                self.unique_until_span = Some(lit.span());
+                self.unique_until_finish = Some(match lit.value().as_str() {
+                    "finish" => true,
+                    "start" => false,
+                    _ => {
+                        return Err(syn::Error::new(
+                            lit.span(),
+                            "`unique_until` must be \"finish\" (the key is held until the job has run) or \"start\" (until it starts)",
+                        ));
+                    }
+                });
+            }
             _ => {
                 let lit = string(key, value)?;
                 let path = lit.parse::<Path>().map_err(|_| {
@@ -212,6 +254,8 @@ fn example(key: &str) -> &'static str {
         "backoff" => "backoff = \"exponential\"",
         "max_delay" => "max_delay = 60",
         "jitter" => "jitter = 0.25",
+        "unique_for" => "unique_for = 3600",
+        "unique_until" => "unique_until = \"start\"",
         "crate" => "crate = \"routemq\"",
         _ => "key = value",
     }
@@ -246,6 +290,7 @@ fn did_you_mean(key: &str) -> Option<&'static str> {
         "timeout_secs" | "timeout_seconds" => Some("timeout"),
         "tag" | "class" | "type_name" => Some("name"),
         "max_backoff" | "backoff_max_delay" => Some("max_delay"),
+        "unique" | "unique_ttl" | "unique_seconds" => Some("unique_for"),
         _ => None,
     };
     if alias.is_some() {

@@ -16,6 +16,7 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
     if let Err(error) = syn::parse::Parser::parse2(parser, args) {
         errors.push(error);
     }
+    job_args.check(&mut errors);
 
     let item = match syn::parse2::<Item>(input.clone()) {
         Ok(item) => item,
@@ -140,8 +141,20 @@ fn meta_impl(args: &JobArgs, root: &Path, ident: &syn::Ident) -> TokenStream {
         args.jitter
             .map(|v| Literal::f64_suffixed(v).into_token_stream()),
     );
+    let unique_for = optional(args.unique_for.map(|v| quote!(#v)));
+    let unique_until = if args.unique_until_finish.unwrap_or(true) {
+        quote!(#root::UniqueUntil::Finish)
+    } else {
+        quote!(#root::UniqueUntil::Start)
+    };
+    let dispatched = if args.unique_for.is_some() {
+        quote!(#root::queue::Dispatched)
+    } else {
+        quote!(::std::string::String)
+    };
     quote! {
         impl #root::JobMeta for #ident {
+            type Dispatched = #dispatched;
             const NAME: &'static str = #name;
             const OPTIONS: #root::JobOptions = #root::JobOptions {
                 max_tries: #max_tries,
@@ -152,6 +165,8 @@ fn meta_impl(args: &JobArgs, root: &Path, ident: &syn::Ident) -> TokenStream {
                 backoff: #backoff,
                 max_delay: #max_delay,
                 jitter: #jitter,
+                unique_for: #unique_for,
+                unique_until: #unique_until,
             };
         }
     }

@@ -8,7 +8,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
+use std::sync::Arc;
+
 use crate::data::AppData;
+use crate::driver::QueueDriver;
 
 /// A boxed error that can cross threads.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -17,6 +20,10 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 ///
 /// Implemented by the `#[job]` attribute; there is no need to implement it by hand.
 pub trait JobMeta {
+    /// What awaiting a dispatch gives: the job id (`String`), or for a unique job
+    /// (`#[job(unique_for = ..)]`) a [`Dispatched`](crate::queue::Dispatched), which may say the
+    /// job was a duplicate.
+    type Dispatched: crate::queue::DispatchOutput;
     /// The wire tag stored in the envelope's `class` field.
     const NAME: &'static str;
     /// Tries, timeout, retry delay, queue and connection.
@@ -46,6 +53,22 @@ pub struct JobOptions {
     pub max_delay: Option<f64>,
     /// The backoff jitter fraction; `None` takes the worker's `QUEUE_RETRY_JITTER`.
     pub jitter: Option<f64>,
+    /// A unique job: while one with the same key is queued (or running, see `unique_until`), a
+    /// second dispatch is a duplicate and is not queued. The key is held at most this many seconds.
+    pub unique_for: Option<u64>,
+    /// How long a unique job holds its key.
+    pub unique_until: UniqueUntil,
+}
+
+/// When a unique job gives its key back (Laravel's `ShouldBeUnique` and
+/// `ShouldBeUniqueUntilProcessing`). Either way, at most `unique_for` after the dispatch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UniqueUntil {
+    /// When the job has run: it succeeded, or failed for good (not between retries).
+    #[default]
+    Finish,
+    /// When the job starts running: an identical job may be queued while it runs.
+    Start,
 }
 
 impl JobOptions {
@@ -59,6 +82,8 @@ impl JobOptions {
         backoff: false,
         max_delay: None,
         jitter: None,
+        unique_for: None,
+        unique_until: UniqueUntil::Finish,
     };
 }
 
@@ -120,10 +145,29 @@ pub trait Job: JobMeta + Serialize + DeserializeOwned + Send + 'static {
     fn middleware(&self) -> Vec<Box<dyn crate::middleware::Middleware>> {
         Vec::new()
     }
+
+    /// The key that makes a unique job (`#[job(unique_for = ..)]`) a duplicate of another of its
+    /// type. The default, `None`, uses the job's whole serialized data (keep `HashMap` fields out
+    /// of it: their order is not stable). Return a field (`Some(self.user_id.to_string())`) to
+    /// treat jobs that differ elsewhere as duplicates too.
+    fn unique_key(&self) -> Option<String> {
+        None
+    }
+}
+
+/// The slot a unique job holds its key in, `unique:{name}:{key}`; `None` for a job that is not
+/// unique (or whose data cannot be serialized for its key).
+pub(crate) fn unique_slot<T: Job>(job: &T) -> Option<String> {
+    T::OPTIONS.unique_for?;
+    let key = match job.unique_key() {
+        Some(key) => key,
+        None => serde_json::to_string(job).ok()?,
+    };
+    Some(format!("unique:{}:{key}", T::NAME))
 }
 
 /// What a running job knows about itself.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct JobContext {
     name: &'static str,
     job_id: String,
@@ -133,6 +177,22 @@ pub struct JobContext {
     connection: String,
     cancel: CancellationToken,
     data: AppData,
+    driver: Option<Arc<dyn QueueDriver>>,
+    timeout: Duration,
+}
+
+impl fmt::Debug for JobContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JobContext")
+            .field("name", &self.name)
+            .field("job_id", &self.job_id)
+            .field("attempts", &self.attempts)
+            .field("max_tries", &self.max_tries)
+            .field("queue", &self.queue)
+            .field("connection", &self.connection)
+            .field("data", &self.data)
+            .finish_non_exhaustive()
+    }
 }
 
 impl JobContext {
@@ -152,7 +212,28 @@ impl JobContext {
             connection: connection.into(),
             cancel: CancellationToken::new(),
             data: AppData::new(),
+            driver: None,
+            timeout: Duration::from_secs(JobOptions::DEFAULT.timeout),
         }
+    }
+
+    /// The context with `driver` as the connection the job came from: what the built-in limits
+    /// ([`middleware`](crate::middleware)) keep their slots in. A worker sets it; a test of a
+    /// job with limits passes a driver (a `MemoryDriver` will do).
+    #[must_use]
+    pub fn with_driver(mut self, driver: Arc<dyn QueueDriver>) -> Self {
+        self.driver = Some(driver);
+        self
+    }
+
+    pub(crate) fn with_attempts(mut self, attempts: u32) -> Self {
+        self.attempts = attempts;
+        self
+    }
+
+    pub(crate) fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// The context with `data` as the values [`JobContext::data`] finds (a worker passes the
@@ -205,6 +286,17 @@ impl JobContext {
                 }
             ))
         })
+    }
+
+    /// The driver of the connection the job came from (set by the worker), for middleware that
+    /// coordinates through it ([`QueueDriver::acquire_slot`]).
+    pub fn driver(&self) -> Option<&Arc<dyn QueueDriver>> {
+        self.driver.as_ref()
+    }
+
+    /// How long this attempt may run.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Every shared value registered on the worker.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use routemq::driver::{NewJob, QueueDriver};
+use routemq::queue::DispatchOutput;
 use routemq::{Job, QueueManager, Settings, Worker, WorkerOptions, WorkerReport};
 
 use crate::ledger::unique_key;
@@ -96,11 +97,13 @@ impl Harness {
 
     /// Dispatches `job` to this test's queue; returns its id.
     pub async fn push<T: Job>(&self, job: T) -> String {
-        self.manager
+        let dispatched = self
+            .manager
             .push(job)
             .on_queue(self.queue.clone())
             .await
-            .expect("dispatch")
+            .expect("dispatch");
+        dispatched.job_id().expect("queued").to_owned()
     }
 
     /// Pushes a raw payload (for malformed-envelope tests).

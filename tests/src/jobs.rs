@@ -202,3 +202,67 @@ impl Job for PostponeTimes {
         Ok(())
     }
 }
+
+/// A unique job (until it finishes) keyed by its `key` field; sleeps `millis`.
+#[derive(Debug)]
+#[job(name = "conformance.UniqueUntilFinish", unique_for = 60)]
+pub struct UniqueUntilFinish {
+    /// The ledger key, also the uniqueness key.
+    pub key: String,
+    /// Its number (not part of the uniqueness key).
+    pub n: u64,
+    /// How long it runs.
+    pub millis: u64,
+}
+
+impl Job for UniqueUntilFinish {
+    async fn handle(&mut self, ctx: &JobContext) -> Result<(), JobError> {
+        record(&self.key, "run", ctx.attempts(), self.n, ctx.job_id());
+        tokio::time::sleep(Duration::from_millis(self.millis)).await;
+        Ok(())
+    }
+
+    fn unique_key(&self) -> Option<String> {
+        Some(self.key.clone())
+    }
+}
+
+/// A unique job that gives its key back when it starts.
+#[derive(Debug)]
+#[job(
+    name = "conformance.UniqueUntilStart",
+    unique_for = 60,
+    unique_until = "start"
+)]
+pub struct UniqueUntilStart {
+    /// The ledger key, also the uniqueness key.
+    pub key: String,
+    /// How long it runs.
+    pub millis: u64,
+}
+
+impl Job for UniqueUntilStart {
+    async fn handle(&mut self, ctx: &JobContext) -> Result<(), JobError> {
+        record(&self.key, "run", ctx.attempts(), 0, ctx.job_id());
+        tokio::time::sleep(Duration::from_millis(self.millis)).await;
+        Ok(())
+    }
+
+    fn unique_key(&self) -> Option<String> {
+        Some(self.key.clone())
+    }
+}
+
+/// A unique job whose key is its whole data and lasts one second.
+#[derive(Debug)]
+#[job(name = "conformance.UniqueBriefly", unique_for = 1)]
+pub struct UniqueBriefly {
+    /// Part of the uniqueness key (the whole data is).
+    pub key: String,
+}
+
+impl Job for UniqueBriefly {
+    async fn handle(&mut self, _ctx: &JobContext) -> Result<(), JobError> {
+        Ok(())
+    }
+}

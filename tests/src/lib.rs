@@ -45,7 +45,9 @@ macro_rules! conformance_suite {
             ack_and_start_settles_both_in_one_call, a_job_taken_back_unstarted_is_marked_stalled,
             a_stale_lease_cannot_touch_a_prefetched_reservation, postponed_jobs_keep_their_attempt,
             slots_count_holders_up_to_the_limit, slots_expire_unless_renewed,
-            racing_holders_never_exceed_the_limit
+            racing_holders_never_exceed_the_limit, unique_jobs_are_queued_once_until_they_finish,
+            racing_producers_queue_one_unique_job, unique_until_start_frees_the_key_when_the_job_starts,
+            unique_keys_expire_after_unique_for
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {

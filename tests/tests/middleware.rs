@@ -9,6 +9,7 @@ use routemq::driver::QueueDriver;
 use routemq::driver::memory::MemoryDriver;
 use routemq::middleware::{Middleware, Next};
 use routemq::prelude::*;
+use routemq::queue::DispatchOutput;
 use routemq::worker::{JobEvent, Lifecycle};
 use routemq::{QueueManager, Settings, WorkerReport};
 use routemq_tests::jobs::{AlwaysFail, FailTimes};
@@ -171,12 +172,14 @@ impl Setup {
     }
 
     async fn push<T: Job>(&self, job: T) -> String {
-        self.manager
+        let dispatched = self
+            .manager
             .push(job)
             .on_connection("memory")
             .on_queue(self.queue.clone())
             .await
-            .expect("push")
+            .expect("push");
+        dispatched.job_id().expect("queued").to_owned()
     }
 
     fn worker(&self) -> Worker {

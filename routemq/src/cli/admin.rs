@@ -268,7 +268,19 @@ async fn failed_of(
     Ok(jobs)
 }
 
+/// `queue-pause` / `queue-resume` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct PauseArgs {
+    /// The queues (comma-separated or repeated).
+    #[arg(required = true, value_delimiter = ',')]
+    pub queue: Vec<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+}
+
 pub(super) async fn run(command: Command) -> Result<(), Failure> {
+    let pausing = matches!(command, Command::QueuePause(_));
     match command {
         Command::QueueWork(_) => Ok(()),
         Command::QueueFailed(filter) => {
@@ -378,6 +390,25 @@ pub(super) async fn run(command: Command) -> Result<(), Failure> {
                 stats.push(driver.stats(&queue).await?);
             }
             print(&StatsList(stats), filter.common.format.format)
+        }
+        Command::QueuePause(args) | Command::QueueResume(args) => {
+            let (connection, driver) = driver(&args.common).await?;
+            for queue in &args.queue {
+                crate::names::validate_queue_name(queue)?;
+                if pausing {
+                    queue::pause::pause(driver.as_ref(), queue).await?;
+                } else {
+                    queue::pause::resume(driver.as_ref(), queue).await?;
+                }
+            }
+            print(
+                &Summary(json!({
+                    "connection": connection,
+                    "queues": args.queue,
+                    "paused": pausing,
+                })),
+                args.common.format.format,
+            )
         }
         Command::QueueMigrate(common) => {
             let (connection, driver) = driver(&common).await?;

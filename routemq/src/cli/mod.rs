@@ -12,7 +12,7 @@
 //!
 //! | command | what it does |
 //! |---|---|
-//! | `queue-work` | runs a worker (`--queue a,b --connection C --concurrency N --sleep S --max-jobs N --max-time S --max-tries N --timeout S --stop-when-empty`) |
+//! | `queue-work` | runs a worker (`--queue a,b --connection C --concurrency N --sleep S --max-jobs N --max-time S --max-tries N --timeout S --stop-when-empty --limit Q=N --rate Q=N/PERIOD`) |
 //! | `queue-failed` | lists failed jobs (`--queue Q`) |
 //! | `queue-failed-show ID` | shows one failed job |
 //! | `queue-retry ID` / `queue-retry --all` | pushes failed jobs back to their queue |
@@ -20,6 +20,7 @@
 //! | `queue-flush` | deletes every failed job (`--queue Q`) |
 //! | `queue-prune-failed --hours N` | deletes failed jobs older than N hours |
 //! | `queue-size` / `queue-stats` | counts per queue |
+//! | `queue-pause Q` / `queue-resume Q` | stops / restarts reserving from queues, on every worker |
 //! | `queue-migrate` | creates the tables |
 //! | `list-jobs` | the job types linked into this binary |
 //!
@@ -73,6 +74,10 @@ pub enum Command {
     QueueSize(QueueFilter),
     /// Ready, reserved, delayed and failed jobs per queue, and the oldest ready job's age.
     QueueStats(QueueFilter),
+    /// Pause queues: workers stop reserving from them (within a second); jobs are still accepted.
+    QueuePause(admin::PauseArgs),
+    /// Resume paused queues.
+    QueueResume(admin::PauseArgs),
     /// Create the queue tables (idempotent).
     QueueMigrate(Common),
     /// List the job types linked into this binary.

@@ -43,6 +43,14 @@ pub struct WorkArgs {
     /// Stop once no job is ready, delayed or reserved (by any worker) on the served queues.
     #[arg(long)]
     pub stop_when_empty: bool,
+    /// At most N jobs of a queue running at once across every worker of the connection:
+    /// QUEUE=N (comma-separated or repeated).
+    #[arg(long, value_name = "QUEUE=N", value_delimiter = ',')]
+    pub limit: Vec<String>,
+    /// At most N jobs of a queue starting per period across every worker of the connection:
+    /// QUEUE=N/PERIOD, such as emails=100/60s, sms=10/s, reports=5/1h.
+    #[arg(long, value_name = "QUEUE=N/PERIOD", value_delimiter = ',')]
+    pub rate: Vec<String>,
     /// Serve Prometheus metrics at http://ADDR/metrics and a health check at /health
     /// (e.g. 127.0.0.1:9090 or localhost:9090).
     #[arg(long, value_name = "ADDR")]
@@ -100,6 +108,8 @@ pub(super) async fn run(args: WorkArgs, extensions: Extensions) -> Result<(), Fa
         stop_when_empty: args.stop_when_empty,
         max_tries: args.max_tries,
         timeout: seconds("timeout", args.timeout)?,
+        queue_limits: assignments("limit", &args.limit, &args.queue)?,
+        queue_rates: assignments("rate", &args.rate, &args.queue)?,
         ..WorkerOptions::from_settings(settings)
     };
     options
@@ -136,6 +146,30 @@ pub(super) async fn run(args: WorkArgs, extensions: Extensions) -> Result<(), Fa
     let report = report?;
     tracing::info!("processed {} jobs", report.processed);
     Ok(())
+}
+
+/// `--limit` / `--rate` values by queue; each must name a queue this worker serves.
+fn assignments<T: std::str::FromStr>(
+    flag: &str,
+    values: &[String],
+    served: &[String],
+) -> Result<std::collections::BTreeMap<String, T>, Failure>
+where
+    T::Err: std::fmt::Display,
+{
+    let mut out = std::collections::BTreeMap::new();
+    for value in values {
+        let (queue, parsed) = crate::worker::parse_assignment::<T>(value)
+            .map_err(|error| usage(format!("--{flag} {error}")))?;
+        if !served.iter().any(|q| q.trim() == queue) {
+            return Err(usage(format!(
+                "--{flag} {value}: this worker does not serve queue `{queue}` (--queue {})",
+                served.join(",")
+            )));
+        }
+        out.insert(queue, parsed);
+    }
+    Ok(out)
 }
 
 /// The first address `--metrics-addr` resolves to (`127.0.0.1:9090`, `localhost:9090`, `[::1]:9090`).

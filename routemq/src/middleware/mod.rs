@@ -13,6 +13,12 @@
 //! | `Err(JobError::permanent(..))` | fails for good (`failed()` runs, then the failed store) |
 //! | `Err(any other error)` | fails this attempt (retried while tries remain) |
 //!
+//! **Built in**, each enforced across every process and host that shares the job's connection,
+//! on every driver (through its [slots](crate::driver::slots)):
+//! [`RateLimited`] (N jobs per period per key), [`ConcurrencyLimited`] (N jobs per key at a time)
+//! and [`WithoutOverlapping`] (one at a time; both with an expiry), [`ThrottlesExceptions`] (after N failures in a period, hold the key's jobs
+//! for a cool-down). Jobs they hold back are postponed, their attempts refunded.
+//!
 //! **Order.** Worker middleware (registered with [`Worker::middleware`] or the CLI's
 //! `App::middleware`) runs first, in the order it was added; then the job's own
 //! ([`Job::middleware`]), in the order of its list; then `handle`. The first middleware is the
@@ -73,9 +79,18 @@
 //! [`Worker::middleware`]: crate::Worker::middleware
 //! [`Job::middleware`]: crate::Job::middleware
 
+mod concurrency_limited;
+mod rate_limited;
+mod slots;
+mod throttles_exceptions;
+
 use std::fmt;
 
 use async_trait::async_trait;
+
+pub use concurrency_limited::{ConcurrencyLimited, WithoutOverlapping};
+pub use rate_limited::RateLimited;
+pub use throttles_exceptions::ThrottlesExceptions;
 
 use crate::job::{JobContext, JobError};
 use crate::registry::ErasedJob;

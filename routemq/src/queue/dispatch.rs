@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use tracing::Instrument;
 
+use super::unique::{DispatchOutput, Dispatched};
 use super::{QueueError, QueueManager, queue};
 use crate::driver::NewJob;
 use crate::envelope::{encode_job, short_name};
-use crate::job::Job;
+use crate::job::{Job, unique_slot};
 use crate::metrics::metrics;
 use crate::names::validate_queue_name;
 use crate::observability::{ProducerIds, producer_ids};
@@ -155,41 +156,65 @@ fn traced(name: &'static str, queue: &str, connection: &str) -> (ProducerIds, tr
     (ids, span)
 }
 
-/// Stores encoded jobs through the manager (or its fake), counting them.
+/// Stores encoded jobs through the manager (or its fake), counting them. `keys` holds, for each
+/// job, the slot of a unique job's key (`None`: not unique); `holder` holds the keys taken.
 async fn store<T: Job>(
     manager: &QueueManager,
     resolved: Resolved,
     batch: Vec<NewJob>,
+    keys: Vec<Option<String>>,
+    holder: &str,
     delay: Duration,
-) -> Result<Vec<String>, QueueError> {
+) -> Result<Vec<Dispatched>, QueueError> {
     let Resolved { queue, connection } = resolved;
     let class = short_name(T::NAME);
+    let count = batch.len();
     if let Some(fake) = manager.fake() {
         return Ok(batch
             .into_iter()
-            .map(|job| fake.record(T::NAME, &queue, &connection, delay, job.payload))
+            .zip(keys)
+            .map(|(job, key)| {
+                if key.is_some_and(|key| !fake.take_unique(key)) {
+                    return Dispatched::Duplicate { existing: None };
+                }
+                Dispatched::Queued(fake.record(T::NAME, &queue, &connection, delay, job.payload))
+            })
             .collect());
     }
+    let driver_error = |source| QueueError::Driver {
+        connection: connection.clone(),
+        source,
+    };
     let stored = async {
         let driver = manager.connection(&connection).await?;
-        driver
-            .push(&batch)
-            .await
-            .map_err(|source| QueueError::Driver {
-                connection: connection.clone(),
-                source,
-            })
+        let unique_for = Duration::from_secs(T::OPTIONS.unique_for.unwrap_or(0));
+        let (batch, taken, duplicates) =
+            super::unique::take_keys(driver.as_ref(), batch, keys, holder, unique_for)
+                .await
+                .map_err(driver_error)?;
+        match driver.push(&batch).await {
+            Ok(ids) => Ok(super::unique::merge(ids, &duplicates)),
+            Err(source) => {
+                super::unique::give_back(driver.as_ref(), &taken, holder).await;
+                Err(driver_error(source))
+            }
+        }
     }
     .await;
     match &stored {
-        Ok(ids) => {
-            for _ in ids {
-                metrics().enqueue_succeeded(&queue, class);
+        Ok(outcomes) => {
+            for outcome in outcomes {
+                match outcome {
+                    Dispatched::Queued(_) => metrics().enqueue_succeeded(&queue, class),
+                    Dispatched::Duplicate { .. } => {
+                        tracing::debug!(job = T::NAME, queue = %queue, "duplicate of a unique job: not queued");
+                    }
+                }
             }
-            tracing::debug!(job = T::NAME, queue = %queue, connection = %connection, count = ids.len(), "dispatched");
+            tracing::debug!(job = T::NAME, queue = %queue, connection = %connection, count = outcomes.len(), "dispatched");
         }
         Err(error) => {
-            for _ in &batch {
+            for _ in 0..count {
                 metrics().enqueue_failed(&queue, class, "Driver");
             }
             tracing::warn!(job = T::NAME, queue = %queue, connection = %connection, %error, "dispatch failed");
@@ -253,7 +278,7 @@ impl<'m, T: Job> PendingDispatch<'m, T> {
         self.manager.fake()
     }
 
-    async fn send(self) -> Result<String, QueueError> {
+    async fn send(self) -> Result<T::Dispatched, QueueError> {
         let resolved = self.target.resolve::<T>(self.manager)?;
         let (ids, span) = traced(T::NAME, &resolved.queue, &resolved.connection);
         let batch = self.target.encode(
@@ -264,19 +289,31 @@ impl<'m, T: Job> PendingDispatch<'m, T> {
             &ids,
         )?;
         let connection = resolved.connection.clone();
-        let stored = store::<T>(self.manager, resolved, batch, self.target.delay)
-            .instrument(span)
-            .await?;
-        stored.into_iter().next().ok_or_else(|| QueueError::Driver {
-            connection,
-            source: crate::driver::DriverError::backend("push", "the driver returned no id"),
-        })
+        let keys = vec![unique_slot(&self.job)];
+        let stored = store::<T>(
+            self.manager,
+            resolved,
+            batch,
+            keys,
+            &ids.span_id,
+            self.target.delay,
+        )
+        .instrument(span)
+        .await?;
+        let outcome = stored
+            .into_iter()
+            .next()
+            .ok_or_else(|| QueueError::Driver {
+                connection,
+                source: crate::driver::DriverError::backend("push", "the driver returned no id"),
+            })?;
+        Ok(T::Dispatched::from_dispatched(outcome))
     }
 }
 
 impl<'m, T: Job> IntoFuture for PendingDispatch<'m, T> {
-    type Output = Result<String, QueueError>;
-    type IntoFuture = DispatchFuture<'m, String>;
+    type Output = Result<T::Dispatched, QueueError>;
+    type IntoFuture = DispatchFuture<'m, T::Dispatched>;
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(self.send())
@@ -333,7 +370,7 @@ impl<'m, T: Job> PendingBulk<'m, T> {
         self.manager.fake()
     }
 
-    async fn send(self) -> Result<Vec<String>, QueueError> {
+    async fn send(self) -> Result<Vec<T::Dispatched>, QueueError> {
         if self.jobs.is_empty() {
             return Ok(Vec::new());
         }
@@ -346,15 +383,27 @@ impl<'m, T: Job> PendingBulk<'m, T> {
             true,
             &ids,
         )?;
-        store::<T>(self.manager, resolved, batch, self.target.delay)
-            .instrument(span)
-            .await
+        let keys = self.jobs.iter().map(unique_slot).collect();
+        let stored = store::<T>(
+            self.manager,
+            resolved,
+            batch,
+            keys,
+            &ids.span_id,
+            self.target.delay,
+        )
+        .instrument(span)
+        .await?;
+        Ok(stored
+            .into_iter()
+            .map(T::Dispatched::from_dispatched)
+            .collect())
     }
 }
 
 impl<'m, T: Job> IntoFuture for PendingBulk<'m, T> {
-    type Output = Result<Vec<String>, QueueError>;
-    type IntoFuture = DispatchFuture<'m, Vec<String>>;
+    type Output = Result<Vec<T::Dispatched>, QueueError>;
+    type IntoFuture = DispatchFuture<'m, Vec<T::Dispatched>>;
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(self.send())

@@ -7,8 +7,10 @@
 
 mod builtin;
 mod dispatch;
+pub mod pause;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 mod transactional;
+mod unique;
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
@@ -18,6 +20,7 @@ use tokio::sync::OnceCell;
 pub use dispatch::{Dispatch, PendingBulk, PendingDispatch};
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 pub use transactional::EnqueueConnection;
+pub use unique::{DispatchOutput, Dispatched};
 
 use crate::config::{ConfigError, Settings};
 use crate::driver::{DriverError, QueueDriver, QueueStats};
@@ -55,6 +58,14 @@ pub enum QueueError {
     /// The environment's settings are invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A unique job cannot be dispatched inside a transaction (its key lives outside it).
+    #[error(
+        "`{job}` is a unique job (unique_for): dispatch it after the transaction commits, not with .within()"
+    )]
+    UniqueInTransaction {
+        /// The job's name.
+        job: &'static str,
+    },
     /// The driver failed.
     #[error("connection `{connection}`: {source}")]
     Driver {

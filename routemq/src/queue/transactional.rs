@@ -61,11 +61,20 @@ fn driver_error<C: EnqueueConnection>(source: DriverError) -> QueueError {
     }
 }
 
+/// Unique jobs take their key on the queue's connection, which a transaction could not roll back.
+fn refuse_unique<T: Job>() -> Result<(), QueueError> {
+    match T::OPTIONS.unique_for {
+        Some(_) => Err(QueueError::UniqueInTransaction { job: T::NAME }),
+        None => Ok(()),
+    }
+}
+
 impl<T: Job> PendingDispatch<'_, T> {
     /// Inserts the job on `conn`, typically `&mut *tx` of an open transaction, instead of through
     /// the queue manager: it becomes visible to workers when that transaction commits, and
     /// disappears if it rolls back. Returns the job id.
     pub async fn within<C: EnqueueConnection>(self, conn: &mut C) -> Result<String, QueueError> {
+        refuse_unique::<T>()?;
         let job = self.encode_for(C::CONNECTION)?;
         if let Some(fake) = self.fake() {
             return Ok(fake.record(T::NAME, &job.queue, C::CONNECTION, job.delay, job.payload));
@@ -86,6 +95,7 @@ impl<T: Job> PendingBulk<'_, T> {
         self,
         conn: &mut C,
     ) -> Result<Vec<String>, QueueError> {
+        refuse_unique::<T>()?;
         let jobs = self.encode_for(C::CONNECTION)?;
         if let Some(fake) = self.fake() {
             return Ok(jobs

@@ -70,9 +70,19 @@ pub struct CapturedJob {
 #[derive(Debug, Default)]
 pub(crate) struct FakeQueue {
     jobs: Mutex<Vec<CapturedJob>>,
+    /// Keys of unique jobs dispatched while the fake is installed (held until it is dropped).
+    unique: Mutex<std::collections::HashSet<String>>,
 }
 
 impl FakeQueue {
+    /// Takes a unique job's key; `false` when a job dispatched earlier holds it.
+    pub(crate) fn take_unique(&self, key: String) -> bool {
+        self.unique
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key)
+    }
+
     pub(crate) fn record(
         &self,
         name: &'static str,

@@ -73,15 +73,15 @@ impl<T: Job> Perform<T> {
 
     /// Runs as attempt `attempt` (from 1).
     pub fn attempt(mut self, attempt: u32) -> Self {
-        self.ctx = JobContext::new(
-            self.ctx.job_id().to_owned(),
-            attempt,
-            self.ctx.queue().to_owned(),
-            self.ctx.connection().to_owned(),
-        )
-        .with_max_tries(self.ctx.max_tries())
-        .with_name(T::NAME)
-        .with_data(self.ctx.app_data().clone());
+        self.ctx = self.ctx.with_attempts(attempt);
+        self
+    }
+
+    /// Keeps the slots of the job's limits (rate limits, locks) in `driver`, as a worker keeps
+    /// them in its connection's; needed with [`with_middleware`](Self::with_middleware) when the
+    /// job has such middleware.
+    pub fn driver(mut self, driver: std::sync::Arc<dyn crate::QueueDriver>) -> Self {
+        self.ctx = self.ctx.with_driver(driver);
         self
     }
 

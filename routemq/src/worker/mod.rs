@@ -36,12 +36,13 @@
 
 mod background;
 mod hooks;
+mod queue_limits;
 mod reserver;
 mod runner;
 mod shutdown;
 mod writes;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -53,6 +54,9 @@ use tokio::time::Instant;
 #[cfg_attr(not(feature = "http"), allow(unused_imports))]
 pub(crate) use background::backoff;
 pub use hooks::{Hook, JobEvent, Lifecycle};
+#[cfg_attr(not(feature = "cli"), allow(unused_imports))]
+pub(crate) use queue_limits::parse_assignment;
+pub use queue_limits::{InvalidRate, Rate};
 pub use shutdown::Shutdown;
 
 use crate::config::Settings;
@@ -108,6 +112,12 @@ pub struct WorkerOptions {
     pub shutdown_grace: Duration,
     /// Worker-wide backoff defaults.
     pub retry: RetryDefaults,
+    /// At most this many jobs of a queue run at once, across every worker of the connection
+    /// (`--limit emails=5`).
+    pub queue_limits: BTreeMap<String, u32>,
+    /// At most this many jobs of a queue start per period, across every worker of the
+    /// connection (`--rate emails=100/60s`).
+    pub queue_rates: BTreeMap<String, Rate>,
 }
 
 impl Default for WorkerOptions {
@@ -134,6 +144,8 @@ impl WorkerOptions {
             reaper_interval: settings.reaper_interval,
             shutdown_grace: settings.shutdown_grace,
             retry: settings.retry,
+            queue_limits: BTreeMap::new(),
+            queue_rates: BTreeMap::new(),
         }
     }
 }
@@ -175,6 +187,14 @@ pub enum WorkerError {
     /// Concurrency must be at least 1.
     #[error("worker concurrency must be at least 1")]
     ZeroConcurrency,
+    /// A queue limit or rate is zero (its jobs could never run).
+    #[error("the {kind} of queue `{queue}` must be at least 1")]
+    ZeroLimit {
+        /// `limit` or `rate`.
+        kind: &'static str,
+        /// The queue.
+        queue: String,
+    },
     /// A duration option is out of range.
     #[error("worker option `{option}` must be {expected}, not {value:?}")]
     InvalidOption {
@@ -199,6 +219,17 @@ impl WorkerOptions {
         }
         for queue in &self.queues {
             validate_queue_name(queue)?;
+        }
+        let limits = self.queue_limits.iter().map(|(q, n)| ("limit", q, *n));
+        let rates = self.queue_rates.iter().map(|(q, r)| ("rate", q, r.limit));
+        for (kind, queue, limit) in limits.chain(rates) {
+            validate_queue_name(queue)?;
+            if limit == 0 {
+                return Err(WorkerError::ZeroLimit {
+                    kind,
+                    queue: queue.clone(),
+                });
+            }
         }
         let max = crate::limits::MAX_DURATION;
         let checks = [
@@ -263,7 +294,6 @@ pub(crate) fn lock(running: &Running) -> std::sync::MutexGuard<'_, HashMap<u64, 
 }
 
 /// State shared by the loop, the job tasks and the background tasks.
-#[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) driver: Arc<dyn QueueDriver>,
     pub(crate) connection: String,
@@ -273,12 +303,27 @@ pub(crate) struct Shared {
     pub(crate) running: Running,
     pub(crate) writes: writes::Writes,
     pub(crate) extensions: Extensions,
+    /// The queue-level limits' middleware, by queue (run before the worker's own).
+    pub(crate) queue_middleware: HashMap<String, Vec<Arc<dyn Middleware>>>,
+    /// Paused and full queues, for the reserver.
+    pub(crate) gate: Arc<queue_limits::QueueGate>,
     counters: Counters,
 }
 
 impl Shared {
     pub(crate) fn running(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Lease>> {
         lock(&self.running)
+    }
+
+    /// The middleware a job of `queue` runs in: the queue's limits, then the worker's own.
+    pub(crate) fn middleware_for(&self, queue: &str) -> Vec<Arc<dyn Middleware>> {
+        let mut chain = self
+            .queue_middleware
+            .get(queue)
+            .cloned()
+            .unwrap_or_default();
+        chain.extend(self.extensions.middleware.iter().cloned());
+        chain
     }
 
     fn count(&self, outcome: Outcome) {
@@ -439,7 +484,14 @@ impl Worker {
         );
         let running = Running::default();
         let (writes, writer) = writes::spawn_writer(Arc::clone(&self.driver), Arc::clone(&running));
+        let queue_middleware =
+            queue_limits::middleware(&self.options.queue_limits, &self.options.queue_rates);
+        let gate = Arc::new(queue_limits::QueueGate::new(
+            self.options.queue_limits.clone(),
+        ));
         let shared = Arc::new(Shared {
+            queue_middleware,
+            gate,
             driver: self.driver,
             connection: self.connection,
             registry,

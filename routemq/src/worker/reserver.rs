@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
+use super::queue_limits::QueueGate;
 use super::{Outcome, Shared, background, record, runner};
 use crate::driver::{DriverError, QueueDriver, ReservedJob};
 
@@ -49,6 +50,43 @@ async fn fetch(
     Ok(jobs)
 }
 
+/// [`fetch`] from the queues open now (not paused, not at their limit), taking at most a limited
+/// queue's limit from it.
+async fn fetch_open(
+    driver: &dyn QueueDriver,
+    gate: &QueueGate,
+    queues: &[String],
+    want: usize,
+    free: usize,
+) -> Result<Vec<ReservedJob>, DriverError> {
+    let open = gate.open(driver, queues).await;
+    if open.iter().all(|(_, cap)| cap.is_none()) {
+        let names: Vec<String> = open.into_iter().map(|(q, _)| q).collect();
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        return fetch(driver, &names, want, free).await;
+    }
+    let mut jobs = Vec::new();
+    for (queue, cap) in open {
+        let left = want - jobs.len();
+        if left == 0 {
+            break;
+        }
+        let take = cap.map_or(left, |cap| cap.min(left));
+        let free_left = free.saturating_sub(jobs.len());
+        match fetch(driver, std::slice::from_ref(&queue), take, free_left).await {
+            Ok(more) => jobs.extend(more),
+            Err(error) if jobs.is_empty() => return Err(error),
+            Err(error) => {
+                tracing::warn!(%error, "reserve failed");
+                break;
+            }
+        }
+    }
+    Ok(jobs)
+}
+
 /// The reservation in flight, and what the last ones said.
 #[derive(Default)]
 struct Fetch {
@@ -78,9 +116,11 @@ impl Fetch {
 
     fn start(&mut self, shared: &Shared, want: usize, free: usize) {
         let driver = Arc::clone(&shared.driver);
+        let gate = Arc::clone(&shared.gate);
         let queues = shared.options.queues.clone();
         self.in_flight = Some(tokio::spawn(async move {
-            (want, fetch(driver.as_ref(), &queues, want, free).await)
+            let fetched = fetch_open(driver.as_ref(), &gate, &queues, want, free).await;
+            (want, fetched)
         }));
     }
 

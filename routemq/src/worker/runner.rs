@@ -14,7 +14,7 @@ use super::writes::StartAnswer;
 use super::{CANCEL_GRACE, Outcome, STOP_WAIT, Shared};
 use crate::driver::{DriverError, Failure, Lease, ReservedJob};
 use crate::envelope::{Envelope, short_name};
-use crate::job::{JobContext, JobError};
+use crate::job::{JobContext, JobError, UniqueUntil};
 use crate::metrics::{JobSeries, metrics};
 use crate::observability::{self, TraceContext};
 use crate::registry::{DecodeError, ErasedJob, JobRegistration};
@@ -127,6 +127,42 @@ struct Attempt<'a> {
     start: Option<StartAnswer>,
     /// How long the attempt ran, once it has.
     elapsed: Option<Duration>,
+    /// A unique job's key, given back when it starts or finishes.
+    unique: Option<UniqueKey>,
+}
+
+/// A unique job's key (its slot) and the dispatch that holds it (its producer span id).
+struct UniqueKey {
+    slot: String,
+    holder: String,
+    until: UniqueUntil,
+}
+
+impl UniqueKey {
+    fn of(
+        envelope: &Envelope,
+        registration: &JobRegistration,
+        job: &dyn ErasedJob,
+    ) -> Option<Self> {
+        let slot = job.unique_slot()?;
+        let holder = observability::consumer_ids(envelope.observability()).link_span_id?;
+        Some(Self {
+            slot,
+            holder,
+            until: registration.options().unique_until,
+        })
+    }
+
+    /// Gives the key back if `now` is when this job's key goes (a failure is logged: the key
+    /// expires by itself after `unique_for`).
+    async fn give_back(&self, driver: &dyn crate::driver::QueueDriver, now: UniqueUntil) {
+        if self.until != now {
+            return;
+        }
+        if let Err(error) = driver.release_slot(&self.slot, Some(&self.holder)).await {
+            tracing::warn!(slot = %self.slot, %error, "could not give back a unique job's key; it expires by itself");
+        }
+    }
 }
 
 async fn process(shared: &Shared, job: ReservedJob, start: Option<StartAnswer>) -> Outcome {
@@ -211,8 +247,11 @@ async fn decoded(
     .with_max_tries(max_tries)
     .with_cancel(cancel.clone())
     .with_name(registration.name())
-    .with_data(shared.extensions.data.clone());
+    .with_data(shared.extensions.data.clone())
+    .with_driver(Arc::clone(&shared.driver))
+    .with_timeout(timeout);
     let series = metrics().job(&lease.queue, short_name(registration.name()));
+    let unique = UniqueKey::of(&envelope, registration, erased.as_ref());
     let mut attempt = Attempt {
         shared,
         lease,
@@ -224,6 +263,7 @@ async fn decoded(
         timeout,
         start,
         elapsed: None,
+        unique,
     };
     let verdict = if attempt.lease.attempts > max_tries {
         tracing::warn!(job_id = %attempt.lease.id, job = registration.name(), "job exceeded max tries, moving to failed store");
@@ -249,10 +289,15 @@ impl Attempt<'_> {
             "processing job"
         );
         self.fire(Lifecycle::Before, None, None);
+        if let Some(unique) = &self.unique {
+            unique
+                .give_back(self.shared.driver.as_ref(), UniqueUntil::Start)
+                .await;
+        }
         let started = tokio::time::Instant::now();
         let ctx = self.ctx.clone();
         self.series.started();
-        let middleware = self.shared.extensions.middleware.clone();
+        let middleware = self.shared.middleware_for(&self.lease.queue);
         let handle = async move {
             let mut job = job;
             let result = crate::middleware::run_chain(&middleware, job.as_mut(), &ctx).await;
@@ -393,6 +438,7 @@ impl Attempt<'_> {
                     tracing::error!(job_id = %self.lease.id, "acknowledgement channel closed; the job may run again");
                 }
                 self.fire(Lifecycle::After, None, None);
+                self.give_back_key().await;
                 Outcome::Succeeded
             }
             Verdict::Postpone { delay } => {
@@ -440,6 +486,15 @@ impl Attempt<'_> {
         }
     }
 
+    /// Gives back a unique job's key once it has finished (succeeded or failed for good).
+    async fn give_back_key(&self) {
+        if let Some(unique) = &self.unique {
+            unique
+                .give_back(self.shared.driver.as_ref(), UniqueUntil::Finish)
+                .await;
+        }
+    }
+
     /// Runs the worker's hooks for `lifecycle`.
     fn fire(&self, lifecycle: Lifecycle, error: Option<&JobError>, delay: Option<Duration>) {
         self.shared.extensions.hooks.fire(&JobEvent {
@@ -471,6 +526,7 @@ impl Attempt<'_> {
         }
         self.series.failed(kind);
         self.fire(Lifecycle::FinalFailure, Some(&error), None);
+        self.give_back_key().await;
         let job = job.or_else(|| self.registration.decode(self.envelope.data()).ok());
         if let Some(job) = job {
             run_failed_hook(job, self.ctx.clone(), error, self.timeout, &self.lease.id).await;
@@ -511,6 +567,11 @@ pub(crate) async fn failed_after_expiry(shared: &Shared, job: ReservedJob) {
     let Ok((envelope, registration, erased)) = shared.registry.decode(&payload) else {
         return; // Not a job this worker knows: no hook to run.
     };
+    if let Some(unique) = UniqueKey::of(&envelope, registration, erased.as_ref()) {
+        unique
+            .give_back(shared.driver.as_ref(), UniqueUntil::Finish)
+            .await;
+    }
     let (max_tries, timeout) = limits(shared, &envelope);
     let ctx = JobContext::new(
         lease.id.clone(),

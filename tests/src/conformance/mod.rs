@@ -9,6 +9,7 @@ mod order;
 mod prefetch;
 mod retries;
 mod slots;
+mod unique;
 
 pub use failed_store::failed_store_operations;
 pub use leases::{
@@ -38,4 +39,8 @@ pub use retries::{
 pub use slots::{
     racing_holders_never_exceed_the_limit, slots_count_holders_up_to_the_limit,
     slots_expire_unless_renewed,
+};
+pub use unique::{
+    racing_producers_queue_one_unique_job, unique_jobs_are_queued_once_until_they_finish,
+    unique_keys_expire_after_unique_for, unique_until_start_frees_the_key_when_the_job_starts,
 };

@@ -10,6 +10,8 @@ use routemq::prelude::*;
     backoff = "exponential",
     max_delay = 300,
     jitter = 0.25,
+    unique_for = 3600,
+    unique_until = "start",
     crate = "routemq"
 )]
 pub struct Thing {
@@ -28,4 +30,10 @@ fn main() {
     assert_eq!((o.queue, o.connection), ("emails.high-priority", Some("redis")));
     assert_eq!((o.backoff, o.max_delay, o.jitter), (true, Some(300.0), Some(0.25)));
     assert_eq!(Thing::NAME, "my_app.jobs.SendEmailJob");
+    assert_eq!((o.unique_for, o.unique_until), (Some(3600), routemq::UniqueUntil::Start));
+    // A unique job's dispatch says whether it was queued or a duplicate.
+    fn _dispatch_output(job: Thing) -> routemq::queue::PendingDispatch<'static, Thing> {
+        job.dispatch()
+    }
+    let _: fn(routemq::Dispatched) -> Option<String> = |d| d.id().map(str::to_owned);
 }
