@@ -12,6 +12,7 @@ pub mod hostile;
 pub mod interop;
 pub mod jobs;
 pub mod ledger;
+pub mod limit_jobs;
 pub mod outage;
 pub mod pools;
 pub mod process;

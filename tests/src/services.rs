@@ -40,3 +40,21 @@ pub fn postgres_url() -> Option<String> {
 pub fn mysql_url() -> Option<String> {
     service_url("ROUTEMQ_TEST_MYSQL_URL")
 }
+
+/// Deletes every key under `prefix` on the Redis at `url` (a test's own keys), ignoring errors.
+pub async fn delete_redis_keys(url: &str, prefix: &str) {
+    let Ok(client) = redis::Client::open(url) else {
+        return;
+    };
+    let Ok(mut con) = client.get_multiplexed_async_connection().await else {
+        return;
+    };
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut con)
+        .await
+        .unwrap_or_default();
+    if !keys.is_empty() {
+        let _: Result<(), _> = redis::cmd("DEL").arg(&keys).query_async(&mut con).await;
+    }
+}
