@@ -266,3 +266,37 @@ impl Job for UniqueBriefly {
         Ok(())
     }
 }
+
+/// Fails (once, for good: `max_tries = 1`) when `fail`, under a [`ThrottlesExceptions`] keyed by
+/// its ledger key: two failures within 10 s hold the key's jobs for one second.
+///
+/// [`ThrottlesExceptions`]: routemq::middleware::ThrottlesExceptions
+#[derive(Debug)]
+#[job(name = "conformance.Throttled", max_tries = 1)]
+pub struct Throttled {
+    /// The ledger key and the throttle's key.
+    pub key: String,
+    /// Its number.
+    pub n: u64,
+    /// Whether this one fails.
+    pub fail: bool,
+}
+
+impl Job for Throttled {
+    async fn handle(&mut self, ctx: &JobContext) -> Result<(), JobError> {
+        record(&self.key, "run", ctx.attempts(), self.n, ctx.job_id());
+        if self.fail {
+            return Err(JobError::msg("the partner API is down"));
+        }
+        Ok(())
+    }
+
+    fn middleware(&self) -> Vec<Box<dyn routemq::middleware::Middleware>> {
+        use routemq::middleware::ThrottlesExceptions;
+        vec![Box::new(
+            ThrottlesExceptions::new("partner", 2, Duration::from_secs(10))
+                .by(&self.key)
+                .cool_down(Duration::from_secs(1)),
+        )]
+    }
+}

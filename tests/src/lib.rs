@@ -48,7 +48,8 @@ macro_rules! conformance_suite {
             slots_count_holders_up_to_the_limit, slots_expire_unless_renewed,
             racing_holders_never_exceed_the_limit, unique_jobs_are_queued_once_until_they_finish,
             racing_producers_queue_one_unique_job, unique_until_start_frees_the_key_when_the_job_starts,
-            unique_keys_expire_after_unique_for
+            unique_keys_expire_after_unique_for, paused_queues_are_not_reserved,
+            throttled_jobs_wait_out_the_cool_down
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {

@@ -621,6 +621,14 @@ async fn bad_arguments_and_unknown_connections_fail_clearly() {
         &["queue-work", "--concurrency", "0"],
         &["queue-work", "--queue", "a b"],
         &["queue-work", "--metrics-addr", "no-such-host.invalid:9090"],
+        &["queue-work", "--limit", "elsewhere=2"],
+        &["queue-work", "--limit", "default=0"],
+        &["queue-work", "--limit", "default"],
+        &["queue-work", "--rate", "default=5"],
+        &["queue-work", "--rate", "default=x/1s"],
+        &["queue-work", "--rate", "default=0/1s"],
+        &["queue-pause", "a b"],
+        &["queue-pause"],
     ] {
         let invalid = setup.run(args);
         assert_eq!(invalid.status.code(), Some(2), "{args:?}: {invalid:?}");
@@ -874,4 +882,44 @@ async fn log_format_json_writes_one_json_object_per_line() {
     ] {
         assert!(messages.contains(&expected), "{expected:?} in {messages:?}");
     }
+}
+
+#[tokio::test]
+async fn queue_pause_stops_workers_reserving_until_queue_resume() {
+    let setup = Setup::new("pause").await;
+    setup.dispatch(3, 0).await;
+    let paused = setup.json(&["queue-pause", &setup.queue]);
+    assert_eq!(paused["paused"], true, "{paused}");
+    assert_eq!(paused["queues"][0], setup.queue.as_str());
+    // A worker on the paused queue takes nothing (it stops after its --max-time).
+    let idle = setup.run(&[
+        "queue-work",
+        "--queue",
+        &setup.queue,
+        "--sleep",
+        "0.1",
+        "--max-time",
+        "1.5",
+    ]);
+    assert!(idle.status.success(), "{idle:?}");
+    assert!(setup.ledger().is_empty(), "no job of a paused queue runs");
+    assert_eq!(
+        setup.json(&["queue-size", "--queue", &setup.queue])[&setup.queue],
+        3
+    );
+    // Producers keep enqueuing while it is paused.
+    setup.dispatch(1, 0).await;
+    let resumed = setup.json(&["queue-resume", &setup.queue]);
+    assert_eq!(resumed["paused"], false, "{resumed}");
+    let worked = setup.run(&[
+        "queue-work",
+        "--queue",
+        &setup.queue,
+        "--sleep",
+        "0.1",
+        "--stop-when-empty",
+    ]);
+    assert!(worked.status.success(), "{worked:?}");
+    let done = setup.ledger().iter().filter(|l| l.event == "done").count();
+    assert_eq!(done, 4);
 }

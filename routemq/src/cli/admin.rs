@@ -394,7 +394,9 @@ pub(super) async fn run(command: Command) -> Result<(), Failure> {
         Command::QueuePause(args) | Command::QueueResume(args) => {
             let (connection, driver) = driver(&args.common).await?;
             for queue in &args.queue {
-                crate::names::validate_queue_name(queue)?;
+                checked_queue(queue)?;
+            }
+            for queue in &args.queue {
                 if pausing {
                     queue::pause::pause(driver.as_ref(), queue).await?;
                 } else {

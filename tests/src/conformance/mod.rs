@@ -6,6 +6,7 @@
 mod failed_store;
 mod leases;
 mod order;
+mod pauses;
 mod prefetch;
 mod retries;
 mod slots;
@@ -23,6 +24,7 @@ pub use order::{
     bulk_push_is_one_call_with_unique_ids, delayed_jobs_wait_for_their_time, fifo_order,
     max_jobs_limit_stops_the_worker, stats_count_every_state,
 };
+pub use pauses::paused_queues_are_not_reserved;
 pub use prefetch::{
     a_job_taken_back_unstarted_is_marked_stalled,
     a_stale_lease_cannot_touch_a_prefetched_reservation, a_worker_counts_each_prefetched_job_once,
@@ -33,8 +35,8 @@ pub use prefetch::{
 pub use retries::{
     attempts_count_across_retries, failed_hook_runs_once_after_last_try, panic_is_a_failed_attempt,
     permanent_error_skips_remaining_tries, postponed_jobs_keep_their_attempt,
-    retry_delay_is_honoured, timeout_fails_the_attempt_and_cancels,
-    undecodable_payloads_go_to_the_failed_store,
+    retry_delay_is_honoured, throttled_jobs_wait_out_the_cool_down,
+    timeout_fails_the_attempt_and_cancels, undecodable_payloads_go_to_the_failed_store,
 };
 pub use slots::{
     racing_holders_never_exceed_the_limit, slots_count_holders_up_to_the_limit,

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use crate::Harness;
-use crate::jobs::{AlwaysFail, FailTimes, Panicky, PostponeTimes, Record, RetryAfterOne, Sleepy};
+use crate::jobs::{
+    AlwaysFail, FailTimes, Panicky, PostponeTimes, Record, RetryAfterOne, Sleepy, Throttled,
+};
 use crate::ledger;
 
 /// Attempts count 1, 2, 3 across retries; a job that succeeds on its last try is not failed.
@@ -242,4 +244,33 @@ pub async fn postponed_jobs_keep_their_attempt(h: Harness) {
             .is_empty()
     );
     assert_eq!(h.size().await, 0);
+}
+
+/// `ThrottlesExceptions`: after two failures, the key's next job waits out the cool-down (its
+/// attempt refunded), then runs.
+pub async fn throttled_jobs_wait_out_the_cool_down(h: Harness) {
+    for (n, fail) in [(1, true), (2, true), (3, false)] {
+        h.push(Throttled {
+            key: h.key.clone(),
+            n,
+            fail,
+        })
+        .await;
+    }
+    let options = routemq::WorkerOptions {
+        concurrency: 1,
+        prefetch: Some(0),
+        ..h.options()
+    };
+    let report = h.work(options).await;
+    assert_eq!((report.failed, report.succeeded), (2, 1), "{report:?}");
+    assert!(report.postponed >= 1, "{report:?}");
+    let runs = ledger::of(&h.key, "run");
+    let order: Vec<(u64, u32)> = runs.iter().map(|e| (e.n, e.attempt)).collect();
+    assert_eq!(order, [(1, 1), (2, 1), (3, 1)]);
+    let held = runs[2].at.duration_since(runs[1].at);
+    assert!(
+        held >= Duration::from_millis(900),
+        "ran {held:?} after the second failure"
+    );
 }
