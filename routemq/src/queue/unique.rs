@@ -22,7 +22,7 @@
 //! }
 //!
 //! # async fn example() -> Result<(), routemq::QueueError> {
-//! match RebuildSearchIndex { shop: 7 }.dispatch().await? {
+//! match (RebuildSearchIndex { shop: 7 }).dispatch().await? {
 //!     Dispatched::Queued(id) => println!("queued as {id}"),
 //!     Dispatched::Duplicate { .. } => println!("a rebuild of shop 7 is already queued"),
 //! }
