@@ -37,6 +37,7 @@ fn answer(held: i64, mine: bool, limit: u32, free_in_micros: Option<i64>) -> Slo
     }
 }
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 fn backend(operation: &'static str) -> impl Fn(sqlx::Error) -> DriverError {
     move |error| DriverError::backend(operation, error)
 }

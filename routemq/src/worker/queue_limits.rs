@@ -83,6 +83,7 @@ impl FromStr for Rate {
 }
 
 /// `QUEUE=VALUE` of `--limit` and `--rate`.
+#[cfg_attr(not(feature = "cli"), allow(dead_code))]
 pub(crate) fn parse_assignment<T: FromStr>(text: &str) -> Result<(String, T), String>
 where
     T::Err: fmt::Display,
