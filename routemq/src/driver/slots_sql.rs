@@ -7,6 +7,7 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 use super::DriverError;
 use super::slots::{Slot, ttl_micros};
 
