@@ -21,6 +21,8 @@ pub(crate) const KEYS: &[&str] = &[
     "jitter",
     "unique_for",
     "unique_until",
+    "max_exceptions",
+    "retry_until",
     "crate",
 ];
 
@@ -45,6 +47,10 @@ pub(crate) struct JobArgs {
     pub(crate) unique_until_finish: Option<bool>,
     /// Where `unique_until` was written, for the error when `unique_for` is missing.
     pub(crate) unique_until_span: Option<Span>,
+    /// Fail for good after this many exceptions, even with tries left.
+    pub(crate) max_exceptions: Option<u32>,
+    /// Seconds after the dispatch after which no more tries are made.
+    pub(crate) retry_until: Option<u64>,
     pub(crate) krate: Option<Path>,
     /// Keys seen so far, valid or not, so that a repeat is reported even when the first was bad.
     seen: Vec<&'static str>,
@@ -213,6 +219,26 @@ impl JobArgs {
                 }
                 self.unique_for = Some(n);
             }
+            "max_exceptions" => {
+                let n = int(key, value)?;
+                if n == 0 {
+                    return Err(spanned(
+                        value,
+                        "`max_exceptions` must be at least 1: the job fails for good at that many exceptions",
+                    ));
+                }
+                self.max_exceptions = Some(n);
+            }
+            "retry_until" => {
+                let n = seconds(key, value, int(key, value)?)?;
+                if n == 0 {
+                    return Err(spanned(
+                        value,
+                        "`retry_until` must be greater than 0 seconds after the dispatch, e.g. `retry_until = 3600`",
+                    ));
+                }
+                self.retry_until = Some(n);
+            }
             "unique_until" => {
                 let lit = string(key, value)?;
                 self.unique_until_span = Some(lit.span());
@@ -256,6 +282,8 @@ fn example(key: &str) -> &'static str {
         "jitter" => "jitter = 0.25",
         "unique_for" => "unique_for = 3600",
         "unique_until" => "unique_until = \"start\"",
+        "max_exceptions" => "max_exceptions = 3",
+        "retry_until" => "retry_until = 3600",
         "crate" => "crate = \"routemq\"",
         _ => "key = value",
     }
@@ -291,6 +319,8 @@ fn did_you_mean(key: &str) -> Option<&'static str> {
         "tag" | "class" | "type_name" => Some("name"),
         "max_backoff" | "backoff_max_delay" => Some("max_delay"),
         "unique" | "unique_ttl" | "unique_seconds" => Some("unique_for"),
+        "max_errors" | "max_failures" => Some("max_exceptions"),
+        "deadline" | "retry_for" | "retry_deadline" => Some("retry_until"),
         _ => None,
     };
     if alias.is_some() {

@@ -142,6 +142,8 @@ fn meta_impl(args: &JobArgs, root: &Path, ident: &syn::Ident) -> TokenStream {
             .map(|v| Literal::f64_suffixed(v).into_token_stream()),
     );
     let unique_for = optional(args.unique_for.map(|v| quote!(#v)));
+    let max_exceptions = optional(args.max_exceptions.map(|v| quote!(#v)));
+    let retry_until = optional(args.retry_until.map(|v| quote!(#v)));
     let unique_until = if args.unique_until_finish.unwrap_or(true) {
         quote!(#root::UniqueUntil::Finish)
     } else {
@@ -167,6 +169,8 @@ fn meta_impl(args: &JobArgs, root: &Path, ident: &syn::Ident) -> TokenStream {
                 jitter: #jitter,
                 unique_for: #unique_for,
                 unique_until: #unique_until,
+                max_exceptions: #max_exceptions,
+                retry_until: #retry_until,
             };
         }
     }

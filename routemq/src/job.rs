@@ -58,6 +58,12 @@ pub struct JobOptions {
     pub unique_for: Option<u64>,
     /// How long a unique job holds its key.
     pub unique_until: UniqueUntil,
+    /// Fail for good at this many exceptions (errors, timeouts, panics), even when tries remain:
+    /// releases and postponements do not count (Laravel's `maxExceptions`).
+    pub max_exceptions: Option<u32>,
+    /// Seconds after the dispatch after which no more tries are made (Laravel's `retryUntil`):
+    /// a failure past it is final, and a retry that comes due past it fails without running.
+    pub retry_until: Option<u64>,
 }
 
 /// When a unique job gives its key back (Laravel's `ShouldBeUnique` and
@@ -84,6 +90,8 @@ impl JobOptions {
         jitter: None,
         unique_for: None,
         unique_until: UniqueUntil::Finish,
+        max_exceptions: None,
+        retry_until: None,
     };
 }
 

@@ -145,6 +145,10 @@ pub use worker::{Shutdown, Worker, WorkerError, WorkerOptions, WorkerReport};
 /// | `backoff` | `"exponential"` or `"fixed"` | `"fixed"` | `retry_after * 2^(attempt-1)`, capped |
 /// | `max_delay` | seconds ≥ 0 | worker's `QUEUE_RETRY_MAX_DELAY` (60) | backoff cap |
 /// | `jitter` | 0.0 ..= 1.0 | worker's `QUEUE_RETRY_JITTER` (0) | random share taken off each delay |
+/// | `unique_for` | seconds > 0 | none | a unique job: a second dispatch while its key is held is a [`Dispatched::Duplicate`] |
+/// | `unique_until` | `"finish"` or `"start"` | `"finish"` | when a unique job gives its key back |
+/// | `max_exceptions` | integer ≥ 1 | none | fail for good at this many exceptions, even with tries left |
+/// | `retry_until` | seconds > 0 | none | no more tries this long after the dispatch |
 /// | `crate` | path string | `"routemq"` | where the runtime is, if you renamed the dependency |
 ///
 /// Wrong arguments are compile errors at the offending token, all reported at once. The struct
@@ -174,10 +178,13 @@ pub use worker::{Shutdown, Worker, WorkerError, WorkerOptions, WorkerReport};
 ///
 /// const _: () = {
 ///     impl ::routemq::JobMeta for SendEmail {
+///         type Dispatched = String;                          // routemq::Dispatched for unique jobs
 ///         const NAME: &'static str = "my_app.jobs.SendEmail";   // built from module_path!()
 ///         const OPTIONS: ::routemq::JobOptions = ::routemq::JobOptions {
 ///             max_tries: 5, timeout: 120, retry_after: 10, queue: "emails",
 ///             connection: None, backoff: false, max_delay: None, jitter: None,
+///             unique_for: None, unique_until: ::routemq::UniqueUntil::Finish,
+///             max_exceptions: None, retry_until: None,
 ///         };
 ///     }
 ///     ::routemq::__private::inventory::submit! {

@@ -300,3 +300,42 @@ impl Job for Throttled {
         )]
     }
 }
+
+/// Releases itself on its first attempt (not an exception), then fails every time; gives up at
+/// its second exception (`max_exceptions = 2`) though it has 10 tries.
+#[derive(Debug)]
+#[job(name = "conformance.MaxExceptions", max_tries = 10, max_exceptions = 2)]
+pub struct MaxExceptions {
+    /// The ledger key.
+    pub key: String,
+}
+
+impl Job for MaxExceptions {
+    async fn handle(&mut self, ctx: &JobContext) -> Result<(), JobError> {
+        record(&self.key, "run", ctx.attempts(), 0, ctx.job_id());
+        if ctx.attempts() == 1 {
+            return Err(JobError::release(Duration::ZERO));
+        }
+        Err(JobError::msg("still broken"))
+    }
+}
+
+/// Fails every time, retried 2 s later, with no tries after 3 s from its dispatch.
+#[derive(Debug)]
+#[job(
+    name = "conformance.RetryUntil",
+    max_tries = 10,
+    retry_after = 2,
+    retry_until = 3
+)]
+pub struct RetryUntil {
+    /// The ledger key.
+    pub key: String,
+}
+
+impl Job for RetryUntil {
+    async fn handle(&mut self, ctx: &JobContext) -> Result<(), JobError> {
+        record(&self.key, "run", ctx.attempts(), 0, ctx.job_id());
+        Err(JobError::msg("still broken"))
+    }
+}

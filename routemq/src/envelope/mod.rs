@@ -41,6 +41,8 @@ pub struct Envelope {
     retry_backoff_max_delay: Option<Number>,
     retry_backoff_jitter: Option<Number>,
     queue: String,
+    /// routemq's own: the `retry_until` deadline in epoch seconds (RouteMQ ignores it).
+    retry_until: Option<Number>,
 }
 
 /// Why an envelope could not be read or written.
@@ -143,6 +145,7 @@ struct Settings<'a> {
     retry_backoff_max_delay: Option<&'a Number>,
     retry_backoff_jitter: Option<&'a Number>,
     queue: &'a str,
+    retry_until: Option<&'a Number>,
 }
 
 /// Writes a whole envelope; returns the bytes and the offset where `data` starts.
@@ -188,6 +191,9 @@ fn write_envelope<D: Serialize + ?Sized, O: Serialize + ?Sized>(
         &settings.retry_backoff_jitter,
     )?;
     field(&mut out, "queue", settings.queue)?;
+    if let Some(deadline) = settings.retry_until {
+        field(&mut out, "retry_until", deadline)?;
+    }
     out.push(b'}');
     Ok((out, data_start))
 }
@@ -214,6 +220,8 @@ struct In<'a> {
     retry_backoff_jitter: Option<&'a RawValue>,
     #[serde(borrow)]
     queue: Option<&'a RawValue>,
+    #[serde(borrow)]
+    retry_until: Option<&'a RawValue>,
 }
 
 /// The JSON kind of a raw value, for error messages.
@@ -285,6 +293,12 @@ impl Envelope {
         let retry_after = Number::from(options.retry_after);
         let max_delay = options.max_delay.map(number_from_f64);
         let jitter = options.jitter.map(number_from_f64);
+        let retry_until = options.retry_until.map(|secs| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::SystemTime::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            number_from_f64(((now + secs as f64) * 1000.0).round() / 1000.0)
+        });
         let settings = Settings {
             max_tries: i64::from(options.max_tries),
             timeout: &timeout,
@@ -293,6 +307,7 @@ impl Envelope {
             retry_backoff_max_delay: max_delay.as_ref(),
             retry_backoff_jitter: jitter.as_ref(),
             queue,
+            retry_until: retry_until.as_ref(),
         };
         let (out, data_start) = write_envelope(name, data, observability, &settings)
             .map_err(|source| EnvelopeError::Encode { job: name, source })?;
@@ -385,6 +400,7 @@ impl Envelope {
             )?,
             queue: typed::<String>(fields.queue, "queue", "a string")?
                 .unwrap_or_else(|| "default".to_owned()),
+            retry_until: optional_number(fields.retry_until, "retry_until")?,
         })
     }
 
@@ -398,6 +414,7 @@ impl Envelope {
             retry_backoff_max_delay: self.retry_backoff_max_delay.as_ref(),
             retry_backoff_jitter: self.retry_backoff_jitter.as_ref(),
             queue: &self.queue,
+            retry_until: self.retry_until.as_ref(),
         };
         // Strings, numbers and already-valid raw JSON always serialize.
         let written = match self.observability.as_deref() {
@@ -409,6 +426,13 @@ impl Envelope {
         written
             .map(|(out, _)| String::from_utf8_lossy(&out).into_owned())
             .unwrap_or_default()
+    }
+
+    /// When no more tries are made (`#[job(retry_until = ..)]`, fixed at dispatch), if set.
+    pub fn retry_until(&self) -> Option<std::time::SystemTime> {
+        let secs = self.retry_until.as_ref()?.as_f64()?;
+        let since_epoch = std::time::Duration::try_from_secs_f64(secs).ok()?;
+        std::time::SystemTime::UNIX_EPOCH.checked_add(since_epoch)
     }
 
     /// The job's wire tag (`class`).

@@ -131,6 +131,9 @@ struct Attempt<'a> {
     unique: Option<UniqueKey>,
 }
 
+/// How long a job's exception count is kept (it is cleared when the job finishes).
+const EXCEPTIONS_KEPT: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// A unique job's key (its slot) and the dispatch that holds it (its producer span id).
 struct UniqueKey {
     slot: String,
@@ -272,8 +275,16 @@ async fn decoded(
             error: JobError::permanent(format!("max tries exceeded ({max_tries})")),
             job: Some(erased),
         }
+    } else if attempt.lease.attempts > 1 && attempt.past_retry_until(Duration::ZERO) {
+        tracing::warn!(job_id = %attempt.lease.id, job = registration.name(), "retry_until passed, moving to failed store");
+        attempt.series.dead_lettered("retry_until_passed");
+        Verdict::Fail {
+            error: JobError::permanent("retry_until passed before this try"),
+            job: Some(erased),
+        }
     } else {
-        attempt.execute(erased, cancel).await
+        let verdict = attempt.execute(erased, cancel).await;
+        attempt.limit_retries(verdict).await
     };
     attempt.settle(verdict).await
 }
@@ -416,6 +427,66 @@ impl Attempt<'_> {
         Verdict::Retry { delay, error }
     }
 
+    /// Whether a try `delay` from now would come after the job's `retry_until` deadline.
+    fn past_retry_until(&self, delay: Duration) -> bool {
+        self.envelope
+            .retry_until()
+            .is_some_and(|deadline| std::time::SystemTime::now() + delay > deadline)
+    }
+
+    /// Turns a retry into a final failure when the job has no more tries to make: its
+    /// `retry_until` deadline would pass first, or this was its `max_exceptions`-th exception.
+    async fn limit_retries(&self, verdict: Verdict) -> Verdict {
+        let Verdict::Retry { delay, error } = verdict else {
+            return verdict;
+        };
+        if self.past_retry_until(delay) {
+            return Verdict::Fail {
+                error: JobError::permanent(format!("retry_until passed, no more tries: {error}")),
+                job: None,
+            };
+        }
+        let exception = !matches!(error, JobError::Release { .. } | JobError::Postponed { .. });
+        if let Some(max) = self.registration.options().max_exceptions
+            && exception
+            && self.exceptions_reached(max).await
+        {
+            return Verdict::Fail {
+                error: JobError::permanent(format!(
+                    "{max} exceptions, the job's max_exceptions: {error}"
+                )),
+                job: None,
+            };
+        }
+        Verdict::Retry { delay, error }
+    }
+
+    /// Counts this attempt's exception in the job's slot; `true` when it is the `max`-th. A
+    /// driver that cannot count leaves the job to its tries.
+    async fn exceptions_reached(&self, max: u32) -> bool {
+        let holder = format!("attempt-{}", self.lease.attempts);
+        let counted = self
+            .shared
+            .driver
+            .acquire_slot(&self.exceptions_slot(), &holder, max - 1, EXCEPTIONS_KEPT)
+            .await;
+        match counted {
+            Ok(slot) => !slot.taken,
+            Err(error) => {
+                tracing::warn!(job_id = %self.lease.id, %error, "could not count the job's exceptions");
+                false
+            }
+        }
+    }
+
+    /// Where a job with `max_exceptions` counts them.
+    fn exceptions_slot(&self) -> String {
+        format!(
+            "exceptions:{}:{}:{}",
+            self.shared.connection, self.lease.queue, self.lease.id
+        )
+    }
+
     /// Carries out a verdict with the driver. An acknowledgement is queued behind the job's start;
     /// anything else waits for the start to land, and uses the lease it gives.
     async fn settle(mut self, verdict: Verdict) -> Outcome {
@@ -438,7 +509,7 @@ impl Attempt<'_> {
                     tracing::error!(job_id = %self.lease.id, "acknowledgement channel closed; the job may run again");
                 }
                 self.fire(Lifecycle::After, None, None);
-                self.give_back_key().await;
+                self.finished().await;
                 Outcome::Succeeded
             }
             Verdict::Postpone { delay } => {
@@ -486,12 +557,22 @@ impl Attempt<'_> {
         }
     }
 
-    /// Gives back a unique job's key once it has finished (succeeded or failed for good).
-    async fn give_back_key(&self) {
+    /// Once the job has finished (succeeded or failed for good): gives back a unique job's key
+    /// and forgets its exception count.
+    async fn finished(&self) {
         if let Some(unique) = &self.unique {
             unique
                 .give_back(self.shared.driver.as_ref(), UniqueUntil::Finish)
                 .await;
+        }
+        if self.registration.options().max_exceptions.is_some()
+            && let Err(error) = self
+                .shared
+                .driver
+                .release_slot(&self.exceptions_slot(), None)
+                .await
+        {
+            tracing::debug!(job_id = %self.lease.id, %error, "could not clear the exception count; it expires by itself");
         }
     }
 
@@ -526,7 +607,7 @@ impl Attempt<'_> {
         }
         self.series.failed(kind);
         self.fire(Lifecycle::FinalFailure, Some(&error), None);
-        self.give_back_key().await;
+        self.finished().await;
         let job = job.or_else(|| self.registration.decode(self.envelope.data()).ok());
         if let Some(job) = job {
             run_failed_hook(job, self.ctx.clone(), error, self.timeout, &self.lease.id).await;

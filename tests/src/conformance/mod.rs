@@ -33,10 +33,12 @@ pub use prefetch::{
     refunding_a_prefetched_job_changes_no_attempt,
 };
 pub use retries::{
-    attempts_count_across_retries, failed_hook_runs_once_after_last_try, panic_is_a_failed_attempt,
+    attempts_count_across_retries, failed_hook_runs_once_after_last_try,
+    max_exceptions_ends_retries_early, panic_is_a_failed_attempt,
     permanent_error_skips_remaining_tries, postponed_jobs_keep_their_attempt,
-    retry_delay_is_honoured, throttled_jobs_wait_out_the_cool_down,
-    timeout_fails_the_attempt_and_cancels, undecodable_payloads_go_to_the_failed_store,
+    retry_delay_is_honoured, retry_until_ends_retries_at_the_deadline,
+    throttled_jobs_wait_out_the_cool_down, timeout_fails_the_attempt_and_cancels,
+    undecodable_payloads_go_to_the_failed_store,
 };
 pub use slots::{
     racing_holders_never_exceed_the_limit, slots_count_holders_up_to_the_limit,

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use crate::Harness;
 use crate::jobs::{
-    AlwaysFail, FailTimes, Panicky, PostponeTimes, Record, RetryAfterOne, Sleepy, Throttled,
+    AlwaysFail, FailTimes, MaxExceptions, Panicky, PostponeTimes, Record, RetryAfterOne,
+    RetryUntil, Sleepy, Throttled,
 };
 use crate::ledger;
 
@@ -272,5 +273,51 @@ pub async fn throttled_jobs_wait_out_the_cool_down(h: Harness) {
     assert!(
         held >= Duration::from_millis(900),
         "ran {held:?} after the second failure"
+    );
+}
+
+/// `max_exceptions = 2`: the second exception is final though tries remain; a release is not one.
+pub async fn max_exceptions_ends_retries_early(h: Harness) {
+    let id = h.push(MaxExceptions { key: h.key.clone() }).await;
+    let report = h.work(h.options()).await;
+    assert_eq!((report.retried, report.failed), (2, 1), "{report:?}");
+    let attempts: Vec<u32> = ledger::of(&h.key, "run")
+        .iter()
+        .map(|e| e.attempt)
+        .collect();
+    assert_eq!(attempts, [1, 2, 3]);
+    let failed = h.driver.failed_list(Some(&h.queue)).await.expect("list");
+    assert_eq!(failed.len(), 1);
+    assert!(
+        failed[0]
+            .exception
+            .contains("2 exceptions, the job's max_exceptions: still broken"),
+        "{}",
+        failed[0].exception
+    );
+    // The count went with the job: its slot holds nobody.
+    let slot = format!("exceptions:{}:{}:{id}", h.connection, h.queue);
+    let free = h
+        .driver
+        .acquire_slot(&slot, "probe", 1, Duration::ZERO)
+        .await
+        .expect("probe");
+    assert!(free.taken, "the exception count was cleared");
+}
+
+/// `retry_until = 3` with retries 2 s apart: the second failure would retry past the deadline,
+/// so it is final.
+pub async fn retry_until_ends_retries_at_the_deadline(h: Harness) {
+    h.push(RetryUntil { key: h.key.clone() }).await;
+    let report = h.work(h.options()).await;
+    assert_eq!((report.retried, report.failed), (1, 1), "{report:?}");
+    assert_eq!(ledger::of(&h.key, "run").len(), 2);
+    let failed = h.driver.failed_list(Some(&h.queue)).await.expect("list");
+    assert!(
+        failed[0]
+            .exception
+            .contains("retry_until passed, no more tries: still broken"),
+        "{}",
+        failed[0].exception
     );
 }

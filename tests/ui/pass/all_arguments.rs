@@ -12,6 +12,8 @@ use routemq::prelude::*;
     jitter = 0.25,
     unique_for = 3600,
     unique_until = "start",
+    max_exceptions = 3,
+    retry_until = 3600,
     crate = "routemq"
 )]
 pub struct Thing {
@@ -31,6 +33,7 @@ fn main() {
     assert_eq!((o.backoff, o.max_delay, o.jitter), (true, Some(300.0), Some(0.25)));
     assert_eq!(Thing::NAME, "my_app.jobs.SendEmailJob");
     assert_eq!((o.unique_for, o.unique_until), (Some(3600), routemq::UniqueUntil::Start));
+    assert_eq!((o.max_exceptions, o.retry_until), (Some(3), Some(3600)));
     // A unique job's dispatch says whether it was queued or a duplicate.
     fn _dispatch_output(job: Thing) -> routemq::queue::PendingDispatch<'static, Thing> {
         job.dispatch()
