@@ -28,8 +28,6 @@ pub trait ErasedJob: Send {
     fn failed<'a>(&'a mut self, ctx: &'a JobContext, error: &'a JobError) -> BoxFuture<'a, ()>;
     /// Returns `Job::middleware`.
     fn middleware(&self) -> Vec<Box<dyn crate::middleware::Middleware>>;
-    /// The slot a unique job holds its key in (`None`: not unique).
-    fn unique_slot(&self) -> Option<String>;
 }
 
 impl<T: Job> ErasedJob for T {
@@ -43,10 +41,6 @@ impl<T: Job> ErasedJob for T {
 
     fn middleware(&self) -> Vec<Box<dyn crate::middleware::Middleware>> {
         Job::middleware(self)
-    }
-
-    fn unique_slot(&self) -> Option<String> {
-        crate::job::unique_slot(self)
     }
 }
 

@@ -290,7 +290,18 @@ async fn a_middleware_can_postpone_a_job_without_using_its_only_try() {
         decision: Decision::PostponeFirstRun,
     })
     .await;
-    let report = s.run(s.worker()).await;
+    // A postponed job does not use up --max-jobs: the one job still runs.
+    let options = WorkerOptions {
+        queues: vec![s.queue.clone()],
+        concurrency: 1,
+        sleep: Duration::from_millis(20),
+        stop_when_empty: true,
+        max_jobs: Some(1),
+        ..WorkerOptions::default()
+    };
+    let report = s
+        .run(Worker::new(Arc::clone(&s.driver), "memory", options))
+        .await;
     assert_eq!(
         (report.postponed, report.succeeded, report.failed),
         (1, 1, 0),

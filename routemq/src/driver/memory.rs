@@ -269,6 +269,10 @@ impl QueueDriver for MemoryDriver {
         Ok(self.lock().slots.renew(name, holder, ttl, Instant::now()))
     }
 
+    async fn sweep_slots(&self) -> Result<u64, DriverError> {
+        Ok(self.lock().slots.sweep(Instant::now()))
+    }
+
     async fn push(&self, jobs: &[NewJob]) -> Result<Vec<String>, DriverError> {
         let now = Instant::now();
         let ids = {

@@ -446,6 +446,13 @@ pub trait QueueDriver: Send + Sync + fmt::Debug {
         })
     }
 
+    /// Deletes expired slot holders (and whatever bookkeeping a name with none left keeps), so
+    /// that names used once (a rate window per customer, a unique key) do not pile up. Workers
+    /// call it on every reaper pass. Returns how many holders it deleted; the default does nothing.
+    async fn sweep_slots(&self) -> Result<u64, DriverError> {
+        Ok(0)
+    }
+
     /// Retries every failed job of a queue (or all). Returns how many.
     async fn failed_retry_all(&self, queue: Option<&str>) -> Result<u64, DriverError> {
         let mut retried = 0;

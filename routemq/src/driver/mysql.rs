@@ -52,10 +52,11 @@ const SCHEMA: &[&str] = &[
         INDEX ix_queue_failed_jobs_queue (queue)
     )",
     "CREATE TABLE IF NOT EXISTS queue_slots (
-        name VARCHAR(191) NOT NULL,
-        holder VARCHAR(191) NOT NULL,
+        name VARBINARY(191) NOT NULL,
+        holder VARBINARY(191) NOT NULL,
         expires_at BIGINT NOT NULL,
-        PRIMARY KEY (name, holder)
+        PRIMARY KEY (name, holder),
+        INDEX queue_slots_expires_at (expires_at)
     )",
 ];
 
@@ -454,6 +455,10 @@ impl QueueDriver for MySqlDriver {
         ttl: Duration,
     ) -> Result<bool, DriverError> {
         slots_sql::mysql::renew(&self.pool, name, holder, ttl).await
+    }
+
+    async fn sweep_slots(&self) -> Result<u64, DriverError> {
+        slots_sql::mysql::sweep(&self.pool).await
     }
 
     async fn migrate(&self) -> Result<(), DriverError> {

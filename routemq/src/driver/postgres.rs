@@ -65,6 +65,7 @@ const SCHEMA: &[&str] = &[
         expires_at BIGINT NOT NULL,
         PRIMARY KEY (name, holder)
     )",
+    "CREATE INDEX IF NOT EXISTS queue_slots_expires_at ON queue_slots (expires_at)",
 ];
 
 const FAILED_COLUMNS: &str = "id::bigint AS id, connection, queue, payload, exception, to_char(failed_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.US') AS failed_at";
@@ -425,12 +426,16 @@ impl QueueDriver for PostgresDriver {
         slots_sql::postgres::renew(&self.pool, name, holder, ttl).await
     }
 
+    async fn sweep_slots(&self) -> Result<u64, DriverError> {
+        slots_sql::postgres::sweep(&self.pool).await
+    }
+
     async fn migrate(&self) -> Result<(), DriverError> {
         // Already there: take no lock (CREATE INDEX IF NOT EXISTS would lock the tables anyway).
         let present: bool = sqlx::query_scalar(
             "SELECT to_regclass('queue_jobs') IS NOT NULL AND to_regclass('queue_failed_jobs') IS NOT NULL
                 AND to_regclass('routemq_queue_jobs_claim') IS NOT NULL
-                AND to_regclass('queue_slots') IS NOT NULL",
+                AND to_regclass('queue_slots_expires_at') IS NOT NULL",
         )
         .fetch_one(&self.pool)
         .await

@@ -126,6 +126,18 @@ impl LocalSlots {
         }
     }
 
+    /// Deletes expired holders and names with none left; returns how many holders went.
+    pub(crate) fn sweep(&mut self, now: Instant) -> u64 {
+        let mut swept = 0;
+        self.names.retain(|_, holders| {
+            let before = holders.len();
+            holders.retain(|_, expires| *expires > now);
+            swept += (before - holders.len()) as u64;
+            !holders.is_empty()
+        });
+        swept
+    }
+
     pub(crate) fn renew(&mut self, name: &str, holder: &str, ttl: Duration, now: Instant) -> bool {
         match self.names.get_mut(name).and_then(|h| h.get_mut(holder)) {
             Some(expires) if *expires > now => {
@@ -162,6 +174,9 @@ mod tests {
                 .taken
         );
         assert!(!slots.renew("k", "gone", ttl, t0));
+        assert_eq!(slots.sweep(t0 + Duration::from_secs(30)), 2);
+        assert!(slots.names.is_empty());
+        assert!(slots.acquire("k", "a", 1, ttl, t0).taken);
         slots.release("k", None);
         assert!(slots.names.is_empty());
     }

@@ -1,8 +1,11 @@
 //! [Slots](super::slots) in SQL: table `queue_slots` (`name`, `holder`, `expires_at`; made by
-//! `migrate` with the other tables), one row per holder (`expires_at` in
-//! microseconds since the epoch). PostgreSQL and MySQL serialise the holders of one name on a
-//! head row (`holder = ''`) locked `FOR UPDATE`, and read the clock of the server, so hosts with
-//! drifting clocks agree; SQLite takes its write lock first (`BEGIN IMMEDIATE`).
+//! `migrate` with the other tables), one row per holder (`expires_at` in microseconds since the
+//! epoch). PostgreSQL and MySQL serialise the holders of one name on a head row (`holder = ''`)
+//! locked `FOR UPDATE`, and read the clock of the server, so hosts with drifting clocks agree;
+//! SQLite takes its write lock first (`BEGIN IMMEDIATE`). Each acquisition is one transaction
+//! that sqlx rolls back if its caller is cancelled half-way. The head row is only a lock: a sweep
+//! ([`QueueDriver::sweep_slots`](super::QueueDriver::sweep_slots)) deletes it with the expired
+//! holders once a name has none left, and an acquisition that finds it gone makes it again.
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -11,20 +14,27 @@ use std::time::Duration;
 use super::DriverError;
 use super::slots::{Slot, ttl_micros};
 
-/// Longest name or holder stored as it is; longer ones keep their start and a hash of the whole.
+/// Longest name or holder stored as it is, in bytes (MySQL's `VARBINARY(191)`).
 const MAX_KEY: usize = 191;
 
-/// `key` as stored: itself when it fits the column, else its first 160 characters and a 64-bit
-/// FNV-1a hash of the whole in hex.
+/// How many times an acquisition makes a head row a sweep deleted under it before giving up.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+const HEAD_TRIES: usize = 5;
+
+/// `key` as stored: itself when it fits the column, else its first 150 bytes (at a character
+/// boundary) and a 64-bit FNV-1a hash of the whole in hex.
 pub(crate) fn column_key(key: &str) -> Cow<'_, str> {
-    if key.chars().count() <= MAX_KEY {
+    if key.len() <= MAX_KEY {
         return Cow::Borrowed(key);
     }
     let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     });
-    let start: String = key.chars().take(160).collect();
-    Cow::Owned(format!("{start}#{hash:016x}"))
+    let mut end = 150;
+    while !key.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}#{hash:016x}", &key[..end]))
 }
 
 /// The answer once the holders are counted: `held` unexpired holders other than the caller,
@@ -43,6 +53,14 @@ fn backend(operation: &'static str) -> impl Fn(sqlx::Error) -> DriverError {
     move |error| DriverError::backend(operation, error)
 }
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+fn head_vanished() -> DriverError {
+    DriverError::backend(
+        "acquire slot",
+        "the slot's head row was deleted under every try",
+    )
+}
+
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres {
     use super::*;
@@ -58,20 +76,36 @@ pub(crate) mod postgres {
         ttl: Duration,
     ) -> Result<Slot, DriverError> {
         let (name, holder) = (column_key(name), column_key(holder));
-        let mut tx = pool.begin().await.map_err(backend("acquire slot"))?;
-        sqlx::query(
-            "INSERT INTO queue_slots (name, holder, expires_at) VALUES ($1, '', 0)
-             ON CONFLICT (name, holder) DO NOTHING",
-        )
-        .bind(&*name)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend("acquire slot"))?;
-        sqlx::query("SELECT 1 FROM queue_slots WHERE name = $1 AND holder = '' FOR UPDATE")
+        // READ COMMITTED whatever the pool's default: the count below must see every holder
+        // committed before the head row's lock was granted.
+        let mut tx = pool
+            .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
+            .await
+            .map_err(backend("acquire slot"))?;
+        let mut locked = false;
+        for _ in 0..HEAD_TRIES {
+            sqlx::query(
+                "INSERT INTO queue_slots (name, holder, expires_at) VALUES ($1, '', 0)
+                 ON CONFLICT (name, holder) DO NOTHING",
+            )
             .bind(&*name)
             .execute(&mut *tx)
             .await
             .map_err(backend("acquire slot"))?;
+            locked =
+                sqlx::query("SELECT 1 FROM queue_slots WHERE name = $1 AND holder = '' FOR UPDATE")
+                    .bind(&*name)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(backend("acquire slot"))?
+                    .is_some();
+            if locked {
+                break;
+            }
+        }
+        if !locked {
+            return Err(head_vanished());
+        }
         // The head row is locked: this statement's snapshot sees every earlier holder.
         let (held, mine, free_in): (i64, bool, Option<i64>) = sqlx::query_as(&format!(
             "WITH now AS (SELECT {NOW} AS t),
@@ -135,6 +169,24 @@ pub(crate) mod postgres {
         .map_err(backend("renew slot"))?;
         Ok(renewed.rows_affected() > 0)
     }
+
+    /// Deletes expired holders, then the head rows of names with no holder left.
+    pub(crate) async fn sweep(pool: &PgPool) -> Result<u64, DriverError> {
+        let expired = sqlx::query(&format!(
+            "DELETE FROM queue_slots WHERE holder <> '' AND expires_at <= {NOW}"
+        ))
+        .execute(pool)
+        .await
+        .map_err(backend("sweep slots"))?;
+        sqlx::query(
+            "DELETE FROM queue_slots h WHERE h.holder = ''
+             AND NOT EXISTS (SELECT 1 FROM queue_slots s WHERE s.name = h.name AND s.holder <> '')",
+        )
+        .execute(pool)
+        .await
+        .map_err(backend("sweep slots"))?;
+        Ok(expired.rows_affected())
+    }
 }
 
 #[cfg(feature = "mysql")]
@@ -144,6 +196,11 @@ pub(crate) mod mysql {
 
     const NOW: &str = "CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)";
 
+    /// Whether MySQL gave up on a transaction that may simply be tried again.
+    fn is_deadlock(error: &sqlx::Error) -> bool {
+        matches!(error, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40001" | "1213" | "1205")))
+    }
+
     pub(crate) async fn acquire(
         pool: &MySqlPool,
         name: &str,
@@ -152,69 +209,82 @@ pub(crate) mod mysql {
         ttl: Duration,
     ) -> Result<Slot, DriverError> {
         let (name, holder) = (column_key(name), column_key(holder));
-        let mut tx = pool.begin().await.map_err(backend("acquire slot"))?;
+        let mut tries = 0;
+        loop {
+            match acquire_once(pool, &name, &holder, limit, ttl).await {
+                Err(Some(error)) if is_deadlock(&error) && tries < 3 => tries += 1,
+                Err(Some(error)) => return Err(DriverError::backend("acquire slot", error)),
+                Err(None) => return Err(head_vanished()),
+                Ok(slot) => return Ok(slot),
+            }
+        }
+    }
+
+    /// One transaction; `Err(None)` when the head row kept vanishing.
+    async fn acquire_once(
+        pool: &MySqlPool,
+        name: &str,
+        holder: &str,
+        limit: u32,
+        ttl: Duration,
+    ) -> Result<Slot, Option<sqlx::Error>> {
         let lock_head =
             format!("SELECT {NOW} FROM queue_slots WHERE name = ? AND holder = '' FOR UPDATE");
-        let mut now: Option<i64> = sqlx::query_scalar(&lock_head)
-            .bind(&*name)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend("acquire slot"))?;
-        if now.is_none() {
-            // The name's first use: its head row is made outside the transaction (an insert
-            // inside it would take a shared lock that two callers could not both upgrade).
-            tx.rollback().await.map_err(backend("acquire slot"))?;
+        let mut tx = pool.begin().await?;
+        let mut now: Option<i64> = None;
+        for _ in 0..HEAD_TRIES {
+            now = sqlx::query_scalar(&lock_head)
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if now.is_some() {
+                break;
+            }
+            // The name's first use (or its head was swept): the head row is made outside the
+            // transaction (an insert inside it would take a shared lock that two callers could
+            // not both upgrade).
+            tx.rollback().await?;
             sqlx::query(
                 "INSERT IGNORE INTO queue_slots (name, holder, expires_at) VALUES (?, '', 0)",
             )
-            .bind(&*name)
+            .bind(name)
             .execute(pool)
-            .await
-            .map_err(backend("acquire slot"))?;
-            tx = pool.begin().await.map_err(backend("acquire slot"))?;
-            now = sqlx::query_scalar(&lock_head)
-                .bind(&*name)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend("acquire slot"))?;
+            .await?;
+            tx = pool.begin().await?;
         }
-        let now = now
-            .ok_or_else(|| DriverError::backend("acquire slot", "the slot's head row vanished"))?;
+        let now = now.ok_or(None)?;
         sqlx::query(
             "DELETE FROM queue_slots WHERE name = ? AND holder <> '' AND holder <> ? AND expires_at <= ?",
         )
-        .bind(&*name)
-        .bind(&*holder)
+        .bind(name)
+        .bind(holder)
         .bind(now)
         .execute(&mut *tx)
-        .await
-        .map_err(backend("acquire slot"))?;
+        .await?;
         let (held, mine, soonest): (i64, i64, Option<i64>) = sqlx::query_as(
             "SELECT CAST(COALESCE(SUM(holder <> ?), 0) AS SIGNED), CAST(COALESCE(SUM(holder = ?), 0) AS SIGNED),
                     MIN(expires_at)
              FROM queue_slots WHERE name = ? AND holder <> '' AND expires_at > ? FOR UPDATE",
         )
-        .bind(&*holder)
-        .bind(&*holder)
-        .bind(&*name)
+        .bind(holder)
+        .bind(holder)
+        .bind(name)
         .bind(now)
         .fetch_one(&mut *tx)
-        .await
-        .map_err(backend("acquire slot"))?;
+        .await?;
         let slot = answer(held, mine > 0, limit, soonest.map(|s| s - now));
         if slot.taken && !ttl.is_zero() {
             sqlx::query(
                 "INSERT INTO queue_slots (name, holder, expires_at) VALUES (?, ?, ?)
                  ON DUPLICATE KEY UPDATE expires_at = VALUES(expires_at)",
             )
-            .bind(&*name)
-            .bind(&*holder)
+            .bind(name)
+            .bind(holder)
             .bind(now.saturating_add(ttl_micros(ttl)))
             .execute(&mut *tx)
-            .await
-            .map_err(backend("acquire slot"))?;
+            .await?;
         }
-        tx.commit().await.map_err(backend("acquire slot"))?;
+        tx.commit().await?;
         Ok(slot)
     }
 
@@ -254,6 +324,24 @@ pub(crate) mod mysql {
         .map_err(backend("renew slot"))?;
         Ok(renewed.rows_affected() > 0)
     }
+
+    /// Deletes expired holders, then the head rows of names with no holder left.
+    pub(crate) async fn sweep(pool: &MySqlPool) -> Result<u64, DriverError> {
+        let expired = sqlx::query(&format!(
+            "DELETE FROM queue_slots WHERE expires_at <= {NOW} AND holder <> ''"
+        ))
+        .execute(pool)
+        .await
+        .map_err(backend("sweep slots"))?;
+        sqlx::query(
+            "DELETE h FROM queue_slots h LEFT JOIN queue_slots s ON s.name = h.name AND s.holder <> ''
+             WHERE h.holder = '' AND s.name IS NULL",
+        )
+        .execute(pool)
+        .await
+        .map_err(backend("sweep slots"))?;
+        Ok(expired.rows_affected())
+    }
 }
 
 #[cfg(feature = "sqlite")]
@@ -262,14 +350,15 @@ pub(crate) mod sqlite {
     use sqlx::SqlitePool;
     use std::time::SystemTime;
 
-    fn now_micros() -> i64 {
+    /// The clock SQLite slots use (this host's: one file is one host's).
+    pub(crate) fn now() -> i64 {
         SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
     }
 
     /// One try: the write lock first, so that no other process counts between our count and
-    /// our insert.
+    /// our insert. A cancelled caller's transaction is rolled back by sqlx.
     pub(crate) async fn acquire_once(
         pool: &SqlitePool,
         name: &str,
@@ -277,46 +366,38 @@ pub(crate) mod sqlite {
         limit: u32,
         ttl: Duration,
     ) -> Result<Slot, sqlx::Error> {
-        let mut conn = pool.acquire().await?;
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-        let result = async {
-            let now = now_micros();
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        let now = now();
+        sqlx::query(
+            "DELETE FROM queue_slots WHERE name = ?1 AND holder <> ?2 AND expires_at <= ?3",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let (held, mine, soonest): (i64, i64, Option<i64>) = sqlx::query_as(
+            "SELECT COALESCE(SUM(holder <> ?2), 0), COALESCE(SUM(holder = ?2), 0), MIN(expires_at)
+             FROM queue_slots WHERE name = ?1 AND expires_at > ?3",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let slot = answer(held, mine > 0, limit, soonest.map(|s| s - now));
+        if slot.taken && !ttl.is_zero() {
             sqlx::query(
-                "DELETE FROM queue_slots WHERE name = ?1 AND holder <> ?2 AND expires_at <= ?3",
+                "INSERT INTO queue_slots (name, holder, expires_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name, holder) DO UPDATE SET expires_at = excluded.expires_at",
             )
             .bind(name)
             .bind(holder)
-            .bind(now)
-            .execute(&mut *conn)
+            .bind(now.saturating_add(ttl_micros(ttl)))
+            .execute(&mut *tx)
             .await?;
-            let (held, mine, soonest): (i64, i64, Option<i64>) = sqlx::query_as(
-                "SELECT COALESCE(SUM(holder <> ?2), 0), COALESCE(SUM(holder = ?2), 0), MIN(expires_at)
-                 FROM queue_slots WHERE name = ?1 AND expires_at > ?3",
-            )
-            .bind(name)
-            .bind(holder)
-            .bind(now)
-            .fetch_one(&mut *conn)
-            .await?;
-            let slot = answer(held, mine > 0, limit, soonest.map(|s| s - now));
-            if slot.taken && !ttl.is_zero() {
-                sqlx::query(
-                    "INSERT INTO queue_slots (name, holder, expires_at) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (name, holder) DO UPDATE SET expires_at = excluded.expires_at",
-                )
-                .bind(name)
-                .bind(holder)
-                .bind(now.saturating_add(ttl_micros(ttl)))
-                .execute(&mut *conn)
-                .await?;
-            }
-            Ok::<_, sqlx::Error>(slot)
         }
-        .await;
-        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        let ended = sqlx::query(end).execute(&mut *conn).await;
-        let slot = result?;
-        ended?;
+        tx.commit().await?;
         Ok(slot)
     }
 
@@ -328,10 +409,8 @@ pub(crate) mod sqlite {
     pub(crate) const RENEW: &str = "UPDATE queue_slots SET expires_at = ?3 + ?4
          WHERE name = ?1 AND holder = ?2 AND expires_at > ?3";
 
-    /// The clock SQLite slots use (this host's: one file is one host's).
-    pub(crate) fn now() -> i64 {
-        now_micros()
-    }
+    /// Deletes expired holders (`?1` now); SQLite has no head rows.
+    pub(crate) const SWEEP: &str = "DELETE FROM queue_slots WHERE expires_at <= ?1";
 }
 
 #[cfg(test)]
@@ -343,9 +422,13 @@ mod tests {
         assert_eq!(column_key("emails"), "emails");
         let long = "k".repeat(300);
         let stored = column_key(&long);
-        assert_eq!(stored.chars().count(), 160 + 1 + 16);
-        assert!(stored.starts_with(&"k".repeat(160)));
+        assert_eq!(stored.len(), 150 + 1 + 16);
+        assert!(stored.starts_with(&"k".repeat(150)));
         assert_ne!(column_key(&format!("{long}x")), stored);
+        // Cut at a character boundary, within the column's bytes.
+        let wide = "é".repeat(100);
+        let stored = column_key(&wide);
+        assert!(stored.len() <= MAX_KEY && stored.starts_with(&"é".repeat(75)));
     }
 
     #[test]

@@ -60,6 +60,7 @@ const SCHEMA: &[&str] = &[
         expires_at INTEGER NOT NULL,
         PRIMARY KEY (name, holder)
     )",
+    "CREATE INDEX IF NOT EXISTS queue_slots_expires_at ON queue_slots (expires_at)",
 ];
 
 /// Most rows in one statement (SQLite allows 32,766 bound values; at most 4 per row).
@@ -283,6 +284,16 @@ impl QueueDriver for SqliteDriver {
         })
         .await?;
         Ok(renewed.rows_affected() > 0)
+    }
+
+    async fn sweep_slots(&self) -> Result<u64, DriverError> {
+        let swept = retry_busy("sweep slots", || {
+            sqlx::query(slots_sql::sqlite::SWEEP)
+                .bind(slots_sql::sqlite::now())
+                .execute(&self.pool)
+        })
+        .await?;
+        Ok(swept.rows_affected())
     }
 
     async fn migrate(&self) -> Result<(), DriverError> {

@@ -43,6 +43,8 @@ pub struct Envelope {
     queue: String,
     /// routemq's own: the `retry_until` deadline in epoch seconds (RouteMQ ignores it).
     retry_until: Option<Number>,
+    /// routemq's own: the slot a unique job's key is held in (RouteMQ ignores it).
+    unique_key: Option<String>,
 }
 
 /// Why an envelope could not be read or written.
@@ -146,6 +148,7 @@ struct Settings<'a> {
     retry_backoff_jitter: Option<&'a Number>,
     queue: &'a str,
     retry_until: Option<&'a Number>,
+    unique_key: Option<&'a str>,
 }
 
 /// Writes a whole envelope; returns the bytes and the offset where `data` starts.
@@ -194,6 +197,9 @@ fn write_envelope<D: Serialize + ?Sized, O: Serialize + ?Sized>(
     if let Some(deadline) = settings.retry_until {
         field(&mut out, "retry_until", deadline)?;
     }
+    if let Some(key) = settings.unique_key {
+        field(&mut out, "unique_key", key)?;
+    }
     out.push(b'}');
     Ok((out, data_start))
 }
@@ -222,6 +228,8 @@ struct In<'a> {
     queue: Option<&'a RawValue>,
     #[serde(borrow)]
     retry_until: Option<&'a RawValue>,
+    #[serde(borrow)]
+    unique_key: Option<&'a RawValue>,
 }
 
 /// The JSON kind of a raw value, for error messages.
@@ -278,16 +286,36 @@ impl Envelope {
         queue: &str,
         observability: &Observability<'_>,
     ) -> Result<String, EnvelopeError> {
-        Self::encode_with(job, T::NAME, &T::OPTIONS, queue, observability)
+        let unique_key = crate::job::unique_slot(job);
+        Self::encode_parts(
+            job,
+            T::NAME,
+            &T::OPTIONS,
+            queue,
+            observability,
+            unique_key.as_deref(),
+        )
     }
 
     /// Encodes any serializable value under a job name and options (the typed path is [`Envelope::encode`]).
+    /// A unique job's key is not written (use [`Envelope::encode`] for unique jobs).
     pub fn encode_with<D: Serialize + ?Sized>(
         data: &D,
         name: &'static str,
         options: &JobOptions,
         queue: &str,
         observability: &Observability<'_>,
+    ) -> Result<String, EnvelopeError> {
+        Self::encode_parts(data, name, options, queue, observability, None)
+    }
+
+    fn encode_parts<D: Serialize + ?Sized>(
+        data: &D,
+        name: &'static str,
+        options: &JobOptions,
+        queue: &str,
+        observability: &Observability<'_>,
+        unique_key: Option<&str>,
     ) -> Result<String, EnvelopeError> {
         let timeout = Number::from(options.timeout);
         let retry_after = Number::from(options.retry_after);
@@ -308,6 +336,7 @@ impl Envelope {
             retry_backoff_jitter: jitter.as_ref(),
             queue,
             retry_until: retry_until.as_ref(),
+            unique_key,
         };
         let (out, data_start) = write_envelope(name, data, observability, &settings)
             .map_err(|source| EnvelopeError::Encode { job: name, source })?;
@@ -401,6 +430,8 @@ impl Envelope {
             queue: typed::<String>(fields.queue, "queue", "a string")?
                 .unwrap_or_else(|| "default".to_owned()),
             retry_until: optional_number(fields.retry_until, "retry_until")?,
+            unique_key: typed::<Option<String>>(fields.unique_key, "unique_key", "a string")?
+                .flatten(),
         })
     }
 
@@ -415,6 +446,7 @@ impl Envelope {
             retry_backoff_jitter: self.retry_backoff_jitter.as_ref(),
             queue: &self.queue,
             retry_until: self.retry_until.as_ref(),
+            unique_key: self.unique_key.as_deref(),
         };
         // Strings, numbers and already-valid raw JSON always serialize.
         let written = match self.observability.as_deref() {
@@ -433,6 +465,11 @@ impl Envelope {
         let secs = self.retry_until.as_ref()?.as_f64()?;
         let since_epoch = std::time::Duration::try_from_secs_f64(secs).ok()?;
         std::time::SystemTime::UNIX_EPOCH.checked_add(since_epoch)
+    }
+
+    /// The slot a unique job's key is held in, as its dispatch took it.
+    pub fn unique_key(&self) -> Option<&str> {
+        self.unique_key.as_deref()
     }
 
     /// The job's wire tag (`class`).
@@ -542,6 +579,26 @@ mod tests {
         assert_eq!(envelope.timeout_secs(), Some(30.0));
         assert_eq!(envelope.queue(), "interop");
         assert_eq!(envelope.to_json(), ECHO);
+    }
+
+    #[test]
+    fn routemqs_own_fields_travel_and_survive_the_failed_store() {
+        let with_extras = ECHO.replacen(
+            r#""queue": "interop"}"#,
+            r#""queue": "interop", "retry_until": 1800000000.5, "unique_key": "unique:x.Y:7"}"#,
+            1,
+        );
+        let envelope = Envelope::decode(&with_extras).expect("decodes");
+        assert_eq!(envelope.unique_key(), Some("unique:x.Y:7"));
+        let deadline = envelope.retry_until().expect("a deadline");
+        let secs = deadline
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .expect("after the epoch")
+            .as_secs_f64();
+        assert!((secs - 1_800_000_000.5).abs() < 1e-3, "{secs}");
+        assert_eq!(envelope.to_json(), with_extras);
+        let plain = Envelope::decode(ECHO).expect("decodes");
+        assert_eq!((plain.unique_key(), plain.retry_until()), (None, None));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::driver::{QueueDriver, Slot};
+use crate::driver::{DriverError, QueueDriver, Slot};
 use crate::job::{JobContext, JobError};
 
 /// The driver the job came from; a context without one (a hand-built test context) is an error
@@ -33,7 +33,11 @@ pub(crate) fn fresh_holder(ctx: &JobContext) -> String {
     format!("{}:{:016x}", attempt_holder(ctx), fastrand::u64(..))
 }
 
-/// Takes a slot, turning a driver failure into a retryable job error.
+/// How long a job waits when its limit could not be checked (the broker did not answer).
+const UNCHECKED_RETRY: Duration = Duration::from_secs(2);
+
+/// Takes a slot. When the broker does not answer, the job is postponed (the limit could not be
+/// checked; that is not the job's failure); a driver without slots fails the attempt.
 pub(crate) async fn acquire(
     ctx: &JobContext,
     name: &str,
@@ -41,10 +45,14 @@ pub(crate) async fn acquire(
     limit: u32,
     ttl: Duration,
 ) -> Result<Slot, JobError> {
-    driver(ctx)?
-        .acquire_slot(name, holder, limit, ttl)
-        .await
-        .map_err(|error| JobError::Failed(Box::new(error)))
+    match driver(ctx)?.acquire_slot(name, holder, limit, ttl).await {
+        Ok(slot) => Ok(slot),
+        Err(error @ DriverError::Unsupported { .. }) => Err(JobError::Failed(Box::new(error))),
+        Err(error) => {
+            tracing::warn!(job_id = ctx.job_id(), slot = name, %error, "could not check a limit; postponing the job");
+            Err(JobError::postpone(UNCHECKED_RETRY))
+        }
+    }
 }
 
 /// Gives a slot back; a failure is logged (the slot expires by itself).

@@ -76,7 +76,8 @@ async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
     }
 }
 
-/// Takes back expired leases on the served queues: at start, then every reaper interval.
+/// Takes back expired leases on the served queues, and sweeps expired slot holders: at start,
+/// then every reaper interval.
 async fn reaper(shared: Arc<Shared>, stop: CancellationToken) {
     let options = &shared.options;
     let mut ticker = tokio::time::interval(options.reaper_interval);
@@ -110,6 +111,11 @@ async fn reaper(shared: Arc<Shared>, stop: CancellationToken) {
                 }
             }
             Err(error) => tracing::warn!(%error, "reaper pass failed"),
+        }
+        match shared.driver.sweep_slots().await {
+            Ok(swept) if swept > 0 => tracing::debug!(swept, "swept expired slot holders"),
+            Ok(_) => {}
+            Err(error) => tracing::debug!(%error, "sweeping slots failed"),
         }
     }
 }

@@ -153,7 +153,7 @@ impl WorkerOptions {
 /// What a worker did, returned when it stops.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct WorkerReport {
-    /// Jobs handled, whatever the outcome.
+    /// Jobs handled, whatever the outcome (postponed ones are counted in `postponed` only).
     pub processed: u64,
     /// Jobs acknowledged.
     pub succeeded: u64,
@@ -330,12 +330,16 @@ impl Shared {
         let c = &self.counters;
         let counter = match outcome {
             Outcome::NotStarted => return,
+            // Not handled yet: it comes back. Counted apart, not as processed.
+            Outcome::Postponed => {
+                c.postponed.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
             Outcome::Abandoned => None,
             Outcome::Succeeded => Some(&c.succeeded),
             Outcome::Retried => Some(&c.retried),
             Outcome::Failed => Some(&c.failed),
             Outcome::Released => Some(&c.released),
-            Outcome::Postponed => Some(&c.postponed),
         };
         c.processed.fetch_add(1, Ordering::Relaxed);
         if let Some(counter) = counter {

@@ -98,11 +98,18 @@ where
     Ok((queue.trim().to_owned(), value))
 }
 
+/// Queues closed to reservation, as last learnt.
+#[derive(Debug, Clone, Default)]
+struct Closed {
+    paused: HashSet<String>,
+    full: HashSet<String>,
+}
+
 /// What the reserver needs: the limits, and what it last learnt about paused and full queues.
 #[derive(Debug)]
 pub(crate) struct QueueGate {
     limits: BTreeMap<String, u32>,
-    closed: Mutex<Option<(Instant, HashSet<String>)>>,
+    closed: Mutex<Option<(Instant, Closed)>>,
 }
 
 impl QueueGate {
@@ -124,7 +131,7 @@ impl QueueGate {
         let closed = self.closed(driver, queues).await;
         queues
             .iter()
-            .filter(|q| !closed.contains(*q))
+            .filter(|q| !closed.paused.contains(*q) && !closed.full.contains(*q))
             .map(|q| {
                 let cap = self.limits.get(q).map(|n| *n as usize);
                 (q.clone(), cap)
@@ -132,7 +139,17 @@ impl QueueGate {
             .collect()
     }
 
-    async fn closed(&self, driver: &dyn QueueDriver, queues: &[String]) -> HashSet<String> {
+    /// The queues among `queues` that are paused (for `--stop-when-empty`, which does not wait
+    /// for them).
+    pub(crate) async fn paused(
+        &self,
+        driver: &dyn QueueDriver,
+        queues: &[String],
+    ) -> HashSet<String> {
+        self.closed(driver, queues).await.paused
+    }
+
+    async fn closed(&self, driver: &dyn QueueDriver, queues: &[String]) -> Closed {
         {
             let cached = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some((at, closed)) = cached.as_ref()
@@ -141,13 +158,16 @@ impl QueueGate {
                 return closed.clone();
             }
         }
-        let mut closed = HashSet::new();
+        let mut closed = Closed::default();
         for queue in queues {
-            match self.is_closed(driver, queue).await {
-                Ok(true) => {
-                    closed.insert(queue.clone());
+            match self.state(driver, queue).await {
+                Ok(State::Paused) => {
+                    closed.paused.insert(queue.clone());
                 }
-                Ok(false) | Err(DriverError::Unsupported { .. }) => {}
+                Ok(State::Full) => {
+                    closed.full.insert(queue.clone());
+                }
+                Ok(State::Open) | Err(DriverError::Unsupported { .. }) => {}
                 Err(error) => {
                     tracing::debug!(queue, %error, "could not check whether the queue is paused")
                 }
@@ -158,18 +178,25 @@ impl QueueGate {
         closed
     }
 
-    async fn is_closed(&self, driver: &dyn QueueDriver, queue: &str) -> Result<bool, DriverError> {
+    async fn state(&self, driver: &dyn QueueDriver, queue: &str) -> Result<State, DriverError> {
         if crate::queue::pause::is_paused(driver, queue).await? {
-            return Ok(true);
+            return Ok(State::Paused);
         }
         let Some(limit) = self.limits.get(queue) else {
-            return Ok(false);
+            return Ok(State::Open);
         };
         let free = driver
             .acquire_slot(&limit_slot(queue), "probe", *limit, Duration::ZERO)
             .await?;
-        Ok(!free.taken)
+        Ok(if free.taken { State::Open } else { State::Full })
     }
+}
+
+/// Whether a queue may be reserved from.
+enum State {
+    Open,
+    Paused,
+    Full,
 }
 
 /// The slot of a queue's concurrency limit (what [`ConcurrencyLimited`] names `queue:{queue}`).

@@ -264,7 +264,8 @@ pub(super) async fn reserve_loop(
             break;
         }
         prefetched.start_into_free_slots(shared, tasks);
-        if quota.exhausted() && prefetched.is_empty() && !fetch.busy() {
+        // Running jobs may still give their share of the quota back (postponed ones).
+        if quota.exhausted() && prefetched.is_empty() && !fetch.busy() && tasks.is_empty() {
             tracing::info!("worker stopping: --max-jobs reached");
             break;
         }
@@ -302,7 +303,13 @@ pub(super) async fn reserve_loop(
                 }
                 Err(error) => tracing::error!(%error, "reserve task ended unexpectedly"),
             },
-            Some(joined) = tasks.join_next(), if !tasks.is_empty() => record(shared, joined),
+            Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                // A job held back (postponed, or never started) does not use up --max-jobs.
+                if matches!(joined, Ok(Outcome::Postponed | Outcome::NotStarted)) {
+                    quota.give_back(1);
+                }
+                record(shared, joined);
+            }
             () = background::changed(wake.as_mut()), if found_nothing => fetch.found_nothing = false,
             () = tokio::time::sleep(poll), if waiting => fetch.found_nothing = false,
             () = super::sleep_until(retry_at), if retry_at.is_some() => fetch.retry_at = None,
@@ -338,7 +345,9 @@ pub(super) async fn release_unstarted(shared: &Shared, unstarted: VecDeque<Buffe
 /// reaper will hand it out again. A driver error counts as "not drained".
 async fn queues_drained(shared: &Shared) -> bool {
     shared.writes.settled().await;
-    for queue in &shared.options.queues {
+    let queues = &shared.options.queues;
+    let paused = shared.gate.paused(shared.driver.as_ref(), queues).await;
+    for queue in queues.iter().filter(|q| !paused.contains(*q)) {
         match shared.driver.stats(queue).await {
             Ok(stats) if stats.ready + stats.delayed + stats.reserved == 0 => {}
             _ => return false,

@@ -142,12 +142,10 @@ struct UniqueKey {
 }
 
 impl UniqueKey {
-    fn of(
-        envelope: &Envelope,
-        registration: &JobRegistration,
-        job: &dyn ErasedJob,
-    ) -> Option<Self> {
-        let slot = job.unique_slot()?;
+    /// The key the job's dispatch took (written into its envelope), held by the dispatch's
+    /// producer span.
+    fn of(envelope: &Envelope, registration: &JobRegistration) -> Option<Self> {
+        let slot = envelope.unique_key()?.to_owned();
         let holder = observability::consumer_ids(envelope.observability()).link_span_id?;
         Some(Self {
             slot,
@@ -254,7 +252,7 @@ async fn decoded(
     .with_driver(Arc::clone(&shared.driver))
     .with_timeout(timeout);
     let series = metrics().job(&lease.queue, short_name(registration.name()));
-    let unique = UniqueKey::of(&envelope, registration, erased.as_ref());
+    let unique = UniqueKey::of(&envelope, registration);
     let mut attempt = Attempt {
         shared,
         lease,
@@ -437,6 +435,16 @@ impl Attempt<'_> {
     /// Turns a retry into a final failure when the job has no more tries to make: its
     /// `retry_until` deadline would pass first, or this was its `max_exceptions`-th exception.
     async fn limit_retries(&self, verdict: Verdict) -> Verdict {
+        if let Verdict::Postpone { delay } = verdict {
+            return if self.past_retry_until(delay) {
+                Verdict::Fail {
+                    error: JobError::permanent("retry_until passed while the job was held back"),
+                    job: None,
+                }
+            } else {
+                verdict
+            };
+        }
         let Verdict::Retry { delay, error } = verdict else {
             return verdict;
         };
@@ -593,7 +601,8 @@ impl Attempt<'_> {
         let kind = error.kind();
         let exception = format!("{kind}: {error}");
         tracing::error!(job_id = %self.lease.id, job = self.registration.name(), %exception, "job failed permanently");
-        if self.elapsed.is_some() {
+        let raised = !matches!(error, JobError::Release { .. } | JobError::Postponed { .. });
+        if self.elapsed.is_some() && raised {
             self.fire(Lifecycle::Failure, Some(&error), None);
         }
         let failure = Failure {
@@ -648,7 +657,7 @@ pub(crate) async fn failed_after_expiry(shared: &Shared, job: ReservedJob) {
     let Ok((envelope, registration, erased)) = shared.registry.decode(&payload) else {
         return; // Not a job this worker knows: no hook to run.
     };
-    if let Some(unique) = UniqueKey::of(&envelope, registration, erased.as_ref()) {
+    if let Some(unique) = UniqueKey::of(&envelope, registration) {
         unique
             .give_back(shared.driver.as_ref(), UniqueUntil::Finish)
             .await;

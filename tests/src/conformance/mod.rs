@@ -42,7 +42,7 @@ pub use retries::{
 };
 pub use slots::{
     racing_holders_never_exceed_the_limit, slots_count_holders_up_to_the_limit,
-    slots_expire_unless_renewed,
+    slots_expire_unless_renewed, sweeping_removes_expired_holders,
 };
 pub use unique::{
     racing_producers_queue_one_unique_job, unique_jobs_are_queued_once_until_they_finish,

@@ -38,13 +38,20 @@ pub async fn paused_queues_are_not_reserved(h: Harness) {
         .on_queue(other.clone())
         .await
         .expect("dispatch");
+    // --stop-when-empty does not wait for a paused queue.
     let options = routemq::WorkerOptions {
         queues: vec![h.queue.clone(), other.clone()],
-        stop_when_empty: false,
-        max_time: Some(Duration::from_millis(1500)),
+        stop_when_empty: true,
+        max_time: Some(Duration::from_secs(20)),
         ..h.options()
     };
+    let started = std::time::Instant::now();
     let report = h.work(options.clone()).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "stopped after {:?}",
+        started.elapsed()
+    );
     assert_eq!(report.succeeded, 1);
     let ran: Vec<u64> = ledger::of(&h.key, "run").iter().map(|e| e.n).collect();
     assert_eq!(ran, [2], "only the open queue's job ran");
@@ -57,13 +64,7 @@ pub async fn paused_queues_are_not_reserved(h: Harness) {
     pause::resume(h.driver.as_ref(), &h.queue)
         .await
         .expect("resume");
-    let report = h
-        .work(routemq::WorkerOptions {
-            stop_when_empty: true,
-            max_time: None,
-            ..options
-        })
-        .await;
+    let report = h.work(options).await;
     assert_eq!(report.succeeded, 1);
     assert_eq!(h.size().await, 0);
 }

@@ -156,3 +156,41 @@ pub async fn racing_holders_never_exceed_the_limit(h: Harness) {
         assert_eq!(taken, 3, "round {round}");
     }
 }
+
+/// The sweep deletes expired holders, so names used once do not pile up; a swept name works
+/// as new. (Redis lets the keys expire by themselves: its sweep has nothing to do. On a shared
+/// server other tests' workers sweep too, so the count is checked where the store is this test's
+/// own; `tests/tests/slot_sweep.rs` checks the server tables row by row.)
+pub async fn sweeping_removes_expired_holders(h: Harness) {
+    let d = &h.driver;
+    let short = Duration::from_millis(300);
+    for i in 0..3 {
+        let name = format!("{}:once-{i}", h.key);
+        assert!(
+            d.acquire_slot(&name, "h", 1, short)
+                .await
+                .expect("acquire")
+                .taken
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let swept = d.sweep_slots().await.expect("sweep");
+    match d.kind() {
+        "redis" => assert_eq!(swept, 0),
+        "memory" | "sqlite" => assert!(swept >= 3, "swept {swept}"),
+        _ => {}
+    }
+    let name = format!("{}:once-0", h.key);
+    assert!(
+        d.acquire_slot(&name, "other", 1, TTL)
+            .await
+            .expect("again")
+            .taken
+    );
+    assert!(
+        !d.acquire_slot(&name, "third", 1, TTL)
+            .await
+            .expect("full")
+            .taken
+    );
+}
