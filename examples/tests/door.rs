@@ -404,19 +404,7 @@ async fn redis_from_redis_url() {
         ("REDIS_PREFIX", &prefix),
     ]);
     let result = tokio::spawn(blocking(move || tour(&door, "redis"))).await;
-    let client = redis::Client::open(url.as_str()).expect("redis url");
-    let mut con = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis");
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut con)
-        .await
-        .unwrap_or_default();
-    if !keys.is_empty() {
-        let _: Result<(), _> = redis::cmd("DEL").arg(&keys).query_async(&mut con).await;
-    }
+    routemq_tests::services::delete_redis_keys(&url, &prefix).await;
     if let Err(panic) = result {
         std::panic::resume_unwind(panic.into_panic());
     }

@@ -279,17 +279,5 @@ async fn a_connection_on_the_apps_redis_connection_manager() {
         ("TEST_WORKER_APP_REDIS_PREFIX", prefix.as_str()),
     ];
     work_on_app_pool(Arc::new(driver), APP_REDIS, &env, "redis=PONG").await;
-    let client = redis::Client::open(url.as_str()).expect("redis url");
-    let mut con = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis");
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut con)
-        .await
-        .unwrap_or_default();
-    if !keys.is_empty() {
-        let _: Result<(), _> = redis::cmd("DEL").arg(&keys).query_async(&mut con).await;
-    }
+    routemq_tests::services::delete_redis_keys(&url, &prefix).await;
 }

@@ -13,6 +13,7 @@ use routemq::driver::sqlite::SqliteDriver;
 use routemq::{QueueManager, Settings};
 use routemq_tests::hostile::Blocking;
 use routemq_tests::jobs::AlwaysFail;
+use routemq_tests::process::run_bounded;
 use routemq_tests::process_jobs::{FileRecord, KillsItsWorker, Line, read_ledger};
 use routemq_tests::sqlite_files::fresh_path;
 use serde_json::Value;
@@ -83,30 +84,7 @@ impl Setup {
 
     /// Runs a command to completion (bounded by 60 s; killed after that).
     fn run(&self, args: &[&str]) -> Output {
-        fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
-            std::thread::spawn(move || {
-                let mut buffer = Vec::new();
-                if let Some(mut pipe) = pipe {
-                    let _ = pipe.read_to_end(&mut buffer);
-                }
-                buffer
-            })
-        }
-        let mut child = Guard(
-            self.command(args)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn"),
-        );
-        let stdout = drain(child.0.stdout.take());
-        let stderr = drain(child.0.stderr.take());
-        let status = child.wait_for_exit(Duration::from_secs(60));
-        Output {
-            status,
-            stdout: stdout.join().expect("stdout"),
-            stderr: stderr.join().expect("stderr"),
-        }
+        run_bounded(self.command(args), Duration::from_secs(60))
     }
 
     fn work(&self, extra: &[&str]) -> Guard {
