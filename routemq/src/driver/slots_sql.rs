@@ -76,6 +76,9 @@ pub(crate) mod postgres {
         ttl: Duration,
     ) -> Result<Slot, DriverError> {
         let (name, holder) = (column_key(name), column_key(holder));
+        if ttl.is_zero() {
+            return probe(pool, &name, &holder, limit).await;
+        }
         // READ COMMITTED whatever the pool's default: the count below must see every holder
         // committed before the head row's lock was granted.
         let mut tx = pool
@@ -130,6 +133,27 @@ pub(crate) mod postgres {
         .await
         .map_err(backend("acquire slot"))?;
         tx.commit().await.map_err(backend("acquire slot"))?;
+        Ok(answer(held, mine, limit, free_in))
+    }
+
+    /// Whether a slot is free, in one read: no lock, no row written (the answer may be stale by
+    /// the time it arrives, as any probe's is).
+    async fn probe(
+        pool: &PgPool,
+        name: &str,
+        holder: &str,
+        limit: u32,
+    ) -> Result<Slot, DriverError> {
+        let (held, mine, free_in): (i64, bool, Option<i64>) = sqlx::query_as(&format!(
+            "SELECT count(*) FILTER (WHERE holder <> $2), coalesce(bool_or(holder = $2), false),
+                    min(expires_at) - {NOW}
+             FROM queue_slots WHERE name = $1 AND holder <> '' AND expires_at > {NOW}"
+        ))
+        .bind(name)
+        .bind(holder)
+        .fetch_one(pool)
+        .await
+        .map_err(backend("acquire slot"))?;
         Ok(answer(held, mine, limit, free_in))
     }
 
@@ -209,6 +233,9 @@ pub(crate) mod mysql {
         ttl: Duration,
     ) -> Result<Slot, DriverError> {
         let (name, holder) = (column_key(name), column_key(holder));
+        if ttl.is_zero() {
+            return probe(pool, &name, &holder, limit).await;
+        }
         let mut tries = 0;
         loop {
             match acquire_once(pool, &name, &holder, limit, ttl).await {
@@ -218,6 +245,27 @@ pub(crate) mod mysql {
                 Ok(slot) => return Ok(slot),
             }
         }
+    }
+
+    /// Whether a slot is free, in one read: no lock, no row written.
+    async fn probe(
+        pool: &MySqlPool,
+        name: &str,
+        holder: &str,
+        limit: u32,
+    ) -> Result<Slot, DriverError> {
+        let (held, mine, free_in): (i64, i64, Option<i64>) = sqlx::query_as(&format!(
+            "SELECT CAST(COALESCE(SUM(holder <> ?), 0) AS SIGNED), CAST(COALESCE(SUM(holder = ?), 0) AS SIGNED),
+                    MIN(expires_at) - {NOW}
+             FROM queue_slots WHERE name = ? AND holder <> '' AND expires_at > {NOW}"
+        ))
+        .bind(holder)
+        .bind(holder)
+        .bind(name)
+        .fetch_one(pool)
+        .await
+        .map_err(backend("acquire slot"))?;
+        Ok(answer(held, mine > 0, limit, free_in))
     }
 
     /// One transaction; `Err(None)` when the head row kept vanishing.
@@ -366,6 +414,12 @@ pub(crate) mod sqlite {
         limit: u32,
         ttl: Duration,
     ) -> Result<Slot, sqlx::Error> {
+        if ttl.is_zero() {
+            // A probe reads without the write lock.
+            let now = now();
+            let (held, mine, soonest) = count(pool, name, holder, now).await?;
+            return Ok(answer(held, mine > 0, limit, soonest.map(|s| s - now)));
+        }
         let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
         let now = now();
         sqlx::query(
@@ -376,15 +430,7 @@ pub(crate) mod sqlite {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        let (held, mine, soonest): (i64, i64, Option<i64>) = sqlx::query_as(
-            "SELECT COALESCE(SUM(holder <> ?2), 0), COALESCE(SUM(holder = ?2), 0), MIN(expires_at)
-             FROM queue_slots WHERE name = ?1 AND expires_at > ?3",
-        )
-        .bind(name)
-        .bind(holder)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
+        let (held, mine, soonest) = count(&mut *tx, name, holder, now).await?;
         let slot = answer(held, mine > 0, limit, soonest.map(|s| s - now));
         if slot.taken && !ttl.is_zero() {
             sqlx::query(
@@ -399,6 +445,28 @@ pub(crate) mod sqlite {
         }
         tx.commit().await?;
         Ok(slot)
+    }
+
+    /// Unexpired holders of `name` other than `holder`, whether `holder` is one, and the soonest
+    /// expiry.
+    async fn count<'e, E>(
+        executor: E,
+        name: &str,
+        holder: &str,
+        now: i64,
+    ) -> Result<(i64, i64, Option<i64>), sqlx::Error>
+    where
+        E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+    {
+        sqlx::query_as(
+            "SELECT COALESCE(SUM(holder <> ?2), 0), COALESCE(SUM(holder = ?2), 0), MIN(expires_at)
+             FROM queue_slots WHERE name = ?1 AND expires_at > ?3",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now)
+        .fetch_one(executor)
+        .await
     }
 
     /// Gives back a holder's slot (`?2`), or every slot of the name (`?2` NULL).
