@@ -134,3 +134,39 @@ pub async fn create_routemq_tables(server: Server, url: &str) {
         }
     }
 }
+
+/// Runs `test` with a migrated driver on a database of its own on `server` (named after
+/// `prefix`, dropped afterwards) and that database's URL. Skipped (`skipped: set …`) when the
+/// server's URL is not set.
+pub async fn with_fresh_database<F, Fut>(server: Server, prefix: &str, test: F)
+where
+    F: FnOnce(std::sync::Arc<dyn routemq::QueueDriver>, String) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    use routemq::QueueDriver;
+    let base = match server {
+        Server::Postgres => crate::services::postgres_url(),
+        Server::Mysql => crate::services::mysql_url(),
+    };
+    let Some(base) = base else { return };
+    let database = TempDatabase::create(server, &base, prefix).await;
+    let url = database.url();
+    database
+        .run(async move {
+            let driver: std::sync::Arc<dyn QueueDriver> = match server {
+                Server::Postgres => std::sync::Arc::new(
+                    routemq::driver::postgres::PostgresDriver::connect(&url)
+                        .await
+                        .expect("connect"),
+                ),
+                Server::Mysql => std::sync::Arc::new(
+                    routemq::driver::mysql::MySqlDriver::connect(&url)
+                        .await
+                        .expect("connect"),
+                ),
+            };
+            driver.migrate().await.expect("migrate");
+            test(driver, url).await;
+        })
+        .await;
+}

@@ -12,11 +12,11 @@ use routemq::driver::QueueDriver;
 use routemq::driver::sqlite::SqliteDriver;
 use routemq::{QueueManager, Settings};
 use routemq_tests::app::{APP_MYSQL, APP_POSTGRES, APP_REDIS, NeedsUnregisteredData, UsesAppData};
-use routemq_tests::databases::{Server, TempDatabase};
+use routemq_tests::databases::{Server, with_fresh_database};
 use routemq_tests::jobs::FailTimes;
 use routemq_tests::ledger::unique_key;
 use routemq_tests::process::run_bounded;
-use routemq_tests::services::{mysql_url, postgres_url, redis_url};
+use routemq_tests::services::redis_url;
 use routemq_tests::sqlite_files::fresh_path;
 
 /// The test worker with `args`, `env`, and no routemq configuration of the caller's.
@@ -236,34 +236,20 @@ async fn work_on_app_pool(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_on_the_apps_postgres_pool() {
-    let Some(base) = postgres_url() else { return };
-    let database = TempDatabase::create(Server::Postgres, &base, "app_pool_pg").await;
-    let url = database.url();
-    database
-        .run(async move {
-            use routemq::driver::postgres::PostgresDriver;
-            let driver = PostgresDriver::connect(&url).await.expect("connect");
-            driver.migrate().await.expect("migrate");
-            let env = [("TEST_WORKER_APP_POSTGRES", url.as_str())];
-            work_on_app_pool(Arc::new(driver), APP_POSTGRES, &env, "postgres=1").await;
-        })
-        .await;
+    with_fresh_database(Server::Postgres, "app_pool_pg", |driver, url| async move {
+        let env = [("TEST_WORKER_APP_POSTGRES", url.as_str())];
+        work_on_app_pool(driver, APP_POSTGRES, &env, "postgres=1").await;
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_on_the_apps_mysql_pool() {
-    let Some(base) = mysql_url() else { return };
-    let database = TempDatabase::create(Server::Mysql, &base, "app_pool_my").await;
-    let url = database.url();
-    database
-        .run(async move {
-            use routemq::driver::mysql::MySqlDriver;
-            let driver = MySqlDriver::connect(&url).await.expect("connect");
-            driver.migrate().await.expect("migrate");
-            let env = [("TEST_WORKER_APP_MYSQL", url.as_str())];
-            work_on_app_pool(Arc::new(driver), APP_MYSQL, &env, "mysql=1").await;
-        })
-        .await;
+    with_fresh_database(Server::Mysql, "app_pool_my", |driver, url| async move {
+        let env = [("TEST_WORKER_APP_MYSQL", url.as_str())];
+        work_on_app_pool(driver, APP_MYSQL, &env, "mysql=1").await;
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,12 +15,12 @@ use routemq::driver::QueueDriver;
 use routemq::driver::memory::MemoryDriver;
 use routemq::worker::Rate;
 use routemq::{QueueManager, Settings, Worker, WorkerOptions};
-use routemq_tests::databases::{Server, TempDatabase};
+use routemq_tests::databases::{Server, with_fresh_database};
 use routemq_tests::ledger::unique_key;
 use routemq_tests::limit_jobs::{
     Control, Limited, Stamp, max_concurrency, max_starts_per_window, read_stamps,
 };
-use routemq_tests::services::{mysql_url, postgres_url, redis_url};
+use routemq_tests::services::redis_url;
 
 /// The five queues of the proof and what each is limited to.
 struct Plan {
@@ -338,42 +338,34 @@ async fn limits_hold_across_worker_processes_on_sqlite() {
     prove(Arc::new(driver), "sqlite", env, "limits-sqlite").await;
 }
 
+/// The environment a worker process reads a server database's connection from.
+fn database_env(connection: &str, url: String) -> Vec<(String, String)> {
+    vec![
+        ("QUEUE_CONNECTION".to_owned(), connection.to_owned()),
+        ("DATABASE_URL".to_owned(), url),
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_hold_across_worker_processes_on_postgres() {
-    use routemq::driver::postgres::PostgresDriver;
-    let Some(base) = postgres_url() else { return };
-    let database = TempDatabase::create(Server::Postgres, &base, "limits_pg").await;
-    let url = database.url();
-    database
-        .run(async move {
-            let driver = PostgresDriver::connect(&url).await.expect("connect");
-            driver.migrate().await.expect("migrate");
-            let env = vec![
-                ("QUEUE_CONNECTION".to_owned(), "postgres".to_owned()),
-                ("DATABASE_URL".to_owned(), url),
-            ];
-            prove(Arc::new(driver), "postgres", env, "limits-pg").await;
-        })
+    with_fresh_database(Server::Postgres, "limits_pg", |driver, url| async move {
+        prove(
+            driver,
+            "postgres",
+            database_env("postgres", url),
+            "limits-pg",
+        )
         .await;
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_hold_across_worker_processes_on_mysql() {
-    use routemq::driver::mysql::MySqlDriver;
-    let Some(base) = mysql_url() else { return };
-    let database = TempDatabase::create(Server::Mysql, &base, "limits_my").await;
-    let url = database.url();
-    database
-        .run(async move {
-            let driver = MySqlDriver::connect(&url).await.expect("connect");
-            driver.migrate().await.expect("migrate");
-            let env = vec![
-                ("QUEUE_CONNECTION".to_owned(), "mysql".to_owned()),
-                ("DATABASE_URL".to_owned(), url),
-            ];
-            prove(Arc::new(driver), "mysql", env, "limits-my").await;
-        })
-        .await;
+    with_fresh_database(Server::Mysql, "limits_my", |driver, url| async move {
+        prove(driver, "mysql", database_env("mysql", url), "limits-my").await;
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
