@@ -106,7 +106,7 @@ pub use driver::{DriverError, QueueDriver};
 pub use envelope::{Envelope, EnvelopeError};
 pub use job::{BoxError, Job, JobContext, JobError, JobMeta, JobOptions, UniqueUntil};
 pub use names::{InvalidQueueName, validate_queue_name};
-pub use queue::{Dispatch, Dispatched, QueueError, QueueManager, queue};
+pub use queue::{Dispatch, Dispatched, QueueError, QueueManager, chain, queue};
 pub use registry::{Registry, RegistryError};
 pub use worker::{Shutdown, Worker, WorkerError, WorkerOptions, WorkerReport};
 

@@ -339,3 +339,25 @@ impl Job for RetryUntil {
         Err(JobError::msg("still broken"))
     }
 }
+
+/// One step of a chain: records its number, and fails for good when `fail`.
+#[derive(Debug)]
+#[job(name = "conformance.ChainStep", max_tries = 1)]
+pub struct ChainStep {
+    /// The ledger key.
+    pub key: String,
+    /// Its number.
+    pub n: u64,
+    /// Whether it fails.
+    pub fail: bool,
+}
+
+impl Job for ChainStep {
+    async fn handle(&mut self, ctx: &JobContext) -> Result<(), JobError> {
+        record(&self.key, "run", ctx.attempts(), self.n, ctx.job_id());
+        if self.fail {
+            return Err(JobError::permanent("this step fails"));
+        }
+        Ok(())
+    }
+}

@@ -50,7 +50,8 @@ macro_rules! conformance_suite {
             racing_producers_queue_one_unique_job, unique_until_start_frees_the_key_when_the_job_starts,
             unique_keys_expire_after_unique_for, paused_queues_are_not_reserved,
             throttled_jobs_wait_out_the_cool_down, max_exceptions_ends_retries_early,
-            retry_until_ends_retries_at_the_deadline, sweeping_removes_expired_holders
+            retry_until_ends_retries_at_the_deadline, sweeping_removes_expired_holders,
+            chains_run_in_order_and_stop_at_a_failure, dispatch_at_waits_for_its_time
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {

@@ -45,6 +45,30 @@ pub struct Envelope {
     retry_until: Option<Number>,
     /// routemq's own: the slot a unique job's key is held in (RouteMQ ignores it).
     unique_key: Option<String>,
+    /// routemq's own: the jobs that follow this one in its chain, and the chain's `catch` job.
+    chain: Option<Chain>,
+}
+
+/// One job of a chain, ready to store: where it goes and its envelope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainLink {
+    /// The queue it is pushed to.
+    pub queue: String,
+    /// The connection it is pushed to.
+    pub connection: String,
+    /// Its envelope.
+    pub payload: String,
+}
+
+/// What a job in a chain carries: the jobs after it, in order, and the job to run if the chain
+/// fails.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chain {
+    /// The jobs still to run, in order.
+    pub next: Vec<ChainLink>,
+    /// Runs once if a job of the chain fails for good.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub catch: Option<ChainLink>,
 }
 
 /// Why an envelope could not be read or written.
@@ -149,6 +173,7 @@ struct Settings<'a> {
     queue: &'a str,
     retry_until: Option<&'a Number>,
     unique_key: Option<&'a str>,
+    chain: Option<&'a Chain>,
 }
 
 /// Writes a whole envelope; returns the bytes and the offset where `data` starts.
@@ -200,6 +225,9 @@ fn write_envelope<D: Serialize + ?Sized, O: Serialize + ?Sized>(
     if let Some(key) = settings.unique_key {
         field(&mut out, "unique_key", key)?;
     }
+    if let Some(chain) = settings.chain {
+        field(&mut out, "chain", chain)?;
+    }
     out.push(b'}');
     Ok((out, data_start))
 }
@@ -230,6 +258,8 @@ struct In<'a> {
     retry_until: Option<&'a RawValue>,
     #[serde(borrow)]
     unique_key: Option<&'a RawValue>,
+    #[serde(borrow)]
+    chain: Option<&'a RawValue>,
 }
 
 /// The JSON kind of a raw value, for error messages.
@@ -337,6 +367,7 @@ impl Envelope {
             queue,
             retry_until: retry_until.as_ref(),
             unique_key,
+            chain: None,
         };
         let (out, data_start) = write_envelope(name, data, observability, &settings)
             .map_err(|source| EnvelopeError::Encode { job: name, source })?;
@@ -432,6 +463,7 @@ impl Envelope {
             retry_until: optional_number(fields.retry_until, "retry_until")?,
             unique_key: typed::<Option<String>>(fields.unique_key, "unique_key", "a string")?
                 .flatten(),
+            chain: typed::<Option<Chain>>(fields.chain, "chain", "a chain object")?.flatten(),
         })
     }
 
@@ -447,6 +479,7 @@ impl Envelope {
             queue: &self.queue,
             retry_until: self.retry_until.as_ref(),
             unique_key: self.unique_key.as_deref(),
+            chain: self.chain.as_ref(),
         };
         // Strings, numbers and already-valid raw JSON always serialize.
         let written = match self.observability.as_deref() {
@@ -465,6 +498,18 @@ impl Envelope {
         let secs = self.retry_until.as_ref()?.as_f64()?;
         let since_epoch = std::time::Duration::try_from_secs_f64(secs).ok()?;
         std::time::SystemTime::UNIX_EPOCH.checked_add(since_epoch)
+    }
+
+    /// The rest of the job's chain, if it is in one.
+    pub fn chain(&self) -> Option<&Chain> {
+        self.chain.as_ref()
+    }
+
+    /// The envelope with `chain` as the rest of its chain.
+    #[must_use]
+    pub fn with_chain(mut self, chain: Option<Chain>) -> Self {
+        self.chain = chain;
+        self
     }
 
     /// The slot a unique job's key is held in, as its dispatch took it.

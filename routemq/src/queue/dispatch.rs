@@ -38,6 +38,11 @@ pub trait Dispatch: Job + Sized {
     fn dispatch_later(self, delay: Duration) -> PendingDispatch<'static, Self> {
         queue().push(self).delay(delay)
     }
+
+    /// Pushes the job to become visible at `at` (now, if `at` has passed).
+    fn dispatch_at(self, at: std::time::SystemTime) -> PendingDispatch<'static, Self> {
+        queue().push(self).at(at)
+    }
 }
 
 impl<T: Job> Dispatch for T {}
@@ -257,6 +262,14 @@ impl<'m, T: Job> PendingDispatch<'m, T> {
     pub fn delay(mut self, delay: Duration) -> Self {
         self.target.delay = delay;
         self
+    }
+
+    /// Keeps the job invisible until `at` (by this host's clock; now, if `at` has passed).
+    pub fn at(self, at: std::time::SystemTime) -> Self {
+        let delay = at
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        self.delay(delay)
     }
 
     /// The job as it would be stored on `connection` (used by transactional dispatch).

@@ -6,6 +6,7 @@
 //! new name.
 
 mod builtin;
+mod chain;
 mod dispatch;
 pub mod pause;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
@@ -17,6 +18,8 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use tokio::sync::OnceCell;
 
+pub(crate) use chain::with_chain;
+pub use chain::{PendingChain, chain};
 pub use dispatch::{Dispatch, PendingBulk, PendingDispatch};
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 pub use transactional::EnqueueConnection;
@@ -58,6 +61,9 @@ pub enum QueueError {
     /// The environment's settings are invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A chain needs at least one job.
+    #[error("a chain needs at least one job (.then(job))")]
+    EmptyChain,
     /// A unique job cannot be dispatched inside a transaction (its key lives outside it).
     #[error(
         "`{job}` is a unique job (unique_for): dispatch it after the transaction commits, not with .within()"

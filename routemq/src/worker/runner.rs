@@ -131,6 +131,52 @@ struct Attempt<'a> {
     unique: Option<UniqueKey>,
 }
 
+/// How soon a job whose chain could not be continued runs again.
+const CHAIN_RETRY: Duration = Duration::from_secs(5);
+
+/// Stores one job of a chain (carrying `rest`), on its connection: the worker's own, or another
+/// from the global queue manager.
+async fn store_link(
+    shared: &Shared,
+    link: &crate::envelope::ChainLink,
+    rest: Option<crate::envelope::Chain>,
+) -> Result<(), crate::queue::QueueError> {
+    let payload = match rest {
+        Some(rest) => crate::queue::with_chain(&link.payload, rest)?,
+        None => link.payload.clone(),
+    };
+    let job = crate::driver::NewJob {
+        queue: link.queue.clone(),
+        payload,
+        delay: Duration::ZERO,
+    };
+    let driver = if link.connection == shared.connection {
+        Arc::clone(&shared.driver)
+    } else {
+        crate::queue().connection(&link.connection).await?
+    };
+    let pushed = with_retries("push", || async {
+        driver.push(std::slice::from_ref(&job)).await.map(|_| true)
+    })
+    .await;
+    pushed
+        .map(|_| ())
+        .map_err(|source| crate::queue::QueueError::Driver {
+            connection: link.connection.clone(),
+            source,
+        })
+}
+
+/// Stores the `catch` job of a job's chain once the job has failed for good.
+async fn run_chain_catch(shared: &Shared, envelope: &Envelope) {
+    let Some(catch) = envelope.chain().and_then(|chain| chain.catch.as_ref()) else {
+        return;
+    };
+    if let Err(error) = store_link(shared, catch, None).await {
+        tracing::error!(%error, queue = %catch.queue, "could not store the chain's catch job");
+    }
+}
+
 /// How long a job's exception count is kept (it is cleared when the job finishes).
 const EXCEPTIONS_KEPT: Duration = Duration::from_secs(30 * 24 * 3600);
 
@@ -282,7 +328,8 @@ async fn decoded(
         }
     } else {
         let verdict = attempt.execute(erased, cancel).await;
-        attempt.limit_retries(verdict).await
+        let verdict = attempt.limit_retries(verdict).await;
+        attempt.continue_chain(verdict).await
     };
     attempt.settle(verdict).await
 }
@@ -469,6 +516,31 @@ impl Attempt<'_> {
         Verdict::Retry { delay, error }
     }
 
+    /// After a success, stores the next job of the job's chain, before the job is acknowledged:
+    /// if that fails, the job is put back to run again (at least once, never a lost chain).
+    async fn continue_chain(&self, verdict: Verdict) -> Verdict {
+        if !matches!(verdict, Verdict::Ack) {
+            return verdict;
+        }
+        let Some(chain) = self.envelope.chain() else {
+            return verdict;
+        };
+        let Some((next, rest)) = chain.next.split_first() else {
+            return verdict;
+        };
+        let rest = crate::envelope::Chain {
+            next: rest.to_vec(),
+            catch: chain.catch.clone(),
+        };
+        match store_link(self.shared, next, Some(rest)).await {
+            Ok(()) => verdict,
+            Err(error) => {
+                tracing::error!(job_id = %self.lease.id, %error, "could not store the next job of the chain; this job runs again");
+                Verdict::Postpone { delay: CHAIN_RETRY }
+            }
+        }
+    }
+
     /// Counts this attempt's exception in the job's slot; `true` when it is the `max`-th. A
     /// driver that cannot count leaves the job to its tries.
     async fn exceptions_reached(&self, max: u32) -> bool {
@@ -617,6 +689,7 @@ impl Attempt<'_> {
         self.series.failed(kind);
         self.fire(Lifecycle::FinalFailure, Some(&error), None);
         self.finished().await;
+        run_chain_catch(self.shared, &self.envelope).await;
         let job = job.or_else(|| self.registration.decode(self.envelope.data()).ok());
         if let Some(job) = job {
             run_failed_hook(job, self.ctx.clone(), error, self.timeout, &self.lease.id).await;
@@ -662,6 +735,7 @@ pub(crate) async fn failed_after_expiry(shared: &Shared, job: ReservedJob) {
             .give_back(shared.driver.as_ref(), UniqueUntil::Finish)
             .await;
     }
+    run_chain_catch(shared, &envelope).await;
     let (max_tries, timeout) = limits(shared, &envelope);
     let ctx = JobContext::new(
         lease.id.clone(),

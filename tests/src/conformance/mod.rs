@@ -3,6 +3,7 @@
 //! Each case takes a fresh [`Harness`](crate::Harness) (its own queue and ledger key) and asserts on
 //! what was stored and what ran.
 
+mod chains;
 mod failed_store;
 mod leases;
 mod order;
@@ -12,6 +13,7 @@ mod retries;
 mod slots;
 mod unique;
 
+pub use chains::{chains_run_in_order_and_stop_at_a_failure, dispatch_at_waits_for_its_time};
 pub use failed_store::failed_store_operations;
 pub use leases::{
     cooperative_job_stops_on_shutdown_without_losing_an_attempt, expired_lease_is_reaped_and_rerun,

@@ -1,0 +1,192 @@
+//! Chains: jobs that run one after another, each dispatched when the one before it succeeded.
+//!
+//! The rest of the chain travels inside each job's envelope (`"chain"`, which RouteMQ ignores),
+//! so no coordinator keeps state that could be lost: when a job succeeds, its worker stores the
+//! next one (before it acknowledges its own, so a crash in between runs the job again rather than
+//! losing the rest of the chain); when a job fails for good, its worker stores the chain's `catch`
+//! job, if it has one, and the jobs after it never run. Each job goes to its own type's queue (or
+//! the one `.on_queue(..)` gives the job added last) and connection, so a chain can mix job
+//! types, queues and connections.
+//!
+//! ```no_run
+//! use routemq::prelude::*;
+//!
+//! #[job(queue = "media")]
+//! struct Transcode { video: u64 }
+//! #[job(queue = "media")]
+//! struct Thumbnail { video: u64 }
+//! #[job(queue = "emails")]
+//! struct NotifyOwner { video: u64, ok: bool }
+//!
+//! # macro_rules! noop { ($($t:ty),*) => {$(impl Job for $t { async fn handle(&mut self, _: &JobContext) -> Result<(), JobError> { Ok(()) } })*} }
+//! # noop!(Transcode, Thumbnail, NotifyOwner);
+//! # async fn example() -> Result<(), routemq::QueueError> {
+//! let first_id = routemq::chain()
+//!     .then(Transcode { video: 7 })
+//!     .then(Thumbnail { video: 7 })
+//!     .then(NotifyOwner { video: 7, ok: true })
+//!     .catch(NotifyOwner { video: 7, ok: false })
+//!     .dispatch()
+//!     .await?;
+//! # Ok(()) }
+//! ```
+
+use std::time::Duration;
+
+use super::{QueueError, QueueManager, queue};
+use crate::driver::NewJob;
+use crate::envelope::{Chain, ChainLink, Envelope, encode_job};
+use crate::job::Job;
+use crate::names::validate_queue_name;
+use crate::observability::producer_ids;
+
+type Encode =
+    Box<dyn FnOnce(&QueueManager, Option<String>) -> Result<ChainLink, QueueError> + Send>;
+
+/// A job of a chain, encoded when the chain is dispatched.
+struct Link {
+    encode: Encode,
+    queue: Option<String>,
+}
+
+impl Link {
+    fn new<T: Job>(job: T) -> Self {
+        Self {
+            encode: Box::new(move |manager, queue| link(manager, &job, queue)),
+            queue: None,
+        }
+    }
+
+    fn encode(self, manager: &QueueManager) -> Result<ChainLink, QueueError> {
+        (self.encode)(manager, self.queue)
+    }
+}
+
+/// A chain being built; [`dispatch`](Self::dispatch) stores its first job.
+#[must_use = "a chain does nothing until it is dispatched"]
+pub struct PendingChain<'m> {
+    manager: &'m QueueManager,
+    links: Vec<Link>,
+    catch: Option<Link>,
+    /// Whether the job added last is the `catch` job (what `on_queue` applies to).
+    last_is_catch: bool,
+}
+
+impl std::fmt::Debug for PendingChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingChain")
+            .field("jobs", &self.links.len())
+            .field("catch", &self.catch.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A chain on the global [`queue()`] manager.
+pub fn chain() -> PendingChain<'static> {
+    queue().chain()
+}
+
+impl QueueManager {
+    /// Starts a chain of jobs dispatched through this manager.
+    pub fn chain(&self) -> PendingChain<'_> {
+        PendingChain {
+            manager: self,
+            links: Vec::new(),
+            catch: None,
+            last_is_catch: false,
+        }
+    }
+}
+
+impl<'m> PendingChain<'m> {
+    /// Adds `job` after the jobs added so far (to its type's queue and connection).
+    pub fn then<T: Job>(mut self, job: T) -> Self {
+        self.links.push(Link::new(job));
+        self.last_is_catch = false;
+        self
+    }
+
+    /// The job to run once if a job of the chain fails for good.
+    pub fn catch<T: Job>(mut self, job: T) -> Self {
+        self.catch = Some(Link::new(job));
+        self.last_is_catch = true;
+        self
+    }
+
+    /// Sends the job added last to `queue` instead of its type's queue.
+    pub fn on_queue(mut self, queue: impl Into<String>) -> Self {
+        let last = if self.last_is_catch {
+            self.catch.as_mut()
+        } else {
+            self.links.last_mut()
+        };
+        if let Some(last) = last {
+            last.queue = Some(queue.into());
+        }
+        self
+    }
+
+    /// Stores the chain's first job (the rest travel inside it). Returns its id.
+    pub async fn dispatch(self) -> Result<String, QueueError> {
+        let manager = self.manager;
+        let mut links = self
+            .links
+            .into_iter()
+            .map(|link| link.encode(manager))
+            .collect::<Result<Vec<_>, _>>()?;
+        let catch = self.catch.map(|link| link.encode(manager)).transpose()?;
+        if links.is_empty() {
+            return Err(QueueError::EmptyChain);
+        }
+        let first = links.remove(0);
+        let chain = Chain { next: links, catch };
+        let payload = with_chain(&first.payload, chain)?;
+        let job = NewJob {
+            queue: first.queue.clone(),
+            payload,
+            delay: Duration::ZERO,
+        };
+        if let Some(fake) = self.manager.fake() {
+            let name = "chain";
+            return Ok(fake.record(name, &job.queue, &first.connection, job.delay, job.payload));
+        }
+        let driver = self.manager.connection(&first.connection).await?;
+        let ids = driver
+            .push(std::slice::from_ref(&job))
+            .await
+            .map_err(|source| QueueError::Driver {
+                connection: first.connection.clone(),
+                source,
+            })?;
+        ids.into_iter().next().ok_or_else(|| QueueError::Driver {
+            connection: first.connection,
+            source: crate::driver::DriverError::backend("push", "the driver returned no id"),
+        })
+    }
+}
+
+/// `job` encoded for `queue` (default: its type's) and its type's connection.
+fn link<T: Job>(
+    manager: &QueueManager,
+    job: &T,
+    queue: Option<String>,
+) -> Result<ChainLink, QueueError> {
+    let queue = queue.unwrap_or_else(|| T::OPTIONS.queue.to_owned());
+    validate_queue_name(&queue)?;
+    let connection = match T::OPTIONS.connection {
+        Some(connection) => connection.to_owned(),
+        None => manager.default_connection()?.to_owned(),
+    };
+    let payload = encode_job(job, &queue, &connection, None, false, &producer_ids())?;
+    Ok(ChainLink {
+        queue,
+        connection,
+        payload,
+    })
+}
+
+/// `payload` re-encoded to carry `chain`.
+pub(crate) fn with_chain(payload: &str, chain: Chain) -> Result<String, QueueError> {
+    let chain = (!chain.next.is_empty() || chain.catch.is_some()).then_some(chain);
+    Ok(Envelope::decode(payload)?.with_chain(chain).to_json())
+}
