@@ -51,7 +51,8 @@ macro_rules! conformance_suite {
             unique_keys_expire_after_unique_for, paused_queues_are_not_reserved,
             throttled_jobs_wait_out_the_cool_down, max_exceptions_ends_retries_early,
             retry_until_ends_retries_at_the_deadline, sweeping_removes_expired_holders,
-            chains_run_in_order_and_stop_at_a_failure, dispatch_at_waits_for_its_time
+            chains_run_in_order_and_stop_at_a_failure, dispatch_at_waits_for_its_time,
+            weighted_queues_start_jobs_in_proportion
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {

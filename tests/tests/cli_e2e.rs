@@ -606,6 +606,8 @@ async fn bad_arguments_and_unknown_connections_fail_clearly() {
         &["queue-work", "--rate", "default=x/1s"],
         &["queue-work", "--rate", "default=0/1s"],
         &["queue-pause", "a b"],
+        &["queue-work", "--queue", "high:0,low:1"],
+        &["queue-work", "--queue", "high:x"],
         &["queue-pause"],
     ] {
         let invalid = setup.run(args);

@@ -12,7 +12,8 @@ use crate::{Settings, queue};
 /// `queue-work` flags (RouteMQ's, plus `--concurrency` and `--stop-when-empty`).
 #[derive(Debug, Clone, Args)]
 pub struct WorkArgs {
-    /// Queues to serve, comma-separated, highest priority first.
+    /// Queues to serve, comma-separated, highest priority first; or weighted, served in
+    /// proportion: high:5,default:2,low:1.
     #[arg(long, value_delimiter = ',', default_value = "default")]
     pub queue: Vec<String>,
     /// The connection to work (default: QUEUE_CONNECTION, else sqlite).
@@ -93,13 +94,12 @@ pub(super) async fn run(args: WorkArgs, extensions: Extensions) -> Result<(), Fa
         .connection
         .clone()
         .unwrap_or_else(|| settings.default_connection.clone());
+    let (queues, weights) = crate::worker::parse_weighted(&args.queue)
+        .map_err(|error| usage(format!("--queue {error}")))?;
+    let queues_served = queues.clone();
     let options = WorkerOptions {
-        queues: args
-            .queue
-            .iter()
-            .map(|q| q.trim().to_owned())
-            .filter(|q| !q.is_empty())
-            .collect(),
+        queues,
+        weights,
         concurrency: args.concurrency,
         prefetch: args.prefetch,
         sleep: seconds("sleep", args.sleep)?,
@@ -108,8 +108,8 @@ pub(super) async fn run(args: WorkArgs, extensions: Extensions) -> Result<(), Fa
         stop_when_empty: args.stop_when_empty,
         max_tries: args.max_tries,
         timeout: seconds("timeout", args.timeout)?,
-        queue_limits: assignments("limit", &args.limit, &args.queue)?,
-        queue_rates: assignments("rate", &args.rate, &args.queue)?,
+        queue_limits: assignments("limit", &args.limit, &queues_served)?,
+        queue_rates: assignments("rate", &args.rate, &queues_served)?,
         ..WorkerOptions::from_settings(settings)
     };
     options

@@ -40,6 +40,7 @@ mod queue_limits;
 mod reserver;
 mod runner;
 mod shutdown;
+mod weights;
 mod writes;
 
 use std::collections::{BTreeMap, HashMap};
@@ -58,6 +59,8 @@ pub use hooks::{Hook, JobEvent, Lifecycle};
 pub(crate) use queue_limits::parse_assignment;
 pub use queue_limits::{InvalidRate, Rate};
 pub use shutdown::Shutdown;
+#[cfg_attr(not(feature = "cli"), allow(unused_imports))]
+pub(crate) use weights::parse_weighted;
 
 use crate::config::Settings;
 use crate::data::AppData;
@@ -83,6 +86,9 @@ pub const STOP_WAIT: Duration = Duration::from_secs(5);
 pub struct WorkerOptions {
     /// Queues to serve, in priority order (earlier queues are emptied first).
     pub queues: Vec<String>,
+    /// Weights for `queues`, in the same order (`--queue high:5,default:2,low:1`): queues are
+    /// then served in proportion instead of in strict order. Empty: strict order.
+    pub weights: Vec<u32>,
     /// Jobs run at once (default 8).
     pub concurrency: usize,
     /// Jobs reserved ahead of free slots, so that a busy worker fetches in batches (`None`: four
@@ -131,6 +137,7 @@ impl WorkerOptions {
     pub fn from_settings(settings: &Settings) -> Self {
         Self {
             queues: vec!["default".to_owned()],
+            weights: Vec::new(),
             concurrency: 8,
             prefetch: None,
             sleep: Duration::from_secs(3),
@@ -187,6 +194,14 @@ pub enum WorkerError {
     /// Concurrency must be at least 1.
     #[error("worker concurrency must be at least 1")]
     ZeroConcurrency,
+    /// `weights` does not give one weight per queue.
+    #[error("{weights} queue weights for {queues} queues: give one per queue, or none")]
+    Weights {
+        /// How many queues.
+        queues: usize,
+        /// How many weights.
+        weights: usize,
+    },
     /// A queue limit or rate is zero (its jobs could never run).
     #[error("the {kind} of queue `{queue}` must be at least 1")]
     ZeroLimit {
@@ -216,6 +231,12 @@ impl WorkerOptions {
         }
         if self.concurrency == 0 {
             return Err(WorkerError::ZeroConcurrency);
+        }
+        if !self.weights.is_empty() && self.weights.len() != self.queues.len() {
+            return Err(WorkerError::Weights {
+                queues: self.queues.len(),
+                weights: self.weights.len(),
+            });
         }
         for queue in &self.queues {
             validate_queue_name(queue)?;

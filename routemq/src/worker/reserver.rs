@@ -117,7 +117,12 @@ impl Fetch {
     fn start(&mut self, shared: &Shared, want: usize, free: usize) {
         let driver = Arc::clone(&shared.driver);
         let gate = Arc::clone(&shared.gate);
-        let queues = shared.options.queues.clone();
+        let options = &shared.options;
+        let queues = if options.weights.is_empty() {
+            options.queues.clone()
+        } else {
+            super::weights::weighted_order(&options.queues, &options.weights)
+        };
         self.in_flight = Some(tokio::spawn(async move {
             let fetched = fetch_open(driver.as_ref(), &gate, &queues, want, free).await;
             (want, fetched)

@@ -25,6 +25,7 @@ pub use leases::{
 pub use order::{
     bulk_push_is_one_call_with_unique_ids, delayed_jobs_wait_for_their_time, fifo_order,
     max_jobs_limit_stops_the_worker, stats_count_every_state,
+    weighted_queues_start_jobs_in_proportion,
 };
 pub use pauses::paused_queues_are_not_reserved;
 pub use prefetch::{

@@ -181,3 +181,42 @@ pub async fn max_jobs_limit_stops_the_worker(h: Harness) {
     assert_eq!(ledger::of(&h.key, "run").len(), 2);
     assert_eq!(h.size().await, 3);
 }
+
+/// Weighted queues (`--queue high:5,mid:2,low:1`): with every queue busy, jobs start in
+/// proportion to the weights, not in strict order.
+pub async fn weighted_queues_start_jobs_in_proportion(h: Harness) {
+    let queues: Vec<String> = ["high", "mid", "low"]
+        .iter()
+        .map(|q| format!("{}-{q}", h.queue))
+        .collect();
+    for (index, queue) in queues.iter().enumerate() {
+        let jobs = (0..100).map(|i| Record {
+            key: h.key.clone(),
+            n: 1000 * index as u64 + i,
+        });
+        h.manager
+            .bulk(jobs)
+            .on_queue(queue.clone())
+            .await
+            .expect("dispatch");
+    }
+    let options = routemq::WorkerOptions {
+        queues: queues.clone(),
+        weights: vec![5, 2, 1],
+        concurrency: 1,
+        prefetch: Some(0),
+        max_jobs: Some(80),
+        stop_when_empty: false,
+        ..h.options()
+    };
+    let report = h.work(options).await;
+    assert_eq!(report.succeeded, 80);
+    let mut started = [0u32; 3];
+    for event in ledger::of(&h.key, "run") {
+        started[(event.n / 1000) as usize] += 1;
+    }
+    let share = |i: usize| f64::from(started[i]) / 80.0;
+    assert!((0.45..=0.80).contains(&share(0)), "high: {started:?}");
+    assert!((0.10..=0.40).contains(&share(1)), "mid: {started:?}");
+    assert!((0.02..=0.25).contains(&share(2)), "low: {started:?}");
+}
