@@ -52,7 +52,7 @@ macro_rules! conformance_suite {
             throttled_jobs_wait_out_the_cool_down, max_exceptions_ends_retries_early,
             retry_until_ends_retries_at_the_deadline, sweeping_removes_expired_holders,
             chains_run_in_order_and_stop_at_a_failure, dispatch_at_waits_for_its_time,
-            weighted_queues_start_jobs_in_proportion
+            weighted_queues_start_jobs_in_proportion, broken_links_fail_the_chain_and_run_its_catch
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {

@@ -220,9 +220,16 @@ pub(crate) mod mysql {
 
     const NOW: &str = "CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)";
 
-    /// Whether MySQL gave up on a transaction that may simply be tried again.
+    /// Whether MySQL gave up on a transaction that may simply be tried again (a deadlock, a lock
+    /// wait timeout).
     fn is_deadlock(error: &sqlx::Error) -> bool {
-        matches!(error, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40001" | "1213" | "1205")))
+        let sqlx::Error::Database(db) = error else {
+            return false;
+        };
+        let number = db
+            .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+            .map(sqlx::mysql::MySqlDatabaseError::number);
+        matches!(number, Some(1213 | 1205)) || db.code().as_deref() == Some("40001")
     }
 
     pub(crate) async fn acquire(
@@ -280,12 +287,12 @@ pub(crate) mod mysql {
             format!("SELECT {NOW} FROM queue_slots WHERE name = ? AND holder = '' FOR UPDATE");
         let mut tx = pool.begin().await?;
         let mut now: Option<i64> = None;
-        for _ in 0..HEAD_TRIES {
+        for attempt in 0..HEAD_TRIES {
             now = sqlx::query_scalar(&lock_head)
                 .bind(name)
                 .fetch_optional(&mut *tx)
                 .await?;
-            if now.is_some() {
+            if now.is_some() || attempt + 1 == HEAD_TRIES {
                 break;
             }
             // The name's first use (or its head was swept): the head row is made outside the

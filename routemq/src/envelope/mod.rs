@@ -305,6 +305,14 @@ fn optional_number(
     Ok(typed::<Option<Number>>(raw, field, "a number or null")?.flatten())
 }
 
+/// A `retry_until` deadline `secs` from now, in epoch seconds (milliseconds kept).
+fn deadline_in(secs: f64) -> Number {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    number_from_f64(((now + secs) * 1000.0).round() / 1000.0)
+}
+
 fn number_from_f64(value: f64) -> Number {
     Number::from_f64(value).unwrap_or_else(|| Number::from(0))
 }
@@ -351,12 +359,7 @@ impl Envelope {
         let retry_after = Number::from(options.retry_after);
         let max_delay = options.max_delay.map(number_from_f64);
         let jitter = options.jitter.map(number_from_f64);
-        let retry_until = options.retry_until.map(|secs| {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::SystemTime::UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64());
-            number_from_f64(((now + secs as f64) * 1000.0).round() / 1000.0)
-        });
+        let retry_until = options.retry_until.map(|secs| deadline_in(secs as f64));
         let settings = Settings {
             max_tries: i64::from(options.max_tries),
             timeout: &timeout,
@@ -503,6 +506,13 @@ impl Envelope {
     /// The rest of the job's chain, if it is in one.
     pub fn chain(&self) -> Option<&Chain> {
         self.chain.as_ref()
+    }
+
+    /// The envelope with its `retry_until` deadline `after` from now.
+    #[must_use]
+    pub fn with_retry_until_in(mut self, after: std::time::Duration) -> Self {
+        self.retry_until = Some(deadline_in(after.as_secs_f64()));
+        self
     }
 
     /// The envelope with `chain` as the rest of its chain.

@@ -35,10 +35,11 @@ use std::time::Duration;
 
 use super::{QueueError, QueueManager, queue};
 use crate::driver::NewJob;
-use crate::envelope::{Chain, ChainLink, Envelope, encode_job};
+use crate::envelope::{Chain, ChainLink, Envelope, EnvelopeError, MAX_PAYLOAD_BYTES, encode_job};
 use crate::job::Job;
 use crate::names::validate_queue_name;
 use crate::observability::producer_ids;
+use crate::registry::Registry;
 
 type Encode =
     Box<dyn FnOnce(&QueueManager, Option<String>) -> Result<ChainLink, QueueError> + Send>;
@@ -185,8 +186,39 @@ fn link<T: Job>(
     })
 }
 
-/// `payload` re-encoded to carry `chain`.
+/// `payload` re-encoded to carry `chain`, refused when it grows past the largest payload.
 pub(crate) fn with_chain(payload: &str, chain: Chain) -> Result<String, QueueError> {
     let chain = (!chain.next.is_empty() || chain.catch.is_some()).then_some(chain);
-    Ok(Envelope::decode(payload)?.with_chain(chain).to_json())
+    let encoded = Envelope::decode(payload)?.with_chain(chain).to_json();
+    if encoded.len() > MAX_PAYLOAD_BYTES {
+        return Err(EnvelopeError::TooLarge {
+            size: encoded.len(),
+            limit: MAX_PAYLOAD_BYTES,
+        }
+        .into());
+    }
+    Ok(encoded)
+}
+
+/// A stored link's envelope as it is stored now: carrying `rest` of the chain, and with its
+/// `retry_until` deadline counted from now (not from when the chain was dispatched) when its type,
+/// as this worker registers it, has one.
+pub(crate) fn link_payload(
+    payload: &str,
+    rest: Option<Chain>,
+    registry: &Registry,
+) -> Result<String, QueueError> {
+    let mut envelope = Envelope::decode(payload)?;
+    if let Some(secs) = registry
+        .get(envelope.class())
+        .ok()
+        .and_then(|registration| registration.options().retry_until)
+    {
+        envelope = envelope.with_retry_until_in(Duration::from_secs(secs));
+    }
+    let payload = envelope.to_json();
+    match rest {
+        Some(rest) => with_chain(&payload, rest),
+        None => Ok(payload),
+    }
 }

@@ -18,7 +18,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use tokio::sync::OnceCell;
 
-pub(crate) use chain::with_chain;
+pub(crate) use chain::link_payload;
 pub use chain::{PendingChain, chain};
 pub use dispatch::{Dispatch, PendingBulk, PendingDispatch};
 #[cfg(any(feature = "postgres", feature = "mysql"))]

@@ -131,9 +131,6 @@ struct Attempt<'a> {
     unique: Option<UniqueKey>,
 }
 
-/// How soon a job whose chain could not be continued runs again.
-const CHAIN_RETRY: Duration = Duration::from_secs(5);
-
 /// Stores one job of a chain (carrying `rest`), on its connection: the worker's own, or another
 /// from the global queue manager.
 async fn store_link(
@@ -141,10 +138,7 @@ async fn store_link(
     link: &crate::envelope::ChainLink,
     rest: Option<crate::envelope::Chain>,
 ) -> Result<(), crate::queue::QueueError> {
-    let payload = match rest {
-        Some(rest) => crate::queue::with_chain(&link.payload, rest)?,
-        None => link.payload.clone(),
-    };
+    let payload = crate::queue::link_payload(&link.payload, rest, shared.registry)?;
     let job = crate::driver::NewJob {
         queue: link.queue.clone(),
         payload,
@@ -220,7 +214,7 @@ async fn process(shared: &Shared, job: ReservedJob, start: Option<StartAnswer>) 
             let Some(lease) = started(lease, start).await else {
                 return Outcome::Abandoned;
             };
-            return fail_undecodable(shared, &lease, &error).await;
+            return fail_undecodable(shared, &lease, &payload, &error).await;
         }
     };
     let trace = observability::consumer_ids(envelope.observability());
@@ -534,9 +528,14 @@ impl Attempt<'_> {
         };
         match store_link(self.shared, next, Some(rest)).await {
             Ok(()) => verdict,
+            // A failed attempt: retried while tries remain, then the chain fails (its catch job
+            // runs) rather than retrying for ever.
             Err(error) => {
-                tracing::error!(job_id = %self.lease.id, %error, "could not store the next job of the chain; this job runs again");
-                Verdict::Postpone { delay: CHAIN_RETRY }
+                tracing::error!(job_id = %self.lease.id, %error, "could not store the next job of the chain");
+                let error = JobError::msg(format!(
+                    "could not store the next job of its chain: {error}"
+                ));
+                self.after_failure(error, None)
             }
         }
     }
@@ -727,6 +726,10 @@ impl Attempt<'_> {
 /// the hook runs once.
 pub(crate) async fn failed_after_expiry(shared: &Shared, job: ReservedJob) {
     let ReservedJob { lease, payload, .. } = job;
+    // The chain's catch job needs only the envelope: stored even for a job this worker cannot run.
+    if let Ok(envelope) = Envelope::decode(&payload) {
+        run_chain_catch(shared, &envelope).await;
+    }
     let Ok((envelope, registration, erased)) = shared.registry.decode(&payload) else {
         return; // Not a job this worker knows: no hook to run.
     };
@@ -735,7 +738,6 @@ pub(crate) async fn failed_after_expiry(shared: &Shared, job: ReservedJob) {
             .give_back(shared.driver.as_ref(), UniqueUntil::Finish)
             .await;
     }
-    run_chain_catch(shared, &envelope).await;
     let (max_tries, timeout) = limits(shared, &envelope);
     let ctx = JobContext::new(
         lease.id.clone(),
@@ -800,7 +802,12 @@ async fn started(lease: Lease, start: Option<StartAnswer>) -> Option<Lease> {
 
 /// A payload that cannot run here (malformed, unknown tag, fields that do not fit) goes straight to
 /// the failed store with the reason: it would fail the same way on every try.
-async fn fail_undecodable(shared: &Shared, lease: &Lease, error: &DecodeError) -> Outcome {
+async fn fail_undecodable(
+    shared: &Shared,
+    lease: &Lease,
+    payload: &str,
+    error: &DecodeError,
+) -> Outcome {
     let kind = match error {
         DecodeError::Envelope(_) => "InvalidPayload",
         DecodeError::UnknownJob(_) => "UnknownJob",
@@ -816,6 +823,9 @@ async fn fail_undecodable(shared: &Shared, lease: &Lease, error: &DecodeError) -
             let series = metrics().job(&lease.queue, "unknown");
             series.dead_lettered("undecodable");
             series.failed(kind);
+            if let Ok(envelope) = Envelope::decode(payload) {
+                run_chain_catch(shared, &envelope).await;
+            }
             Outcome::Failed
         }
         Ok(false) => Outcome::Abandoned,

@@ -95,3 +95,64 @@ pub async fn dispatch_at_waits_for_its_time(h: Harness) {
     let stats = h.driver.stats(&h.queue).await.expect("stats");
     assert_eq!(stats.ready + stats.delayed, 0);
 }
+
+/// A chain whose next job cannot be stored (its connection does not exist here), or whose next
+/// job cannot be decoded, fails, and its catch job runs; nothing retries for ever.
+pub async fn broken_links_fail_the_chain_and_run_its_catch(h: Harness) {
+    use routemq::envelope::{Chain, ChainLink, Envelope};
+    let encoded = |n: u64, fail: bool| {
+        Envelope::encode(
+            &ChainStep {
+                key: h.key.clone(),
+                n,
+                fail,
+            },
+            &h.queue,
+            &routemq::envelope::Observability::default(),
+        )
+        .expect("encode")
+    };
+    let link = |payload: String, connection: &str| ChainLink {
+        queue: h.queue.clone(),
+        connection: connection.to_owned(),
+        payload,
+    };
+    let catch = Some(link(encoded(99, false), &h.connection));
+    // 1 succeeds, but its next job is for a connection this worker does not know.
+    let unreachable = Envelope::decode(&encoded(1, false))
+        .expect("decode")
+        .with_chain(Some(Chain {
+            next: vec![link(encoded(2, false), "nowhere")],
+            catch: catch.clone(),
+        }))
+        .to_json();
+    h.push_raw(&unreachable).await;
+    // 3 succeeds; its next job names a type nobody registered.
+    let undecodable = Envelope::decode(&encoded(3, false))
+        .expect("decode")
+        .with_chain(Some(Chain {
+            next: vec![link(
+                r#"{"class": "nobody.Registered", "data": {}}"#.to_owned(),
+                &h.connection,
+            )],
+            catch,
+        }))
+        .to_json();
+    h.push_raw(&undecodable).await;
+    let options = routemq::WorkerOptions {
+        concurrency: 1,
+        ..h.options()
+    };
+    let report = h.work(options).await;
+    let mut ran: Vec<u64> = ledger::of(&h.key, "run").iter().map(|e| e.n).collect();
+    ran.sort_unstable();
+    assert_eq!(ran, [1, 3, 99, 99], "{report:?}");
+    let failed = h.driver.failed_list(Some(&h.queue)).await.expect("failed");
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert!(failed.iter().any(|f| {
+        f.exception
+            .contains("could not store the next job of its chain")
+    }));
+    assert!(failed.iter().any(|f| f.exception.starts_with("UnknownJob")));
+    assert_eq!(h.size().await, 0);
+}
