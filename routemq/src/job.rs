@@ -420,6 +420,13 @@ impl JobError {
         Self::Postponed { delay }
     }
 
+    /// Whether the attempt raised this error (a failure, a timeout, a panic), as opposed to
+    /// putting the job back on purpose (`release`, `postpone`): what failure hooks and
+    /// `max_exceptions` count.
+    pub fn is_exception(&self) -> bool {
+        !matches!(self, Self::Release { .. } | Self::Postponed { .. })
+    }
+
     /// Whether the job may run again after this error (if tries remain).
     pub fn is_retryable(&self) -> bool {
         !matches!(self, Self::Permanent(_) | Self::ReservationExpired { .. })
@@ -529,6 +536,9 @@ mod tests {
         assert!(!error.is_retryable());
         assert_eq!(format!("{error:?}"), "JobError::Permanent(bad address)");
         assert!(JobError::release(Duration::from_secs(5)).is_retryable());
+        assert!(!JobError::release(Duration::ZERO).is_exception());
+        assert!(!JobError::postpone(Duration::ZERO).is_exception());
+        assert!(error.is_exception());
     }
 
     #[test]

@@ -75,6 +75,11 @@ impl ConcurrencyLimited {
         }
     }
 
+    /// The slot its holders are counted in.
+    pub(crate) fn slot(&self) -> &str {
+        &self.slot
+    }
+
     /// Counted per `key` under the name.
     #[must_use]
     pub fn by(mut self, key: impl std::fmt::Display) -> Self {

@@ -35,11 +35,13 @@
 //! ```
 
 mod background;
+mod chain;
 mod hooks;
 mod queue_limits;
 mod reserver;
 mod runner;
 mod shutdown;
+mod unique_key;
 mod weights;
 mod writes;
 

@@ -185,8 +185,9 @@ impl QueueGate {
         let Some(limit) = self.limits.get(queue) else {
             return Ok(State::Open);
         };
+        let limited = queue_limit(queue, *limit);
         let free = driver
-            .acquire_slot(&limit_slot(queue), "probe", *limit, Duration::ZERO)
+            .acquire_slot(limited.slot(), "probe", *limit, Duration::ZERO)
             .await?;
         Ok(if free.taken { State::Open } else { State::Full })
     }
@@ -199,9 +200,9 @@ enum State {
     Full,
 }
 
-/// The slot of a queue's concurrency limit (what [`ConcurrencyLimited`] names `queue:{queue}`).
-fn limit_slot(queue: &str) -> String {
-    format!("limit:queue:{queue}")
+/// The middleware that holds a queue's concurrency limit (the reserver probes its slot).
+fn queue_limit(queue: &str, limit: u32) -> ConcurrencyLimited {
+    ConcurrencyLimited::new(format!("queue:{queue}"), limit).release_after(LIMIT_RETRY)
 }
 
 /// The middleware that enforces a queue's limits, by queue, outermost first.
@@ -211,8 +212,7 @@ pub(crate) fn middleware(
 ) -> HashMap<String, Vec<Arc<dyn Middleware>>> {
     let mut by_queue: HashMap<String, Vec<Arc<dyn Middleware>>> = HashMap::new();
     for (queue, limit) in limits {
-        let limited =
-            ConcurrencyLimited::new(format!("queue:{queue}"), *limit).release_after(LIMIT_RETRY);
+        let limited = queue_limit(queue, *limit);
         by_queue
             .entry(queue.clone())
             .or_default()
@@ -268,6 +268,6 @@ mod tests {
 
     #[test]
     fn limit_slots_match_the_middleware_names() {
-        assert_eq!(limit_slot("emails"), "limit:queue:emails");
+        assert_eq!(queue_limit("emails", 2).slot(), "limit:queue:emails");
     }
 }

@@ -9,7 +9,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::chain::{run_chain_catch, store_link};
 use super::hooks::{JobEvent, Lifecycle};
+use super::unique_key::UniqueKey;
 use super::writes::StartAnswer;
 use super::{CANCEL_GRACE, Outcome, STOP_WAIT, Shared};
 use crate::driver::{DriverError, Failure, Lease, ReservedJob};
@@ -131,80 +133,8 @@ struct Attempt<'a> {
     unique: Option<UniqueKey>,
 }
 
-/// Stores one job of a chain (carrying `rest`), on its connection: the worker's own, or another
-/// from the global queue manager.
-async fn store_link(
-    shared: &Shared,
-    link: &crate::envelope::ChainLink,
-    rest: Option<crate::envelope::Chain>,
-) -> Result<(), crate::queue::QueueError> {
-    let payload = crate::queue::link_payload(&link.payload, rest, shared.registry)?;
-    let job = crate::driver::NewJob {
-        queue: link.queue.clone(),
-        payload,
-        delay: Duration::ZERO,
-    };
-    let driver = if link.connection == shared.connection {
-        Arc::clone(&shared.driver)
-    } else {
-        crate::queue().connection(&link.connection).await?
-    };
-    let pushed = with_retries("push", || async {
-        driver.push(std::slice::from_ref(&job)).await.map(|_| true)
-    })
-    .await;
-    pushed
-        .map(|_| ())
-        .map_err(|source| crate::queue::QueueError::Driver {
-            connection: link.connection.clone(),
-            source,
-        })
-}
-
-/// Stores the `catch` job of a job's chain once the job has failed for good.
-async fn run_chain_catch(shared: &Shared, envelope: &Envelope) {
-    let Some(catch) = envelope.chain().and_then(|chain| chain.catch.as_ref()) else {
-        return;
-    };
-    if let Err(error) = store_link(shared, catch, None).await {
-        tracing::error!(%error, queue = %catch.queue, "could not store the chain's catch job");
-    }
-}
-
 /// How long a job's exception count is kept (it is cleared when the job finishes).
 const EXCEPTIONS_KEPT: Duration = Duration::from_secs(30 * 24 * 3600);
-
-/// A unique job's key (its slot) and the dispatch that holds it (its producer span id).
-struct UniqueKey {
-    slot: String,
-    holder: String,
-    until: UniqueUntil,
-}
-
-impl UniqueKey {
-    /// The key the job's dispatch took (written into its envelope), held by the dispatch's
-    /// producer span.
-    fn of(envelope: &Envelope, registration: &JobRegistration) -> Option<Self> {
-        let slot = envelope.unique_key()?.to_owned();
-        let holder = observability::consumer_ids(envelope.observability()).link_span_id?;
-        Some(Self {
-            slot,
-            holder,
-            until: registration.options().unique_until,
-        })
-    }
-
-    /// Gives the key back if `now` is when this job's key goes (a failure is logged: the key
-    /// expires by itself after `unique_for`).
-    async fn give_back(&self, driver: &dyn crate::driver::QueueDriver, now: UniqueUntil) {
-        if self.until != now {
-            return;
-        }
-        if let Err(error) = driver.release_slot(&self.slot, Some(&self.holder)).await {
-            tracing::warn!(slot = %self.slot, %error, "could not give back a unique job's key; it expires by itself");
-        }
-    }
-}
 
 async fn process(shared: &Shared, job: ReservedJob, start: Option<StartAnswer>) -> Outcome {
     let ReservedJob { lease, payload, .. } = job;
@@ -495,9 +425,8 @@ impl Attempt<'_> {
                 job: None,
             };
         }
-        let exception = !matches!(error, JobError::Release { .. } | JobError::Postponed { .. });
         if let Some(max) = self.registration.options().max_exceptions
-            && exception
+            && error.is_exception()
             && self.exceptions_reached(max).await
         {
             return Verdict::Fail {
@@ -602,7 +531,7 @@ impl Attempt<'_> {
                 outcome
             }
             Verdict::Retry { delay, error } => {
-                if !matches!(error, JobError::Release { .. }) {
+                if error.is_exception() {
                     self.fire(Lifecycle::Failure, Some(&error), None);
                 }
                 tracing::warn!(
@@ -672,8 +601,7 @@ impl Attempt<'_> {
         let kind = error.kind();
         let exception = format!("{kind}: {error}");
         tracing::error!(job_id = %self.lease.id, job = self.registration.name(), %exception, "job failed permanently");
-        let raised = !matches!(error, JobError::Release { .. } | JobError::Postponed { .. });
-        if self.elapsed.is_some() && raised {
+        if self.elapsed.is_some() && error.is_exception() {
             self.fire(Lifecycle::Failure, Some(&error), None);
         }
         let failure = Failure {
@@ -836,20 +764,20 @@ async fn fail_undecodable(
     }
 }
 
-/// Retries a settle operation (release, fail) a few times on driver errors (a dropped connection,
+/// Retries a driver call that settles or continues a job (release, fail, push) a few times on driver errors (a dropped connection,
 /// a deadlock) before leaving the job to the reaper.
-async fn with_retries<F, Fut>(
+pub(super) async fn with_retries<T, F, Fut>(
     operation: &'static str,
     mut attempt: F,
-) -> Result<bool, crate::driver::DriverError>
+) -> Result<T, crate::driver::DriverError>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<bool, crate::driver::DriverError>>,
+    Fut: std::future::Future<Output = Result<T, crate::driver::DriverError>>,
 {
     let mut failures = 0;
     loop {
         match attempt().await {
-            Ok(held) => return Ok(held),
+            Ok(answer) => return Ok(answer),
             Err(error) if failures < 4 => {
                 failures += 1;
                 let pause = super::background::backoff(failures);
