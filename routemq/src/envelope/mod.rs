@@ -325,14 +325,17 @@ impl Envelope {
         observability: &Observability<'_>,
     ) -> Result<String, EnvelopeError> {
         let unique_key = crate::job::unique_slot(job);
-        Self::encode_parts(
-            job,
-            T::NAME,
-            &T::OPTIONS,
-            queue,
-            observability,
-            unique_key.as_deref(),
-        )
+        Self::encode_keyed(job, queue, observability, unique_key.as_deref())
+    }
+
+    /// [`Envelope::encode`] with the unique job's key the caller has already worked out.
+    fn encode_keyed<T: Job>(
+        job: &T,
+        queue: &str,
+        observability: &Observability<'_>,
+        unique_key: Option<&str>,
+    ) -> Result<String, EnvelopeError> {
+        Self::encode_parts(job, T::NAME, &T::OPTIONS, queue, observability, unique_key)
     }
 
     /// Encodes any serializable value under a job name and options (the typed path is [`Envelope::encode`]).
@@ -599,6 +602,7 @@ pub(crate) fn encode_job<T: Job>(
     delay: Option<u64>,
     bulk: bool,
     ids: &crate::observability::ProducerIds,
+    unique_key: Option<&str>,
 ) -> Result<String, EnvelopeError> {
     let observability = Observability {
         correlation_id: ids.correlation_id.as_deref(),
@@ -612,7 +616,7 @@ pub(crate) fn encode_job<T: Job>(
         delay,
         bulk,
     };
-    Envelope::encode(job, queue, &observability)
+    Envelope::encode_keyed(job, queue, &observability, unique_key)
 }
 
 /// Whether the `parent_span_id` key is left out (no trace at all).

@@ -141,7 +141,7 @@ impl<'m> PendingChain<'m> {
         }
         let first = links.remove(0);
         let chain = Chain { next: links, catch };
-        let payload = with_chain(&first.payload, chain)?;
+        let payload = encode_with_chain(Envelope::decode(&first.payload)?, Some(chain))?;
         let job = NewJob {
             queue: first.queue.clone(),
             payload,
@@ -178,7 +178,16 @@ fn link<T: Job>(
         Some(connection) => connection.to_owned(),
         None => manager.default_connection()?.to_owned(),
     };
-    let payload = encode_job(job, &queue, &connection, None, false, &producer_ids())?;
+    let unique_key = crate::job::unique_slot(job);
+    let payload = encode_job(
+        job,
+        &queue,
+        &connection,
+        None,
+        false,
+        &producer_ids(),
+        unique_key.as_deref(),
+    )?;
     Ok(ChainLink {
         queue,
         connection,
@@ -186,10 +195,11 @@ fn link<T: Job>(
     })
 }
 
-/// `payload` re-encoded to carry `chain`, refused when it grows past the largest payload.
-pub(crate) fn with_chain(payload: &str, chain: Chain) -> Result<String, QueueError> {
-    let chain = (!chain.next.is_empty() || chain.catch.is_some()).then_some(chain);
-    let encoded = Envelope::decode(payload)?.with_chain(chain).to_json();
+/// `envelope` encoded to carry `chain` (none when it is empty), refused when it grows past the
+/// largest payload.
+fn encode_with_chain(envelope: Envelope, chain: Option<Chain>) -> Result<String, QueueError> {
+    let chain = chain.filter(|chain| !chain.next.is_empty() || chain.catch.is_some());
+    let encoded = envelope.with_chain(chain).to_json();
     if encoded.len() > MAX_PAYLOAD_BYTES {
         return Err(EnvelopeError::TooLarge {
             size: encoded.len(),
@@ -216,9 +226,5 @@ pub(crate) fn link_payload(
     {
         envelope = envelope.with_retry_until_in(Duration::from_secs(secs));
     }
-    let payload = envelope.to_json();
-    match rest {
-        Some(rest) => with_chain(&payload, rest),
-        None => Ok(payload),
-    }
+    encode_with_chain(envelope, rest)
 }

@@ -81,7 +81,8 @@ impl Target {
         Ok(Resolved { queue, connection })
     }
 
-    /// Encodes `jobs` for `queue` on `connection`, all under the dispatch's trace ids.
+    /// Encodes `jobs` for `queue` on `connection`, all under the dispatch's trace ids; each with
+    /// the slot of its key when it is a unique job (written into its envelope too).
     fn encode<'j, T: Job>(
         &self,
         jobs: impl IntoIterator<Item = &'j T>,
@@ -89,7 +90,7 @@ impl Target {
         connection: &str,
         bulk: bool,
         ids: &ProducerIds,
-    ) -> Result<Vec<NewJob>, QueueError> {
+    ) -> Result<Vec<(NewJob, Option<String>)>, QueueError> {
         if self.delay > crate::limits::MAX_DURATION {
             return Err(QueueError::DelayTooLong {
                 delay: self.delay,
@@ -101,15 +102,25 @@ impl Target {
         jobs.into_iter()
             .map(|job| {
                 metrics().enqueue_started(queue, short_name(T::NAME));
-                let payload = encode_job(job, queue, connection, delay_secs, bulk, ids)
-                    .inspect_err(|error| {
-                        metrics().enqueue_failed(queue, short_name(T::NAME), error_kind(error));
-                    })?;
-                Ok(NewJob {
+                let key = unique_slot(job);
+                let payload = encode_job(
+                    job,
+                    queue,
+                    connection,
+                    delay_secs,
+                    bulk,
+                    ids,
+                    key.as_deref(),
+                )
+                .inspect_err(|error| {
+                    metrics().enqueue_failed(queue, short_name(T::NAME), error_kind(error));
+                })?;
+                let job = NewJob {
                     queue: queue.to_owned(),
                     payload,
                     delay,
-                })
+                };
+                Ok((job, key))
             })
             .collect()
     }
@@ -279,10 +290,12 @@ impl<'m, T: Job> PendingDispatch<'m, T> {
         let mut jobs =
             self.target
                 .encode([&self.job], &queue, connection, false, &producer_ids())?;
-        jobs.pop().ok_or_else(|| QueueError::Driver {
-            connection: connection.to_owned(),
-            source: crate::driver::DriverError::backend("push", "nothing to push"),
-        })
+        jobs.pop()
+            .map(|(job, _)| job)
+            .ok_or_else(|| QueueError::Driver {
+                connection: connection.to_owned(),
+                source: crate::driver::DriverError::backend("push", "nothing to push"),
+            })
     }
 
     /// The fake capturing this dispatch, if a test installed one.
@@ -294,15 +307,18 @@ impl<'m, T: Job> PendingDispatch<'m, T> {
     async fn send(self) -> Result<T::Dispatched, QueueError> {
         let resolved = self.target.resolve::<T>(self.manager)?;
         let (ids, span) = traced(T::NAME, &resolved.queue, &resolved.connection);
-        let batch = self.target.encode(
-            [&self.job],
-            &resolved.queue,
-            &resolved.connection,
-            false,
-            &ids,
-        )?;
+        let (batch, keys) = self
+            .target
+            .encode(
+                [&self.job],
+                &resolved.queue,
+                &resolved.connection,
+                false,
+                &ids,
+            )?
+            .into_iter()
+            .unzip();
         let connection = resolved.connection.clone();
-        let keys = vec![unique_slot(&self.job)];
         let stored = store::<T>(
             self.manager,
             resolved,
@@ -373,8 +389,10 @@ impl<'m, T: Job> PendingBulk<'m, T> {
     #[cfg(any(feature = "postgres", feature = "mysql"))]
     pub(crate) fn encode_for(&self, connection: &str) -> Result<Vec<NewJob>, QueueError> {
         let queue = self.target.queue::<T>()?;
-        self.target
-            .encode(&self.jobs, &queue, connection, true, &producer_ids())
+        let encoded = self
+            .target
+            .encode(&self.jobs, &queue, connection, true, &producer_ids())?;
+        Ok(encoded.into_iter().map(|(job, _)| job).collect())
     }
 
     /// The fake capturing this dispatch, if a test installed one.
@@ -389,14 +407,17 @@ impl<'m, T: Job> PendingBulk<'m, T> {
         }
         let resolved = self.target.resolve::<T>(self.manager)?;
         let (ids, span) = traced(T::NAME, &resolved.queue, &resolved.connection);
-        let batch = self.target.encode(
-            &self.jobs,
-            &resolved.queue,
-            &resolved.connection,
-            true,
-            &ids,
-        )?;
-        let keys = self.jobs.iter().map(unique_slot).collect();
+        let (batch, keys) = self
+            .target
+            .encode(
+                &self.jobs,
+                &resolved.queue,
+                &resolved.connection,
+                true,
+                &ids,
+            )?
+            .into_iter()
+            .unzip();
         let stored = store::<T>(
             self.manager,
             resolved,
