@@ -342,8 +342,9 @@ impl JobContext {
         &self.connection
     }
 
-    /// Fires when the attempt times out or the worker shuts down; long jobs should watch it and
-    /// stop cleanly (`ctx.cancellation().cancelled().await` in a `select!`).
+    /// Fires when the attempt times out, the worker shuts down, or the job is cancelled
+    /// (`queue-cancel`); long jobs should watch it and stop cleanly
+    /// (`ctx.cancellation().cancelled().await` in a `select!`).
     pub fn cancellation(&self) -> &CancellationToken {
         &self.cancel
     }

@@ -170,3 +170,11 @@ where
         })
         .await;
 }
+
+/// The environment a worker process reads a server database's connection from.
+pub fn database_env(connection: &str, url: String) -> Vec<(String, String)> {
+    vec![
+        ("QUEUE_CONNECTION".to_owned(), connection.to_owned()),
+        ("DATABASE_URL".to_owned(), url),
+    ]
+}

@@ -1,7 +1,8 @@
-//! Running a binary to completion from a test, bounded in time, with its output captured.
+//! Running a binary from a test: to completion, bounded in time, with its output captured; or in
+//! the background as a `test-worker` process that is killed if the test ends early.
 
 use std::io::Read;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// Runs `command` to completion with stdout and stderr captured.
@@ -42,5 +43,53 @@ pub fn run_bounded(mut command: Command, limit: Duration) -> Output {
         status,
         stdout: stdout.join().expect("stdout"),
         stderr: stderr.join().expect("stderr"),
+    }
+}
+
+/// A worker process (the tests crate's `test-worker` binary, passed in by path), killed if the
+/// test ends early.
+#[derive(Debug)]
+pub struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Process {
+    /// Starts `binary` with `args` and `env` (and no `DATABASE_URL` of the caller's), output
+    /// discarded.
+    pub fn start(binary: &str, env: &[(String, String)], args: &[String]) -> Self {
+        let child = Command::new(binary)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .env_remove("DATABASE_URL")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn worker");
+        Self(child)
+    }
+
+    /// Waits for the process to exit.
+    ///
+    /// # Panics
+    /// After `limit`.
+    pub fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.0.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "worker did not stop within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }

@@ -7,19 +7,19 @@
 //! in one process.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use routemq::driver::QueueDriver;
 use routemq::driver::memory::MemoryDriver;
 use routemq::worker::Rate;
 use routemq::{QueueManager, Settings, Worker, WorkerOptions};
-use routemq_tests::databases::{Server, with_fresh_database};
+use routemq_tests::databases::{Server, database_env, with_fresh_database};
 use routemq_tests::ledger::unique_key;
 use routemq_tests::limit_jobs::{
     Control, Limited, Stamp, max_concurrency, max_starts_per_window, read_stamps,
 };
+use routemq_tests::process::Process;
 use routemq_tests::services::redis_url;
 
 /// The five queues of the proof and what each is limited to.
@@ -150,45 +150,9 @@ fn span_of(stamps: &[Stamp]) -> Duration {
     Duration::from_micros(last - first)
 }
 
-/// A worker process, killed if the test ends early.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Process {
-    fn start(env: &[(String, String)], args: &[String]) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_test-worker"))
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .env_remove("DATABASE_URL")
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn worker");
-        Self(child)
-    }
-
-    /// Waits for the process to exit; panics after `limit`.
-    fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.0.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "worker did not stop within {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+/// A `test-worker` process.
+fn start(env: &[(String, String)], args: &[String]) -> Process {
+    Process::start(env!("CARGO_BIN_EXE_test-worker"), env, args)
 }
 
 fn work_args(queues: &str, concurrency: &str, extra: &[String]) -> Vec<String> {
@@ -221,7 +185,7 @@ async fn prove(
     plan.dispatch(&manager, connection).await;
     let args = work_args(&plan.queues(), "4", &plan.worker_flags());
     let pids = tokio::task::block_in_place(|| {
-        let mut workers: Vec<Process> = (0..3).map(|_| Process::start(&env, &args)).collect();
+        let mut workers: Vec<Process> = (0..3).map(|_| start(&env, &args)).collect();
         for worker in &mut workers {
             assert!(worker.wait(Duration::from_secs(90)).success());
         }
@@ -284,14 +248,14 @@ async fn killed_lock_holder_expires(
     let ledger = plan.ledger("dies");
     tokio::task::block_in_place(|| {
         let first_only = ["--prefetch", "0"].map(str::to_owned);
-        let mut dying = Process::start(&env, &work_args(&queue, "1", &first_only));
+        let mut dying = start(&env, &work_args(&queue, "1", &first_only));
         let status = dying.wait(Duration::from_secs(30));
         assert_eq!(
             status.code(),
             None,
             "the first worker dies of its job (a signal)"
         );
-        let mut next = Process::start(&env, &work_args(&queue, "4", &[]));
+        let mut next = start(&env, &work_args(&queue, "4", &[]));
         assert!(next.wait(Duration::from_secs(60)).success());
     });
     let stamps = read_stamps(&ledger);
@@ -336,14 +300,6 @@ async fn limits_hold_across_worker_processes_on_sqlite() {
         ("QUEUE_SQLITE_PATH".to_owned(), path),
     ];
     prove(Arc::new(driver), "sqlite", env, "limits-sqlite").await;
-}
-
-/// The environment a worker process reads a server database's connection from.
-fn database_env(connection: &str, url: String) -> Vec<(String, String)> {
-    vec![
-        ("QUEUE_CONNECTION".to_owned(), connection.to_owned()),
-        ("DATABASE_URL".to_owned(), url),
-    ]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

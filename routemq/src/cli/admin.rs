@@ -43,7 +43,7 @@ pub struct PruneArgs {
     pub common: Common,
 }
 
-async fn driver(common: &Common) -> Result<(String, Arc<dyn QueueDriver>), Failure> {
+pub(super) async fn driver(common: &Common) -> Result<(String, Arc<dyn QueueDriver>), Failure> {
     // Invalid settings are reported whichever connection is named.
     queue().settings()?;
     let connection = match &common.connection {
@@ -283,6 +283,7 @@ pub(super) async fn run(command: Command) -> Result<(), Failure> {
     let pausing = matches!(command, Command::QueuePause(_));
     match command {
         Command::QueueWork(_) => Ok(()),
+        Command::QueueCancel(args) => super::cancel::run(args).await,
         Command::QueueFailed(filter) => {
             let (_, driver) = driver(&filter.common).await?;
             let jobs = failed_of(&filter, driver.as_ref()).await?;

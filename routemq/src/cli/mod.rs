@@ -21,14 +21,17 @@
 //! | `queue-prune-failed --hours N` | deletes failed jobs older than N hours |
 //! | `queue-size` / `queue-stats` | counts per queue |
 //! | `queue-pause Q` / `queue-resume Q` | stops / restarts reserving from queues, on every worker |
+//! | `queue-cancel ID` | deletes a queued or delayed job; stops a running one within a second |
 //! | `queue-migrate` | creates the tables |
 //! | `list-jobs` | the job types linked into this binary |
 //!
 //! Admin commands print JSON (2-space indented, like RouteMQ) or, with `--format table`, a table.
-//! Exit codes: 0 success, 1 error (printed to stderr), 2 invalid arguments, 3 no such failed job.
+//! Exit codes: 0 success, 1 error (printed to stderr), 2 invalid arguments, 3 no such failed job
+//! (or, for `queue-cancel`, no such job).
 
 mod admin;
 mod app;
+mod cancel;
 mod output;
 mod work;
 
@@ -78,6 +81,8 @@ pub enum Command {
     QueuePause(admin::PauseArgs),
     /// Resume paused queues.
     QueueResume(admin::PauseArgs),
+    /// Cancel jobs by id: queued or delayed ones are deleted, running ones stopped within a second.
+    QueueCancel(cancel::CancelArgs),
     /// Create the queue tables (idempotent).
     QueueMigrate(Common),
     /// List the job types linked into this binary.

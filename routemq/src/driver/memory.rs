@@ -14,7 +14,8 @@ use tokio::time::Instant;
 use super::slots::{LocalSlots, Slot};
 use super::wake::WakeSignal;
 use super::{
-    DriverError, FailedJob, Failure, Lease, NewJob, QueueDriver, QueueStats, Reaped, ReservedJob,
+    DriverError, FailedJob, Failure, Lease, NewJob, QueueDriver, QueueStats, Reaped, Removal,
+    ReservedJob,
 };
 
 #[derive(Debug)]
@@ -214,6 +215,23 @@ impl State {
         self.jobs.remove(&id)
     }
 
+    /// Deletes a queued or delayed job; a leased one stays.
+    fn remove(&mut self, id: u64) -> Removal {
+        let Some(job) = self.jobs.get(&id) else {
+            return Removal::NotFound;
+        };
+        let queue = job.queue.clone();
+        if self.leases.contains_key(&id) {
+            return Removal::Leased { queue };
+        }
+        let state = self.queue(&queue);
+        if !state.ready.remove(&id) {
+            state.delayed.retain(|&(_, delayed)| delayed != id);
+        }
+        self.jobs.remove(&id);
+        Removal::Removed { queue }
+    }
+
     fn record_failed(&mut self, job: StoredJob, failure: &Failure) {
         self.next_failed_id += 1;
         let id = self.next_failed_id;
@@ -271,6 +289,12 @@ impl QueueDriver for MemoryDriver {
 
     async fn sweep_slots(&self) -> Result<u64, DriverError> {
         Ok(self.lock().slots.sweep(Instant::now()))
+    }
+
+    async fn remove(&self, id: &str) -> Result<Removal, DriverError> {
+        Ok(id
+            .parse()
+            .map_or(Removal::NotFound, |id| self.lock().remove(id)))
     }
 
     async fn push(&self, jobs: &[NewJob]) -> Result<Vec<String>, DriverError> {

@@ -194,6 +194,24 @@ pub struct Reaped {
     pub expired: Vec<ReservedJob>,
 }
 
+/// What [`QueueDriver::remove`] found under a job id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Removal {
+    /// The job was queued or delayed, and is deleted.
+    Removed {
+        /// The queue it was on.
+        queue: String,
+    },
+    /// The job is leased by a worker (running, or prefetched): left where it is.
+    Leased {
+        /// The queue it was reserved from.
+        queue: String,
+    },
+    /// No job with that id is stored (it finished, failed, or never existed).
+    NotFound,
+}
+
 /// Driver failures: the broker is unreachable, or an operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -451,6 +469,30 @@ pub trait QueueDriver: Send + Sync + fmt::Debug {
     /// call it on every reaper pass. Returns how many holders it deleted; the default does nothing.
     async fn sweep_slots(&self) -> Result<u64, DriverError> {
         Ok(0)
+    }
+
+    /// Which of `names` have an unexpired slot holder, in order: one round trip on the built-in
+    /// drivers (workers ask it each second about their running jobs' cancellations). The default
+    /// probes each name.
+    async fn held_slots(&self, names: &[String]) -> Result<Vec<bool>, DriverError> {
+        let mut held = Vec::with_capacity(names.len());
+        for name in names {
+            let probe = self.acquire_slot(name, "probe", 1, Duration::ZERO).await?;
+            held.push(!probe.taken);
+        }
+        Ok(held)
+    }
+
+    /// Deletes the queued or delayed job `id`, from whichever queue holds it; a leased job is
+    /// left alone and reported as [`Removal::Leased`]. Used by
+    /// [`queue::cancel`](crate::queue::cancel).
+    ///
+    /// The default answers [`DriverError::Unsupported`].
+    async fn remove(&self, _id: &str) -> Result<Removal, DriverError> {
+        Err(DriverError::Unsupported {
+            driver: self.kind(),
+            operation: "removing a job by id",
+        })
     }
 
     /// Retries every failed job of a queue (or all). Returns how many.

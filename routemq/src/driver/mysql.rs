@@ -21,8 +21,8 @@ use super::slots_sql;
 use super::sql::{self, SqlTime};
 use super::wake::WakeSignal;
 use super::{
-    DriverError, FailedJob, Failure, Lease, NewJob, QueueDriver, QueueStats, Reaped, ReservedJob,
-    out_of_tries,
+    DriverError, FailedJob, Failure, Lease, NewJob, QueueDriver, QueueStats, Reaped, Removal,
+    ReservedJob, out_of_tries,
 };
 
 const NOW: &str = "UTC_TIMESTAMP(6)";
@@ -455,6 +455,35 @@ impl QueueDriver for MySqlDriver {
         ttl: Duration,
     ) -> Result<bool, DriverError> {
         slots_sql::mysql::renew(&self.pool, name, holder, ttl).await
+    }
+
+    async fn held_slots(&self, names: &[String]) -> Result<Vec<bool>, DriverError> {
+        slots_sql::mysql::held(&self.pool, names).await
+    }
+
+    async fn remove(&self, id: &str) -> Result<Removal, DriverError> {
+        let Ok(id) = sql::row_id(id) else {
+            return Ok(Removal::NotFound);
+        };
+        // MySQL has no DELETE ... RETURNING: find the queue, then delete while still unleased.
+        let queue: Option<String> = sqlx::query_scalar("SELECT queue FROM queue_jobs WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend("remove job"))?;
+        let Some(queue) = queue else {
+            return Ok(Removal::NotFound);
+        };
+        let deleted = sqlx::query("DELETE FROM queue_jobs WHERE id = ? AND reserved_at IS NULL")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend("remove job"))?;
+        Ok(if deleted.rows_affected() > 0 {
+            Removal::Removed { queue }
+        } else {
+            Removal::Leased { queue }
+        })
     }
 
     async fn sweep_slots(&self) -> Result<u64, DriverError> {

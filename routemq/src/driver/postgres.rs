@@ -23,8 +23,8 @@ use super::slots_sql;
 use super::sql::{self, SqlTime};
 use super::wake::{WakeFeed, WakeSignal, reconnect_pause};
 use super::{
-    DriverError, FailedJob, Failure, Lease, NewJob, QueueDriver, QueueStats, Reaped, ReservedJob,
-    out_of_tries,
+    DriverError, FailedJob, Failure, Lease, NewJob, QueueDriver, QueueStats, Reaped, Removal,
+    ReservedJob, out_of_tries,
 };
 
 /// The NOTIFY channel that announces new jobs.
@@ -424,6 +424,33 @@ impl QueueDriver for PostgresDriver {
         ttl: Duration,
     ) -> Result<bool, DriverError> {
         slots_sql::postgres::renew(&self.pool, name, holder, ttl).await
+    }
+
+    async fn held_slots(&self, names: &[String]) -> Result<Vec<bool>, DriverError> {
+        slots_sql::postgres::held(&self.pool, names).await
+    }
+
+    async fn remove(&self, id: &str) -> Result<Removal, DriverError> {
+        let Ok(id) = sql::row_id(id) else {
+            return Ok(Removal::NotFound);
+        };
+        let deleted: Option<String> = sqlx::query_scalar(
+            "DELETE FROM queue_jobs WHERE id = $1 AND reserved_at IS NULL RETURNING queue",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend("remove job"))?;
+        if let Some(queue) = deleted {
+            return Ok(Removal::Removed { queue });
+        }
+        let leased: Option<String> =
+            sqlx::query_scalar("SELECT queue FROM queue_jobs WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend("remove job"))?;
+        Ok(leased.map_or(Removal::NotFound, |queue| Removal::Leased { queue }))
     }
 
     async fn sweep_slots(&self) -> Result<u64, DriverError> {

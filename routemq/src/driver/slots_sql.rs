@@ -48,6 +48,29 @@ fn answer(held: i64, mine: bool, limit: u32, free_in_micros: Option<i64>) -> Slo
     }
 }
 
+/// [`held`](super::QueueDriver::held_slots)'s answer for `names`, from the stored names (column
+/// keys) that have an unexpired holder.
+#[cfg_attr(
+    not(any(feature = "postgres", feature = "mysql", feature = "sqlite")),
+    allow(dead_code)
+)]
+fn held_answer(names: &[String], held: &[String]) -> Vec<bool> {
+    let held: std::collections::HashSet<&str> = held.iter().map(String::as_str).collect();
+    names
+        .iter()
+        .map(|name| held.contains(&*column_key(name)))
+        .collect()
+}
+
+/// `names` as stored, for an `IN` list.
+#[cfg_attr(
+    not(any(feature = "postgres", feature = "mysql", feature = "sqlite")),
+    allow(dead_code)
+)]
+fn column_keys(names: &[String]) -> Vec<String> {
+    names.iter().map(|n| column_key(n).into_owned()).collect()
+}
+
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 fn backend(operation: &'static str) -> impl Fn(sqlx::Error) -> DriverError {
     move |error| DriverError::backend(operation, error)
@@ -195,6 +218,18 @@ pub(crate) mod postgres {
     }
 
     /// Deletes expired holders, then the head rows of names with no holder left.
+    pub(crate) async fn held(pool: &PgPool, names: &[String]) -> Result<Vec<bool>, DriverError> {
+        let held: Vec<String> = sqlx::query_scalar(&format!(
+            "SELECT DISTINCT name FROM queue_slots
+             WHERE name = ANY($1) AND holder <> '' AND expires_at > {NOW}"
+        ))
+        .bind(column_keys(names))
+        .fetch_all(pool)
+        .await
+        .map_err(backend("read slots"))?;
+        Ok(held_answer(names, &held))
+    }
+
     pub(crate) async fn sweep(pool: &PgPool) -> Result<u64, DriverError> {
         let expired = sqlx::query(&format!(
             "DELETE FROM queue_slots WHERE holder <> '' AND expires_at <= {NOW}"
@@ -381,6 +416,31 @@ pub(crate) mod mysql {
     }
 
     /// Deletes expired holders, then the head rows of names with no holder left.
+    pub(crate) async fn held(pool: &MySqlPool, names: &[String]) -> Result<Vec<bool>, DriverError> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut query = sqlx::QueryBuilder::new(format!(
+            "SELECT DISTINCT name FROM queue_slots
+             WHERE holder <> '' AND expires_at > {NOW} AND name IN ("
+        ));
+        let mut list = query.separated(", ");
+        for key in column_keys(names) {
+            list.push_bind(key);
+        }
+        query.push(")");
+        let held: Vec<Vec<u8>> = query
+            .build_query_scalar()
+            .fetch_all(pool)
+            .await
+            .map_err(backend("read slots"))?;
+        let held: Vec<String> = held
+            .into_iter()
+            .map(|name| String::from_utf8_lossy(&name).into_owned())
+            .collect();
+        Ok(held_answer(names, &held))
+    }
+
     pub(crate) async fn sweep(pool: &MySqlPool) -> Result<u64, DriverError> {
         let expired = sqlx::query(&format!(
             "DELETE FROM queue_slots WHERE expires_at <= {NOW} AND holder <> ''"
@@ -486,6 +546,30 @@ pub(crate) mod sqlite {
 
     /// Deletes expired holders (`?1` now); SQLite has no head rows.
     pub(crate) const SWEEP: &str = "DELETE FROM queue_slots WHERE expires_at <= ?1";
+
+    pub(crate) async fn held(
+        pool: &SqlitePool,
+        names: &[String],
+    ) -> Result<Vec<bool>, super::super::DriverError> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut query = sqlx::QueryBuilder::new(
+            "SELECT DISTINCT name FROM queue_slots WHERE holder <> '' AND expires_at > ",
+        );
+        query.push_bind(now()).push(" AND name IN (");
+        let mut list = query.separated(", ");
+        for key in column_keys(names) {
+            list.push_bind(key);
+        }
+        query.push(")");
+        let held: Vec<String> = query
+            .build_query_scalar()
+            .fetch_all(pool)
+            .await
+            .map_err(|error| super::super::DriverError::backend("read slots", error))?;
+        Ok(held_answer(names, &held))
+    }
 }
 
 #[cfg(test)]

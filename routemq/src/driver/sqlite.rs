@@ -25,7 +25,8 @@ use super::slots_sql::{self, column_key};
 use super::sql::{self, SqlTime};
 use super::wake::WakeSignal;
 use super::{
-    DriverError, FailedJob, Failure, Lease, NewJob, QueueDriver, QueueStats, Reaped, ReservedJob,
+    DriverError, FailedJob, Failure, Lease, NewJob, QueueDriver, QueueStats, Reaped, Removal,
+    ReservedJob,
 };
 
 /// The default database file.
@@ -284,6 +285,34 @@ impl QueueDriver for SqliteDriver {
         })
         .await?;
         Ok(renewed.rows_affected() > 0)
+    }
+
+    async fn held_slots(&self, names: &[String]) -> Result<Vec<bool>, DriverError> {
+        slots_sql::sqlite::held(&self.pool, names).await
+    }
+
+    async fn remove(&self, id: &str) -> Result<Removal, DriverError> {
+        let Ok(id) = sql::row_id(id) else {
+            return Ok(Removal::NotFound);
+        };
+        let deleted: Option<String> = retry_busy("remove job", || {
+            sqlx::query_scalar(
+                "DELETE FROM queue_jobs WHERE id = ?1 AND reserved_at IS NULL RETURNING queue",
+            )
+            .bind(id)
+            .fetch_optional(&self.pool)
+        })
+        .await?;
+        if let Some(queue) = deleted {
+            return Ok(Removal::Removed { queue });
+        }
+        let leased: Option<String> = retry_busy("remove job", || {
+            sqlx::query_scalar("SELECT queue FROM queue_jobs WHERE id = ?1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+        })
+        .await?;
+        Ok(leased.map_or(Removal::NotFound, |queue| Removal::Leased { queue }))
     }
 
     async fn sweep_slots(&self) -> Result<u64, DriverError> {

@@ -8,6 +8,7 @@
 //! | `routemq_queue_job_started_total` | counter | queue, job_class |
 //! | `routemq_queue_job_succeeded_total` | counter | queue, job_class |
 //! | `routemq_queue_job_timed_out_total` | counter | queue, job_class |
+//! | `routemq_queue_job_cancelled_total` | counter | queue, job_class |
 //! | `routemq_queue_job_retried_total` | counter | queue, job_class |
 //! | `routemq_queue_job_failed_total` | counter | queue, job_class, error |
 //! | `routemq_queue_job_dead_lettered_total` | counter | queue, job_class, reason |
@@ -43,6 +44,7 @@ pub struct JobSeries {
     started: AtomicU64,
     succeeded: AtomicU64,
     timed_out: AtomicU64,
+    cancelled: AtomicU64,
     retried: AtomicU64,
     buckets: [AtomicU64; BUCKETS.len()],
     count: AtomicU64,
@@ -67,6 +69,11 @@ impl JobSeries {
     /// An attempt timed out.
     pub fn timed_out(&self) {
         self.timed_out.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A running job was stopped by a cancellation (`queue-cancel`).
+    pub fn cancelled(&self) {
+        self.cancelled.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A failed attempt was released to run again.
@@ -188,6 +195,11 @@ const HELP: &[(&str, &str, &str)] = &[
         "Job attempts that ran past their timeout.",
     ),
     (
+        "routemq_queue_job_cancelled_total",
+        "counter",
+        "Running jobs stopped by a cancellation.",
+    ),
+    (
         "routemq_queue_job_retried_total",
         "counter",
         "Failed attempts released to run again.",
@@ -299,6 +311,7 @@ impl Metrics {
                     ("routemq_queue_job_started_total", &s.started),
                     ("routemq_queue_job_succeeded_total", &s.succeeded),
                     ("routemq_queue_job_timed_out_total", &s.timed_out),
+                    ("routemq_queue_job_cancelled_total", &s.cancelled),
                     ("routemq_queue_job_retried_total", &s.retried),
                 ] {
                     out.push((

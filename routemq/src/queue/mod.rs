@@ -6,6 +6,7 @@
 //! new name.
 
 mod builtin;
+pub mod cancel;
 mod chain;
 mod dispatch;
 pub mod pause;
@@ -235,6 +236,28 @@ impl QueueManager {
         let driver = self.connection(connection).await?;
         driver
             .stats(queue)
+            .await
+            .map_err(|source| QueueError::Driver {
+                connection: connection.to_owned(),
+                source,
+            })
+    }
+
+    /// Cancels job `id` on the default connection: deleted if queued or delayed, stopped within a
+    /// second if running (see [`cancel`](self::cancel)).
+    pub async fn cancel(&self, id: &str) -> Result<cancel::Cancellation, QueueError> {
+        let connection = self.default_connection()?.to_owned();
+        self.cancel_on(&connection, id).await
+    }
+
+    /// Cancels job `id` on `connection`.
+    pub async fn cancel_on(
+        &self,
+        connection: &str,
+        id: &str,
+    ) -> Result<cancel::Cancellation, QueueError> {
+        let driver = self.connection(connection).await?;
+        cancel::cancel(driver.as_ref(), id)
             .await
             .map_err(|source| QueueError::Driver {
                 connection: connection.to_owned(),

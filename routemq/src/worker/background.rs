@@ -1,4 +1,4 @@
-//! The worker's background tasks: lease heartbeats and the reaper.
+//! The worker's background tasks: lease heartbeats, the reaper, and the cancellation poll.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +28,10 @@ impl LeaseKeepers {
 
 pub(crate) fn spawn_lease_keepers(shared: &Arc<Shared>) -> LeaseKeepers {
     let stop = CancellationToken::new();
-    let mut tasks = vec![tokio::spawn(heartbeat(Arc::clone(shared), stop.clone()))];
+    let mut tasks = vec![
+        tokio::spawn(heartbeat(Arc::clone(shared), stop.clone())),
+        tokio::spawn(super::cancels::poll(Arc::clone(shared), stop.clone())),
+    ];
     if !shared.options.reaper_interval.is_zero() {
         tasks.push(tokio::spawn(reaper(Arc::clone(shared), stop.clone())));
     }

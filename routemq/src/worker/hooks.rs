@@ -21,6 +21,8 @@ pub enum Lifecycle {
     FinalFailure,
     /// After the job was put back to run again: a retry, a release or postponement, or a shutdown.
     Release,
+    /// After a running job was stopped by a cancellation (`queue-cancel`) and acknowledged.
+    Cancelled,
 }
 
 /// What a hook is told about the job.

@@ -35,6 +35,7 @@
 //! ```
 
 mod background;
+mod cancels;
 mod chain;
 mod hooks;
 mod queue_limits;
@@ -172,6 +173,8 @@ pub struct WorkerReport {
     pub failed: u64,
     /// Running jobs released back to their queue at shutdown.
     pub released: u64,
+    /// Running jobs stopped by a cancellation (`queue-cancel`), acknowledged without running on.
+    pub cancelled: u64,
     /// Jobs put back by a postponement (`JobError::postpone`, a rate limit or a lock), their
     /// attempt refunded.
     pub postponed: u64,
@@ -291,6 +294,8 @@ pub(crate) enum Outcome {
     Abandoned,
     /// Put back for later without using an attempt.
     Postponed,
+    /// Stopped by a cancellation and acknowledged.
+    Cancelled,
     /// A prefetched job that did not start (its lease was taken back first): not counted.
     NotStarted,
 }
@@ -302,6 +307,7 @@ struct Counters {
     retried: AtomicU64,
     failed: AtomicU64,
     released: AtomicU64,
+    cancelled: AtomicU64,
     postponed: AtomicU64,
     panicked: AtomicU64,
 }
@@ -330,6 +336,8 @@ pub(crate) struct Shared {
     pub(crate) queue_middleware: HashMap<String, Vec<Arc<dyn Middleware>>>,
     /// Paused and full queues, for the reserver.
     pub(crate) gate: Arc<queue_limits::QueueGate>,
+    /// The running jobs' cancellation requests.
+    pub(crate) cancels: cancels::Cancels,
     counters: Counters,
 }
 
@@ -363,6 +371,7 @@ impl Shared {
             Outcome::Retried => Some(&c.retried),
             Outcome::Failed => Some(&c.failed),
             Outcome::Released => Some(&c.released),
+            Outcome::Cancelled => Some(&c.cancelled),
         };
         c.processed.fetch_add(1, Ordering::Relaxed);
         if let Some(counter) = counter {
@@ -378,6 +387,7 @@ impl Shared {
             retried: c.retried.load(Ordering::Relaxed),
             failed: c.failed.load(Ordering::Relaxed),
             released: c.released.load(Ordering::Relaxed),
+            cancelled: c.cancelled.load(Ordering::Relaxed),
             postponed: c.postponed.load(Ordering::Relaxed),
             panicked: c.panicked.load(Ordering::Relaxed),
         }
@@ -527,6 +537,7 @@ impl Worker {
             running,
             writes,
             extensions: self.extensions,
+            cancels: cancels::Cancels::default(),
             counters: Counters::default(),
         });
         let background = background::spawn_lease_keepers(&shared);
@@ -544,6 +555,7 @@ impl Worker {
             retried = report.retried,
             failed = report.failed,
             released = report.released,
+            cancelled = report.cancelled,
             postponed = report.postponed,
             panicked = report.panicked,
             "queue worker stopped"

@@ -9,6 +9,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::cancels::Watched;
 use super::chain::{run_chain_catch, store_link};
 use super::hooks::{JobEvent, Lifecycle};
 use super::unique_key::UniqueKey;
@@ -105,6 +106,8 @@ enum Verdict {
     },
     /// Stopped by a shutdown before it finished: back to the queue now, the attempt refunded.
     Unfinished,
+    /// Stopped by a cancellation: acknowledged, neither retried nor failed.
+    Cancelled,
 }
 
 /// How the handler's task ended.
@@ -112,6 +115,7 @@ enum Ended {
     Returned(Box<dyn ErasedJob>, Result<(), JobError>),
     Panicked(String),
     TimedOut,
+    Cancelled,
     StoppedNow,
 }
 
@@ -131,6 +135,8 @@ struct Attempt<'a> {
     elapsed: Option<Duration>,
     /// A unique job's key, given back when it starts or finishes.
     unique: Option<UniqueKey>,
+    /// Fires when the job's cancellation is requested.
+    cancel_request: Watched<'a>,
 }
 
 /// How long a job's exception count is kept (it is cleared when the job finishes).
@@ -223,6 +229,7 @@ async fn decoded(
     .with_timeout(timeout);
     let series = metrics().job(&lease.queue, short_name(registration.name()));
     let unique = UniqueKey::of(&envelope, registration);
+    let lease_id = lease.id.clone();
     let mut attempt = Attempt {
         shared,
         lease,
@@ -235,6 +242,7 @@ async fn decoded(
         start,
         elapsed: None,
         unique,
+        cancel_request: shared.cancels.watch(&lease_id),
     };
     let verdict = if attempt.lease.attempts > max_tries {
         tracing::warn!(job_id = %attempt.lease.id, job = registration.name(), "job exceeded max tries, moving to failed store");
@@ -293,6 +301,7 @@ impl Attempt<'_> {
         }
         match ended {
             Ended::StoppedNow => Verdict::Unfinished,
+            Ended::Cancelled => Verdict::Cancelled,
             Ended::TimedOut => {
                 tracing::error!(job_id = %self.lease.id, job = self.registration.name(), timeout = ?self.timeout, "job timed out");
                 self.series.timed_out();
@@ -328,9 +337,9 @@ impl Attempt<'_> {
     }
 
     /// Waits for the handler's task under the timeout; a drain fires the job's token. Returns how
-    /// it ended and whether a drain had started. After a timeout the token fires and the handler
-    /// gets [`CANCEL_GRACE`] to return before it is aborted; the lease stays in the heartbeat set
-    /// until the task has really ended, so the job cannot run elsewhere meanwhile.
+    /// it ended and whether a drain had started. After a timeout or a cancellation the token fires
+    /// and the handler gets [`CANCEL_GRACE`] to return before it is aborted; the lease stays in the
+    /// heartbeat set until the task has really ended, so the job cannot run elsewhere meanwhile.
     async fn watch(
         &self,
         mut task: JoinHandle<(Box<dyn ErasedJob>, Result<(), JobError>)>,
@@ -343,7 +352,8 @@ impl Attempt<'_> {
         }
         let deadline = tokio::time::sleep(self.timeout);
         tokio::pin!(deadline);
-        loop {
+        let requested = self.cancel_request.request();
+        let stopped = loop {
             tokio::select! {
                 joined = &mut task => {
                     let ended = match joined {
@@ -352,7 +362,8 @@ impl Attempt<'_> {
                     };
                     return (ended, draining);
                 }
-                () = &mut deadline => break,
+                () = &mut deadline => break Ended::TimedOut,
+                () = requested.cancelled() => break Ended::Cancelled,
                 () = shutdown.drained(), if !draining => {
                     draining = true;
                     cancel.cancel();
@@ -362,7 +373,7 @@ impl Attempt<'_> {
                     return (Ended::StoppedNow, draining);
                 }
             }
-        }
+        };
         cancel.cancel();
         let abort = task.abort_handle();
         let ended = tokio::select! {
@@ -370,7 +381,7 @@ impl Attempt<'_> {
                 if tokio::time::timeout(CANCEL_GRACE, &mut task).await.is_err() {
                     end_task(task, Duration::MAX).await;
                 }
-            } => Ended::TimedOut,
+            } => stopped,
             () = shutdown.stopped_now() => {
                 abort.abort();
                 Ended::StoppedNow
@@ -498,7 +509,7 @@ impl Attempt<'_> {
     /// Carries out a verdict with the driver. An acknowledgement is queued behind the job's start;
     /// anything else waits for the start to land, and uses the lease it gives.
     async fn settle(mut self, verdict: Verdict) -> Outcome {
-        if !matches!(verdict, Verdict::Ack)
+        if !matches!(verdict, Verdict::Ack | Verdict::Cancelled)
             && let Some(start) = self.start.take()
         {
             match start.landed().await {
@@ -519,6 +530,17 @@ impl Attempt<'_> {
                 self.fire(Lifecycle::After, None, None);
                 self.finished().await;
                 Outcome::Succeeded
+            }
+            Verdict::Cancelled => {
+                tracing::info!(job_id = %self.lease.id, job = self.registration.name(), "job cancelled");
+                self.series.cancelled();
+                if !self.shared.writes.ack(self.lease.clone()) {
+                    tracing::error!(job_id = %self.lease.id, "acknowledgement channel closed; the job may run again");
+                }
+                crate::queue::cancel::clear(driver.as_ref(), &self.lease.id).await;
+                self.fire(Lifecycle::Cancelled, None, None);
+                self.finished().await;
+                Outcome::Cancelled
             }
             Verdict::Postpone { delay } => {
                 tracing::info!(job_id = %self.lease.id, job = self.registration.name(), ?delay, "job postponed, its attempt refunded");

@@ -3,6 +3,7 @@
 //! Each case takes a fresh [`Harness`](crate::Harness) (its own queue and ledger key) and asserts on
 //! what was stored and what ran.
 
+mod cancels;
 mod chains;
 mod failed_store;
 mod leases;
@@ -13,6 +14,7 @@ mod retries;
 mod slots;
 mod unique;
 
+pub use cancels::{cancelling_a_running_job_stops_it, cancelling_removes_queued_and_delayed_jobs};
 pub use chains::{
     broken_links_fail_the_chain_and_run_its_catch, chains_run_in_order_and_stop_at_a_failure,
     dispatch_at_waits_for_its_time,

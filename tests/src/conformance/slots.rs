@@ -75,6 +75,13 @@ pub async fn slots_count_holders_up_to_the_limit(h: Harness) {
             .expect("long 2")
             .taken
     );
+    // Which names have a holder, in one call.
+    let names = [name.clone(), long.clone(), format!("{name}-none")];
+    assert_eq!(
+        d.held_slots(&names).await.expect("held"),
+        [true, true, false]
+    );
+    assert!(d.held_slots(&[]).await.expect("none").is_empty());
     d.release_slot(&long, Some(&holder))
         .await
         .expect("release long");

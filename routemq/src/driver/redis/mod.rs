@@ -18,6 +18,7 @@
 
 pub mod config;
 pub mod keys;
+mod remove;
 mod scripts;
 
 use std::time::{Duration, SystemTime};
@@ -33,8 +34,8 @@ pub use keys::KeyLayout;
 use super::slots::{Slot, ttl_micros};
 use super::wake::{WakeFeed, WakeSignal, reconnect_pause};
 use super::{
-    DriverError, FailedJob, Failure, Lease, NewJob, QueueDriver, QueueStats, Reaped, ReservedJob,
-    out_of_tries,
+    DriverError, FailedJob, Failure, Lease, NewJob, QueueDriver, QueueStats, Reaped, Removal,
+    ReservedJob, out_of_tries,
 };
 use crate::envelope::write_python;
 use crate::time::{iso_utc, parse_utc};
@@ -419,6 +420,14 @@ impl QueueDriver for RedisDriver {
             .await
             .map_err(backend("release slot"))?;
         Ok(())
+    }
+
+    async fn held_slots(&self, names: &[String]) -> Result<Vec<bool>, DriverError> {
+        remove::held_slots(self, names).await
+    }
+
+    async fn remove(&self, id: &str) -> Result<Removal, DriverError> {
+        remove::remove(self, id).await
     }
 
     async fn renew_slot(

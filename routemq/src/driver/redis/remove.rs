@@ -1,0 +1,167 @@
+//! Removing one queued or delayed job by id. RouteMQ's layout has no index by id (its lists and
+//! sorted sets hold whole records), so this scans the job's queue: the ready list in chunks, the
+//! delayed set with `ZSCAN`, and deletes the exact record found (`LREM` / `ZREM`, atomic: a record
+//! a worker took meanwhile stays the worker's). It is an administrative operation, O(queue length)
+//! in round trips of [`CHUNK`] records, and never blocks Redis for longer than one chunk.
+
+use std::borrow::Cow;
+
+use redis::aio::ConnectionManager;
+use serde::Deserialize;
+
+use super::keys::QueueKeys;
+use super::{RedisDriver, backend};
+use crate::driver::{DriverError, QueueDriver, Removal};
+
+/// Records read per round trip.
+const CHUNK: isize = 1_000;
+
+#[derive(Deserialize)]
+struct RecordId<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+}
+
+/// Whether `record` is the record of job `id`.
+fn is_job(record: &str, id: &str) -> bool {
+    record.contains(id)
+        && serde_json::from_str::<RecordId<'_>>(record).is_ok_and(|record| record.id == id)
+}
+
+/// The queue a job id names: ours and RouteMQ's are `{queue}:{n}`.
+fn queue_of_job_id(id: &str) -> Option<&str> {
+    let (queue, n) = id.split_once(':')?;
+    let queue = queue.trim_matches(['{', '}']);
+    (!n.is_empty() && crate::names::validate_queue_name(queue).is_ok()).then_some(queue)
+}
+
+pub(super) async fn remove(driver: &RedisDriver, id: &str) -> Result<Removal, DriverError> {
+    let queues = match queue_of_job_id(id) {
+        Some(queue) => vec![queue.to_owned()],
+        None => driver.queues().await?,
+    };
+    let mut con = driver.con();
+    for queue in queues {
+        let keys = driver.layout.queue(&queue);
+        if remove_ready(&mut con, &keys, id).await? || remove_delayed(&mut con, &keys, id).await? {
+            return Ok(Removal::Removed { queue });
+        }
+        // Looked for last: a job a worker took during the scan is in flight by now.
+        let leased: bool = redis::cmd("HEXISTS")
+            .arg(&keys.inflight)
+            .arg(id)
+            .query_async(&mut con)
+            .await
+            .map_err(backend("remove job"))?;
+        if leased {
+            return Ok(Removal::Leased { queue });
+        }
+    }
+    Ok(Removal::NotFound)
+}
+
+/// Scans the ready list from its head. Workers pop from the head, which only moves records
+/// towards positions not yet read, so no record present throughout is missed.
+async fn remove_ready(
+    con: &mut ConnectionManager,
+    keys: &QueueKeys,
+    id: &str,
+) -> Result<bool, DriverError> {
+    let mut start = 0;
+    loop {
+        let records: Vec<String> = redis::cmd("LRANGE")
+            .arg(&keys.ready)
+            .arg(start)
+            .arg(start + CHUNK - 1)
+            .query_async(con)
+            .await
+            .map_err(backend("remove job"))?;
+        if let Some(record) = records.iter().find(|record| is_job(record, id)) {
+            let removed: i64 = redis::cmd("LREM")
+                .arg(&keys.ready)
+                .arg(1)
+                .arg(record)
+                .query_async(con)
+                .await
+                .map_err(backend("remove job"))?;
+            return Ok(removed > 0);
+        }
+        if records.len() < CHUNK.unsigned_abs() {
+            return Ok(false);
+        }
+        start += CHUNK;
+    }
+}
+
+/// Scans the delayed set (`ZSCAN` returns every member present throughout the scan).
+async fn remove_delayed(
+    con: &mut ConnectionManager,
+    keys: &QueueKeys,
+    id: &str,
+) -> Result<bool, DriverError> {
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, entries): (u64, Vec<String>) = redis::cmd("ZSCAN")
+            .arg(&keys.delayed)
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(CHUNK)
+            .query_async(con)
+            .await
+            .map_err(backend("remove job"))?;
+        // Members and scores alternate.
+        if let Some(record) = entries.iter().step_by(2).find(|record| is_job(record, id)) {
+            let removed: i64 = redis::cmd("ZREM")
+                .arg(&keys.delayed)
+                .arg(record)
+                .query_async(con)
+                .await
+                .map_err(backend("remove job"))?;
+            return Ok(removed > 0);
+        }
+        if next == 0 {
+            return Ok(false);
+        }
+        cursor = next;
+    }
+}
+
+/// Which slot names have a holder: one pipelined `EXISTS` per name (a slot's key expires with
+/// its last holder).
+pub(super) async fn held_slots(
+    driver: &RedisDriver,
+    names: &[String],
+) -> Result<Vec<bool>, DriverError> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    for name in names {
+        pipe.cmd("EXISTS").arg(driver.layout.slot(name));
+    }
+    pipe.query_async(&mut driver.con())
+        .await
+        .map_err(backend("read slots"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_ids_name_their_queue() {
+        assert_eq!(queue_of_job_id("emails:42"), Some("emails"));
+        assert_eq!(queue_of_job_id("{emails}:42"), Some("emails"));
+        assert_eq!(queue_of_job_id("emails:1795901704253379"), Some("emails"));
+        assert_eq!(queue_of_job_id("42"), None);
+        assert_eq!(queue_of_job_id("emails:"), None);
+    }
+
+    #[test]
+    fn records_match_by_their_own_id_only() {
+        let record = r#"{"id": "emails:4", "payload": "{\"id\": \"emails:42\"}", "attempts": 0}"#;
+        assert!(is_job(record, "emails:4"));
+        assert!(!is_job(record, "emails:42"), "an id inside the payload");
+        assert!(!is_job("not json emails:4", "emails:4"));
+    }
+}

@@ -1,0 +1,133 @@
+//! Cancelling jobs by id: queued and delayed jobs are deleted, running ones stopped.
+
+use std::time::{Duration, Instant};
+
+use routemq::queue::cancel::{Cancellation, cancel};
+
+use crate::harness::eventually;
+use crate::jobs::{LongRunning, Record};
+use crate::{Harness, ledger};
+
+/// A queued and a delayed job are deleted by id (through the driver and through the queue
+/// manager); the job left runs; unknown ids are not found.
+pub async fn cancelling_removes_queued_and_delayed_jobs(h: Harness) {
+    let record = |n| Record {
+        key: h.key.clone(),
+        n,
+    };
+    let ready = h.push(record(1)).await;
+    let kept = h.push(record(2)).await;
+    let delayed = h
+        .manager
+        .later(Duration::from_secs(60), record(3))
+        .on_queue(h.queue.clone())
+        .await
+        .expect("dispatch");
+    assert_eq!(h.size().await, 3);
+
+    let removed = Cancellation::Removed {
+        queue: h.queue.clone(),
+    };
+    assert_eq!(
+        cancel(h.driver.as_ref(), &ready).await.expect("cancel"),
+        removed
+    );
+    assert_eq!(
+        h.manager.cancel(&delayed).await.expect("cancel"),
+        removed,
+        "a delayed job, through the queue manager"
+    );
+    assert_eq!(
+        cancel(h.driver.as_ref(), &ready).await.expect("cancel"),
+        Cancellation::NotFound,
+        "cancelled twice"
+    );
+    for unknown in ["999999999", "no-such-job", "t-nothing:1"] {
+        assert_eq!(
+            cancel(h.driver.as_ref(), unknown).await.expect("cancel"),
+            Cancellation::NotFound,
+            "{unknown}"
+        );
+    }
+    assert_eq!(h.size().await, 1, "only the job not cancelled is stored");
+
+    let report = h.work(h.options()).await;
+    assert_eq!(report.succeeded, 1);
+    let ran: Vec<String> = ledger::of(&h.key, "run")
+        .into_iter()
+        .map(|e| e.job_id)
+        .collect();
+    assert_eq!(ran, [kept]);
+}
+
+/// Running jobs, one that watches its token and one that does not, are stopped within a second
+/// or two of `cancel` and end as cancelled: acknowledged, not retried, not in the failed store,
+/// their cancellation signal cleared.
+pub async fn cancelling_a_running_job_stops_it(h: Harness) {
+    let cooperative = h
+        .push(LongRunning {
+            key: h.key.clone(),
+            cooperative: true,
+        })
+        .await;
+    let stubborn = h
+        .push(LongRunning {
+            key: h.key.clone(),
+            cooperative: false,
+        })
+        .await;
+    let worker = h.worker(h.options());
+    let running = tokio::spawn(worker.run());
+    assert!(
+        eventually(Duration::from_secs(20), || ledger::of(&h.key, "run").len()
+            == 2)
+        .await,
+        "both jobs started"
+    );
+
+    let asked = Instant::now();
+    for id in [&cooperative, &stubborn] {
+        assert_eq!(
+            cancel(h.driver.as_ref(), id).await.expect("cancel"),
+            Cancellation::Signalled {
+                queue: h.queue.clone()
+            }
+        );
+    }
+    let report = tokio::time::timeout(Duration::from_secs(30), running)
+        .await
+        .expect("the worker stopped once its jobs were cancelled")
+        .expect("joined")
+        .expect("worker ran");
+    let stopped = asked.elapsed();
+
+    let stopping = ledger::of(&h.key, "stopping");
+    assert_eq!(stopping.len(), 1, "the cooperative job saw its token fire");
+    let fired = stopping[0].at.duration_since(asked);
+    eprintln!(
+        "{}: token fired {fired:?} and both jobs ended {stopped:?} after the cancel",
+        h.driver.kind()
+    );
+    assert!(
+        fired < Duration::from_secs(3),
+        "the token fired {fired:?} after the cancel (the poll is every 500 ms)"
+    );
+    assert!(
+        stopped < Duration::from_secs(6),
+        "the jobs ended {stopped:?} after the cancel"
+    );
+    assert_eq!(report.cancelled, 2, "{report:?}");
+    assert_eq!(report.failed + report.retried + report.succeeded, 0);
+    assert_eq!(ledger::of(&h.key, "run").len(), 2, "neither job ran again");
+    assert_eq!(h.size().await, 0);
+    let stats = h.driver.stats(&h.queue).await.expect("stats");
+    assert_eq!((stats.reserved, stats.failed), (0, 0), "{stats:?}");
+    let signals: Vec<String> = [&cooperative, &stubborn]
+        .map(|id| format!("cancel:{id}"))
+        .to_vec();
+    assert_eq!(
+        h.driver.held_slots(&signals).await.expect("slots"),
+        [false, false],
+        "the cancellation signals are cleared once acted on"
+    );
+}

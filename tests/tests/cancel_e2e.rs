@@ -1,0 +1,168 @@
+//! `queue-cancel` through the door, on every driver: a `test-worker` process runs a long job while
+//! another process cancels a queued job, a delayed job, an unknown id and then the running job.
+//! The running job stops (the worker, run with `--stop-when-empty`, exits once it has), the
+//! cancelled ones never run, nothing is retried or failed.
+
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use routemq::driver::QueueDriver;
+use routemq::{QueueManager, Settings};
+use routemq_tests::databases::{Server, database_env, with_fresh_database};
+use routemq_tests::ledger::unique_key;
+use routemq_tests::process::{Process, run_bounded};
+use routemq_tests::process_jobs::{FileRecord, read_ledger};
+use routemq_tests::services::redis_url;
+use serde_json::{Value, json};
+
+fn cli(env: &[(String, String)], args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_test-worker"));
+    command
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env_remove("DATABASE_URL")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    run_bounded(command, Duration::from_secs(60))
+}
+
+fn json_of(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("no JSON ({e}): {}", String::from_utf8_lossy(&output.stderr)))
+}
+
+async fn prove(driver: Arc<dyn QueueDriver>, connection: &str, env: Vec<(String, String)>) {
+    let manager = QueueManager::new(Settings::default());
+    manager.register(connection, Arc::clone(&driver));
+    let queue = unique_key("cancel-e2e");
+    let dir = std::env::temp_dir().join(&queue);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let ledger = dir.join("jobs.ledger");
+    let path = ledger.to_str().expect("utf-8").to_owned();
+    let job = |n, first_attempt_sleep_ms| FileRecord {
+        path: path.clone(),
+        n,
+        first_attempt_sleep_ms,
+    };
+    let dispatch = |delay: u64, job: FileRecord| {
+        manager
+            .later(Duration::from_secs(delay), job)
+            .on_connection(connection)
+            .on_queue(queue.clone())
+    };
+    let running = dispatch(0, job(0, 60_000)).await.expect("dispatch");
+    let queued = dispatch(0, job(1, 0)).await.expect("dispatch");
+    let delayed = dispatch(60, job(2, 0)).await.expect("dispatch");
+    let unknown = format!("{queue}:999999999");
+
+    let args: Vec<String> = [
+        "queue-work",
+        "--queue",
+        &queue,
+        "--concurrency",
+        "1",
+        "--prefetch",
+        "0",
+        "--sleep",
+        "0.1",
+        "--stop-when-empty",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    tokio::task::block_in_place(|| {
+        let mut worker = Process::start(env!("CARGO_BIN_EXE_test-worker"), &env, &args);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !read_ledger(&ledger).iter().any(|l| l.event == "start") {
+            assert!(Instant::now() < deadline, "the long job did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+
+        let ids = format!("{queued},{delayed},{unknown}");
+        let output = cli(&env, &["queue-cancel", &ids]);
+        assert_eq!(output.status.code(), Some(3), "an unknown id is exit 3");
+        assert_eq!(
+            json_of(&output),
+            json!([
+                {"id": queued, "status": "removed", "queue": queue},
+                {"id": delayed, "status": "removed", "queue": queue},
+                {"id": unknown, "status": "not_found"},
+            ])
+        );
+
+        let asked = Instant::now();
+        let output = cli(&env, &["queue-cancel", &running]);
+        assert!(output.status.success());
+        assert_eq!(
+            json_of(&output),
+            json!([{"id": running, "status": "signalled", "queue": queue}])
+        );
+        assert!(worker.wait(Duration::from_secs(30)).success());
+        eprintln!(
+            "{connection}: the worker stopped {:?} after the cancel",
+            asked.elapsed()
+        );
+    });
+    let lines = read_ledger(&ledger);
+    let events: Vec<(&str, u64)> = lines.iter().map(|l| (l.event.as_str(), l.n)).collect();
+    assert_eq!(
+        events,
+        [("start", 0)],
+        "only the long job started, and it never finished"
+    );
+    let stats = driver.stats(&queue).await.expect("stats");
+    assert_eq!(
+        (stats.ready, stats.delayed, stats.reserved, stats.failed),
+        (0, 0, 0, 0),
+        "{stats:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_cancel_on_sqlite() {
+    use routemq::driver::sqlite::SqliteDriver;
+    let path = routemq_tests::sqlite_files::fresh_path("cancel-e2e");
+    let path = path.to_str().expect("utf-8").to_owned();
+    let driver = SqliteDriver::open(&path).await.expect("open");
+    let env = vec![
+        ("QUEUE_CONNECTION".to_owned(), "sqlite".to_owned()),
+        ("QUEUE_SQLITE_PATH".to_owned(), path),
+    ];
+    prove(Arc::new(driver), "sqlite", env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_cancel_on_postgres() {
+    with_fresh_database(Server::Postgres, "cancel_pg", |driver, url| async move {
+        prove(driver, "postgres", database_env("postgres", url)).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_cancel_on_mysql() {
+    with_fresh_database(Server::Mysql, "cancel_my", |driver, url| async move {
+        prove(driver, "mysql", database_env("mysql", url)).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_cancel_on_redis() {
+    use routemq::driver::redis::{KeyLayout, RedisDriver};
+    let Some(url) = redis_url() else { return };
+    let prefix = format!("{}:", unique_key("routemq-cancel"));
+    let driver = RedisDriver::connect(&url, KeyLayout::new(prefix.clone(), false))
+        .await
+        .expect("connect");
+    let env = vec![
+        ("QUEUE_CONNECTION".to_owned(), "redis".to_owned()),
+        ("REDIS_URL".to_owned(), url.clone()),
+        ("REDIS_PREFIX".to_owned(), prefix.clone()),
+    ];
+    let result = tokio::spawn(prove(Arc::new(driver), "redis", env)).await;
+    routemq_tests::services::delete_redis_keys(&url, &prefix).await;
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic.into_panic());
+    }
+}
