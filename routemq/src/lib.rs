@@ -82,6 +82,9 @@ pub mod observability;
 pub mod queue;
 pub mod registry;
 pub mod retry;
+#[cfg(feature = "schedule")]
+#[cfg_attr(docsrs, doc(cfg(feature = "schedule")))]
+pub mod schedule;
 pub mod testing;
 mod time;
 pub mod worker;
@@ -108,6 +111,8 @@ pub use job::{BoxError, Job, JobContext, JobError, JobMeta, JobOptions, UniqueUn
 pub use names::{InvalidQueueName, validate_queue_name};
 pub use queue::{Dispatch, Dispatched, QueueError, QueueManager, chain, queue};
 pub use registry::{Registry, RegistryError};
+#[cfg(feature = "schedule")]
+pub use schedule::schedule;
 pub use worker::{Shutdown, Worker, WorkerError, WorkerOptions, WorkerReport};
 
 /// Turns a struct into a job: serde support, static options, and registration by wire tag.

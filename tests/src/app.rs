@@ -169,3 +169,26 @@ impl Job for NeedsUnregisteredData {
         Ok(())
     }
 }
+
+/// The binary's schedule: with `TEST_WORKER_SCHEDULE_CRON`, a [`FileRecord`] writing to
+/// `TEST_WORKER_SCHEDULE_LEDGER` on queue `TEST_WORKER_SCHEDULE_QUEUE` at each tick; else none.
+///
+/// [`FileRecord`]: crate::process_jobs::FileRecord
+pub fn schedule_from_env() -> routemq::schedule::Schedule {
+    let (Some(cron), Some(ledger), Some(queue)) = (
+        var("TEST_WORKER_SCHEDULE_CRON"),
+        var("TEST_WORKER_SCHEDULE_LEDGER"),
+        var("TEST_WORKER_SCHEDULE_QUEUE"),
+    ) else {
+        return routemq::schedule();
+    };
+    routemq::schedule()
+        .job(crate::process_jobs::FileRecord {
+            path: ledger,
+            n: 0,
+            first_attempt_sleep_ms: 0,
+        })
+        .cron(&cron)
+        .on_queue(&queue)
+        .name(&format!("test-{queue}"))
+}

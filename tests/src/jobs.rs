@@ -7,7 +7,7 @@ use routemq::prelude::*;
 use crate::ledger::record;
 
 /// Succeeds at once and records its number.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 #[job(name = "conformance.Record")]
 pub struct Record {
     /// The ledger key.

@@ -75,6 +75,19 @@ impl Process {
         Self(child)
     }
 
+    /// Sends signal `name` (`TERM`, `INT`, `KILL`) to the process.
+    ///
+    /// # Panics
+    /// When `kill` fails.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.0.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
     /// Waits for the process to exit.
     ///
     /// # Panics

@@ -282,7 +282,7 @@ pub struct PauseArgs {
 pub(super) async fn run(command: Command) -> Result<(), Failure> {
     let pausing = matches!(command, Command::QueuePause(_));
     match command {
-        Command::QueueWork(_) => Ok(()),
+        Command::QueueWork(_) | Command::QueueSchedule(_) | Command::QueueScheduleList(_) => Ok(()),
         Command::QueueCancel(args) => super::cancel::run(args).await,
         Command::QueueFailed(filter) => {
             let (_, driver) = driver(&filter.common).await?;

@@ -6,10 +6,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use super::{Cli, Command, RUNTIME_SHUTDOWN, admin, init_logging, work};
+use super::{Cli, Command, RUNTIME_SHUTDOWN, admin, init_logging, schedule, work};
 use crate::data::AppData;
 use crate::job::BoxError;
 use crate::middleware::Middleware;
+use crate::schedule::Schedule;
 use crate::worker::{Extensions, JobEvent, Lifecycle};
 
 type SetupFuture = Pin<Box<dyn Future<Output = Result<AppData, BoxError>>>>;
@@ -44,6 +45,7 @@ type Setup = Box<dyn FnOnce() -> SetupFuture>;
 pub struct App {
     extensions: Extensions,
     setups: Vec<Setup>,
+    schedule: Schedule,
 }
 
 impl std::fmt::Debug for App {
@@ -51,6 +53,7 @@ impl std::fmt::Debug for App {
         f.debug_struct("App")
             .field("extensions", &self.extensions)
             .field("setups", &self.setups.len())
+            .field("schedule", &self.schedule)
             .finish()
     }
 }
@@ -103,6 +106,14 @@ impl App {
         self
     }
 
+    /// Adds periodic jobs ([`routemq::schedule()`](crate::schedule())), run by `queue-schedule`
+    /// and `queue-work --schedule`, listed by `queue-schedule-list`.
+    #[must_use]
+    pub fn schedule(mut self, schedule: Schedule) -> Self {
+        self.schedule = std::mem::take(&mut self.schedule).merge(schedule);
+        self
+    }
+
     /// Loads `.env`, parses the process arguments and runs the command: your binary's `main`.
     pub fn main(self) -> ExitCode {
         crate::config::load_dotenv();
@@ -149,7 +160,9 @@ impl App {
             }
         }
         match command {
-            Command::QueueWork(args) => work::run(args, self.extensions).await,
+            Command::QueueWork(args) => work::run(args, self.extensions, self.schedule).await,
+            Command::QueueSchedule(_) => schedule::run(self.schedule).await,
+            Command::QueueScheduleList(common) => schedule::list(self.schedule, common).await,
             other => admin::run(other).await,
         }
     }

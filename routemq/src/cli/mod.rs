@@ -22,6 +22,8 @@
 //! | `queue-size` / `queue-stats` | counts per queue |
 //! | `queue-pause Q` / `queue-resume Q` | stops / restarts reserving from queues, on every worker |
 //! | `queue-cancel ID` | deletes a queued or delayed job; stops a running one within a second |
+//! | `queue-schedule` | runs the binary's schedules ([`App::schedule`]) until a signal |
+//! | `queue-schedule-list` | each schedule with its next and last run |
 //! | `queue-migrate` | creates the tables |
 //! | `list-jobs` | the job types linked into this binary |
 //!
@@ -33,6 +35,7 @@ mod admin;
 mod app;
 mod cancel;
 mod output;
+mod schedule;
 mod work;
 
 pub use app::App;
@@ -83,6 +86,10 @@ pub enum Command {
     QueueResume(admin::PauseArgs),
     /// Cancel jobs by id: queued or delayed ones are deleted, running ones stopped within a second.
     QueueCancel(cancel::CancelArgs),
+    /// Run this binary's schedules (routemq::schedule()) until SIGTERM or SIGINT.
+    QueueSchedule(schedule::ScheduleArgs),
+    /// List this binary's schedules with their next and last run.
+    QueueScheduleList(Common),
     /// Create the queue tables (idempotent).
     QueueMigrate(Common),
     /// List the job types linked into this binary.

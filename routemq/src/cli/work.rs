@@ -6,6 +6,7 @@ use clap::Args;
 
 use super::Failure;
 use crate::registry::Registry;
+use crate::schedule::Schedule;
 use crate::worker::{Extensions, Shutdown, Worker, WorkerOptions};
 use crate::{Settings, queue};
 
@@ -52,6 +53,9 @@ pub struct WorkArgs {
     /// QUEUE=N/PERIOD, such as emails=100/60s, sms=10/s, reports=5/1h.
     #[arg(long, value_name = "QUEUE=N/PERIOD", value_delimiter = ',')]
     pub rate: Vec<String>,
+    /// Also run this binary's schedules (see `queue-schedule`) while the worker runs.
+    #[arg(long)]
+    pub schedule: bool,
     /// Serve Prometheus metrics at http://ADDR/metrics and a health check at /health
     /// (e.g. 127.0.0.1:9090 or localhost:9090).
     #[arg(long, value_name = "ADDR")]
@@ -70,7 +74,11 @@ fn seconds(flag: &str, value: f64) -> Result<Duration, Failure> {
     })
 }
 
-pub(super) async fn run(args: WorkArgs, extensions: Extensions) -> Result<(), Failure> {
+pub(super) async fn run(
+    args: WorkArgs,
+    extensions: Extensions,
+    schedule: Schedule,
+) -> Result<(), Failure> {
     let registry = Registry::global()?;
     if registry.is_empty() {
         return Err(Failure {
@@ -119,6 +127,11 @@ pub(super) async fn run(args: WorkArgs, extensions: Extensions) -> Result<(), Fa
         Some(addr) => Some(resolve(addr).await?),
         None => None,
     };
+    let scheduler = if args.schedule {
+        Some(super::schedule::scheduler(schedule, queue())?)
+    } else {
+        None
+    };
     let driver = queue().connection(&connection).await?;
     let _metrics = match metrics_addr {
         Some(addr) => Some(
@@ -137,12 +150,33 @@ pub(super) async fn run(args: WorkArgs, extensions: Extensions) -> Result<(), Fa
     };
     let shutdown = Shutdown::new();
     let signals = tokio::spawn(shutdown.clone().on_signals());
+    // The schedules run until the worker stops (a signal, or one of its limits).
+    let stopped = tokio_util::sync::CancellationToken::new();
+    let schedules = scheduler.map(|scheduler| {
+        let stopped = stopped.clone();
+        tokio::spawn(async move {
+            let result = scheduler.run(stopped.cancelled_owned()).await;
+            if let Err(error) = &result {
+                tracing::error!(%error, "the schedules cannot run");
+            }
+            result
+        })
+    });
     let report = Worker::new(driver, connection, options)
         .with_shutdown(shutdown)
         .with_extensions(extensions)
         .run()
         .await;
     signals.abort();
+    stopped.cancel();
+    if let Some(schedules) = schedules {
+        match schedules.await {
+            Ok(result) => {
+                result?;
+            }
+            Err(error) => tracing::error!(%error, "the scheduler task failed"),
+        }
+    }
     let report = report?;
     tracing::info!("processed {} jobs", report.processed);
     Ok(())

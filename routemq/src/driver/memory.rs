@@ -287,6 +287,10 @@ impl QueueDriver for MemoryDriver {
         Ok(self.lock().slots.renew(name, holder, ttl, Instant::now()))
     }
 
+    async fn slot_holders(&self, name: &str) -> Result<Vec<(String, Duration)>, DriverError> {
+        Ok(self.lock().slots.holders(name, Instant::now()))
+    }
+
     async fn sweep_slots(&self) -> Result<u64, DriverError> {
         Ok(self.lock().slots.sweep(Instant::now()))
     }

@@ -471,6 +471,18 @@ pub trait QueueDriver: Send + Sync + fmt::Debug {
         Ok(0)
     }
 
+    /// The unexpired holders of slot `name` and how long each still holds it, in no particular
+    /// order (schedules keep their last run this way). Holders longer than 191 bytes come back
+    /// as SQL stores them (shortened, with a hash).
+    ///
+    /// The default answers [`DriverError::Unsupported`].
+    async fn slot_holders(&self, _name: &str) -> Result<Vec<(String, Duration)>, DriverError> {
+        Err(DriverError::Unsupported {
+            driver: self.kind(),
+            operation: "slots",
+        })
+    }
+
     /// Which of `names` have an unexpired slot holder, in order: one round trip on the built-in
     /// drivers (workers ask it each second about their running jobs' cancellations). The default
     /// probes each name.

@@ -457,6 +457,10 @@ impl QueueDriver for MySqlDriver {
         slots_sql::mysql::renew(&self.pool, name, holder, ttl).await
     }
 
+    async fn slot_holders(&self, name: &str) -> Result<Vec<(String, Duration)>, DriverError> {
+        slots_sql::mysql::holders(&self.pool, name).await
+    }
+
     async fn held_slots(&self, names: &[String]) -> Result<Vec<bool>, DriverError> {
         slots_sql::mysql::held(&self.pool, names).await
     }

@@ -426,6 +426,10 @@ impl QueueDriver for PostgresDriver {
         slots_sql::postgres::renew(&self.pool, name, holder, ttl).await
     }
 
+    async fn slot_holders(&self, name: &str) -> Result<Vec<(String, Duration)>, DriverError> {
+        slots_sql::postgres::holders(&self.pool, name).await
+    }
+
     async fn held_slots(&self, names: &[String]) -> Result<Vec<bool>, DriverError> {
         slots_sql::postgres::held(&self.pool, names).await
     }

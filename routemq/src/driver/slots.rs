@@ -126,6 +126,17 @@ impl LocalSlots {
         }
     }
 
+    /// The unexpired holders of `name` and how long each still holds it.
+    pub(crate) fn holders(&self, name: &str, now: Instant) -> Vec<(String, Duration)> {
+        self.names.get(name).map_or_else(Vec::new, |holders| {
+            holders
+                .iter()
+                .filter(|(_, expires)| **expires > now)
+                .map(|(holder, expires)| (holder.clone(), expires.saturating_duration_since(now)))
+                .collect()
+        })
+    }
+
     /// Deletes expired holders and names with none left; returns how many holders went.
     pub(crate) fn sweep(&mut self, now: Instant) -> u64 {
         let mut swept = 0;

@@ -62,6 +62,20 @@ fn held_answer(names: &[String], held: &[String]) -> Vec<bool> {
         .collect()
 }
 
+/// Holders with the microseconds each has left, as durations.
+#[cfg_attr(
+    not(any(feature = "postgres", feature = "mysql", feature = "sqlite")),
+    allow(dead_code)
+)]
+fn remaining(rows: Vec<(String, i64)>) -> Vec<(String, Duration)> {
+    rows.into_iter()
+        .map(|(holder, left)| {
+            let left = Duration::from_micros(u64::try_from(left).unwrap_or(0));
+            (holder, left)
+        })
+        .collect()
+}
+
 /// `names` as stored, for an `IN` list.
 #[cfg_attr(
     not(any(feature = "postgres", feature = "mysql", feature = "sqlite")),
@@ -218,6 +232,21 @@ pub(crate) mod postgres {
     }
 
     /// Deletes expired holders, then the head rows of names with no holder left.
+    pub(crate) async fn holders(
+        pool: &PgPool,
+        name: &str,
+    ) -> Result<Vec<(String, Duration)>, DriverError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(&format!(
+            "SELECT holder, expires_at - {NOW} FROM queue_slots
+             WHERE name = $1 AND holder <> '' AND expires_at > {NOW}"
+        ))
+        .bind(&*column_key(name))
+        .fetch_all(pool)
+        .await
+        .map_err(backend("read slots"))?;
+        Ok(remaining(rows))
+    }
+
     pub(crate) async fn held(pool: &PgPool, names: &[String]) -> Result<Vec<bool>, DriverError> {
         let held: Vec<String> = sqlx::query_scalar(&format!(
             "SELECT DISTINCT name FROM queue_slots
@@ -441,6 +470,25 @@ pub(crate) mod mysql {
         Ok(held_answer(names, &held))
     }
 
+    pub(crate) async fn holders(
+        pool: &MySqlPool,
+        name: &str,
+    ) -> Result<Vec<(String, Duration)>, DriverError> {
+        let rows: Vec<(Vec<u8>, i64)> = sqlx::query_as(&format!(
+            "SELECT holder, expires_at - {NOW} FROM queue_slots
+             WHERE name = ? AND holder <> '' AND expires_at > {NOW}"
+        ))
+        .bind(&*column_key(name))
+        .fetch_all(pool)
+        .await
+        .map_err(backend("read slots"))?;
+        Ok(remaining(
+            rows.into_iter()
+                .map(|(holder, left)| (String::from_utf8_lossy(&holder).into_owned(), left))
+                .collect(),
+        ))
+    }
+
     pub(crate) async fn sweep(pool: &MySqlPool) -> Result<u64, DriverError> {
         let expired = sqlx::query(&format!(
             "DELETE FROM queue_slots WHERE expires_at <= {NOW} AND holder <> ''"
@@ -546,6 +594,23 @@ pub(crate) mod sqlite {
 
     /// Deletes expired holders (`?1` now); SQLite has no head rows.
     pub(crate) const SWEEP: &str = "DELETE FROM queue_slots WHERE expires_at <= ?1";
+
+    pub(crate) async fn holders(
+        pool: &SqlitePool,
+        name: &str,
+    ) -> Result<Vec<(String, Duration)>, super::super::DriverError> {
+        let now = now();
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT holder, expires_at - ?2 FROM queue_slots
+             WHERE name = ?1 AND holder <> '' AND expires_at > ?2",
+        )
+        .bind(&*column_key(name))
+        .bind(now)
+        .fetch_all(pool)
+        .await
+        .map_err(|error| super::super::DriverError::backend("read slots", error))?;
+        Ok(remaining(rows))
+    }
 
     pub(crate) async fn held(
         pool: &SqlitePool,

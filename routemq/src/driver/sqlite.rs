@@ -287,6 +287,10 @@ impl QueueDriver for SqliteDriver {
         Ok(renewed.rows_affected() > 0)
     }
 
+    async fn slot_holders(&self, name: &str) -> Result<Vec<(String, Duration)>, DriverError> {
+        slots_sql::sqlite::holders(&self.pool, name).await
+    }
+
     async fn held_slots(&self, names: &[String]) -> Result<Vec<bool>, DriverError> {
         slots_sql::sqlite::held(&self.pool, names).await
     }

@@ -55,7 +55,10 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-#[cfg_attr(not(feature = "http"), allow(unused_imports))]
+#[cfg_attr(
+    not(any(feature = "http", feature = "schedule")),
+    allow(unused_imports)
+)]
 pub(crate) use background::backoff;
 pub use hooks::{Hook, JobEvent, Lifecycle};
 #[cfg_attr(not(feature = "cli"), allow(unused_imports))]

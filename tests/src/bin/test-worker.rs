@@ -1,9 +1,10 @@
 //! A worker binary with the test jobs linked in, built exactly as a user's would be: the
 //! end-to-end tests run it as a process. It uses `routemq::cli::App` like an application with
-//! shared state: data, an async setup (pools from the environment) and lifecycle hooks.
+//! shared state: data, an async setup (pools from the environment), lifecycle hooks, and a
+//! schedule read from the environment.
 
 use routemq::cli::App;
-use routemq_tests::app::{HOOKED, LABEL, Label, hook_to_file, setup};
+use routemq_tests::app::{HOOKED, LABEL, Label, hook_to_file, schedule_from_env, setup};
 
 fn main() -> std::process::ExitCode {
     HOOKED
@@ -11,5 +12,6 @@ fn main() -> std::process::ExitCode {
         .fold(App::new(), |app, when| app.on(when, hook_to_file))
         .data(Label(LABEL.to_owned()))
         .setup(setup)
+        .schedule(schedule_from_env())
         .main()
 }

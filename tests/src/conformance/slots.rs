@@ -15,6 +15,22 @@ pub async fn slots_count_holders_up_to_the_limit(h: Harness) {
     let name = format!("{}:slots", h.key);
     assert!(d.acquire_slot(&name, "a", 2, TTL).await.expect("a").taken);
     assert!(d.acquire_slot(&name, "b", 2, TTL).await.expect("b").taken);
+    let mut holders = d.slot_holders(&name).await.expect("holders");
+    holders.sort();
+    let who: Vec<&str> = holders.iter().map(|(h, _)| h.as_str()).collect();
+    assert_eq!(who, ["a", "b"]);
+    assert!(
+        holders
+            .iter()
+            .all(|(_, left)| *left > TTL - Duration::from_secs(5) && *left <= TTL),
+        "{holders:?}"
+    );
+    assert!(
+        d.slot_holders(&format!("{name}-none"))
+            .await
+            .expect("none")
+            .is_empty()
+    );
     let refused = d.acquire_slot(&name, "c", 2, TTL).await.expect("c");
     assert!(!refused.taken);
     let free_in = refused.free_in.expect("says when");

@@ -20,6 +20,7 @@ pub mod config;
 pub mod keys;
 mod remove;
 mod scripts;
+mod slot_reads;
 
 use std::time::{Duration, SystemTime};
 
@@ -423,11 +424,15 @@ impl QueueDriver for RedisDriver {
     }
 
     async fn held_slots(&self, names: &[String]) -> Result<Vec<bool>, DriverError> {
-        remove::held_slots(self, names).await
+        slot_reads::held_slots(self, names).await
     }
 
     async fn remove(&self, id: &str) -> Result<Removal, DriverError> {
         remove::remove(self, id).await
+    }
+
+    async fn slot_holders(&self, name: &str) -> Result<Vec<(String, Duration)>, DriverError> {
+        slot_reads::holders(self, name).await
     }
 
     async fn renew_slot(

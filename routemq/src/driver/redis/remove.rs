@@ -126,24 +126,6 @@ async fn remove_delayed(
     }
 }
 
-/// Which slot names have a holder: one pipelined `EXISTS` per name (a slot's key expires with
-/// its last holder).
-pub(super) async fn held_slots(
-    driver: &RedisDriver,
-    names: &[String],
-) -> Result<Vec<bool>, DriverError> {
-    if names.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut pipe = redis::pipe();
-    for name in names {
-        pipe.cmd("EXISTS").arg(driver.layout.slot(name));
-    }
-    pipe.query_async(&mut driver.con())
-        .await
-        .map_err(backend("read slots"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,3 +23,4 @@ script!(FORGET_FAILED, "forget_failed.lua");
 script!(FLUSH_FAILED, "flush_failed.lua");
 script!(SLOT_ACQUIRE, "slot_acquire.lua");
 script!(SLOT_RENEW, "slot_renew.lua");
+script!(SLOT_HOLDERS, "slot_holders.lua");
