@@ -22,7 +22,15 @@ pub struct CancelArgs {
 struct Cancelled {
     id: String,
     #[serde(flatten)]
-    outcome: Cancellation,
+    outcome: Outcome,
+}
+
+/// One id's answer: what the cancellation did, or the error that stopped it.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Outcome {
+    Done(Cancellation),
+    Failed { status: &'static str, error: String },
 }
 
 #[derive(Serialize)]
@@ -39,9 +47,12 @@ impl Render for CancelList {
             .iter()
             .map(|c| {
                 let (status, queue) = match &c.outcome {
-                    Cancellation::Removed { queue } => ("removed", queue.as_str()),
-                    Cancellation::Signalled { queue } => ("signalled", queue.as_str()),
-                    _ => ("not_found", ""),
+                    Outcome::Done(Cancellation::Removed { queue }) => ("removed", queue.as_str()),
+                    Outcome::Done(Cancellation::Signalled { queue }) => {
+                        ("signalled", queue.as_str())
+                    }
+                    Outcome::Done(_) => ("not_found", ""),
+                    Outcome::Failed { error, .. } => ("error", error.as_str()),
                 };
                 vec![c.id.clone(), status.to_owned(), queue.to_owned()]
             })
@@ -49,26 +60,46 @@ impl Render for CancelList {
     }
 }
 
-/// Cancels each job; exit code 3 when one of them was not found (the others are still cancelled).
+/// Cancels each job and prints what happened to every one. Exit code 1 when one of them failed
+/// (the store is unreachable), else 3 when one of them was not found; the others are cancelled
+/// either way.
 pub(super) async fn run(args: CancelArgs) -> Result<(), Failure> {
     let (_, driver) = super::admin::driver(&args.common).await?;
     let mut done = Vec::with_capacity(args.id.len());
     for id in args.id {
-        let outcome = cancel(driver.as_ref(), &id).await?;
+        let outcome = match cancel(driver.as_ref(), &id).await {
+            Ok(cancellation) => Outcome::Done(cancellation),
+            Err(error) => Outcome::Failed {
+                status: "error",
+                error: error.to_string(),
+            },
+        };
         done.push(Cancelled { id, outcome });
     }
-    let missing: Vec<&str> = done
-        .iter()
-        .filter(|c| c.outcome == Cancellation::NotFound)
-        .map(|c| c.id.as_str())
-        .collect();
-    let missing = (!missing.is_empty()).then(|| Failure {
-        message: format!(
-            "no queued or running job with id {} (finished, failed, or never stored)",
-            missing.join(", ")
-        ),
-        code: EXIT_NOT_FOUND,
-    });
+    let ids = |pick: fn(&Outcome) -> bool| -> Vec<&str> {
+        done.iter()
+            .filter(|c| pick(&c.outcome))
+            .map(|c| c.id.as_str())
+            .collect()
+    };
+    let failed = ids(|o| matches!(o, Outcome::Failed { .. }));
+    let missing = ids(|o| matches!(o, Outcome::Done(Cancellation::NotFound)));
+    let failure = if !failed.is_empty() {
+        Some(Failure {
+            message: format!("could not cancel {}", failed.join(", ")),
+            code: 1,
+        })
+    } else if !missing.is_empty() {
+        Some(Failure {
+            message: format!(
+                "no queued or running job with id {} (finished, failed, or never stored)",
+                missing.join(", ")
+            ),
+            code: EXIT_NOT_FOUND,
+        })
+    } else {
+        None
+    };
     print(&CancelList(done), args.common.format.format)?;
-    missing.map_or(Ok(()), Err)
+    failure.map_or(Ok(()), Err)
 }

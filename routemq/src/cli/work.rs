@@ -128,7 +128,9 @@ pub(super) async fn run(
         None => None,
     };
     let scheduler = if args.schedule {
-        Some(super::schedule::scheduler(schedule, queue())?)
+        let scheduler = super::schedule::scheduler(schedule, queue())?;
+        scheduler.connect().await?;
+        Some(scheduler)
     } else {
         None
     };

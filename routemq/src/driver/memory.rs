@@ -228,8 +228,12 @@ impl State {
         if !state.ready.remove(&id) {
             state.delayed.retain(|&(_, delayed)| delayed != id);
         }
-        self.jobs.remove(&id);
-        Removal::Removed { queue }
+        let payload = self
+            .jobs
+            .remove(&id)
+            .map(|job| job.payload)
+            .unwrap_or_default();
+        Removal::Removed { queue, payload }
     }
 
     fn record_failed(&mut self, job: StoredJob, failure: &Failure) {

@@ -202,6 +202,8 @@ pub enum Removal {
     Removed {
         /// The queue it was on.
         queue: String,
+        /// Its envelope, as it was stored.
+        payload: String,
     },
     /// The job is leased by a worker (running, or prefetched): left where it is.
     Leased {

@@ -469,13 +469,14 @@ impl QueueDriver for MySqlDriver {
         let Ok(id) = sql::row_id(id) else {
             return Ok(Removal::NotFound);
         };
-        // MySQL has no DELETE ... RETURNING: find the queue, then delete while still unleased.
-        let queue: Option<String> = sqlx::query_scalar("SELECT queue FROM queue_jobs WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend("remove job"))?;
-        let Some(queue) = queue else {
+        // MySQL has no DELETE ... RETURNING: read the row, then delete it while still unleased.
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT queue, payload FROM queue_jobs WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend("remove job"))?;
+        let Some((queue, payload)) = row else {
             return Ok(Removal::NotFound);
         };
         let deleted = sqlx::query("DELETE FROM queue_jobs WHERE id = ? AND reserved_at IS NULL")
@@ -483,11 +484,16 @@ impl QueueDriver for MySqlDriver {
             .execute(&self.pool)
             .await
             .map_err(backend("remove job"))?;
-        Ok(if deleted.rows_affected() > 0 {
-            Removal::Removed { queue }
-        } else {
-            Removal::Leased { queue }
-        })
+        if deleted.rows_affected() > 0 {
+            return Ok(Removal::Removed { queue, payload });
+        }
+        // Leased meanwhile, or finished and gone.
+        let still: Option<String> = sqlx::query_scalar("SELECT queue FROM queue_jobs WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend("remove job"))?;
+        Ok(still.map_or(Removal::NotFound, |queue| Removal::Leased { queue }))
     }
 
     async fn sweep_slots(&self) -> Result<u64, DriverError> {

@@ -438,15 +438,15 @@ impl QueueDriver for PostgresDriver {
         let Ok(id) = sql::row_id(id) else {
             return Ok(Removal::NotFound);
         };
-        let deleted: Option<String> = sqlx::query_scalar(
-            "DELETE FROM queue_jobs WHERE id = $1 AND reserved_at IS NULL RETURNING queue",
+        let deleted: Option<(String, String)> = sqlx::query_as(
+            "DELETE FROM queue_jobs WHERE id = $1 AND reserved_at IS NULL RETURNING queue, payload",
         )
         .bind(id)
         .fetch_optional(&self.pool)
         .await
         .map_err(backend("remove job"))?;
-        if let Some(queue) = deleted {
-            return Ok(Removal::Removed { queue });
+        if let Some((queue, payload)) = deleted {
+            return Ok(Removal::Removed { queue, payload });
         }
         let leased: Option<String> =
             sqlx::query_scalar("SELECT queue FROM queue_jobs WHERE id = $1")

@@ -299,16 +299,17 @@ impl QueueDriver for SqliteDriver {
         let Ok(id) = sql::row_id(id) else {
             return Ok(Removal::NotFound);
         };
-        let deleted: Option<String> = retry_busy("remove job", || {
-            sqlx::query_scalar(
-                "DELETE FROM queue_jobs WHERE id = ?1 AND reserved_at IS NULL RETURNING queue",
+        let deleted: Option<(String, String)> = retry_busy("remove job", || {
+            sqlx::query_as(
+                "DELETE FROM queue_jobs WHERE id = ?1 AND reserved_at IS NULL
+                 RETURNING queue, payload",
             )
             .bind(id)
             .fetch_optional(&self.pool)
         })
         .await?;
-        if let Some(queue) = deleted {
-            return Ok(Removal::Removed { queue });
+        if let Some((queue, payload)) = deleted {
+            return Ok(Removal::Removed { queue, payload });
         }
         let leased: Option<String> = retry_busy("remove job", || {
             sqlx::query_scalar("SELECT queue FROM queue_jobs WHERE id = ?1")

@@ -58,18 +58,44 @@ pub(crate) fn slot(id: &str) -> String {
     format!("cancel:{id}")
 }
 
-/// Cancels job `id` on `driver`'s connection.
+/// Cancels job `id` on `driver`'s connection. A removed unique job gives its key back, so it can
+/// be dispatched again at once.
 pub async fn cancel(driver: &dyn QueueDriver, id: &str) -> Result<Cancellation, DriverError> {
+    let queue = match driver.remove(id).await? {
+        Removal::Removed { queue, payload } => return Ok(removed(driver, queue, &payload).await),
+        Removal::NotFound => return Ok(Cancellation::NotFound),
+        Removal::Leased { queue } => queue,
+    };
+    driver
+        .acquire_slot(&slot(id), "cancel", 1, SIGNAL_KEPT)
+        .await?;
+    // Look again now that the signal is up: a job that went back to its queue meanwhile is
+    // removed, and the signal of one that ended meanwhile is taken down, so that it cannot stop a
+    // later job given the same id.
     Ok(match driver.remove(id).await? {
-        Removal::Removed { queue } => Cancellation::Removed { queue },
-        Removal::Leased { queue } => {
-            driver
-                .acquire_slot(&slot(id), "cancel", 1, SIGNAL_KEPT)
-                .await?;
+        Removal::Leased { queue } => Cancellation::Signalled { queue },
+        Removal::Removed { queue, payload } => {
+            clear(driver, id).await;
+            removed(driver, queue, &payload).await
+        }
+        Removal::NotFound => {
+            clear(driver, id).await;
             Cancellation::Signalled { queue }
         }
-        Removal::NotFound => Cancellation::NotFound,
     })
+}
+
+/// A removed job's answer, once its unique key (if it took one) is given back.
+async fn removed(driver: &dyn QueueDriver, queue: String, payload: &str) -> Cancellation {
+    if let Ok(envelope) = crate::envelope::Envelope::decode(payload)
+        && let Some(key) = envelope.unique_key()
+        && let Some(holder) =
+            crate::observability::consumer_ids(envelope.observability()).link_span_id
+        && let Err(error) = driver.release_slot(key, Some(&holder)).await
+    {
+        tracing::warn!(%error, "could not give back a cancelled unique job's key; it expires by itself");
+    }
+    Cancellation::Removed { queue }
 }
 
 /// Forgets job `id`'s cancellation signal once its worker has acted on it.

@@ -5,7 +5,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use futures_util::future::join_all;
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use super::cron::CronSpec;
 use super::store::{self, epoch_secs};
@@ -19,6 +21,12 @@ const LATE_LIMIT: Duration = Duration::from_secs(60);
 
 /// Tries at claiming and dispatching one tick before it is counted as failed.
 const TRIES: u32 = 4;
+
+/// The longest one claim or dispatch may take before it counts as failed.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often a scheduler sweeps expired slots.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// A schedule ready to run: its name and parsed expression.
 #[derive(Debug)]
@@ -214,62 +222,48 @@ impl<'m> Scheduler<'m> {
         Ok(out)
     }
 
-    /// Fires ticks until `stop` resolves; first, for schedules with [`Missed::RunOnce`], a
-    /// tick missed since their last run. Fails only if a connection cannot be made.
+    /// Connects every schedule's connection: fails as [`run`](Self::run) would, before it runs.
+    pub async fn connect(&self) -> Result<(), QueueError> {
+        self.drivers().await.map(|_| ())
+    }
+
+    /// Fires ticks until `stop` resolves (a tick in progress is abandoned). Each schedule runs on
+    /// its own, so a slow store or dispatch delays only its own ticks. Fails only if a connection
+    /// cannot be made.
     pub async fn run(&self, stop: impl Future<Output = ()>) -> Result<SchedulerReport, QueueError> {
         let drivers = self.drivers().await?;
-        let mut report = SchedulerReport::default();
         tracing::info!(
             schedules = self.planned.len(),
             scheduler = %self.id,
             "scheduler started"
         );
-        let now = SystemTime::now();
-        for (planned, (_, driver)) in self.planned.iter().zip(&drivers) {
-            if planned.entry.missed == Missed::RunOnce {
-                self.catch_up(planned, driver.as_ref(), now, &mut report)
-                    .await;
-            }
-        }
-        let mut next: Vec<Option<SystemTime>> = self
+        let stopping = CancellationToken::new();
+        let loops = self
             .planned
             .iter()
-            .map(|p| p.spec.next_after(now))
-            .collect();
-        tokio::pin!(stop);
-        loop {
-            let Some(due) = next.iter().flatten().min().copied() else {
-                stop.as_mut().await;
-                break;
-            };
-            let wait = due
-                .duration_since(SystemTime::now())
-                .unwrap_or(Duration::ZERO);
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = stop.as_mut() => break,
+            .zip(&drivers)
+            .map(|(planned, (_, driver))| self.run_one(planned, driver.as_ref(), &stopping));
+        let all = async {
+            let (reports, ()) = tokio::join!(join_all(loops), sweep(&drivers, &stopping));
+            reports
+        };
+        tokio::pin!(stop, all);
+        let reports = tokio::select! {
+            biased;
+            () = &mut stop => {
+                stopping.cancel();
+                all.await
             }
-            let now = SystemTime::now();
-            for (i, (planned, (_, driver))) in self.planned.iter().zip(&drivers).enumerate() {
-                let mut latest_missed = None;
-                while let Some(tick) = next[i].filter(|tick| *tick <= now) {
-                    next[i] = planned.spec.next_after(tick);
-                    let late = now.duration_since(tick).unwrap_or(Duration::ZERO);
-                    if late <= LATE_LIMIT {
-                        self.fire(planned, driver.as_ref(), tick, &mut report).await;
-                    } else {
-                        report.missed += 1;
-                        latest_missed = Some(tick);
-                    }
-                }
-                if let Some(tick) = latest_missed {
-                    tracing::warn!(schedule = %planned.name, "ticks more than a minute late were missed");
-                    if planned.entry.missed == Missed::RunOnce {
-                        self.fire(planned, driver.as_ref(), tick, &mut report).await;
-                    }
-                }
-            }
-        }
+            reports = &mut all => reports,
+        };
+        let report = reports
+            .into_iter()
+            .fold(SchedulerReport::default(), |sum, r| SchedulerReport {
+                fired: sum.fired + r.fired,
+                claimed_elsewhere: sum.claimed_elsewhere + r.claimed_elsewhere,
+                failed: sum.failed + r.failed,
+                missed: sum.missed + r.missed,
+            });
         tracing::info!(
             fired = report.fired,
             claimed_elsewhere = report.claimed_elsewhere,
@@ -279,11 +273,79 @@ impl<'m> Scheduler<'m> {
         Ok(report)
     }
 
-    /// Fires the last tick before `now` if it came after the schedule's last run.
-    async fn catch_up(
+    /// One schedule's loop, until `stopping` fires.
+    async fn run_one(
         &self,
         planned: &Planned,
         driver: &dyn QueueDriver,
+        stopping: &CancellationToken,
+    ) -> SchedulerReport {
+        let mut report = SchedulerReport::default();
+        let start = async {
+            let now = SystemTime::now();
+            if let Some(previous) = planned.spec.last_at_or_before(now) {
+                self.at_start(planned, driver, previous, now, &mut report)
+                    .await;
+            }
+            now
+        };
+        let now = tokio::select! {
+            biased;
+            () = stopping.cancelled() => return report,
+            now = start => now,
+        };
+        let mut next = planned.spec.next_after(now);
+        loop {
+            let Some(tick) = next else {
+                stopping.cancelled().await;
+                return report;
+            };
+            let wait = tick
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO);
+            tokio::select! {
+                biased;
+                () = stopping.cancelled() => return report,
+                () = tokio::time::sleep(wait) => {}
+            }
+            let now = SystemTime::now();
+            // Every tick due by now: on time (up to a minute late) they fire; later ones are
+            // missed (this scheduler was suspended or starved), and follow the policy.
+            let mut due = Vec::new();
+            let mut latest_missed = None;
+            while let Some(tick) = next.filter(|tick| *tick <= now) {
+                next = planned.spec.next_after(tick);
+                if now.duration_since(tick).unwrap_or(Duration::ZERO) <= LATE_LIMIT {
+                    due.push(tick);
+                } else {
+                    report.missed += 1;
+                    latest_missed = Some(tick);
+                }
+            }
+            if let Some(tick) = latest_missed {
+                tracing::warn!(schedule = %planned.name, "ticks more than a minute late were missed");
+                if planned.entry.missed == Missed::RunOnce && due.is_empty() {
+                    due.push(tick);
+                }
+            }
+            for tick in due {
+                tokio::select! {
+                    biased;
+                    () = stopping.cancelled() => return report,
+                    () = self.fire(planned, driver, tick, &mut report) => {}
+                }
+            }
+        }
+    }
+
+    /// At start, the last tick (`previous`) fires if no scheduler fired it: when it is up to a
+    /// minute old (a scheduler restarted during it), or, for [`Missed::RunOnce`], whatever its
+    /// age if the schedule ran before.
+    async fn at_start(
+        &self,
+        planned: &Planned,
+        driver: &dyn QueueDriver,
+        previous: SystemTime,
         now: SystemTime,
         report: &mut SchedulerReport,
     ) {
@@ -294,17 +356,21 @@ impl<'m> Scheduler<'m> {
                 return;
             }
         };
-        let (Some(last), Some(previous)) = (last, planned.spec.last_at_or_before(now)) else {
+        if last.is_some_and(|last| epoch_secs(previous) <= last) {
             return;
-        };
-        if epoch_secs(previous) > last {
+        }
+        let late = now.duration_since(previous).unwrap_or(Duration::ZERO);
+        if late <= LATE_LIMIT {
+            self.fire(planned, driver, previous, report).await;
+        } else if planned.entry.missed == Missed::RunOnce && last.is_some() {
             tracing::info!(schedule = %planned.name, "running a tick missed while no scheduler ran");
             self.fire(planned, driver, previous, report).await;
         }
     }
 
     /// Claims `tick` and, if this scheduler got it, dispatches the job and records the run. A
-    /// failed dispatch gives the claim back and tries again (a few times, with backoff).
+    /// failed dispatch gives the claim back and tries again (a few times, with backoff); each
+    /// store call gets [`CALL_TIMEOUT`].
     async fn fire(
         &self,
         planned: &Planned,
@@ -315,27 +381,37 @@ impl<'m> Scheduler<'m> {
         let secs = epoch_secs(tick);
         let name = &planned.name;
         for attempt in 1..=TRIES {
-            match store::claim(driver, name, secs, &self.id, planned.claim_ttl).await {
-                Ok(false) => {
+            let claim = store::claim(driver, name, secs, &self.id, planned.claim_ttl);
+            match tokio::time::timeout(CALL_TIMEOUT, claim).await {
+                Ok(Ok(false)) => {
                     report.claimed_elsewhere += 1;
                     return;
                 }
-                Ok(true) => match super::dispatch(&planned.entry, self.manager).await {
-                    Ok(()) => {
-                        tracing::info!(schedule = %name, tick = secs, "scheduled job dispatched");
-                        if let Err(error) = store::record_run(driver, name, secs).await {
-                            tracing::warn!(schedule = %name, %error, "could not record the last run");
+                Ok(Ok(true)) => {
+                    let dispatch = super::dispatch(&planned.entry, self.manager);
+                    match tokio::time::timeout(CALL_TIMEOUT, dispatch).await {
+                        Ok(Ok(())) => {
+                            tracing::info!(schedule = %name, tick = secs, "scheduled job dispatched");
+                            if let Err(error) = store::record_run(driver, name, secs).await {
+                                tracing::warn!(schedule = %name, %error, "could not record the last run");
+                            }
+                            report.fired += 1;
+                            return;
                         }
-                        report.fired += 1;
-                        return;
+                        Ok(Err(error)) => {
+                            tracing::error!(schedule = %name, tick = secs, %error, "could not dispatch a scheduled job");
+                        }
+                        Err(_) => {
+                            tracing::error!(schedule = %name, tick = secs, "dispatching a scheduled job timed out");
+                        }
                     }
-                    Err(error) => {
-                        tracing::error!(schedule = %name, tick = secs, %error, "could not dispatch a scheduled job");
-                        store::unclaim(driver, name, secs, &self.id).await;
-                    }
-                },
-                Err(error) => {
+                    store::unclaim(driver, name, secs, &self.id).await;
+                }
+                Ok(Err(error)) => {
                     tracing::error!(schedule = %name, tick = secs, %error, "could not claim a tick");
+                }
+                Err(_) => {
+                    tracing::error!(schedule = %name, tick = secs, "claiming a tick timed out");
                 }
             }
             if attempt < TRIES {
@@ -343,6 +419,26 @@ impl<'m> Scheduler<'m> {
             }
         }
         report.failed += 1;
+    }
+}
+
+/// Sweeps expired slots (old tick claims among them) on each connection every minute, as
+/// workers' reapers do, so that a connection with schedulers and no worker stays tidy.
+async fn sweep(drivers: &[(String, Arc<dyn QueueDriver>)], stopping: &CancellationToken) {
+    let mut connections: Vec<&(String, Arc<dyn QueueDriver>)> = drivers.iter().collect();
+    connections.sort_by(|a, b| a.0.cmp(&b.0));
+    connections.dedup_by(|a, b| a.0 == b.0);
+    loop {
+        tokio::select! {
+            biased;
+            () = stopping.cancelled() => return,
+            () = tokio::time::sleep(SWEEP_EVERY) => {}
+        }
+        for (connection, driver) in &connections {
+            if let Err(error) = driver.sweep_slots().await {
+                tracing::debug!(connection, %error, "sweeping slots failed");
+            }
+        }
     }
 }
 

@@ -44,7 +44,7 @@ pub(crate) async fn unclaim(driver: &dyn QueueDriver, name: &str, tick: u64, hol
         .release_slot(&claim_slot(name, tick), Some(holder))
         .await
     {
-        tracing::warn!(schedule = name, tick, %error, "could not give back a tick whose dispatch failed; it is lost");
+        tracing::warn!(schedule = name, tick, %error, "could not give back a tick whose dispatch failed; only this scheduler can claim it again");
     }
 }
 

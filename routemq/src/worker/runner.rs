@@ -41,7 +41,7 @@ pub(crate) async fn run(shared: Arc<Shared>, job: ReservedJob, key: u64) -> Outc
     let heartbeating = Heartbeating { shared, key };
     let shared = &heartbeating.shared;
     match start(shared, job, key).await {
-        Some((job, start)) => process(shared, job, start).await,
+        Some((job, start)) => process(shared, job, start, key).await,
         None => Outcome::NotStarted,
     }
 }
@@ -142,7 +142,12 @@ struct Attempt<'a> {
 /// How long a job's exception count is kept (it is cleared when the job finishes).
 const EXCEPTIONS_KEPT: Duration = Duration::from_secs(30 * 24 * 3600);
 
-async fn process(shared: &Shared, job: ReservedJob, start: Option<StartAnswer>) -> Outcome {
+async fn process(
+    shared: &Shared,
+    job: ReservedJob,
+    start: Option<StartAnswer>,
+    key: u64,
+) -> Outcome {
     let ReservedJob { lease, payload, .. } = job;
     let (envelope, registration, erased) = match shared.registry.decode(&payload) {
         Ok(decoded) => decoded,
@@ -179,7 +184,7 @@ async fn process(shared: &Shared, job: ReservedJob, start: Option<StartAnswer>) 
         context.clone(),
         decoded(
             shared,
-            lease,
+            (key, lease),
             start,
             envelope,
             registration,
@@ -204,9 +209,10 @@ fn limits(shared: &Shared, envelope: &Envelope) -> (u32, Duration) {
     (max_tries, timeout)
 }
 
+/// `held`: the job's key in the heartbeat set and its lease.
 async fn decoded(
     shared: &Shared,
-    lease: Lease,
+    (key, lease): (u64, Lease),
     start: Option<StartAnswer>,
     envelope: Envelope,
     registration: &'static JobRegistration,
@@ -229,7 +235,6 @@ async fn decoded(
     .with_timeout(timeout);
     let series = metrics().job(&lease.queue, short_name(registration.name()));
     let unique = UniqueKey::of(&envelope, registration);
-    let lease_id = lease.id.clone();
     let mut attempt = Attempt {
         shared,
         lease,
@@ -242,7 +247,7 @@ async fn decoded(
         start,
         elapsed: None,
         unique,
-        cancel_request: shared.cancels.watch(&lease_id),
+        cancel_request: shared.cancels.watch(key),
     };
     let verdict = if attempt.lease.attempts > max_tries {
         tracing::warn!(job_id = %attempt.lease.id, job = registration.name(), "job exceeded max tries, moving to failed store");
@@ -258,6 +263,8 @@ async fn decoded(
             error: JobError::permanent("retry_until passed before this try"),
             job: Some(erased),
         }
+    } else if attempt.cancelled_before_running().await {
+        Verdict::Cancelled
     } else {
         let verdict = attempt.execute(erased, cancel).await;
         let verdict = attempt.limit_retries(verdict).await;
@@ -267,6 +274,21 @@ async fn decoded(
 }
 
 impl Attempt<'_> {
+    /// Whether the job was cancelled before it could run: seen by the poll while it waited in
+    /// the prefetch buffer, or (asked once, for a job running again after a retry or a dead
+    /// worker) signalled since.
+    async fn cancelled_before_running(&self) -> bool {
+        self.cancel_request.request().is_cancelled()
+            || (self.lease.attempts > 1
+                && super::cancels::signalled(self.shared.driver.as_ref(), &self.lease.id).await)
+    }
+
+    /// Whether the job's cancellation has been requested (asked once if the poll has not seen it).
+    async fn cancellation_signalled(&self) -> bool {
+        self.cancel_request.request().is_cancelled()
+            || super::cancels::signalled(self.shared.driver.as_ref(), &self.lease.id).await
+    }
+
     /// Runs `handle` under the timeout and the shutdown, and decides what happens to the job.
     async fn execute(&mut self, job: Box<dyn ErasedJob>, cancel: CancellationToken) -> Verdict {
         tracing::info!(
@@ -509,7 +531,16 @@ impl Attempt<'_> {
     /// Carries out a verdict with the driver. An acknowledgement is queued behind the job's start;
     /// anything else waits for the start to land, and uses the lease it gives.
     async fn settle(mut self, verdict: Verdict) -> Outcome {
-        if !matches!(verdict, Verdict::Ack | Verdict::Cancelled)
+        // A job cancelled while it ran is not put back: it ends as cancelled.
+        let verdict = match verdict {
+            Verdict::Retry { .. } | Verdict::Postpone { .. } | Verdict::Unfinished
+                if self.cancellation_signalled().await =>
+            {
+                Verdict::Cancelled
+            }
+            verdict => verdict,
+        };
+        if !matches!(verdict, Verdict::Ack)
             && let Some(start) = self.start.take()
         {
             match start.landed().await {
@@ -533,14 +564,24 @@ impl Attempt<'_> {
             }
             Verdict::Cancelled => {
                 tracing::info!(job_id = %self.lease.id, job = self.registration.name(), "job cancelled");
-                self.series.cancelled();
-                if !self.shared.writes.ack(self.lease.clone()) {
-                    tracing::error!(job_id = %self.lease.id, "acknowledgement channel closed; the job may run again");
+                // Acknowledged at once (not batched), so that the signal is taken down only once
+                // the job is gone: a job whose acknowledgement fails is still stopped when the
+                // reaper hands it out again.
+                let acked = with_retries("ack", || async {
+                    driver
+                        .ack(std::slice::from_ref(&self.lease))
+                        .await
+                        .map(|()| true)
+                })
+                .await;
+                let outcome = self.settled(acked, "ack", Outcome::Cancelled);
+                if outcome == Outcome::Cancelled {
+                    self.series.cancelled();
+                    crate::queue::cancel::clear(driver.as_ref(), &self.lease.id).await;
+                    self.fire(Lifecycle::Cancelled, None, None);
+                    self.finished().await;
                 }
-                crate::queue::cancel::clear(driver.as_ref(), &self.lease.id).await;
-                self.fire(Lifecycle::Cancelled, None, None);
-                self.finished().await;
-                Outcome::Cancelled
+                outcome
             }
             Verdict::Postpone { delay } => {
                 tracing::info!(job_id = %self.lease.id, job = self.registration.name(), ?delay, "job postponed, its attempt refunded");

@@ -2,10 +2,11 @@
 
 use std::time::{Duration, Instant};
 
+use routemq::Dispatched;
 use routemq::queue::cancel::{Cancellation, cancel};
 
 use crate::harness::eventually;
-use crate::jobs::{LongRunning, Record};
+use crate::jobs::{LongRunning, Record, UniqueUntilFinish};
 use crate::{Harness, ledger};
 
 /// A queued and a delayed job are deleted by id (through the driver and through the queue
@@ -129,5 +130,107 @@ pub async fn cancelling_a_running_job_stops_it(h: Harness) {
         h.driver.held_slots(&signals).await.expect("slots"),
         [false, false],
         "the cancellation signals are cleared once acted on"
+    );
+}
+
+/// A job waiting in a worker's prefetch buffer when it is cancelled never runs; a cancelled
+/// unique job gives its key back, so the same job can be dispatched again at once.
+pub async fn cancelled_prefetched_and_unique_jobs(h: Harness) {
+    let blocker = h
+        .push(LongRunning {
+            key: h.key.clone(),
+            cooperative: true,
+        })
+        .await;
+    let mut waiting = Vec::new();
+    for n in 1..=3 {
+        waiting.push(
+            h.push(Record {
+                key: h.key.clone(),
+                n,
+            })
+            .await,
+        );
+    }
+    let worker = h.worker(routemq::WorkerOptions {
+        concurrency: 1,
+        prefetch: Some(4),
+        ..h.options()
+    });
+    let running = tokio::spawn(worker.run());
+    assert!(
+        eventually(Duration::from_secs(20), || !ledger::of(&h.key, "run")
+            .is_empty())
+        .await,
+        "the blocker started"
+    );
+    // Give the reserver time to fill its buffer behind the blocker.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = cancel(h.driver.as_ref(), &waiting[1])
+        .await
+        .expect("cancel");
+    assert_eq!(
+        second,
+        Cancellation::Signalled {
+            queue: h.queue.clone()
+        },
+        "the job waits in the worker's prefetch buffer"
+    );
+    // Long enough for the poll to see the prefetched job's signal before it starts.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    cancel(h.driver.as_ref(), &blocker).await.expect("cancel");
+    let report = tokio::time::timeout(Duration::from_secs(30), running)
+        .await
+        .expect("the worker stopped")
+        .expect("joined")
+        .expect("worker ran");
+    let ran: Vec<u64> = ledger::of(&h.key, "run")
+        .iter()
+        .filter(|e| e.n > 0)
+        .map(|e| e.n)
+        .collect();
+    assert_eq!(ran, [1, 3], "the cancelled job never ran: {report:?}");
+    assert_eq!(report.cancelled, 2, "{report:?}");
+    assert_eq!(report.succeeded, 2, "{report:?}");
+    assert_eq!((report.failed, report.retried), (0, 0), "{report:?}");
+    assert_eq!(h.size().await, 0);
+
+    let unique = || UniqueUntilFinish {
+        key: h.key.clone(),
+        n: 9,
+        millis: 0,
+    };
+    let first = h
+        .manager
+        .push(unique())
+        .on_queue(h.queue.clone())
+        .await
+        .expect("dispatch");
+    let Dispatched::Queued(id) = first else {
+        panic!("the first unique dispatch queues: {first:?}")
+    };
+    assert!(matches!(
+        h.manager
+            .push(unique())
+            .on_queue(h.queue.clone())
+            .await
+            .expect("dispatch"),
+        Dispatched::Duplicate { .. }
+    ));
+    assert_eq!(
+        cancel(h.driver.as_ref(), &id).await.expect("cancel"),
+        Cancellation::Removed {
+            queue: h.queue.clone()
+        }
+    );
+    let again = h
+        .manager
+        .push(unique())
+        .on_queue(h.queue.clone())
+        .await
+        .expect("dispatch");
+    assert!(
+        matches!(again, Dispatched::Queued(_)),
+        "the key was given back: {again:?}"
     );
 }

@@ -15,7 +15,10 @@ mod schedules;
 mod slots;
 mod unique;
 
-pub use cancels::{cancelling_a_running_job_stops_it, cancelling_removes_queued_and_delayed_jobs};
+pub use cancels::{
+    cancelled_prefetched_and_unique_jobs, cancelling_a_running_job_stops_it,
+    cancelling_removes_queued_and_delayed_jobs,
+};
 pub use chains::{
     broken_links_fail_the_chain_and_run_its_catch, chains_run_in_order_and_stop_at_a_failure,
     dispatch_at_waits_for_its_time,

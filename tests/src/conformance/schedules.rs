@@ -86,25 +86,57 @@ pub async fn scheduled_ticks_fire_once_across_schedulers(h: Harness) {
     assert!(listed[0].next_run.is_some(), "{listed:?}");
 }
 
-/// After downtime, `Missed::RunOnce` fires one tick at start and `Missed::Skip` none; a schedule
-/// that never ran does not catch up.
+/// After downtime, `Missed::RunOnce` fires the missed tick once at start and `Missed::Skip` does
+/// not; a schedule that never ran does not catch up; a tick fired is not fired again.
 pub async fn missed_ticks_follow_the_policy(h: Harness) {
+    // A yearly schedule: its last tick (1 January, 00:00 UTC) is long past.
+    let yearly = |name: &str, missed| {
+        routemq::schedule()
+            .job(Record {
+                key: h.key.clone(),
+                n: 0,
+            })
+            .cron("0 0 1 1 *")
+            .on_queue(&h.queue)
+            .name(name)
+            .missed(missed)
+    };
     let once = format!("{}-once", h.key);
     let skip = format!("{}-skip", h.key);
-    let both = |h: &Harness| {
-        every_second(h, &once, Missed::RunOnce).merge(every_second(h, &skip, Missed::Skip))
-    };
-    let fresh = run(&h, both(&h), Duration::ZERO).await;
-    assert_eq!(fresh.fired, 0, "nothing ran before: no catch-up");
-    let first = run(&h, both(&h), Duration::from_millis(1_500)).await;
-    assert!(first.fired >= 2, "{first:?}");
-    let before = h.size().await;
-    // Down for more than a tick.
-    tokio::time::sleep(Duration::from_millis(2_200)).await;
-    let restarted = run(&h, both(&h), Duration::ZERO).await;
+    let both = || yearly(&once, Missed::RunOnce).merge(yearly(&skip, Missed::Skip));
+    let brief = Duration::from_millis(500);
+    let fresh = run(&h, both(), brief).await;
+    assert_eq!(fresh.fired, 0, "never ran before: no catch-up: {fresh:?}");
+    // Both ran on 1 January 2025, then no scheduler ran since.
+    for name in [&once, &skip] {
+        let slot = format!("schedule-last:{name}");
+        h.driver
+            .acquire_slot(&slot, "1735689600", u32::MAX, Duration::from_secs(3600))
+            .await
+            .expect("record a last run");
+    }
+    let restarted = run(&h, both(), brief).await;
     assert_eq!(
         restarted.fired, 1,
         "RunOnce fired once for the missed ticks, Skip none: {restarted:?}"
     );
-    assert_eq!(h.size().await, before + 1);
+    assert_eq!(h.size().await, 1);
+    let again = run(&h, both(), brief).await;
+    assert_eq!(again.fired, 0, "the tick is recorded as run: {again:?}");
+    let listed = Scheduler::new(both(), &h.manager)
+        .expect("valid")
+        .list()
+        .await
+        .expect("list");
+    assert!(
+        listed[0].last_run.as_deref() > Some("2025-01-02"),
+        "{listed:?}"
+    );
+    assert!(
+        listed[1]
+            .last_run
+            .as_deref()
+            .is_some_and(|last| last.starts_with("2025-01-01T00:00:00")),
+        "{listed:?}"
+    );
 }

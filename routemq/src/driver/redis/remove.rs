@@ -1,8 +1,9 @@
 //! Removing one queued or delayed job by id. RouteMQ's layout has no index by id (its lists and
-//! sorted sets hold whole records), so this scans the job's queue: the ready list in chunks, the
-//! delayed set with `ZSCAN`, and deletes the exact record found (`LREM` / `ZREM`, atomic: a record
-//! a worker took meanwhile stays the worker's). It is an administrative operation, O(queue length)
-//! in round trips of [`CHUNK`] records, and never blocks Redis for longer than one chunk.
+//! sorted sets hold whole records), so this scans the job's queue: the delayed set with `ZSCAN`,
+//! the ready list from its tail in chunks, and deletes the exact record found (`LREM` / `ZREM`,
+//! atomic: a record a worker took meanwhile stays the worker's). It is an administrative
+//! operation, O(queue length) in round trips of [`CHUNK`] records, and never blocks Redis for
+//! longer than one chunk.
 
 use std::borrow::Cow;
 
@@ -10,11 +11,15 @@ use redis::aio::ConnectionManager;
 use serde::Deserialize;
 
 use super::keys::QueueKeys;
-use super::{RedisDriver, backend};
+use super::{RedisDriver, backend, parse_record};
 use crate::driver::{DriverError, QueueDriver, Removal};
 
 /// Records read per round trip.
 const CHUNK: isize = 1_000;
+
+/// Scans of a queue before a job is declared not found: a job that moves between the delayed
+/// set, the ready list and the in-flight hash while one scan runs is found by the next.
+const PASSES: usize = 3;
 
 #[derive(Deserialize)]
 struct RecordId<'a> {
@@ -43,36 +48,45 @@ pub(super) async fn remove(driver: &RedisDriver, id: &str) -> Result<Removal, Dr
     let mut con = driver.con();
     for queue in queues {
         let keys = driver.layout.queue(&queue);
-        if remove_ready(&mut con, &keys, id).await? || remove_delayed(&mut con, &keys, id).await? {
-            return Ok(Removal::Removed { queue });
-        }
-        // Looked for last: a job a worker took during the scan is in flight by now.
-        let leased: bool = redis::cmd("HEXISTS")
-            .arg(&keys.inflight)
-            .arg(id)
-            .query_async(&mut con)
-            .await
-            .map_err(backend("remove job"))?;
-        if leased {
-            return Ok(Removal::Leased { queue });
+        for _ in 0..PASSES {
+            let removed = match remove_delayed(&mut con, &keys, id).await? {
+                Some(record) => Some(record),
+                None => remove_ready(&mut con, &keys, id).await?,
+            };
+            if let Some(record) = removed {
+                let payload = parse_record(&record);
+                return Ok(Removal::Removed { queue, payload });
+            }
+            // Looked for last: a job a worker took during the scan is in flight by now.
+            let leased: bool = redis::cmd("HEXISTS")
+                .arg(&keys.inflight)
+                .arg(id)
+                .query_async(&mut con)
+                .await
+                .map_err(backend("remove job"))?;
+            if leased {
+                return Ok(Removal::Leased { queue });
+            }
         }
     }
     Ok(Removal::NotFound)
 }
 
-/// Scans the ready list from its head. Workers pop from the head, which only moves records
-/// towards positions not yet read, so no record present throughout is missed.
+/// Scans the ready list from its tail (`LRANGE -1000 -1`, then `-2000 -1001`, ...). Workers pop
+/// from the head, which leaves every record's distance from the tail as it is, and pushes to
+/// the tail only move records towards the chunks not read yet: no record present throughout the
+/// scan is missed. Returns the record removed.
 async fn remove_ready(
     con: &mut ConnectionManager,
     keys: &QueueKeys,
     id: &str,
-) -> Result<bool, DriverError> {
-    let mut start = 0;
+) -> Result<Option<String>, DriverError> {
+    let mut end = -1;
     loop {
         let records: Vec<String> = redis::cmd("LRANGE")
             .arg(&keys.ready)
-            .arg(start)
-            .arg(start + CHUNK - 1)
+            .arg(end - CHUNK + 1)
+            .arg(end)
             .query_async(con)
             .await
             .map_err(backend("remove job"))?;
@@ -84,21 +98,22 @@ async fn remove_ready(
                 .query_async(con)
                 .await
                 .map_err(backend("remove job"))?;
-            return Ok(removed > 0);
+            return Ok((removed > 0).then(|| record.clone()));
         }
         if records.len() < CHUNK.unsigned_abs() {
-            return Ok(false);
+            return Ok(None);
         }
-        start += CHUNK;
+        end -= CHUNK;
     }
 }
 
-/// Scans the delayed set (`ZSCAN` returns every member present throughout the scan).
+/// Scans the delayed set (`ZSCAN` returns every member present throughout the scan). Returns
+/// the record removed.
 async fn remove_delayed(
     con: &mut ConnectionManager,
     keys: &QueueKeys,
     id: &str,
-) -> Result<bool, DriverError> {
+) -> Result<Option<String>, DriverError> {
     let mut cursor: u64 = 0;
     loop {
         let (next, entries): (u64, Vec<String>) = redis::cmd("ZSCAN")
@@ -117,10 +132,10 @@ async fn remove_delayed(
                 .query_async(con)
                 .await
                 .map_err(backend("remove job"))?;
-            return Ok(removed > 0);
+            return Ok((removed > 0).then(|| record.clone()));
         }
         if next == 0 {
-            return Ok(false);
+            return Ok(None);
         }
         cursor = next;
     }
