@@ -23,6 +23,7 @@ pub(crate) const KEYS: &[&str] = &[
     "unique_until",
     "max_exceptions",
     "retry_until",
+    "priority",
     "crate",
 ];
 
@@ -51,6 +52,8 @@ pub(crate) struct JobArgs {
     pub(crate) max_exceptions: Option<u32>,
     /// Seconds after the dispatch after which no more tries are made.
     pub(crate) retry_until: Option<u64>,
+    /// The job's priority within its queue (higher runs first).
+    pub(crate) priority: Option<u8>,
     pub(crate) krate: Option<Path>,
     /// Keys seen so far, valid or not, so that a repeat is reported even when the first was bad.
     seen: Vec<&'static str>,
@@ -239,6 +242,14 @@ impl JobArgs {
                 }
                 self.retry_until = Some(n);
             }
+            "priority" => {
+                self.priority = Some(int(key, value).map_err(|_| {
+                    spanned(
+                        value,
+                        "`priority` is an integer from 0 (the default) to 255; higher runs first, e.g. `priority = 10`",
+                    )
+                })?);
+            }
             "unique_until" => {
                 let lit = string(key, value)?;
                 self.unique_until_span = Some(lit.span());
@@ -284,6 +295,7 @@ fn example(key: &str) -> &'static str {
         "unique_until" => "unique_until = \"start\"",
         "max_exceptions" => "max_exceptions = 3",
         "retry_until" => "retry_until = 3600",
+        "priority" => "priority = 10",
         "crate" => "crate = \"routemq\"",
         _ => "key = value",
     }

@@ -144,6 +144,7 @@ fn meta_impl(args: &JobArgs, root: &Path, ident: &syn::Ident) -> TokenStream {
     let unique_for = optional(args.unique_for.map(|v| quote!(#v)));
     let max_exceptions = optional(args.max_exceptions.map(|v| quote!(#v)));
     let retry_until = optional(args.retry_until.map(|v| quote!(#v)));
+    let priority = args.priority.unwrap_or(0);
     let unique_until = if args.unique_until_finish.unwrap_or(true) {
         quote!(#root::UniqueUntil::Finish)
     } else {
@@ -171,6 +172,7 @@ fn meta_impl(args: &JobArgs, root: &Path, ident: &syn::Ident) -> TokenStream {
                 unique_until: #unique_until,
                 max_exceptions: #max_exceptions,
                 retry_until: #retry_until,
+                priority: #priority,
             };
         }
     }

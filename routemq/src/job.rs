@@ -64,6 +64,9 @@ pub struct JobOptions {
     /// Seconds after the dispatch after which no more tries are made (Laravel's `retryUntil`):
     /// a failure past it is final, and a retry that comes due past it fails without running.
     pub retry_until: Option<u64>,
+    /// The job's priority within its queue, 0 (the default) to 255: a ready job of a higher
+    /// priority is reserved before every ready job of a lower one, FIFO among equals.
+    pub priority: u8,
 }
 
 /// When a unique job gives its key back (Laravel's `ShouldBeUnique` and
@@ -92,6 +95,7 @@ impl JobOptions {
         unique_until: UniqueUntil::Finish,
         max_exceptions: None,
         retry_until: None,
+        priority: 0,
     };
 }
 

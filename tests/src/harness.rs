@@ -108,11 +108,7 @@ impl Harness {
 
     /// Pushes a raw payload (for malformed-envelope tests).
     pub async fn push_raw(&self, payload: &str) -> String {
-        let job = NewJob {
-            queue: self.queue.clone(),
-            payload: payload.to_owned(),
-            delay: Duration::ZERO,
-        };
+        let job = NewJob::new(self.queue.clone(), payload, Duration::ZERO);
         self.driver.push(&[job]).await.expect("push").remove(0)
     }
 

@@ -361,3 +361,25 @@ impl Job for ChainStep {
         Ok(())
     }
 }
+
+/// Records its run and fails for good when `fail` is set; priority 7 by its type.
+#[derive(Debug, Clone)]
+#[job(name = "conformance.Prioritized", max_tries = 1, priority = 7)]
+pub struct Prioritized {
+    /// The ledger key.
+    pub key: String,
+    /// Its number.
+    pub n: u64,
+    /// Fail (for good: one try).
+    pub fail: bool,
+}
+
+impl Job for Prioritized {
+    async fn handle(&mut self, ctx: &JobContext) -> Result<(), JobError> {
+        record(&self.key, "run", ctx.attempts(), self.n, ctx.job_id());
+        if self.fail {
+            return Err(JobError::msg("planned failure"));
+        }
+        Ok(())
+    }
+}

@@ -55,7 +55,7 @@ macro_rules! conformance_suite {
             weighted_queues_start_jobs_in_proportion, broken_links_fail_the_chain_and_run_its_catch,
             cancelling_removes_queued_and_delayed_jobs, cancelling_a_running_job_stops_it,
             scheduled_ticks_fire_once_across_schedulers, missed_ticks_follow_the_policy,
-            cancelled_prefetched_and_unique_jobs
+            cancelled_prefetched_and_unique_jobs, higher_priorities_start_first
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {

@@ -69,8 +69,10 @@ async fn schema_is_routemqs_and_accepts_its_rows() {
             "reserved_at DATETIME",
             "available_at DATETIME NOT NULL",
             "created_at DATETIME NOT NULL",
-            // routemq's own: prefetches not followed by a start (RouteMQ leaves it at its default).
-            "unstarted INTEGER NOT NULL"
+            // routemq's own: prefetches not followed by a start, and the job's priority (RouteMQ
+            // leaves both at their default).
+            "unstarted INTEGER NOT NULL",
+            "priority INTEGER NOT NULL"
         ]
     );
     assert_eq!(

@@ -17,11 +17,7 @@ const FAR: i64 = 3_000_000_000;
 const PAYLOAD: &str = r#"{"class": "conformance.Record", "data": {"key": "ids", "n": 1}, "max_tries": 3, "timeout": 60, "retry_after": 0, "queue": "ids"}"#;
 
 fn job() -> NewJob {
-    NewJob {
-        queue: "ids".to_owned(),
-        payload: PAYLOAD.to_owned(),
-        delay: Duration::ZERO,
-    }
+    NewJob::new("ids", PAYLOAD, Duration::ZERO)
 }
 
 /// Push, reserve, extend, release, fail, retry from the failed store and ack, all with ids past

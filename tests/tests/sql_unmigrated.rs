@@ -1,6 +1,7 @@
-//! A RouteMQ table that `queue-migrate` has not upgraded (no `unstarted` column): prefetching
-//! falls back to reserving (the attempt counts at once, as before), nothing fails; after the
-//! migration, prefetches count no attempt until the job starts. Each test has a database of its own.
+//! A RouteMQ table that `queue-migrate` has not upgraded (no `unstarted` or `priority` column):
+//! prefetching falls back to reserving (the attempt counts at once, as before) and claims go by
+//! id, nothing fails but a dispatch with a priority, which says to migrate; after the migration,
+//! prefetches count no attempt until the job starts. Each test has a database of its own.
 
 use std::time::Duration;
 
@@ -13,16 +14,19 @@ use routemq_tests::services::{mysql_url, postgres_url};
 const PAYLOAD: &str = r#"{"class": "conformance.Record", "data": {"key": "unmigrated", "n": 1}, "max_tries": 3, "queue": "q"}"#;
 
 fn job() -> NewJob {
-    NewJob {
-        queue: "q".to_owned(),
-        payload: PAYLOAD.to_owned(),
-        delay: Duration::ZERO,
-    }
+    NewJob::new("q", PAYLOAD, Duration::ZERO)
 }
 
 /// On the RouteMQ table as it is, then after `migrate`.
 async fn prefetch_before_and_after_migrating(driver: &dyn QueueDriver) {
     let queues = ["q".to_owned()];
+    let mut urgent = job();
+    urgent.priority = 5;
+    let error = driver
+        .push(&[urgent])
+        .await
+        .expect_err("no priority column to store it in");
+    assert!(error.to_string().contains("queue-migrate"), "{error}");
     driver.push(&[job(), job()]).await.expect("push");
     let jobs = driver
         .prefetch(&queues, 1)

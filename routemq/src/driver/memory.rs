@@ -29,12 +29,15 @@ struct StoredJob {
     /// since a prefetch does not add to `attempts`.
     prefetched: bool,
     created: Instant,
+    /// Its priority within the queue (higher first).
+    priority: u8,
 }
 
 #[derive(Debug, Default)]
 struct QueueState {
-    /// Ready jobs by id (FIFO by id, as `ORDER BY id` on SQL).
-    ready: BTreeSet<u64>,
+    /// Ready jobs by [`rank`] (higher priority first, then FIFO by id, as SQL's `ORDER BY
+    /// priority DESC, id`).
+    ready: BTreeSet<(u8, u64)>,
     /// Delayed jobs by due time.
     delayed: BTreeSet<(Instant, u64)>,
     /// Reserved jobs by last heartbeat, for O(log n) reaping.
@@ -100,6 +103,11 @@ impl MemoryDriver {
     }
 }
 
+/// A ready job's place: `255 - priority`, then its id (the set's first is the next to run).
+fn rank(jobs: &HashMap<u64, StoredJob>, id: u64) -> (u8, u64) {
+    (u8::MAX - jobs.get(&id).map_or(0, |job| job.priority), id)
+}
+
 impl State {
     fn queue(&mut self, name: &str) -> &mut QueueState {
         if !self.queues.contains_key(name) {
@@ -108,7 +116,14 @@ impl State {
         self.queues.get_mut(name).expect("inserted above")
     }
 
-    fn insert(&mut self, queue: &str, payload: String, delay: Duration, now: Instant) -> u64 {
+    fn insert(
+        &mut self,
+        queue: &str,
+        payload: String,
+        delay: Duration,
+        now: Instant,
+        priority: u8,
+    ) -> u64 {
         self.next_id += 1;
         let id = self.next_id;
         self.jobs.insert(
@@ -120,6 +135,7 @@ impl State {
                 unstarted: 0,
                 prefetched: false,
                 created: now,
+                priority,
             },
         );
         self.schedule(queue, id, delay, now);
@@ -127,9 +143,10 @@ impl State {
     }
 
     fn schedule(&mut self, queue: &str, id: u64, delay: Duration, now: Instant) {
+        let rank = rank(&self.jobs, id);
         let state = self.queue(queue);
         if delay.is_zero() {
-            state.ready.insert(id);
+            state.ready.insert(rank);
         } else {
             state
                 .delayed
@@ -146,7 +163,7 @@ impl State {
                 break;
             }
             state.delayed.pop_first();
-            state.ready.insert(id);
+            state.ready.insert(rank(&self.jobs, id));
         }
     }
 
@@ -168,7 +185,8 @@ impl State {
         for queue in queues {
             self.promote_due(queue, now);
             while out.len() < max {
-                let Some(id) = self.queues.get_mut(queue).and_then(|q| q.ready.pop_first()) else {
+                let Some((_, id)) = self.queues.get_mut(queue).and_then(|q| q.ready.pop_first())
+                else {
                     break;
                 };
                 self.queue(queue).reserved.insert((now, id));
@@ -224,8 +242,9 @@ impl State {
         if self.leases.contains_key(&id) {
             return Removal::Leased { queue };
         }
+        let rank = rank(&self.jobs, id);
         let state = self.queue(&queue);
-        if !state.ready.remove(&id) {
+        if !state.ready.remove(&rank) {
             state.delayed.retain(|&(_, delayed)| delayed != id);
         }
         let payload = self
@@ -312,7 +331,13 @@ impl QueueDriver for MemoryDriver {
             jobs.iter()
                 .map(|job| {
                     state
-                        .insert(&job.queue, job.payload.clone(), job.delay, now)
+                        .insert(
+                            &job.queue,
+                            job.payload.clone(),
+                            job.delay,
+                            now,
+                            job.priority,
+                        )
                         .to_string()
                 })
                 .collect()
@@ -467,7 +492,8 @@ impl QueueDriver for MemoryDriver {
                         state.record_failed(job, &failure);
                         reaped.failed += 1;
                     } else {
-                        state.queue(queue).ready.insert(id);
+                        let rank = rank(&state.jobs, id);
+                        state.queue(queue).ready.insert(rank);
                         reaped.requeued += 1;
                     }
                 }
@@ -502,7 +528,7 @@ impl QueueDriver for MemoryDriver {
         let oldest = q
             .ready
             .iter()
-            .filter_map(|id| state.jobs.get(id))
+            .filter_map(|(_, id)| state.jobs.get(id))
             .map(|job| job.created)
             .min();
         Ok(QueueStats {
@@ -564,11 +590,14 @@ impl QueueDriver for MemoryDriver {
             let Some(failed) = state.failed.remove(&id) else {
                 return Ok(None);
             };
+            let priority = crate::envelope::Envelope::decode(&failed.payload)
+                .map_or(0, |envelope| envelope.priority());
             state.insert(
                 &failed.queue,
                 failed.payload,
                 Duration::ZERO,
                 Instant::now(),
+                priority,
             )
         };
         self.wake.notify();

@@ -48,6 +48,23 @@ pub struct NewJob {
     pub payload: String,
     /// How long the job stays invisible (zero: ready now).
     pub delay: Duration,
+    /// Its priority within the queue (0 to 255, higher first; 0 is RouteMQ's only one). A driver
+    /// that ignores it serves the queue in FIFO order.
+    pub priority: u8,
+}
+
+impl NewJob {
+    /// A job at the priority its envelope carries (0 when it carries none or cannot be read).
+    pub fn new(queue: impl Into<String>, payload: impl Into<String>, delay: Duration) -> Self {
+        let payload = payload.into();
+        let priority = crate::envelope::Envelope::decode(&payload).map_or(0, |e| e.priority());
+        Self {
+            queue: queue.into(),
+            payload,
+            delay,
+            priority,
+        }
+    }
 }
 
 /// One reservation of one job: what ack, release, fail and extend act on.

@@ -37,6 +37,7 @@ const SCHEMA: &[&str] = &[
         available_at DATETIME(6) NOT NULL,
         created_at DATETIME(6) NOT NULL,
         unstarted INTEGER NOT NULL DEFAULT 0,
+        priority SMALLINT NOT NULL DEFAULT 0,
         PRIMARY KEY (id),
         INDEX queue_jobs_queue_reserved_at_index (queue, reserved_at),
         INDEX ix_queue_jobs_queue (queue)
@@ -73,6 +74,7 @@ pub struct MySqlDriver {
     returning: bool,
     wake: WakeSignal,
     prefetching: sql::PrefetchSupport,
+    priorities: sql::PrioritySupport,
 }
 
 fn backend(operation: &'static str) -> impl Fn(sqlx::Error) -> DriverError {
@@ -112,20 +114,43 @@ async fn widen_ids(conn: &mut sqlx::MySqlConnection) -> Result<(), DriverError> 
     Ok(())
 }
 
-/// Adds the `unstarted` column to a table created by RouteMQ or an earlier routemq.
-async fn add_unstarted(conn: &mut sqlx::MySqlConnection) -> Result<(), DriverError> {
-    let present: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM information_schema.COLUMNS
-         WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'queue_jobs' AND COLUMN_NAME = 'unstarted'",
+/// Adds the `unstarted` and `priority` columns to a table created by RouteMQ or an earlier
+/// routemq, and the claim's index (ready jobs of a queue by priority, then id).
+async fn add_columns(conn: &mut sqlx::MySqlConnection) -> Result<(), DriverError> {
+    for (column, kind) in [(sql::UNSTARTED, "INTEGER"), (sql::PRIORITY, "SMALLINT")] {
+        let present: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM information_schema.COLUMNS
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'queue_jobs' AND COLUMN_NAME = ?",
+        )
+        .bind(column)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(backend("create tables"))?;
+        if present.is_none() {
+            sqlx::query(&format!(
+                "ALTER TABLE queue_jobs ADD COLUMN {column} {kind} NOT NULL DEFAULT 0"
+            ))
+            .execute(&mut *conn)
+            .await
+            .map_err(backend("create tables"))?;
+        }
+    }
+    let indexed: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE()
+         AND TABLE_NAME = 'queue_jobs' AND INDEX_NAME = 'routemq_queue_jobs_priority' LIMIT 1",
     )
     .fetch_optional(&mut *conn)
     .await
     .map_err(backend("create tables"))?;
-    if present.is_none() {
-        sqlx::query("ALTER TABLE queue_jobs ADD COLUMN unstarted INTEGER NOT NULL DEFAULT 0")
-            .execute(&mut *conn)
-            .await
-            .map_err(backend("create tables"))?;
+    if indexed.is_none() {
+        // InnoDB orders the entries of equal keys by the primary key: (priority DESC, id).
+        sqlx::query(
+            "ALTER TABLE queue_jobs
+             ADD INDEX routemq_queue_jobs_priority (queue, reserved_at, priority DESC)",
+        )
+        .execute(&mut *conn)
+        .await
+        .map_err(backend("create tables"))?;
     }
     Ok(())
 }
@@ -170,11 +195,14 @@ async fn push_with(
     returning: bool,
 ) -> Result<Vec<String>, DriverError> {
     let mut ids = Vec::with_capacity(jobs.len());
+    // The priority column is named only when a job has one: RouteMQ's tables take the rest.
+    let prioritized = sql::any_priority(jobs);
+    let column = if prioritized { ", priority" } else { "" };
     if returning {
         for chunk in jobs.chunks(INSERT_CHUNK) {
-            let mut insert = QueryBuilder::<MySql>::new(
-                "INSERT INTO queue_jobs (queue, payload, attempts, reserved_at, available_at, created_at) ",
-            );
+            let mut insert = QueryBuilder::<MySql>::new(format!(
+                "INSERT INTO queue_jobs (queue, payload, attempts, reserved_at, available_at, created_at{column}) "
+            ));
             insert.push_values(chunk, |mut row, job| {
                 row.push_bind(&job.queue)
                     .push_bind(&job.payload)
@@ -183,13 +211,16 @@ async fn push_with(
                     .push_bind_unseparated(micros(job.delay))
                     .push_unseparated(" MICROSECOND)")
                     .push(NOW);
+                if prioritized {
+                    row.push_bind(i16::from(job.priority));
+                }
             });
             insert.push(" RETURNING id");
             let rows = insert
                 .build()
                 .fetch_all(&mut *conn)
                 .await
-                .map_err(backend("push"))?;
+                .map_err(sql::push_error)?;
             let mut chunk_ids = rows
                 .iter()
                 .map(|r| r.try_get::<i64, _>(0))
@@ -200,17 +231,20 @@ async fn push_with(
         }
         return Ok(ids);
     }
+    let value = if prioritized { ", ?" } else { "" };
     for job in jobs {
-        let result = sqlx::query(&format!(
-            "INSERT INTO queue_jobs (queue, payload, attempts, reserved_at, available_at, created_at)
-             VALUES (?, ?, 0, NULL, DATE_ADD({NOW}, INTERVAL ? MICROSECOND), {NOW})"
-        ))
-        .bind(&job.queue)
-        .bind(&job.payload)
-        .bind(micros(job.delay))
-        .execute(&mut *conn)
-        .await
-        .map_err(backend("push"))?;
+        let statement = format!(
+            "INSERT INTO queue_jobs (queue, payload, attempts, reserved_at, available_at, created_at{column})
+             VALUES (?, ?, 0, NULL, DATE_ADD({NOW}, INTERVAL ? MICROSECOND), {NOW}{value})"
+        );
+        let mut insert = sqlx::query(&statement)
+            .bind(&job.queue)
+            .bind(&job.payload)
+            .bind(micros(job.delay));
+        if prioritized {
+            insert = insert.bind(i16::from(job.priority));
+        }
+        let result = insert.execute(&mut *conn).await.map_err(sql::push_error)?;
         ids.push(result.last_insert_id().to_string());
     }
     Ok(ids)
@@ -270,6 +304,7 @@ impl MySqlDriver {
             returning,
             wake: WakeSignal::new(),
             prefetching: sql::PrefetchSupport::default(),
+            priorities: sql::PrioritySupport::default(),
         })
     }
 
@@ -311,15 +346,30 @@ impl MySqlDriver {
                     "unstarted = unstarted + 1, attempts = -attempts - 1",
                 )
             };
-            let rows: Result<Vec<(i64, String, i32, i64)>, _> = sqlx::query_as(&format!(
-                "SELECT id, payload, attempts, {unstarted} FROM queue_jobs
-                 WHERE queue = ? AND reserved_at IS NULL AND available_at <= {NOW}
-                 ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED"
-            ))
-            .bind(queue)
-            .bind(i64::try_from(max - out.len()).unwrap_or(i64::MAX))
-            .fetch_all(&mut *tx)
-            .await;
+            let claim = |order: &str| {
+                format!(
+                    "SELECT id, payload, attempts, {unstarted} FROM queue_jobs
+                     WHERE queue = ? AND reserved_at IS NULL AND available_at <= {NOW}
+                     ORDER BY {order} LIMIT ? FOR UPDATE SKIP LOCKED"
+                )
+            };
+            let limit = i64::try_from(max - out.len()).unwrap_or(i64::MAX);
+            let mut rows: Result<Vec<(i64, String, i32, i64)>, _> =
+                sqlx::query_as(&claim(self.priorities.order()))
+                    .bind(queue)
+                    .bind(limit)
+                    .fetch_all(&mut *tx)
+                    .await;
+            // Not migrated yet: claim by id alone.
+            if let Err(error) = &rows
+                && self.priorities.off_if_unmigrated(error)
+            {
+                rows = sqlx::query_as(&claim(self.priorities.order()))
+                    .bind(queue)
+                    .bind(limit)
+                    .fetch_all(&mut *tx)
+                    .await;
+            }
             let rows = match rows {
                 // Not migrated yet: `prefetch` reserves instead.
                 Err(error) if !count && self.prefetching.off_if_unmigrated(&error) => {
@@ -522,7 +572,7 @@ impl QueueDriver for MySqlDriver {
             result = widen_ids(&mut conn).await;
         }
         if result.is_ok() {
-            result = add_unstarted(&mut conn).await;
+            result = add_columns(&mut conn).await;
         }
         sqlx::query("SELECT RELEASE_LOCK('routemq_migrate')")
             .execute(&mut *conn)
@@ -853,11 +903,7 @@ impl QueueDriver for MySqlDriver {
         let Some((queue, payload)) = row else {
             return Ok(None);
         };
-        let job = NewJob {
-            queue,
-            payload,
-            delay: Duration::ZERO,
-        };
+        let job = NewJob::new(queue, payload, Duration::ZERO);
         let new_id = push_with(&mut tx, std::slice::from_ref(&job), self.returning).await?;
         sqlx::query("DELETE FROM queue_failed_jobs WHERE id = ?")
             .bind(id)

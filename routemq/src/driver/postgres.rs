@@ -44,11 +44,11 @@ const SCHEMA: &[&str] = &[
         available_at TIMESTAMP WITHOUT TIME ZONE NOT NULL,
         created_at TIMESTAMP WITHOUT TIME ZONE NOT NULL,
         unstarted INTEGER NOT NULL DEFAULT 0,
+        priority SMALLINT NOT NULL DEFAULT 0,
         PRIMARY KEY (id)
     )",
     "CREATE INDEX IF NOT EXISTS queue_jobs_queue_reserved_at_index ON queue_jobs (queue, reserved_at)",
     "CREATE INDEX IF NOT EXISTS ix_queue_jobs_queue ON queue_jobs (queue)",
-    "CREATE INDEX IF NOT EXISTS routemq_queue_jobs_claim ON queue_jobs (queue, id) WHERE reserved_at IS NULL",
     "CREATE TABLE IF NOT EXISTS queue_failed_jobs (
         id BIGSERIAL NOT NULL,
         connection VARCHAR(255) NOT NULL,
@@ -77,6 +77,7 @@ pub struct PostgresDriver {
     wake: WakeSignal,
     listener: WakeFeed,
     prefetching: sql::PrefetchSupport,
+    priorities: sql::PrioritySupport,
 }
 
 impl std::fmt::Debug for PostgresDriver {
@@ -134,13 +135,21 @@ pub async fn push_on(conn: &mut PgConnection, jobs: &[NewJob]) -> Result<Vec<Str
         .iter()
         .map(|j| crate::limits::clamp(j.delay).as_secs_f64())
         .collect();
+    let priorities: Vec<i16> = jobs.iter().map(|j| i16::from(j.priority)).collect();
+    // The priority column is named only when a job has one: RouteMQ's tables take the rest.
+    let (column, value) = if sql::any_priority(jobs) {
+        (", priority", ", r")
+    } else {
+        ("", "")
+    };
     // One round trip: the insert, and a NOTIFY per row (PostgreSQL folds identical notifications
     // of one transaction into one, delivered at commit).
     let mut ids: Vec<i64> = sqlx::query_scalar(&format!(
         "WITH ins AS (
-            INSERT INTO queue_jobs (queue, payload, attempts, reserved_at, available_at, created_at)
-            SELECT q, p, 0, NULL, {NOW} + make_interval(secs => d), {NOW}
-            FROM UNNEST($1::varchar[], $2::text[], $3::float8[]) WITH ORDINALITY AS t(q, p, d, n)
+            INSERT INTO queue_jobs (queue, payload, attempts, reserved_at, available_at, created_at{column})
+            SELECT q, p, 0, NULL, {NOW} + make_interval(secs => d), {NOW}{value}
+            FROM UNNEST($1::varchar[], $2::text[], $3::float8[], $5::int2[])
+                 WITH ORDINALITY AS t(q, p, d, r, n)
             ORDER BY n
             RETURNING id, queue)
          SELECT ins.id::bigint FROM ins, pg_notify($4, ins.queue)"
@@ -149,9 +158,10 @@ pub async fn push_on(conn: &mut PgConnection, jobs: &[NewJob]) -> Result<Vec<Str
     .bind(&payloads)
     .bind(&delays)
     .bind(CHANNEL)
+    .bind(&priorities)
     .fetch_all(&mut *conn)
     .await
-    .map_err(backend("push"))?;
+    .map_err(sql::push_error)?;
     // Ids are taken in insertion order, which is the ORDER BY above.
     ids.sort_unstable();
     Ok(ids.into_iter().map(|id| id.to_string()).collect())
@@ -204,6 +214,7 @@ impl PostgresDriver {
             wake: WakeSignal::new(),
             listener: WakeFeed::default(),
             prefetching: sql::PrefetchSupport::default(),
+            priorities: sql::PrioritySupport::default(),
         }
     }
 
@@ -261,23 +272,54 @@ impl PostgresDriver {
         Ok(())
     }
 
-    /// Adds the `unstarted` column to a table created by RouteMQ or an earlier routemq (a
-    /// catalog change only: the default is a constant).
-    async fn add_unstarted(&self) -> Result<(), DriverError> {
-        let present: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM information_schema.columns
-             WHERE table_schema = current_schema() AND table_name = 'queue_jobs' AND column_name = 'unstarted')",
+    /// Adds the `unstarted` and `priority` columns to a table created by RouteMQ or an earlier
+    /// routemq (a catalog change only: the defaults are constants).
+    async fn add_columns(&self) -> Result<(), DriverError> {
+        for (column, kind) in [(sql::UNSTARTED, "INTEGER"), (sql::PRIORITY, "SMALLINT")] {
+            let present: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM information_schema.columns
+                 WHERE table_schema = current_schema() AND table_name = 'queue_jobs' AND column_name = $1)",
+            )
+            .bind(column)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend("create tables"))?;
+            if !present {
+                sqlx::query(&format!(
+                    "ALTER TABLE queue_jobs ADD COLUMN IF NOT EXISTS {column} {kind} NOT NULL DEFAULT 0"
+                ))
+                .execute(&self.pool)
+                .await
+                .map_err(backend("create tables"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The claim's index (ready jobs of a queue by priority, then id), made once; it replaces an
+    /// earlier one by id alone.
+    async fn claim_index(&self) -> Result<(), DriverError> {
+        let (present, old): (bool, bool) = sqlx::query_as(
+            "SELECT to_regclass('routemq_queue_jobs_priority') IS NOT NULL,
+                    to_regclass('routemq_queue_jobs_claim') IS NOT NULL",
         )
         .fetch_one(&self.pool)
         .await
         .map_err(backend("create tables"))?;
         if !present {
             sqlx::query(
-                "ALTER TABLE queue_jobs ADD COLUMN IF NOT EXISTS unstarted INTEGER NOT NULL DEFAULT 0",
+                "CREATE INDEX IF NOT EXISTS routemq_queue_jobs_priority
+                 ON queue_jobs (queue, priority DESC, id) WHERE reserved_at IS NULL",
             )
             .execute(&self.pool)
             .await
             .map_err(backend("create tables"))?;
+        }
+        if old {
+            sqlx::query("DROP INDEX IF EXISTS routemq_queue_jobs_claim")
+                .execute(&self.pool)
+                .await
+                .map_err(backend("create tables"))?;
         }
         Ok(())
     }
@@ -308,17 +350,31 @@ impl PostgresDriver {
                     ", unstarted",
                 )
             };
-            let rows = sqlx::query(&format!(
-                "UPDATE queue_jobs SET reserved_at = {NOW}, {counting}
-                 WHERE id IN (SELECT id FROM queue_jobs
-                              WHERE queue = $1 AND reserved_at IS NULL AND available_at <= {NOW}
-                              ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)
-                 RETURNING id::bigint AS id, queue, payload, attempts{unstarted}"
-            ))
-            .bind(queue)
-            .bind(i64::try_from(max - out.len()).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await;
+            let claim = |order: &str| {
+                format!(
+                    "UPDATE queue_jobs SET reserved_at = {NOW}, {counting}
+                     WHERE id IN (SELECT id FROM queue_jobs
+                                  WHERE queue = $1 AND reserved_at IS NULL AND available_at <= {NOW}
+                                  ORDER BY {order} LIMIT $2 FOR UPDATE SKIP LOCKED)
+                     RETURNING id::bigint AS id, queue, payload, attempts{unstarted}"
+                )
+            };
+            let limit = i64::try_from(max - out.len()).unwrap_or(i64::MAX);
+            let mut rows = sqlx::query(&claim(self.priorities.order()))
+                .bind(queue)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await;
+            // Not migrated yet: claim by id alone.
+            if let Err(error) = &rows
+                && self.priorities.off_if_unmigrated(error)
+            {
+                rows = sqlx::query(&claim(self.priorities.order()))
+                    .bind(queue)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await;
+            }
             let rows = match rows {
                 // Not migrated yet: `prefetch` reserves instead.
                 Err(error) if !count && self.prefetching.off_if_unmigrated(&error) => {
@@ -465,7 +521,7 @@ impl QueueDriver for PostgresDriver {
         // Already there: take no lock (CREATE INDEX IF NOT EXISTS would lock the tables anyway).
         let present: bool = sqlx::query_scalar(
             "SELECT to_regclass('queue_jobs') IS NOT NULL AND to_regclass('queue_failed_jobs') IS NOT NULL
-                AND to_regclass('routemq_queue_jobs_claim') IS NOT NULL
+                AND to_regclass('routemq_queue_jobs_priority') IS NOT NULL
                 AND to_regclass('queue_slots_expires_at') IS NOT NULL",
         )
         .fetch_one(&self.pool)
@@ -488,7 +544,8 @@ impl QueueDriver for PostgresDriver {
         }
         // Tables RouteMQ or an older routemq created: upgraded on the first run, as on later ones.
         self.widen_ids().await?;
-        self.add_unstarted().await
+        self.add_columns().await?;
+        self.claim_index().await
     }
 
     async fn push(&self, jobs: &[NewJob]) -> Result<Vec<String>, DriverError> {
@@ -773,25 +830,25 @@ impl QueueDriver for PostgresDriver {
 
     async fn failed_retry(&self, id: &str) -> Result<Option<String>, DriverError> {
         let id = sql::row_id(id)?;
-        let new_id: Option<(i64, String)> = sqlx::query_as(&format!(
-            "WITH gone AS (DELETE FROM queue_failed_jobs WHERE id = $1 RETURNING queue, payload)
-             INSERT INTO queue_jobs (queue, payload, attempts, reserved_at, available_at, created_at)
-             SELECT queue, payload, 0, NULL, {NOW}, {NOW} FROM gone
-             RETURNING id::bigint, queue"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend("retry failed job"))?;
-        if let Some((_, queue)) = &new_id {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(CHANNEL)
-                .bind(queue)
-                .execute(&self.pool)
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(backend("retry failed job"))?;
+        let gone: Option<(String, String)> =
+            sqlx::query_as("DELETE FROM queue_failed_jobs WHERE id = $1 RETURNING queue, payload")
+                .bind(id)
+                .fetch_optional(&mut *tx)
                 .await
-                .map_err(backend("notify"))?;
-        }
-        Ok(new_id.map(|(id, _)| id.to_string()))
+                .map_err(backend("retry failed job"))?;
+        let Some((queue, payload)) = gone else {
+            return Ok(None);
+        };
+        // A new job at the priority its envelope carries; workers are notified at commit.
+        let job = NewJob::new(queue, payload, Duration::ZERO);
+        let new_id = push_on(&mut tx, std::slice::from_ref(&job)).await?;
+        tx.commit().await.map_err(backend("retry failed job"))?;
+        Ok(new_id.into_iter().next())
     }
 
     async fn failed_forget(&self, id: &str) -> Result<bool, DriverError> {

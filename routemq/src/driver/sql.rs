@@ -5,7 +5,7 @@ use std::time::SystemTime;
 #[cfg(any(feature = "sqlite", feature = "mysql"))]
 use sqlx::QueryBuilder;
 
-use super::{DriverError, Lease, ReservedJob};
+use super::{DriverError, Lease, NewJob, ReservedJob};
 use crate::time;
 
 /// RouteMQ's SQL timestamps: naive UTC (`2026-11-28 21:35:11.397883`).
@@ -222,4 +222,76 @@ pub(crate) fn auto_create_tables() -> Result<bool, DriverError> {
 #[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
 pub(crate) fn server_url_from_env(kind: crate::config::SqlKind) -> Result<String, DriverError> {
     Ok(crate::config::server_url(kind, crate::config::env_var)?)
+}
+
+/// The column, added to RouteMQ's `queue_jobs` by `queue-migrate`, that holds a job's priority
+/// (0 to 255, higher first; RouteMQ's rows keep the default 0).
+pub(crate) const PRIORITY: &str = "priority";
+
+/// Whether the jobs table has the [`PRIORITY`] column: assumed until a claim says otherwise,
+/// after which claims go by id alone (FIFO), with one warning. A dispatch with a priority then
+/// fails with an error that says to run `queue-migrate`.
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
+#[derive(Debug)]
+pub(crate) struct PrioritySupport(std::sync::atomic::AtomicBool);
+
+impl Default for PrioritySupport {
+    fn default() -> Self {
+        Self(std::sync::atomic::AtomicBool::new(true))
+    }
+}
+
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
+impl PrioritySupport {
+    /// The claim's `ORDER BY`: higher priorities first, FIFO among equals.
+    pub(crate) fn order(&self) -> &'static str {
+        if self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            "priority DESC, id"
+        } else {
+            "id"
+        }
+    }
+
+    /// Turns priorities off after `error`, if it says the column is missing; `false` otherwise.
+    pub(crate) fn off_if_unmigrated(&self, error: &sqlx::Error) -> bool {
+        if !lacks_priority(error) {
+            return false;
+        }
+        if self.0.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(
+                "the queue_jobs table has no `{PRIORITY}` column: jobs are served in FIFO order, \
+                 whatever their priority, until `queue-migrate` adds it and the worker restarts"
+            );
+        }
+        true
+    }
+}
+
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
+/// Whether `error` says the jobs table has no [`PRIORITY`] column.
+pub(crate) fn lacks_priority(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.message().contains(PRIORITY))
+}
+
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
+/// Whether any of `jobs` has a priority (only then does an insert name the column, so that tables
+/// RouteMQ created keep taking jobs of the default priority).
+pub(crate) fn any_priority(jobs: &[NewJob]) -> bool {
+    jobs.iter().any(|job| job.priority > 0)
+}
+
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
+/// The error of a push with a priority into a table without the column.
+pub(crate) fn push_error(error: sqlx::Error) -> DriverError {
+    if lacks_priority(&error) {
+        DriverError::backend(
+            "push",
+            format!(
+                "the queue_jobs table has no `{PRIORITY}` column, so jobs with a priority cannot be \
+                 stored: run `queue-migrate` ({error})"
+            ),
+        )
+    } else {
+        DriverError::backend("push", error)
+    }
 }

@@ -41,11 +41,11 @@ const SCHEMA: &[&str] = &[
         reserved_at DATETIME,
         available_at DATETIME NOT NULL,
         created_at DATETIME NOT NULL,
-        unstarted INTEGER NOT NULL DEFAULT 0
+        unstarted INTEGER NOT NULL DEFAULT 0,
+        priority INTEGER NOT NULL DEFAULT 0
     )",
     "CREATE INDEX IF NOT EXISTS queue_jobs_queue_reserved_at_index ON queue_jobs (queue, reserved_at)",
     "CREATE INDEX IF NOT EXISTS ix_queue_jobs_queue ON queue_jobs (queue)",
-    "CREATE INDEX IF NOT EXISTS routemq_queue_jobs_claim ON queue_jobs (queue, reserved_at, available_at, id)",
     "CREATE TABLE IF NOT EXISTS queue_failed_jobs (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         connection VARCHAR(255) NOT NULL,
@@ -147,7 +147,7 @@ impl SqliteDriver {
             let statement = format!(
                 "UPDATE queue_jobs SET reserved_at = ?1, {counting} id IN (SELECT id FROM queue_jobs
                      WHERE queue = ?2 AND reserved_at IS NULL AND available_at <= ?1
-                     ORDER BY id LIMIT ?3)
+                     ORDER BY priority DESC, id LIMIT ?3)
                  RETURNING id, queue, payload, attempts, unstarted"
             );
             let rows = retry_busy("reserve", || {
@@ -337,18 +337,20 @@ impl QueueDriver for SqliteDriver {
             })
             .await?;
         }
-        // A table created by RouteMQ, or by routemq before it counted prefetches.
+        // A table created by RouteMQ, or by routemq before it counted prefetches or had priorities.
         let columns: Vec<String> =
             sqlx::query_scalar("SELECT name FROM pragma_table_info('queue_jobs')")
                 .fetch_all(&self.pool)
                 .await
                 .map_err(|e| DriverError::backend("create tables", e))?;
-        if !columns.iter().any(|c| c == sql::UNSTARTED) {
+        for column in [sql::UNSTARTED, sql::PRIORITY] {
+            if columns.iter().any(|c| c == column) {
+                continue;
+            }
+            let statement =
+                format!("ALTER TABLE queue_jobs ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0");
             let added = retry_busy("create tables", || {
-                sqlx::query(
-                    "ALTER TABLE queue_jobs ADD COLUMN unstarted INTEGER NOT NULL DEFAULT 0",
-                )
-                .execute(&self.pool)
+                sqlx::query(&statement).execute(&self.pool)
             })
             .await;
             // Another process may have added it meanwhile.
@@ -357,6 +359,18 @@ impl QueueDriver for SqliteDriver {
             {
                 return Err(error);
             }
+        }
+        // The claim's index: ready jobs of a queue by priority, then id (it replaces an earlier
+        // one by id alone).
+        for statement in [
+            "CREATE INDEX IF NOT EXISTS routemq_queue_jobs_priority
+             ON queue_jobs (queue, reserved_at, priority DESC, id, available_at)",
+            "DROP INDEX IF EXISTS routemq_queue_jobs_claim",
+        ] {
+            retry_busy("create tables", || {
+                sqlx::query(statement).execute(&self.pool)
+            })
+            .await?;
         }
         Ok(())
     }
@@ -372,13 +386,14 @@ impl QueueDriver for SqliteDriver {
                 // keeps its write transaction open until the cached statement is next reset.
                 let ids: Vec<i64> = retry_busy("push", || {
                     sqlx::query_scalar(
-                        "INSERT INTO queue_jobs (queue, payload, attempts, reserved_at, available_at, created_at)
-                         VALUES (?1, ?2, 0, NULL, ?3, ?4) RETURNING id",
+                        "INSERT INTO queue_jobs (queue, payload, attempts, reserved_at, available_at, created_at, priority)
+                         VALUES (?1, ?2, 0, NULL, ?3, ?4, ?5) RETURNING id",
                     )
                     .bind(&job.queue)
                     .bind(&job.payload)
                     .bind(SqlTime::text(now + crate::limits::clamp(job.delay)))
                     .bind(&created)
+                    .bind(i64::from(job.priority))
                     .fetch_all(&self.pool)
                 })
                 .await?;
@@ -391,7 +406,7 @@ impl QueueDriver for SqliteDriver {
                     let mut ids = Vec::with_capacity(many.len());
                     for chunk in many.chunks(INSERT_CHUNK) {
                         let mut insert = QueryBuilder::<Sqlite>::new(
-                            "INSERT INTO queue_jobs (queue, payload, attempts, reserved_at, available_at, created_at) ",
+                            "INSERT INTO queue_jobs (queue, payload, attempts, reserved_at, available_at, created_at, priority) ",
                         );
                         insert.push_values(chunk, |mut row, job| {
                             row.push_bind(&job.queue)
@@ -399,7 +414,8 @@ impl QueueDriver for SqliteDriver {
                                 .push_bind(0_i64)
                                 .push("NULL")
                                 .push_bind(SqlTime::text(now + crate::limits::clamp(job.delay)))
-                                .push_bind(&created);
+                                .push_bind(&created)
+                                .push_bind(i64::from(job.priority));
                         });
                         insert.push(" RETURNING id");
                         let rows = insert.build().fetch_all(&mut *tx).await?;
@@ -758,15 +774,27 @@ impl QueueDriver for SqliteDriver {
         let id = sql::row_id(id)?;
         let now = SqlTime::text(SystemTime::now());
         let new_id = retry_busy("retry failed job", || async {
-            let mut tx = self.pool.begin().await?;
+            // The write lock first, so that no other process retries the same job meanwhile.
+            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+            let failed: Option<String> =
+                sqlx::query_scalar("SELECT payload FROM queue_failed_jobs WHERE id = ?1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let Some(payload) = failed else {
+                return Ok(None);
+            };
+            // The job's priority comes back with it, from its envelope.
+            let priority = NewJob::new("", payload, Duration::ZERO).priority;
             // Run to completion (`fetch_all`), as every statement with RETURNING here.
             let inserted: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO queue_jobs (queue, payload, attempts, reserved_at, available_at, created_at)
-                 SELECT queue, payload, 0, NULL, ?1, ?1 FROM queue_failed_jobs WHERE id = ?2
+                "INSERT INTO queue_jobs (queue, payload, attempts, reserved_at, available_at, created_at, priority)
+                 SELECT queue, payload, 0, NULL, ?1, ?1, ?3 FROM queue_failed_jobs WHERE id = ?2
                  RETURNING id",
             )
             .bind(&now)
             .bind(id)
+            .bind(i64::from(priority))
             .fetch_all(&mut *tx)
             .await?
             .into_iter()

@@ -45,6 +45,8 @@ pub struct Envelope {
     retry_until: Option<Number>,
     /// routemq's own: the slot a unique job's key is held in (RouteMQ ignores it).
     unique_key: Option<String>,
+    /// routemq's own: the job's priority within its queue, when not 0 (RouteMQ ignores it).
+    priority: Option<u8>,
     /// routemq's own: the jobs that follow this one in its chain, and the chain's `catch` job.
     chain: Option<Chain>,
 }
@@ -173,6 +175,7 @@ struct Settings<'a> {
     queue: &'a str,
     retry_until: Option<&'a Number>,
     unique_key: Option<&'a str>,
+    priority: Option<u8>,
     chain: Option<&'a Chain>,
 }
 
@@ -225,6 +228,9 @@ fn write_envelope<D: Serialize + ?Sized, O: Serialize + ?Sized>(
     if let Some(key) = settings.unique_key {
         field(&mut out, "unique_key", key)?;
     }
+    if let Some(priority) = settings.priority {
+        field(&mut out, "priority", &priority)?;
+    }
     if let Some(chain) = settings.chain {
         field(&mut out, "chain", chain)?;
     }
@@ -258,6 +264,8 @@ struct In<'a> {
     retry_until: Option<&'a RawValue>,
     #[serde(borrow)]
     unique_key: Option<&'a RawValue>,
+    #[serde(borrow)]
+    priority: Option<&'a RawValue>,
     #[serde(borrow)]
     chain: Option<&'a RawValue>,
 }
@@ -325,17 +333,24 @@ impl Envelope {
         observability: &Observability<'_>,
     ) -> Result<String, EnvelopeError> {
         let unique_key = crate::job::unique_slot(job);
-        Self::encode_keyed(job, queue, observability, unique_key.as_deref())
+        Self::encode_keyed(
+            job,
+            &T::OPTIONS,
+            queue,
+            observability,
+            unique_key.as_deref(),
+        )
     }
 
     /// [`Envelope::encode`] with the unique job's key the caller has already worked out.
     fn encode_keyed<T: Job>(
         job: &T,
+        options: &JobOptions,
         queue: &str,
         observability: &Observability<'_>,
         unique_key: Option<&str>,
     ) -> Result<String, EnvelopeError> {
-        Self::encode_parts(job, T::NAME, &T::OPTIONS, queue, observability, unique_key)
+        Self::encode_parts(job, T::NAME, options, queue, observability, unique_key)
     }
 
     /// Encodes any serializable value under a job name and options (the typed path is [`Envelope::encode`]).
@@ -373,6 +388,7 @@ impl Envelope {
             queue,
             retry_until: retry_until.as_ref(),
             unique_key,
+            priority: (options.priority > 0).then_some(options.priority),
             chain: None,
         };
         let (out, data_start) = write_envelope(name, data, observability, &settings)
@@ -469,6 +485,9 @@ impl Envelope {
             retry_until: optional_number(fields.retry_until, "retry_until")?,
             unique_key: typed::<Option<String>>(fields.unique_key, "unique_key", "a string")?
                 .flatten(),
+            priority: typed::<Option<u8>>(fields.priority, "priority", "an integer from 0 to 255")?
+                .flatten()
+                .filter(|p| *p > 0),
             chain: typed::<Option<Chain>>(fields.chain, "chain", "a chain object")?.flatten(),
         })
     }
@@ -485,6 +504,7 @@ impl Envelope {
             queue: &self.queue,
             retry_until: self.retry_until.as_ref(),
             unique_key: self.unique_key.as_deref(),
+            priority: self.priority,
             chain: self.chain.as_ref(),
         };
         // Strings, numbers and already-valid raw JSON always serialize.
@@ -504,6 +524,11 @@ impl Envelope {
         let secs = self.retry_until.as_ref()?.as_f64()?;
         let since_epoch = std::time::Duration::try_from_secs_f64(secs).ok()?;
         std::time::SystemTime::UNIX_EPOCH.checked_add(since_epoch)
+    }
+
+    /// The job's priority within its queue (0 when the envelope sets none, as RouteMQ's never do).
+    pub fn priority(&self) -> u8 {
+        self.priority.unwrap_or(0)
     }
 
     /// The rest of the job's chain, if it is in one.
@@ -595,6 +620,14 @@ pub(crate) fn short_name(name: &str) -> &str {
 
 /// Convenience for [`Envelope::encode`] with the observability RouteMQ's manager writes, under
 /// the trace ids of the dispatch.
+/// routemq's own envelope fields a dispatch sets: a unique job's key, and a priority that
+/// overrides the type's.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct OwnFields<'a> {
+    pub(crate) unique_key: Option<&'a str>,
+    pub(crate) priority: Option<u8>,
+}
+
 pub(crate) fn encode_job<T: Job>(
     job: &T,
     queue: &str,
@@ -602,7 +635,7 @@ pub(crate) fn encode_job<T: Job>(
     delay: Option<u64>,
     bulk: bool,
     ids: &crate::observability::ProducerIds,
-    unique_key: Option<&str>,
+    own: OwnFields<'_>,
 ) -> Result<String, EnvelopeError> {
     let observability = Observability {
         correlation_id: ids.correlation_id.as_deref(),
@@ -616,7 +649,11 @@ pub(crate) fn encode_job<T: Job>(
         delay,
         bulk,
     };
-    Envelope::encode_keyed(job, queue, &observability, unique_key)
+    let options = JobOptions {
+        priority: own.priority.unwrap_or(T::OPTIONS.priority),
+        ..T::OPTIONS
+    };
+    Envelope::encode_keyed(job, &options, queue, &observability, own.unique_key)
 }
 
 /// Whether the `parent_span_id` key is left out (no trace at all).
@@ -629,6 +666,43 @@ mod tests {
     use super::*;
 
     const ECHO: &str = r#"{"class": "interop_jobs.EchoJob", "data": {"text": "h\u00fc", "n": [1, 2.5]}, "observability": {"trace_id": "ab", "queue": "q"}, "max_tries": 3, "timeout": 30, "retry_after": 0, "retry_backoff_enabled": false, "retry_backoff_max_delay": null, "retry_backoff_jitter": null, "queue": "interop"}"#;
+
+    #[test]
+    fn priorities_travel_in_the_envelope_only_when_set() {
+        let observability = Observability {
+            correlation_id: None,
+            trace_id: "ab",
+            span_id: "cd",
+            trace_flags: "01",
+            parent_span_id: None,
+            job_class: "Thing",
+            queue: "q",
+            connection: "memory",
+            delay: None,
+            bulk: false,
+        };
+        let data = serde_json::json!({"n": 1});
+        let urgent = JobOptions {
+            priority: 7,
+            ..JobOptions::DEFAULT
+        };
+        let payload =
+            Envelope::encode_with(&data, "t.Thing", &urgent, "q", &observability).expect("encodes");
+        assert!(
+            payload.ends_with(r#""queue": "q", "priority": 7}"#),
+            "{payload}"
+        );
+        let envelope = Envelope::decode(&payload).expect("decodes");
+        assert_eq!(envelope.priority(), 7);
+        assert_eq!(envelope.to_json(), payload, "kept on re-encoding");
+        let plain =
+            Envelope::encode_with(&data, "t.Thing", &JobOptions::DEFAULT, "q", &observability)
+                .expect("encodes");
+        assert!(!plain.contains("priority"), "RouteMQ's layout: {plain}");
+        assert_eq!(Envelope::decode(ECHO).expect("decodes").priority(), 0);
+        let wrong = payload.replace(r#""priority": 7"#, r#""priority": 300"#);
+        assert!(Envelope::decode(&wrong).is_err(), "out of range");
+    }
 
     #[test]
     fn decodes_and_re_encodes_byte_for_byte() {

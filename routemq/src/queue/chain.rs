@@ -35,7 +35,9 @@ use std::time::Duration;
 
 use super::{QueueError, QueueManager, queue};
 use crate::driver::NewJob;
-use crate::envelope::{Chain, ChainLink, Envelope, EnvelopeError, MAX_PAYLOAD_BYTES, encode_job};
+use crate::envelope::{
+    Chain, ChainLink, Envelope, EnvelopeError, MAX_PAYLOAD_BYTES, OwnFields, encode_job,
+};
 use crate::job::Job;
 use crate::names::validate_queue_name;
 use crate::observability::producer_ids;
@@ -142,11 +144,7 @@ impl<'m> PendingChain<'m> {
         let first = links.remove(0);
         let chain = Chain { next: links, catch };
         let payload = encode_with_chain(Envelope::decode(&first.payload)?, Some(chain))?;
-        let job = NewJob {
-            queue: first.queue.clone(),
-            payload,
-            delay: Duration::ZERO,
-        };
+        let job = NewJob::new(first.queue.clone(), payload, Duration::ZERO);
         if let Some(fake) = self.manager.fake() {
             let name = "chain";
             return Ok(fake.record(name, &job.queue, &first.connection, job.delay, job.payload));
@@ -186,7 +184,10 @@ fn link<T: Job>(
         None,
         false,
         &producer_ids(),
-        unique_key.as_deref(),
+        OwnFields {
+            unique_key: unique_key.as_deref(),
+            priority: None,
+        },
     )?;
     Ok(ChainLink {
         queue,

@@ -9,7 +9,7 @@ use tracing::Instrument;
 use super::unique::{DispatchOutput, Dispatched};
 use super::{QueueError, QueueManager, queue};
 use crate::driver::NewJob;
-use crate::envelope::{encode_job, short_name};
+use crate::envelope::{OwnFields, encode_job, short_name};
 use crate::job::{Job, unique_slot};
 use crate::metrics::metrics;
 use crate::names::validate_queue_name;
@@ -53,6 +53,7 @@ struct Target {
     queue: Option<String>,
     connection: Option<String>,
     delay: Duration,
+    priority: Option<u8>,
 }
 
 /// The resolved target of a dispatch.
@@ -110,7 +111,10 @@ impl Target {
                     delay_secs,
                     bulk,
                     ids,
-                    key.as_deref(),
+                    OwnFields {
+                        unique_key: key.as_deref(),
+                        priority: self.priority,
+                    },
                 )
                 .inspect_err(|error| {
                     metrics().enqueue_failed(queue, short_name(T::NAME), error_kind(error));
@@ -119,6 +123,7 @@ impl Target {
                     queue: queue.to_owned(),
                     payload,
                     delay,
+                    priority: self.priority.unwrap_or(T::OPTIONS.priority),
                 };
                 Ok((job, key))
             })
@@ -275,6 +280,13 @@ impl<'m, T: Job> PendingDispatch<'m, T> {
         self
     }
 
+    /// Sets the job's priority within its queue (0 to 255, higher first), instead of its type's
+    /// `#[job(priority = ..)]`.
+    pub fn priority(mut self, priority: u8) -> Self {
+        self.target.priority = Some(priority);
+        self
+    }
+
     /// Keeps the job invisible until `at` (by this host's clock; now, if `at` has passed).
     pub fn at(self, at: std::time::SystemTime) -> Self {
         let delay = at
@@ -382,6 +394,12 @@ impl<'m, T: Job> PendingBulk<'m, T> {
     /// Keeps every job invisible for `delay`.
     pub fn delay(mut self, delay: Duration) -> Self {
         self.target.delay = delay;
+        self
+    }
+
+    /// Sets every job's priority within its queue (0 to 255, higher first).
+    pub fn priority(mut self, priority: u8) -> Self {
+        self.target.priority = Some(priority);
         self
     }
 

@@ -18,11 +18,7 @@ pub(super) async fn store_link(
     rest: Option<Chain>,
 ) -> Result<(), QueueError> {
     let payload = crate::queue::link_payload(&link.payload, rest, shared.registry)?;
-    let job = NewJob {
-        queue: link.queue.clone(),
-        payload,
-        delay: Duration::ZERO,
-    };
+    let job = NewJob::new(link.queue.clone(), payload, Duration::ZERO);
     let driver = if link.connection == shared.connection {
         Arc::clone(&shared.driver)
     } else {

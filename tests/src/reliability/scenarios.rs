@@ -537,11 +537,7 @@ async fn bad_input_run(target: &Target, row: &mut Row) -> Result<(), String> {
     ];
     let pushed: Vec<NewJob> = bad
         .iter()
-        .map(|(_, payload)| NewJob {
-            queue: run.queue.clone(),
-            payload: payload.clone(),
-            delay: Duration::ZERO,
-        })
+        .map(|(_, payload)| NewJob::new(run.queue.clone(), payload.clone(), Duration::ZERO))
         .collect();
     run.driver.push(&pushed).await.map_err(|e| e.to_string())?;
     let mut expected_failures = bad.len() as u64;

@@ -14,6 +14,7 @@ use routemq::prelude::*;
     unique_until = "start",
     max_exceptions = 3,
     retry_until = 3600,
+    priority = 200,
     crate = "routemq"
 )]
 pub struct Thing {
@@ -34,6 +35,7 @@ fn main() {
     assert_eq!(Thing::NAME, "my_app.jobs.SendEmailJob");
     assert_eq!((o.unique_for, o.unique_until), (Some(3600), routemq::UniqueUntil::Start));
     assert_eq!((o.max_exceptions, o.retry_until), (Some(3), Some(3600)));
+    assert_eq!(o.priority, 200);
     // A unique job's dispatch says whether it was queued or a duplicate.
     fn _dispatch_output(job: Thing) -> routemq::queue::PendingDispatch<'static, Thing> {
         job.dispatch()

@@ -8,6 +8,7 @@
 //! | `routemq:queue:{q}:inflight` | hash | leased jobs: id → token, attempts, record (ours) |
 //! | `routemq:queue:{q}:leases` | sorted set | leased job ids by last heartbeat (ours) |
 //! | `routemq:queue:{q}:seq` | string | counter for job ids, lease tokens and failed ids (ours) |
+//! | `routemq:queue:{q}:prio` | sorted set | ready jobs with a priority, highest first (ours; RouteMQ does not see them) |
 //!
 //! With hash tags on (`REDIS_HASH_TAGS=true`), the queue name is wrapped in braces in every key
 //! (`routemq:queue:{emails}`, `routemq:queue:failed:{emails}`, ...) so that all keys of a queue
@@ -38,6 +39,7 @@ pub(crate) struct QueueKeys {
     pub(crate) inflight: String,
     pub(crate) leases: String,
     pub(crate) seq: String,
+    pub(crate) prio: String,
 }
 
 impl KeyLayout {
@@ -72,6 +74,7 @@ impl KeyLayout {
             inflight: format!("{p}{q}:inflight"),
             leases: format!("{p}{q}:leases"),
             seq: format!("{p}{q}:seq"),
+            prio: format!("{p}{q}:prio"),
         }
     }
 

@@ -285,6 +285,7 @@ impl RedisDriver {
                 .key(&keys.inflight)
                 .key(&keys.leases)
                 .key(&keys.seq)
+                .key(&keys.prio)
                 .arg(max - out.len())
                 .arg(epoch(SystemTime::now()))
                 .arg(u8::from(count))
@@ -326,6 +327,7 @@ impl RedisDriver {
             .key(&keys.delayed)
             .key(&keys.inflight)
             .key(&keys.leases)
+            .key(&keys.prio)
             .arg(&lease.id)
             .arg(&lease.token)
             .arg(crate::limits::clamp(delay).as_secs_f64())
@@ -471,6 +473,7 @@ impl QueueDriver for RedisDriver {
                 .key(&keys.ready)
                 .key(&keys.delayed)
                 .key(&keys.seq)
+                .key(&keys.prio)
                 .arg(queue)
                 .arg(&created_at)
                 .arg(epoch(now))
@@ -478,7 +481,8 @@ impl QueueDriver for RedisDriver {
             for job in &jobs[start..end] {
                 invocation
                     .arg(json_literal(&job.payload))
-                    .arg(crate::limits::clamp(job.delay).as_secs_f64());
+                    .arg(crate::limits::clamp(job.delay).as_secs_f64())
+                    .arg(job.priority);
             }
             let chunk: Vec<String> = invocation
                 .invoke_async(&mut self.con())
@@ -655,21 +659,24 @@ impl QueueDriver for RedisDriver {
 
     async fn size(&self, queue: &str) -> Result<u64, DriverError> {
         let keys = self.layout.queue(queue);
-        let (ready, delayed): (u64, u64) = redis::pipe()
+        let (ready, prioritized, delayed): (u64, u64, u64) = redis::pipe()
             .cmd("LLEN")
             .arg(&keys.ready)
+            .cmd("ZCARD")
+            .arg(&keys.prio)
             .cmd("ZCARD")
             .arg(&keys.delayed)
             .query_async(&mut self.con())
             .await
             .map_err(backend("size"))?;
-        Ok(ready + delayed)
+        Ok(ready + prioritized + delayed)
     }
 
     async fn stats(&self, queue: &str) -> Result<QueueStats, DriverError> {
         let keys = self.layout.queue(queue);
         let now = epoch(SystemTime::now());
-        let (ready, reserved, delayed, due, failed, head): (
+        let (ready, prioritized, reserved, delayed, due, failed, head): (
+            u64,
             u64,
             u64,
             u64,
@@ -679,6 +686,8 @@ impl QueueDriver for RedisDriver {
         ) = redis::pipe()
             .cmd("LLEN")
             .arg(&keys.ready)
+            .cmd("ZCARD")
+            .arg(&keys.prio)
             .cmd("HLEN")
             .arg(&keys.inflight)
             .cmd("ZCARD")
@@ -705,8 +714,9 @@ impl QueueDriver for RedisDriver {
         });
         Ok(QueueStats {
             queue: queue.to_owned(),
-            // Delayed jobs that are due count as ready: the next reservation promotes them.
-            ready: ready + due,
+            // Delayed jobs that are due count as ready: the next reservation promotes them. The
+            // oldest age is the ready list's head's (prioritized jobs are not ordered by age).
+            ready: ready + prioritized + due,
             reserved,
             delayed: delayed.saturating_sub(due),
             failed,
@@ -805,6 +815,7 @@ impl QueueDriver for RedisDriver {
             .key(&keys.failed)
             .key(&keys.ready)
             .key(&keys.seq)
+            .key(&keys.prio)
             .arg(id)
             .arg(queue)
             .arg(iso_utc(SystemTime::now()))
@@ -832,6 +843,7 @@ impl QueueDriver for RedisDriver {
                     .key(&keys.failed)
                     .key(&keys.ready)
                     .key(&keys.seq)
+                    .key(&keys.prio)
                     .arg(&queue)
                     .arg(iso_utc(SystemTime::now()))
                     .arg(self.layout.wake_channel())

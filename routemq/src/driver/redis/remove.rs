@@ -1,6 +1,6 @@
 //! Removing one queued or delayed job by id. RouteMQ's layout has no index by id (its lists and
-//! sorted sets hold whole records), so this scans the job's queue: the delayed set with `ZSCAN`,
-//! the ready list from its tail in chunks, and deletes the exact record found (`LREM` / `ZREM`,
+//! sorted sets hold whole records), so this scans the job's queue: the delayed and prioritized
+//! sets with `ZSCAN`, the ready list from its tail in chunks, and deletes the exact record found (`LREM` / `ZREM`,
 //! atomic: a record a worker took meanwhile stays the worker's). It is an administrative
 //! operation, O(queue length) in round trips of [`CHUNK`] records, and never blocks Redis for
 //! longer than one chunk.
@@ -49,9 +49,12 @@ pub(super) async fn remove(driver: &RedisDriver, id: &str) -> Result<Removal, Dr
     for queue in queues {
         let keys = driver.layout.queue(&queue);
         for _ in 0..PASSES {
-            let removed = match remove_delayed(&mut con, &keys, id).await? {
+            let removed = match remove_scanned(&mut con, &keys.delayed, id).await? {
                 Some(record) => Some(record),
-                None => remove_ready(&mut con, &keys, id).await?,
+                None => match remove_scanned(&mut con, &keys.prio, id).await? {
+                    Some(record) => Some(record),
+                    None => remove_ready(&mut con, &keys, id).await?,
+                },
             };
             if let Some(record) = removed {
                 let payload = parse_record(&record);
@@ -107,17 +110,17 @@ async fn remove_ready(
     }
 }
 
-/// Scans the delayed set (`ZSCAN` returns every member present throughout the scan). Returns
-/// the record removed.
-async fn remove_delayed(
+/// Scans a sorted set, the delayed or the prioritized jobs (`ZSCAN` returns every member present
+/// throughout the scan). Returns the record removed.
+async fn remove_scanned(
     con: &mut ConnectionManager,
-    keys: &QueueKeys,
+    key: &str,
     id: &str,
 ) -> Result<Option<String>, DriverError> {
     let mut cursor: u64 = 0;
     loop {
         let (next, entries): (u64, Vec<String>) = redis::cmd("ZSCAN")
-            .arg(&keys.delayed)
+            .arg(key)
             .arg(cursor)
             .arg("COUNT")
             .arg(CHUNK)
@@ -127,7 +130,7 @@ async fn remove_delayed(
         // Members and scores alternate.
         if let Some(record) = entries.iter().step_by(2).find(|record| is_job(record, id)) {
             let removed: i64 = redis::cmd("ZREM")
-                .arg(&keys.delayed)
+                .arg(key)
                 .arg(record)
                 .query_async(con)
                 .await

@@ -1,8 +1,15 @@
 -- Put a leased job back: to the ready list's tail, or the delayed set. Keeps its attempts, or gives
 -- one back (refund). With a non-empty ARGV[8], only if the lease is not newer than that (the reaper).
--- KEYS: ready, delayed, inflight, leases
+-- KEYS: ready, delayed, inflight, leases, prio
 -- ARGV: id, token, delay seconds, now, refund (0/1), wake channel, queue, max heartbeat ('' = any)
-local ready_key, delayed_key, inflight_key, leases_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+-- A prioritized record starts with its priority: {"priority": P, "id": "queue:N", ...}. Its
+-- score in the prioritized set is (255 - P) * 2^40 + N: higher priorities first, FIFO among equals.
+local function prio_score(record)
+  local p, n = string.match(record, '^{"priority": (%d+), "id": "[^"]*:(%d+)"')
+  if not p then return nil end
+  return (255 - tonumber(p)) * 1099511627776 + tonumber(n)
+end
+local ready_key, delayed_key, inflight_key, leases_key, prio_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local id, token, delay, now = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local value = redis.call('HGET', inflight_key, id)
 if not value then
@@ -35,8 +42,12 @@ if ARGV[8] ~= '' and string.sub(held, 1, 1) == 'p' then
     record = string.gsub(record, '}%s*$', ', "stalls": 1}', 1)
   end
 end
+local score = prio_score(record)
 if delay > 0 then
   redis.call('ZADD', delayed_key, now + delay, record)
+elseif score then
+  redis.call('ZADD', prio_key, score, record)
+  redis.call('PUBLISH', ARGV[6], ARGV[7])
 else
   redis.call('RPUSH', ready_key, record)
   redis.call('PUBLISH', ARGV[6], ARGV[7])

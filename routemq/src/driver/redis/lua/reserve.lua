@@ -1,20 +1,52 @@
--- Promote due delayed jobs, then lease up to ARGV[1] jobs from the head of the ready list (FIFO).
+-- Promote due delayed jobs, then lease up to ARGV[1] jobs: the prioritized set's first (highest
+-- priority, FIFO among equals), then the head of the ready list (FIFO).
 -- A lease is the hash field inflight[id] = token \n attempts \n record, plus leases[id] = heartbeat.
 -- With ARGV[3] = '1' the attempt counts now; with '0' the lease is a prefetched one: its token
 -- starts with 'p' and its attempt counts when start.lua starts it.
--- KEYS: ready, delayed, inflight, leases, seq
+-- KEYS: ready, delayed, inflight, leases, seq, prio
 -- ARGV: max, now, count (1/0)
 -- Returns a flat list: id, token, attempts, record, stalls for each job (stalls: the record's count
 -- of prefetches taken back unstarted, read only when prefetching).
+-- A prioritized record starts with its priority: {"priority": P, "id": "queue:N", ...}. Its
+-- score in the prioritized set is (255 - P) * 2^40 + N: higher priorities first, FIFO among equals.
+local function prio_score(record)
+  local p, n = string.match(record, '^{"priority": (%d+), "id": "[^"]*:(%d+)"')
+  if not p then return nil end
+  return (255 - tonumber(p)) * 1099511627776 + tonumber(n)
+end
 local ready_key, delayed_key, inflight_key, leases_key, seq_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local prio_key = KEYS[6]
 local max, now, count = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local due = redis.call('ZRANGEBYSCORE', delayed_key, '-inf', now, 'LIMIT', 0, 1000)
 if #due > 0 then
-  redis.call('RPUSH', ready_key, unpack(due))
+  local plain = {}
+  for _, record in ipairs(due) do
+    local score = prio_score(record)
+    if score then
+      redis.call('ZADD', prio_key, score, record)
+    else
+      plain[#plain + 1] = record
+    end
+  end
+  if #plain > 0 then
+    redis.call('RPUSH', ready_key, unpack(plain))
+  end
   redis.call('ZREM', delayed_key, unpack(due))
 end
-local records = redis.call('LPOP', ready_key, max)
-if not records then
+local records = {}
+local popped = redis.call('ZPOPMIN', prio_key, max)
+for i = 1, #popped, 2 do
+  records[#records + 1] = popped[i]
+end
+if #records < max then
+  local plain = redis.call('LPOP', ready_key, max - #records)
+  if plain then
+    for _, record in ipairs(plain) do
+      records[#records + 1] = record
+    end
+  end
+end
+if #records == 0 then
   return {}
 end
 -- One counter step for the whole batch: the tokens are last - #records + 1 .. last.
