@@ -189,7 +189,7 @@ pub use worker::{Shutdown, Worker, WorkerError, WorkerOptions, WorkerReport};
 ///             max_tries: 5, timeout: 120, retry_after: 10, queue: "emails",
 ///             connection: None, backoff: false, max_delay: None, jitter: None,
 ///             unique_for: None, unique_until: ::routemq::UniqueUntil::Finish,
-///             max_exceptions: None, retry_until: None,
+///             max_exceptions: None, retry_until: None, priority: 0,
 ///         };
 ///     }
 ///     ::routemq::__private::inventory::submit! {

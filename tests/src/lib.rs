@@ -55,7 +55,8 @@ macro_rules! conformance_suite {
             weighted_queues_start_jobs_in_proportion, broken_links_fail_the_chain_and_run_its_catch,
             cancelling_removes_queued_and_delayed_jobs, cancelling_a_running_job_stops_it,
             scheduled_ticks_fire_once_across_schedulers, missed_ticks_follow_the_policy,
-            cancelled_prefetched_and_unique_jobs, higher_priorities_start_first
+            cancelled_prefetched_and_unique_jobs, higher_priorities_start_first,
+            retried_jobs_keep_their_priority
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {

@@ -323,8 +323,8 @@ pub trait QueueDriver: Send + Sync + fmt::Debug {
     /// Stores jobs, in one round trip where the backend allows; returns their ids in order.
     async fn push(&self, jobs: &[NewJob]) -> Result<Vec<String>, DriverError>;
 
-    /// Leases up to `max` ready jobs from `queues` (earlier queues first, FIFO within each),
-    /// incrementing each job's `attempts`.
+    /// Leases up to `max` ready jobs from `queues` (earlier queues first; within each, higher
+    /// [`NewJob::priority`] first, then FIFO), incrementing each job's `attempts`.
     async fn reserve(&self, queues: &[String], max: usize)
     -> Result<Vec<ReservedJob>, DriverError>;
 

@@ -1,7 +1,8 @@
 //! The MySQL / MariaDB driver: RouteMQ's tables, `FOR UPDATE SKIP LOCKED` claims, batched acks,
 //! multi-row inserts, and dispatch inside the caller's own transaction.
 //!
-//! Needs MySQL 8.0+ or MariaDB 10.6+ (`SKIP LOCKED`). Tables `queue_jobs` and `queue_failed_jobs`
+//! Needs MySQL 8.0+ or MariaDB 10.6+ (`SKIP LOCKED`; priorities need descending indexes: MariaDB
+//! 10.8+). Tables `queue_jobs` and `queue_failed_jobs`
 //! with RouteMQ's columns; routemq creates the timestamps as `DATETIME(6)` (microseconds; RouteMQ's
 //! `DATETIME` rounds to whole seconds, which tables it created keep) and payloads as `MEDIUMTEXT`
 //! (RouteMQ's `TEXT` holds 64 KiB). Timestamps come from the database clock (`UTC_TIMESTAMP(6)`).
@@ -127,12 +128,12 @@ async fn add_columns(conn: &mut sqlx::MySqlConnection) -> Result<(), DriverError
         .await
         .map_err(backend("create tables"))?;
         if present.is_none() {
-            sqlx::query(&format!(
+            let added = sqlx::query(&format!(
                 "ALTER TABLE queue_jobs ADD COLUMN {column} {kind} NOT NULL DEFAULT 0"
             ))
             .execute(&mut *conn)
-            .await
-            .map_err(backend("create tables"))?;
+            .await;
+            done_unless_other(added)?;
         }
     }
     let indexed: Option<i64> = sqlx::query_scalar(
@@ -143,16 +144,34 @@ async fn add_columns(conn: &mut sqlx::MySqlConnection) -> Result<(), DriverError
     .await
     .map_err(backend("create tables"))?;
     if indexed.is_none() {
-        // InnoDB orders the entries of equal keys by the primary key: (priority DESC, id).
-        sqlx::query(
-            "ALTER TABLE queue_jobs
-             ADD INDEX routemq_queue_jobs_priority (queue, reserved_at, priority DESC)",
+        // The due time in the index lets a claim skip jobs not due yet without reading their rows.
+        let added = sqlx::query(
+            "ALTER TABLE queue_jobs ADD INDEX routemq_queue_jobs_priority
+             (queue, reserved_at, priority DESC, id, available_at)",
         )
         .execute(&mut *conn)
-        .await
-        .map_err(backend("create tables"))?;
+        .await;
+        done_unless_other(added)?;
     }
     Ok(())
+}
+
+/// A schema change's result: done, or done already by a migration that ran meanwhile (a
+/// duplicate column, 1060, or index, 1061, when the other held the lock past its 30 s).
+fn done_unless_other(
+    result: Result<sqlx::mysql::MySqlQueryResult, sqlx::Error>,
+) -> Result<(), DriverError> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(db))
+            if matches!(db.code().as_deref(), Some("42S21" | "42000"))
+                && (db.message().contains("Duplicate column")
+                    || db.message().contains("Duplicate key name")) =>
+        {
+            Ok(())
+        }
+        Err(error) => Err(DriverError::backend("create tables", error)),
+    }
 }
 
 fn failed_job(row: &MySqlRow) -> Result<FailedJob, sqlx::Error> {
@@ -170,10 +189,24 @@ fn failed_job(row: &MySqlRow) -> Result<FailedJob, sqlx::Error> {
 
 /// Whether the server is MariaDB (which has `INSERT … RETURNING`).
 async fn is_mariadb(conn: &mut MySqlConnection) -> Result<bool, sqlx::Error> {
-    let version: String = sqlx::query_scalar("SELECT VERSION()")
-        .fetch_one(conn)
-        .await?;
-    Ok(version.contains("MariaDB"))
+    Ok(server_version(conn).await?.contains("MariaDB"))
+}
+
+async fn server_version(conn: &mut MySqlConnection) -> Result<String, sqlx::Error> {
+    sqlx::query_scalar("SELECT VERSION()").fetch_one(conn).await
+}
+
+/// Whether a server of `version` keeps descending indexes, which a claim by priority needs:
+/// MySQL 8 does, MariaDB from 10.8 (before, `DESC` in an index is ignored).
+fn descending_indexes(version: &str) -> bool {
+    if !version.contains("MariaDB") {
+        return true;
+    }
+    let mut parts = version
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (10, 8)
 }
 
 /// Inserts jobs on `conn` (a pooled connection or the caller's transaction); returns their ids.
@@ -296,15 +329,22 @@ impl MySqlDriver {
             source: source.into(),
         };
         let mut conn = pool.acquire().await.map_err(connect)?;
-        let returning = is_mariadb(&mut conn).await.map_err(connect)?;
+        let version = server_version(&mut conn).await.map_err(connect)?;
         drop(conn);
+        let priorities = sql::PrioritySupport::default();
+        if !descending_indexes(&version) {
+            priorities.off(&format!(
+                "{version} keeps no descending indexes (MariaDB 10.8+ does): jobs are served in \
+                 FIFO order, whatever their priority"
+            ));
+        }
         Ok(Self {
             pool,
             target,
-            returning,
+            returning: version.contains("MariaDB"),
             wake: WakeSignal::new(),
             prefetching: sql::PrefetchSupport::default(),
-            priorities: sql::PrioritySupport::default(),
+            priorities,
         })
     }
 
@@ -951,5 +991,19 @@ impl QueueDriver for MySqlDriver {
         .await
         .map_err(backend("prune failed jobs"))?;
         Ok(result.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::descending_indexes;
+
+    #[test]
+    fn mariadb_keeps_descending_indexes_from_10_8() {
+        assert!(descending_indexes("8.0.36"));
+        assert!(descending_indexes("10.11.19-MariaDB-0+deb12u1"));
+        assert!(descending_indexes("11.4.2-MariaDB"));
+        assert!(!descending_indexes("10.6.18-MariaDB"));
+        assert!(!descending_indexes("10.7.1-MariaDB-log"));
     }
 }

@@ -6,8 +6,9 @@
 //! hosts agree. `queue-migrate` creates the tables; workers create them on their own only with
 //! `DB_AUTO_CREATE_TABLES=true` (RouteMQ's variable).
 //!
-//! A claim is one `UPDATE … WHERE id IN (SELECT … ORDER BY id LIMIT n FOR UPDATE SKIP LOCKED)
-//! RETURNING …`: up to n jobs per round trip, FIFO by id, never the same row to two workers. A
+//! A claim is one `UPDATE … WHERE id IN (SELECT … ORDER BY priority DESC, id LIMIT n FOR UPDATE
+//! SKIP LOCKED) RETURNING …`: up to n jobs per round trip, by priority then FIFO by id, never the
+//! same row to two workers. A
 //! bulk dispatch is one `INSERT … SELECT FROM UNNEST(…)`. Every dispatch sends `NOTIFY
 //! routemq_jobs` (delivered at commit), which wakes idle workers at once; polling is the fallback.
 
@@ -167,6 +168,37 @@ pub async fn push_on(conn: &mut PgConnection, jobs: &[NewJob]) -> Result<Vec<Str
     Ok(ids.into_iter().map(|id| id.to_string()).collect())
 }
 
+/// Adds the `unstarted` and `priority` columns to a table created by RouteMQ or an earlier
+/// routemq (a catalog change only: the defaults are constants).
+async fn add_columns(conn: &mut PgConnection) -> Result<(), DriverError> {
+    for (column, kind) in [(sql::UNSTARTED, "INTEGER"), (sql::PRIORITY, "SMALLINT")] {
+        sqlx::query(&format!(
+            "ALTER TABLE queue_jobs ADD COLUMN IF NOT EXISTS {column} {kind} NOT NULL DEFAULT 0"
+        ))
+        .execute(&mut *conn)
+        .await
+        .map_err(backend("create tables"))?;
+    }
+    Ok(())
+}
+
+/// The claim's index: a queue's ready jobs by priority, then id, with their due time, so that a
+/// claim skips jobs not due yet without reading their rows. It replaces an earlier one by id
+/// alone.
+async fn claim_index(conn: &mut PgConnection) -> Result<(), DriverError> {
+    for statement in [
+        "CREATE INDEX IF NOT EXISTS routemq_queue_jobs_priority
+         ON queue_jobs (queue, priority DESC, id) INCLUDE (available_at) WHERE reserved_at IS NULL",
+        "DROP INDEX IF EXISTS routemq_queue_jobs_claim",
+    ] {
+        sqlx::query(statement)
+            .execute(&mut *conn)
+            .await
+            .map_err(backend("create tables"))?;
+    }
+    Ok(())
+}
+
 impl PostgresDriver {
     /// Connects to `url` (`postgres://user:password@host:5432/db`). Does not create tables.
     pub async fn connect(url: &str) -> Result<Self, DriverError> {
@@ -268,58 +300,6 @@ impl PostgresDriver {
                     .map_err(backend("widen ids"))?;
             }
             tx.commit().await.map_err(backend("widen ids"))?;
-        }
-        Ok(())
-    }
-
-    /// Adds the `unstarted` and `priority` columns to a table created by RouteMQ or an earlier
-    /// routemq (a catalog change only: the defaults are constants).
-    async fn add_columns(&self) -> Result<(), DriverError> {
-        for (column, kind) in [(sql::UNSTARTED, "INTEGER"), (sql::PRIORITY, "SMALLINT")] {
-            let present: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM information_schema.columns
-                 WHERE table_schema = current_schema() AND table_name = 'queue_jobs' AND column_name = $1)",
-            )
-            .bind(column)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(backend("create tables"))?;
-            if !present {
-                sqlx::query(&format!(
-                    "ALTER TABLE queue_jobs ADD COLUMN IF NOT EXISTS {column} {kind} NOT NULL DEFAULT 0"
-                ))
-                .execute(&self.pool)
-                .await
-                .map_err(backend("create tables"))?;
-            }
-        }
-        Ok(())
-    }
-
-    /// The claim's index (ready jobs of a queue by priority, then id), made once; it replaces an
-    /// earlier one by id alone.
-    async fn claim_index(&self) -> Result<(), DriverError> {
-        let (present, old): (bool, bool) = sqlx::query_as(
-            "SELECT to_regclass('routemq_queue_jobs_priority') IS NOT NULL,
-                    to_regclass('routemq_queue_jobs_claim') IS NOT NULL",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(backend("create tables"))?;
-        if !present {
-            sqlx::query(
-                "CREATE INDEX IF NOT EXISTS routemq_queue_jobs_priority
-                 ON queue_jobs (queue, priority DESC, id) WHERE reserved_at IS NULL",
-            )
-            .execute(&self.pool)
-            .await
-            .map_err(backend("create tables"))?;
-        }
-        if old {
-            sqlx::query("DROP INDEX IF EXISTS routemq_queue_jobs_claim")
-                .execute(&self.pool)
-                .await
-                .map_err(backend("create tables"))?;
         }
         Ok(())
     }
@@ -522,7 +502,11 @@ impl QueueDriver for PostgresDriver {
         let present: bool = sqlx::query_scalar(
             "SELECT to_regclass('queue_jobs') IS NOT NULL AND to_regclass('queue_failed_jobs') IS NOT NULL
                 AND to_regclass('routemq_queue_jobs_priority') IS NOT NULL
-                AND to_regclass('queue_slots_expires_at') IS NOT NULL",
+                AND to_regclass('routemq_queue_jobs_claim') IS NULL
+                AND to_regclass('queue_slots_expires_at') IS NOT NULL
+                AND (SELECT count(*) FROM information_schema.columns
+                     WHERE table_schema = current_schema() AND table_name = 'queue_jobs'
+                       AND column_name IN ('unstarted', 'priority')) = 2",
         )
         .fetch_one(&self.pool)
         .await
@@ -540,12 +524,12 @@ impl QueueDriver for PostgresDriver {
                     .await
                     .map_err(backend("create tables"))?;
             }
+            // Tables RouteMQ or an older routemq created get routemq's columns and claim index.
+            add_columns(&mut tx).await?;
+            claim_index(&mut tx).await?;
             tx.commit().await.map_err(backend("create tables"))?;
         }
-        // Tables RouteMQ or an older routemq created: upgraded on the first run, as on later ones.
-        self.widen_ids().await?;
-        self.add_columns().await?;
-        self.claim_index().await
+        self.widen_ids().await
     }
 
     async fn push(&self, jobs: &[NewJob]) -> Result<Vec<String>, DriverError> {

@@ -252,6 +252,14 @@ impl PrioritySupport {
         }
     }
 
+    /// Turns priorities off for good, saying why once.
+    #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+    pub(crate) fn off(&self, reason: &str) {
+        if self.0.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!("{reason}");
+        }
+    }
+
     /// Turns priorities off after `error`, if it says the column is missing; `false` otherwise.
     pub(crate) fn off_if_unmigrated(&self, error: &sqlx::Error) -> bool {
         if !lacks_priority(error) {

@@ -46,6 +46,7 @@ const SCHEMA: &[&str] = &[
     )",
     "CREATE INDEX IF NOT EXISTS queue_jobs_queue_reserved_at_index ON queue_jobs (queue, reserved_at)",
     "CREATE INDEX IF NOT EXISTS ix_queue_jobs_queue ON queue_jobs (queue)",
+    "CREATE INDEX IF NOT EXISTS routemq_queue_jobs_claim ON queue_jobs (queue, reserved_at, available_at, id)",
     "CREATE TABLE IF NOT EXISTS queue_failed_jobs (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         connection VARCHAR(255) NOT NULL,
@@ -360,18 +361,16 @@ impl QueueDriver for SqliteDriver {
                 return Err(error);
             }
         }
-        // The claim's index: ready jobs of a queue by priority, then id (it replaces an earlier
-        // one by id alone).
-        for statement in [
-            "CREATE INDEX IF NOT EXISTS routemq_queue_jobs_priority
-             ON queue_jobs (queue, reserved_at, priority DESC, id, available_at)",
-            "DROP INDEX IF EXISTS routemq_queue_jobs_claim",
-        ] {
-            retry_busy("create tables", || {
-                sqlx::query(statement).execute(&self.pool)
-            })
-            .await?;
-        }
+        // The claim's index: ready jobs of a queue by priority, then id, with their due time (the
+        // one by due time stays, for the next due job).
+        retry_busy("create tables", || {
+            sqlx::query(
+                "CREATE INDEX IF NOT EXISTS routemq_queue_jobs_priority
+                 ON queue_jobs (queue, reserved_at, priority DESC, id, available_at)",
+            )
+            .execute(&self.pool)
+        })
+        .await?;
         Ok(())
     }
 

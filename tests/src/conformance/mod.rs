@@ -45,7 +45,7 @@ pub use prefetch::{
     prefetched_jobs_count_their_attempt_when_they_start,
     refunding_a_prefetched_job_changes_no_attempt,
 };
-pub use priorities::higher_priorities_start_first;
+pub use priorities::{higher_priorities_start_first, retried_jobs_keep_their_priority};
 pub use retries::{
     attempts_count_across_retries, failed_hook_runs_once_after_last_try,
     max_exceptions_ends_retries_early, panic_is_a_failed_attempt,

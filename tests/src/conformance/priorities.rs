@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::Harness;
-use crate::jobs::{Prioritized, Record};
+use crate::jobs::{FailTimes, Prioritized, Record};
 use crate::ledger;
 
 /// The numbers of the jobs in the order they started.
@@ -84,4 +84,53 @@ pub async fn higher_priorities_start_first(h: Harness) {
     let report = h.work(one_at_a_time).await;
     assert_eq!((report.succeeded, report.failed), (2, 1), "{report:?}");
     assert_eq!(started(&h)[7..], [8, 8, 9, 10]);
+}
+
+/// A prioritized job put back after a failed attempt (a retry without delay) runs again before
+/// the jobs of a lower priority that waited meanwhile.
+pub async fn retried_jobs_keep_their_priority(h: Harness) {
+    for n in 1..=2 {
+        h.manager
+            .push(Record {
+                key: h.key.clone(),
+                n,
+            })
+            .on_queue(h.queue.clone())
+            .await
+            .expect("dispatch");
+    }
+    let failing = h
+        .manager
+        .push(FailTimes {
+            key: h.key.clone(),
+            fail_times: 1,
+        })
+        .on_queue(h.queue.clone())
+        .priority(7)
+        .await
+        .expect("dispatch");
+    let report = h
+        .work(routemq::WorkerOptions {
+            concurrency: 1,
+            prefetch: Some(0),
+            ..h.options()
+        })
+        .await;
+    assert_eq!((report.succeeded, report.retried), (3, 1), "{report:?}");
+    let order: Vec<(String, u32)> = ledger::of(&h.key, "run")
+        .into_iter()
+        .map(|e| {
+            (
+                if e.job_id == failing {
+                    "failing".to_owned()
+                } else {
+                    e.n.to_string()
+                },
+                e.attempt,
+            )
+        })
+        .collect();
+    let expected = [("failing", 1), ("failing", 2), ("1", 1), ("2", 1)]
+        .map(|(who, attempt)| (who.to_owned(), attempt));
+    assert_eq!(order, expected);
 }

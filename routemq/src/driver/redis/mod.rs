@@ -675,7 +675,7 @@ impl QueueDriver for RedisDriver {
     async fn stats(&self, queue: &str) -> Result<QueueStats, DriverError> {
         let keys = self.layout.queue(queue);
         let now = epoch(SystemTime::now());
-        let (ready, prioritized, reserved, delayed, due, failed, head): (
+        let (ready, prioritized, reserved, delayed, due, failed, head, first): (
             u64,
             u64,
             u64,
@@ -683,6 +683,7 @@ impl QueueDriver for RedisDriver {
             u64,
             u64,
             Option<String>,
+            Vec<String>,
         ) = redis::pipe()
             .cmd("LLEN")
             .arg(&keys.ready)
@@ -701,21 +702,32 @@ impl QueueDriver for RedisDriver {
             .cmd("LINDEX")
             .arg(&keys.ready)
             .arg(0)
+            .cmd("ZRANGE")
+            .arg(&keys.prio)
+            .arg(0)
+            .arg(0)
             .query_async(&mut self.con())
             .await
             .map_err(backend("stats"))?;
-        let oldest = head.and_then(|record| {
+        // The list's head is its oldest job; the prioritized set's first, the next to run, stands
+        // in for its own (an approximation: the set is ordered by priority).
+        let created = |record: &str| {
             #[derive(Deserialize)]
             struct Created {
                 created_at: Option<String>,
             }
-            let created = serde_json::from_str::<Created>(&record).ok()?.created_at?;
+            let created = serde_json::from_str::<Created>(record).ok()?.created_at?;
             parse_utc(&created)
-        });
+        };
+        let oldest = head
+            .as_deref()
+            .and_then(created)
+            .into_iter()
+            .chain(first.first().and_then(|record| created(record)))
+            .min();
         Ok(QueueStats {
             queue: queue.to_owned(),
-            // Delayed jobs that are due count as ready: the next reservation promotes them. The
-            // oldest age is the ready list's head's (prioritized jobs are not ordered by age).
+            // Delayed jobs that are due count as ready: the next reservation promotes them.
             ready: ready + prioritized + due,
             reserved,
             delayed: delayed.saturating_sub(due),

@@ -34,10 +34,11 @@ local failed_key, ready_key, seq_key, prio_key = KEYS[1], KEYS[2], KEYS[3], KEYS
 for _, record in ipairs(redis.call('LRANGE', failed_key, 0, -1)) do
   local ok, decoded = pcall(cjson.decode, record)
   if ok and type(decoded) == 'table' and decoded['id'] == ARGV[1] then
+    if type(decoded['payload']) ~= 'string' then
+      return redis.error_reply('failed job ' .. ARGV[1] .. ' has no payload to retry')
+    end
     redis.call('LREM', failed_key, 1, record)
-    local payload = decoded['payload']
-    if type(payload) ~= 'string' then payload = '' end
-    local id = requeue(ready_key, prio_key, seq_key, ARGV[2], payload, ARGV[3])
+    local id = requeue(ready_key, prio_key, seq_key, ARGV[2], decoded['payload'], ARGV[3])
     redis.call('PUBLISH', ARGV[4], ARGV[2])
     return id
   end
