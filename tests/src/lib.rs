@@ -16,6 +16,7 @@ pub mod limit_jobs;
 pub mod outage;
 pub mod pools;
 pub mod process;
+pub mod process_env;
 pub mod process_jobs;
 pub mod reliability;
 pub mod services;

@@ -13,7 +13,6 @@ use routemq_tests::databases::{Server, database_env, with_fresh_database};
 use routemq_tests::ledger::unique_key;
 use routemq_tests::process::{Process, run_bounded};
 use routemq_tests::process_jobs::{FileRecord, read_ledger};
-use routemq_tests::services::redis_url;
 use serde_json::{Value, json};
 
 fn cli(env: &[(String, String)], args: &[&str]) -> Output {
@@ -120,15 +119,8 @@ async fn prove(driver: Arc<dyn QueueDriver>, connection: &str, env: Vec<(String,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_cancel_on_sqlite() {
-    use routemq::driver::sqlite::SqliteDriver;
-    let path = routemq_tests::sqlite_files::fresh_path("cancel-e2e");
-    let path = path.to_str().expect("utf-8").to_owned();
-    let driver = SqliteDriver::open(&path).await.expect("open");
-    let env = vec![
-        ("QUEUE_CONNECTION".to_owned(), "sqlite".to_owned()),
-        ("QUEUE_SQLITE_PATH".to_owned(), path),
-    ];
-    prove(Arc::new(driver), "sqlite", env).await;
+    let (driver, env) = routemq_tests::process_env::sqlite("cancel-e2e").await;
+    prove(driver, "sqlite", env).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,20 +141,8 @@ async fn queue_cancel_on_mysql() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_cancel_on_redis() {
-    use routemq::driver::redis::{KeyLayout, RedisDriver};
-    let Some(url) = redis_url() else { return };
-    let prefix = format!("{}:", unique_key("routemq-cancel"));
-    let driver = RedisDriver::connect(&url, KeyLayout::new(prefix.clone(), false))
-        .await
-        .expect("connect");
-    let env = vec![
-        ("QUEUE_CONNECTION".to_owned(), "redis".to_owned()),
-        ("REDIS_URL".to_owned(), url.clone()),
-        ("REDIS_PREFIX".to_owned(), prefix.clone()),
-    ];
-    let result = tokio::spawn(prove(Arc::new(driver), "redis", env)).await;
-    routemq_tests::services::delete_redis_keys(&url, &prefix).await;
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic.into_panic());
-    }
+    routemq_tests::process_env::with_redis("routemq-cancel", |driver, env| {
+        prove(driver, "redis", env)
+    })
+    .await;
 }

@@ -20,7 +20,6 @@ use routemq_tests::limit_jobs::{
     Control, Limited, Stamp, max_concurrency, max_starts_per_window, read_stamps,
 };
 use routemq_tests::process::Process;
-use routemq_tests::services::redis_url;
 
 /// The five queues of the proof and what each is limited to.
 struct Plan {
@@ -291,15 +290,8 @@ async fn killed_lock_holder_expires(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_hold_across_worker_processes_on_sqlite() {
-    use routemq::driver::sqlite::SqliteDriver;
-    let path = routemq_tests::sqlite_files::fresh_path("limits-e2e");
-    let path = path.to_str().expect("utf-8").to_owned();
-    let driver = SqliteDriver::open(&path).await.expect("open");
-    let env = vec![
-        ("QUEUE_CONNECTION".to_owned(), "sqlite".to_owned()),
-        ("QUEUE_SQLITE_PATH".to_owned(), path),
-    ];
-    prove(Arc::new(driver), "sqlite", env, "limits-sqlite").await;
+    let (driver, env) = routemq_tests::process_env::sqlite("limits-e2e").await;
+    prove(driver, "sqlite", env, "limits-sqlite").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -326,22 +318,10 @@ async fn limits_hold_across_worker_processes_on_mysql() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_hold_across_worker_processes_on_redis() {
-    use routemq::driver::redis::{KeyLayout, RedisDriver};
-    let Some(url) = redis_url() else { return };
-    let prefix = format!("{}:", unique_key("routemq-limits"));
-    let driver = RedisDriver::connect(&url, KeyLayout::new(prefix.clone(), false))
-        .await
-        .expect("connect");
-    let env = vec![
-        ("QUEUE_CONNECTION".to_owned(), "redis".to_owned()),
-        ("REDIS_URL".to_owned(), url.clone()),
-        ("REDIS_PREFIX".to_owned(), prefix.clone()),
-    ];
-    let result = tokio::spawn(prove(Arc::new(driver), "redis", env, "limits-redis")).await;
-    routemq_tests::services::delete_redis_keys(&url, &prefix).await;
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic.into_panic());
-    }
+    routemq_tests::process_env::with_redis("routemq-limits", |driver, env| {
+        prove(driver, "redis", env, "limits-redis")
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,6 @@ use routemq_tests::databases::{Server, database_env, with_fresh_database};
 use routemq_tests::ledger::unique_key;
 use routemq_tests::process::{Process, run_bounded};
 use routemq_tests::process_jobs::read_ledger;
-use routemq_tests::services::redis_url;
 use serde_json::Value;
 
 const WORKER: &str = env!("CARGO_BIN_EXE_test-worker");
@@ -120,15 +119,8 @@ async fn prove(driver: Arc<dyn QueueDriver>, mut env: Vec<(String, String)>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedules_across_processes_on_sqlite() {
-    use routemq::driver::sqlite::SqliteDriver;
-    let path = routemq_tests::sqlite_files::fresh_path("schedule-e2e");
-    let path = path.to_str().expect("utf-8").to_owned();
-    let driver = SqliteDriver::open(&path).await.expect("open");
-    let env = vec![
-        ("QUEUE_CONNECTION".to_owned(), "sqlite".to_owned()),
-        ("QUEUE_SQLITE_PATH".to_owned(), path),
-    ];
-    prove(Arc::new(driver), env).await;
+    let (driver, env) = routemq_tests::process_env::sqlite("schedule-e2e").await;
+    prove(driver, env).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,22 +141,7 @@ async fn schedules_across_processes_on_mysql() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedules_across_processes_on_redis() {
-    use routemq::driver::redis::{KeyLayout, RedisDriver};
-    let Some(url) = redis_url() else { return };
-    let prefix = format!("{}:", unique_key("routemq-schedule"));
-    let driver = RedisDriver::connect(&url, KeyLayout::new(prefix.clone(), false))
-        .await
-        .expect("connect");
-    let env = vec![
-        ("QUEUE_CONNECTION".to_owned(), "redis".to_owned()),
-        ("REDIS_URL".to_owned(), url.clone()),
-        ("REDIS_PREFIX".to_owned(), prefix.clone()),
-    ];
-    let result = tokio::spawn(prove(Arc::new(driver), env)).await;
-    routemq_tests::services::delete_redis_keys(&url, &prefix).await;
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic.into_panic());
-    }
+    routemq_tests::process_env::with_redis("routemq-schedule", prove).await;
 }
 
 #[test]

@@ -9,16 +9,25 @@ macro_rules! script {
         pub(super) static $name: LazyLock<Script> =
             LazyLock::new(|| Script::new(include_str!(concat!("lua/", $file))));
     };
+    // A script that moves records by priority: `priority.lua`'s functions come first.
+    ($name:ident, $file:literal, priorities) => {
+        pub(super) static $name: LazyLock<Script> = LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("lua/priority.lua"),
+                include_str!(concat!("lua/", $file))
+            ))
+        });
+    };
 }
 
 script!(PUSH, "push.lua");
-script!(RESERVE, "reserve.lua");
-script!(RELEASE, "release.lua");
+script!(RESERVE, "reserve.lua", priorities);
+script!(RELEASE, "release.lua", priorities);
 script!(FAIL, "fail.lua");
 script!(EXTEND, "extend.lua");
 script!(ACK_START, "ack_start.lua");
-script!(RETRY_FAILED, "retry_failed.lua");
-script!(RETRY_FAILED_BATCH, "retry_failed_batch.lua");
+script!(RETRY_FAILED, "retry_failed.lua", priorities);
+script!(RETRY_FAILED_BATCH, "retry_failed_batch.lua", priorities);
 script!(FORGET_FAILED, "forget_failed.lua");
 script!(FLUSH_FAILED, "flush_failed.lua");
 script!(SLOT_ACQUIRE, "slot_acquire.lua");

@@ -2,13 +2,6 @@
 -- one back (refund). With a non-empty ARGV[8], only if the lease is not newer than that (the reaper).
 -- KEYS: ready, delayed, inflight, leases, prio
 -- ARGV: id, token, delay seconds, now, refund (0/1), wake channel, queue, max heartbeat ('' = any)
--- A prioritized record starts with its priority: {"priority": P, "id": "queue:N", ...}. Its
--- score in the prioritized set is (255 - P) * 2^40 + N: higher priorities first, FIFO among equals.
-local function prio_score(record)
-  local p, n = string.match(record, '^{"priority": (%d+), "id": "[^"]*:(%d+)"')
-  if not p then return nil end
-  return (255 - tonumber(p)) * 1099511627776 + tonumber(n)
-end
 local ready_key, delayed_key, inflight_key, leases_key, prio_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local id, token, delay, now = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local value = redis.call('HGET', inflight_key, id)

@@ -7,13 +7,6 @@
 -- ARGV: max, now, count (1/0)
 -- Returns a flat list: id, token, attempts, record, stalls for each job (stalls: the record's count
 -- of prefetches taken back unstarted, read only when prefetching).
--- A prioritized record starts with its priority: {"priority": P, "id": "queue:N", ...}. Its
--- score in the prioritized set is (255 - P) * 2^40 + N: higher priorities first, FIFO among equals.
-local function prio_score(record)
-  local p, n = string.match(record, '^{"priority": (%d+), "id": "[^"]*:(%d+)"')
-  if not p then return nil end
-  return (255 - tonumber(p)) * 1099511627776 + tonumber(n)
-end
 local ready_key, delayed_key, inflight_key, leases_key, seq_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local prio_key = KEYS[6]
 local max, now, count = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])

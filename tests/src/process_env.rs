@@ -1,0 +1,58 @@
+//! A driver for the test and the environment that points a worker process (`test-worker`) at the
+//! same store, for the end-to-end tests that run on every driver.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use routemq::driver::QueueDriver;
+
+use crate::ledger::unique_key;
+use crate::services::{delete_redis_keys, redis_url};
+
+/// A process's environment: `(variable, value)` pairs.
+pub type Env = Vec<(String, String)>;
+
+/// A fresh SQLite file: its driver, and the environment of a process on it.
+///
+/// # Panics
+/// When the file cannot be opened.
+pub async fn sqlite(name: &str) -> (Arc<dyn QueueDriver>, Env) {
+    use routemq::driver::sqlite::SqliteDriver;
+    let path = crate::sqlite_files::fresh_path(name);
+    let path = path.to_str().expect("utf-8").to_owned();
+    let driver = SqliteDriver::open(&path).await.expect("open");
+    let env = vec![
+        ("QUEUE_CONNECTION".to_owned(), "sqlite".to_owned()),
+        ("QUEUE_SQLITE_PATH".to_owned(), path),
+    ];
+    (Arc::new(driver), env)
+}
+
+/// Runs `test` with a Redis driver under a key prefix of its own and the environment of a
+/// process on it; the prefix's keys are deleted afterwards, whether the test passed or not.
+/// Skipped (or failed under `ROUTEMQ_TEST_REQUIRE_SERVICES=1`) without a Redis URL.
+///
+/// # Panics
+/// When the test does, or Redis cannot be reached.
+pub async fn with_redis<F, Fut>(name: &str, test: F)
+where
+    F: FnOnce(Arc<dyn QueueDriver>, Env) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    use routemq::driver::redis::{KeyLayout, RedisDriver};
+    let Some(url) = redis_url() else { return };
+    let prefix = format!("{}:", unique_key(name));
+    let driver = RedisDriver::connect(&url, KeyLayout::new(prefix.clone(), false))
+        .await
+        .expect("connect");
+    let env = vec![
+        ("QUEUE_CONNECTION".to_owned(), "redis".to_owned()),
+        ("REDIS_URL".to_owned(), url.clone()),
+        ("REDIS_PREFIX".to_owned(), prefix.clone()),
+    ];
+    let result = tokio::spawn(test(Arc::new(driver), env)).await;
+    delete_redis_keys(&url, &prefix).await;
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic.into_panic());
+    }
+}
