@@ -92,6 +92,30 @@ mod tests {
     }
 
     #[test]
+    fn daylight_saving_changes_run_a_daily_job_once() {
+        let paris = CronSpec::parse("30 2 * * *", "Europe/Paris").expect("parse");
+        // 29 March 2026: 02:00 jumps to 03:00, so 02:30 never happens; the job still runs that day.
+        let spring = paris
+            .next_after(at("2026-03-28T12:00:00Z"))
+            .expect("a tick");
+        assert!(
+            spring > at("2026-03-29T00:00:00Z") && spring < at("2026-03-29T02:00:00Z"),
+            "{:?}",
+            Timestamp::try_from(spring)
+        );
+        // 25 October 2026: 02:30 happens twice (CEST, then CET); the job runs once.
+        let autumn = paris
+            .next_after(at("2026-10-24T12:00:00Z"))
+            .expect("a tick");
+        assert_eq!(autumn, at("2026-10-25T00:30:00Z"), "the first 02:30");
+        assert_eq!(
+            paris.next_after(autumn),
+            Some(at("2026-10-26T01:30:00Z")),
+            "not again an hour later"
+        );
+    }
+
+    #[test]
     fn bad_expressions_and_zones_say_what_is_wrong() {
         let error = CronSpec::parse("61 * * * *", "UTC").expect_err("minute 61");
         assert!(error.starts_with("cron expression `61 * * * *`"), "{error}");
