@@ -57,7 +57,7 @@ macro_rules! conformance_suite {
             cancelling_removes_queued_and_delayed_jobs, cancelling_a_running_job_stops_it,
             scheduled_ticks_fire_once_across_schedulers, missed_ticks_follow_the_policy,
             cancelled_prefetched_and_unique_jobs, higher_priorities_start_first,
-            retried_jobs_keep_their_priority
+            retried_jobs_keep_their_priority, failed_store_is_trimmed_and_pruned
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {

@@ -47,14 +47,15 @@ pub fn run_bounded(mut command: Command, limit: Duration) -> Output {
 }
 
 /// A worker process (the tests crate's `test-worker` binary, passed in by path), killed if the
-/// test ends early.
+/// test ends early. Its log (stderr, at `warn`) goes to a file, shown when it does not stop.
 #[derive(Debug)]
-pub struct Process(Child);
+pub struct Process(Child, std::path::PathBuf);
 
 impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+        let _ = std::fs::remove_file(&self.1);
     }
 }
 
@@ -62,6 +63,11 @@ impl Process {
     /// Starts `binary` with `args` and `env` (and no `DATABASE_URL` of the caller's), output
     /// discarded.
     pub fn start(binary: &str, env: &[(String, String)], args: &[String]) -> Self {
+        let log = std::env::temp_dir().join(format!(
+            "{}.log",
+            crate::ledger::unique_key("routemq-worker")
+        ));
+        let stderr = std::fs::File::create(&log).expect("log file");
         let child = Command::new(binary)
             .args(args)
             .env("RUST_LOG", "warn")
@@ -69,10 +75,10 @@ impl Process {
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("spawn worker");
-        Self(child)
+        Self(child, log)
     }
 
     /// Sends signal `name` (`TERM`, `INT`, `KILL`) to the process.
@@ -98,10 +104,16 @@ impl Process {
             if let Some(status) = self.0.try_wait().expect("wait") {
                 return status;
             }
-            assert!(
-                Instant::now() < deadline,
-                "worker did not stop within {limit:?}"
-            );
+            if Instant::now() >= deadline {
+                let log = std::fs::read_to_string(&self.1).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                panic!(
+                    "worker {} did not stop within {limit:?}; its log ends with:\n{}",
+                    self.0.id(),
+                    tail.join("\n")
+                );
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -903,3 +903,59 @@ async fn queue_pause_stops_workers_reserving_until_queue_resume() {
     let done = setup.ledger().iter().filter(|l| l.event == "done").count();
     assert_eq!(done, 4);
 }
+
+/// The failed store's retention through the door: `QUEUE_FAILED_MAX` makes `queue-work` keep the
+/// newest failed jobs of its queue on its reaper passes, and `queue-prune-failed --keep` does the
+/// same by hand (one of `--hours` or `--keep` is required).
+#[tokio::test]
+async fn failed_jobs_are_kept_within_their_retention() {
+    let setup = Setup::new("retention").await;
+    let q = setup.queue.clone();
+    let fail = |n: usize| {
+        let setup = &setup;
+        let q = q.clone();
+        async move {
+            for _ in 0..n {
+                setup
+                    .manager
+                    .push(AlwaysFail {
+                        key: "e2e".to_owned(),
+                        permanent: true,
+                    })
+                    .on_queue(q.clone())
+                    .await
+                    .expect("push");
+            }
+        }
+    };
+    let failed_count = |setup: &Setup| {
+        setup
+            .json(&["queue-failed", "--queue", &q])
+            .as_array()
+            .expect("a list")
+            .len()
+    };
+    fail(3).await;
+    let env = [("QUEUE_FAILED_MAX", "1"), ("QUEUE_REAPER_INTERVAL", "0.2")];
+    assert!(
+        setup
+            .work_with(&["--max-time", "1.5"], &env)
+            .wait_for_exit(Duration::from_secs(60))
+            .success()
+    );
+    assert_eq!(failed_count(&setup), 1, "QUEUE_FAILED_MAX=1");
+
+    fail(2).await;
+    assert!(
+        setup
+            .work(&["--stop-when-empty"])
+            .wait_for_exit(Duration::from_secs(60))
+            .success()
+    );
+    assert_eq!(failed_count(&setup), 3);
+    let pruned = setup.json(&["queue-prune-failed", "--keep", "1", "--queue", &q]);
+    assert_eq!(pruned["pruned"], 2);
+    assert_eq!(failed_count(&setup), 1);
+    let neither = setup.run(&["queue-prune-failed"]);
+    assert_eq!(neither.status.code(), Some(2), "--hours or --keep");
+}

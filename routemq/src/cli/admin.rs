@@ -33,8 +33,11 @@ pub struct RetryArgs {
 #[derive(Debug, Clone, Args)]
 pub struct PruneArgs {
     /// Delete failed jobs older than this many hours.
+    #[arg(long, required_unless_present = "keep")]
+    pub hours: Option<f64>,
+    /// Keep at most this many failed jobs per queue (the newest); delete the older ones.
     #[arg(long)]
-    pub hours: f64,
+    pub keep: Option<u64>,
     /// Only this queue.
     #[arg(long)]
     pub queue: Option<String>,
@@ -360,16 +363,24 @@ pub(super) async fn run(command: Command) -> Result<(), Failure> {
             )
         }
         Command::QueuePruneFailed(args) => {
-            if !(args.hours.is_finite() && args.hours >= 0.0) {
+            if let Some(hours) = args.hours
+                && !(hours.is_finite() && hours >= 0.0)
+            {
                 return Err(Failure {
-                    message: format!("--hours must be ≥ 0, not {}", args.hours),
+                    message: format!("--hours must be ≥ 0, not {hours}"),
                     code: 2,
                 });
             }
             let queue = args.queue.as_deref().map(checked_queue).transpose()?;
             let (_, driver) = driver(&args.common).await?;
-            let older_than = crate::limits::clamped_secs(args.hours * 3600.0);
-            let pruned = driver.failed_prune(queue, older_than).await?;
+            let mut pruned = 0;
+            if let Some(hours) = args.hours {
+                let older_than = crate::limits::clamped_secs(hours * 3600.0);
+                pruned += driver.failed_prune(queue, older_than).await?;
+            }
+            if let Some(keep) = args.keep {
+                pruned += driver.failed_trim(queue, keep).await?;
+            }
             print(
                 &Summary(json!({ "pruned": pruned })),
                 args.common.format.format,

@@ -18,7 +18,7 @@
 //! | `queue-retry ID` / `queue-retry --all` | pushes failed jobs back to their queue |
 //! | `queue-forget ID` | deletes a failed job |
 //! | `queue-flush` | deletes every failed job (`--queue Q`) |
-//! | `queue-prune-failed --hours N` | deletes failed jobs older than N hours |
+//! | `queue-prune-failed --hours N --keep N` | deletes failed jobs older than N hours, or beyond the N newest per queue |
 //! | `queue-size` / `queue-stats` | counts per queue |
 //! | `queue-pause Q` / `queue-resume Q` | stops / restarts reserving from queues, on every worker |
 //! | `queue-cancel ID` | deletes a queued or delayed job; stops a running one within a second |
@@ -74,7 +74,7 @@ pub enum Command {
     QueueForget(IdArgs),
     /// Delete failed jobs (all, or those of one queue).
     QueueFlush(QueueFilter),
-    /// Delete failed jobs older than a number of hours.
+    /// Delete failed jobs older than a number of hours, or beyond the newest N per queue.
     QueuePruneFailed(admin::PruneArgs),
     /// Ready plus delayed jobs per queue.
     QueueSize(QueueFilter),

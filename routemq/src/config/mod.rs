@@ -10,6 +10,8 @@
 //! | `QUEUE_RETRY_BACKOFF_ENABLED` | `false` | exponential backoff for every job (`1/true/yes/on`) |
 //! | `QUEUE_RETRY_MAX_DELAY` | `60` | backoff cap in seconds |
 //! | `QUEUE_RETRY_JITTER` | `0` | backoff jitter fraction |
+//! | `QUEUE_FAILED_RETENTION_HOURS` | none | workers delete failed jobs older than this (hours, > 0) |
+//! | `QUEUE_FAILED_MAX` | none | workers keep at most this many failed jobs per queue, the newest |
 //!
 //! Driver variables (`DATABASE_URL`, `REDIS_URL`, ...) are read by the drivers. An invalid value is
 //! an error that names the variable and the value; unlike RouteMQ, routemq does not quietly fall
@@ -50,6 +52,10 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// `QUEUE_RETRY_*`.
     pub retry: RetryDefaults,
+    /// `QUEUE_FAILED_RETENTION_HOURS`: failed jobs older than this are deleted by workers.
+    pub failed_retention: Option<Duration>,
+    /// `QUEUE_FAILED_MAX`: workers keep at most this many failed jobs per queue (the newest).
+    pub failed_max: Option<u64>,
 }
 
 impl Default for Settings {
@@ -61,6 +67,8 @@ impl Default for Settings {
             reaper_interval: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(300),
             retry: RetryDefaults::default(),
+            failed_retention: None,
+            failed_max: None,
         }
     }
 }
@@ -119,6 +127,26 @@ impl Settings {
             }
         };
         let backoff = bool_var(&lookup, "QUEUE_RETRY_BACKOFF_ENABLED", false)?;
+        let failed_retention = match lookup("QUEUE_FAILED_RETENTION_HOURS") {
+            None => None,
+            Some(raw) => Some(
+                parse_secs(&raw, false)
+                    .and_then(|hours| crate::limits::checked_secs(hours.as_secs_f64() * 3600.0))
+                    .ok_or_else(|| ConfigError {
+                        variable: "QUEUE_FAILED_RETENTION_HOURS".to_owned(),
+                        value: raw,
+                        expected: "a number of hours > 0",
+                    })?,
+            ),
+        };
+        let failed_max = match lookup("QUEUE_FAILED_MAX") {
+            None => None,
+            Some(raw) => Some(raw.trim().parse::<u64>().map_err(|_| ConfigError {
+                variable: "QUEUE_FAILED_MAX".to_owned(),
+                value: raw,
+                expected: "a whole number of failed jobs ≥ 0",
+            })?),
+        };
         let default_connection =
             lookup("QUEUE_CONNECTION").map_or(defaults.default_connection, |c| c.trim().to_owned());
         Ok(Self {
@@ -150,6 +178,8 @@ impl Settings {
                     "a fraction from 0 to 1",
                 )?,
             },
+            failed_retention,
+            failed_max,
         })
     }
 }
@@ -318,6 +348,32 @@ mod tests {
             "redis://:***@cache:6379/2"
         );
         assert_eq!(percent_encode("p@ss word"), "p%40ss%20word");
+    }
+
+    #[test]
+    fn failed_store_retention_comes_from_the_environment() {
+        let s = settings(&[
+            ("QUEUE_FAILED_RETENTION_HOURS", "1.5"),
+            ("QUEUE_FAILED_MAX", "1000"),
+        ])
+        .expect("valid");
+        assert_eq!(s.failed_retention, Some(Duration::from_secs(5400)));
+        assert_eq!(s.failed_max, Some(1000));
+        let options = crate::WorkerOptions::from_settings(&s);
+        assert_eq!(
+            (options.failed_retention, options.failed_max),
+            (Some(Duration::from_secs(5400)), Some(1000))
+        );
+        let none = settings(&[]).expect("valid");
+        assert_eq!((none.failed_retention, none.failed_max), (None, None));
+        for (name, value) in [
+            ("QUEUE_FAILED_RETENTION_HOURS", "0"),
+            ("QUEUE_FAILED_RETENTION_HOURS", "a week"),
+            ("QUEUE_FAILED_MAX", "-1"),
+        ] {
+            let error = settings(&[(name, value)]).expect_err("invalid");
+            assert_eq!(error.variable, name);
+        }
     }
 
     #[test]

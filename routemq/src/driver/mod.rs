@@ -442,6 +442,30 @@ pub trait QueueDriver: Send + Sync + fmt::Debug {
         older_than: Duration,
     ) -> Result<u64, DriverError>;
 
+    /// Keeps the `keep` newest failed jobs of a queue (or of each queue) and deletes the older
+    /// ones. Returns how many went. The default lists and forgets them one by one; the built-in
+    /// SQL and Redis drivers trim in one statement per queue.
+    async fn failed_trim(&self, queue: Option<&str>, keep: u64) -> Result<u64, DriverError> {
+        let queues = match queue {
+            Some(queue) => vec![queue.to_owned()],
+            None => self.queues().await?,
+        };
+        let mut trimmed = 0;
+        for queue in queues {
+            // Oldest first: everything before the last `keep` goes.
+            let failed = self.failed_list(Some(&queue)).await?;
+            let excess = failed
+                .len()
+                .saturating_sub(usize::try_from(keep).unwrap_or(usize::MAX));
+            for job in &failed[..excess] {
+                if self.failed_forget(&job.id).await? {
+                    trimmed += 1;
+                }
+            }
+        }
+        Ok(trimmed)
+    }
+
     /// Takes one of `limit` slots named `name` for `holder` until `ttl` passes or it is released
     /// (see [`slots`]): atomic across every process on this connection. A holder that holds a
     /// slot already keeps it, its expiry renewed. A `ttl` of zero is a probe: it says whether a

@@ -975,6 +975,25 @@ impl QueueDriver for MySqlDriver {
         Ok(result.rows_affected())
     }
 
+    async fn failed_trim(&self, queue: Option<&str>, keep: u64) -> Result<u64, DriverError> {
+        // Per queue: every row older than its `keep` newest (the ranking is a derived table, which
+        // MySQL materializes, so the DELETE may read the table it deletes from).
+        let result = sqlx::query(
+            "DELETE FROM queue_failed_jobs WHERE id IN (
+                 SELECT id FROM (
+                     SELECT id, ROW_NUMBER() OVER (PARTITION BY queue ORDER BY id DESC) AS r
+                     FROM queue_failed_jobs WHERE ? IS NULL OR queue = ?) AS ranked
+                 WHERE r > ?)",
+        )
+        .bind(queue)
+        .bind(queue)
+        .bind(i64::try_from(keep).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await
+        .map_err(backend("trim failed jobs"))?;
+        Ok(result.rows_affected())
+    }
+
     async fn failed_prune(
         &self,
         queue: Option<&str>,

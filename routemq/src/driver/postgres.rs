@@ -855,6 +855,23 @@ impl QueueDriver for PostgresDriver {
         Ok(result.rows_affected())
     }
 
+    async fn failed_trim(&self, queue: Option<&str>, keep: u64) -> Result<u64, DriverError> {
+        // Per queue: every row older than its `keep` newest.
+        let result = sqlx::query(
+            "DELETE FROM queue_failed_jobs WHERE id IN (
+                 SELECT id FROM (
+                     SELECT id, ROW_NUMBER() OVER (PARTITION BY queue ORDER BY id DESC) AS r
+                     FROM queue_failed_jobs WHERE $1::varchar IS NULL OR queue = $1) AS ranked
+                 WHERE r > $2)",
+        )
+        .bind(queue)
+        .bind(i64::try_from(keep).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await
+        .map_err(backend("trim failed jobs"))?;
+        Ok(result.rows_affected())
+    }
+
     async fn failed_prune(
         &self,
         queue: Option<&str>,

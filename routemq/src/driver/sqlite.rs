@@ -832,6 +832,25 @@ impl QueueDriver for SqliteDriver {
         Ok(result.rows_affected())
     }
 
+    async fn failed_trim(&self, queue: Option<&str>, keep: u64) -> Result<u64, DriverError> {
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        // Per queue: every row older than its `keep` newest.
+        let result = retry_busy("trim failed jobs", || {
+            sqlx::query(
+                "DELETE FROM queue_failed_jobs WHERE id IN (
+                     SELECT id FROM (
+                         SELECT id, ROW_NUMBER() OVER (PARTITION BY queue ORDER BY id DESC) AS r
+                         FROM queue_failed_jobs WHERE ?1 IS NULL OR queue = ?1) AS ranked
+                     WHERE r > ?2)",
+            )
+            .bind(queue)
+            .bind(keep)
+            .execute(&self.pool)
+        })
+        .await?;
+        Ok(result.rows_affected())
+    }
+
     async fn failed_prune(
         &self,
         queue: Option<&str>,

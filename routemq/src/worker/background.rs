@@ -79,8 +79,8 @@ async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
     }
 }
 
-/// Takes back expired leases on the served queues, and sweeps expired slot holders: at start,
-/// then every reaper interval.
+/// Takes back expired leases on the served queues, applies the failed store's retention, and
+/// sweeps expired slot holders: at start, then every reaper interval.
 async fn reaper(shared: Arc<Shared>, stop: CancellationToken) {
     let options = &shared.options;
     let mut ticker = tokio::time::interval(options.reaper_interval);
@@ -115,10 +115,37 @@ async fn reaper(shared: Arc<Shared>, stop: CancellationToken) {
             }
             Err(error) => tracing::warn!(%error, "reaper pass failed"),
         }
+        retain_failed(&shared).await;
         match shared.driver.sweep_slots().await {
             Ok(swept) if swept > 0 => tracing::debug!(swept, "swept expired slot holders"),
             Ok(_) => {}
             Err(error) => tracing::debug!(%error, "sweeping slots failed"),
+        }
+    }
+}
+
+/// Applies the failed store's retention to the served queues: by age, then by count.
+async fn retain_failed(shared: &Shared) {
+    let options = &shared.options;
+    if options.failed_retention.is_none() && options.failed_max.is_none() {
+        return;
+    }
+    for queue in &options.queues {
+        let mut deleted = 0;
+        if let Some(older_than) = options.failed_retention {
+            match shared.driver.failed_prune(Some(queue), older_than).await {
+                Ok(pruned) => deleted += pruned,
+                Err(error) => tracing::warn!(%queue, %error, "pruning old failed jobs failed"),
+            }
+        }
+        if let Some(keep) = options.failed_max {
+            match shared.driver.failed_trim(Some(queue), keep).await {
+                Ok(trimmed) => deleted += trimmed,
+                Err(error) => tracing::warn!(%queue, %error, "trimming the failed jobs failed"),
+            }
+        }
+        if deleted > 0 {
+            tracing::info!(%queue, deleted, "deleted failed jobs past their retention");
         }
     }
 }

@@ -130,6 +130,12 @@ pub struct WorkerOptions {
     /// At most this many jobs of a queue start per period, across every worker of the
     /// connection (`--rate emails=100/60s`).
     pub queue_rates: BTreeMap<String, Rate>,
+    /// Failed jobs of the served queues older than this are deleted on each reaper pass
+    /// (`QUEUE_FAILED_RETENTION_HOURS`).
+    pub failed_retention: Option<Duration>,
+    /// At most this many failed jobs are kept per served queue, the newest, trimmed on each
+    /// reaper pass (`QUEUE_FAILED_MAX`).
+    pub failed_max: Option<u64>,
 }
 
 impl Default for WorkerOptions {
@@ -157,6 +163,8 @@ impl WorkerOptions {
             reaper_interval: settings.reaper_interval,
             shutdown_grace: settings.shutdown_grace,
             retry: settings.retry,
+            failed_retention: settings.failed_retention,
+            failed_max: settings.failed_max,
             queue_limits: BTreeMap::new(),
             queue_rates: BTreeMap::new(),
         }

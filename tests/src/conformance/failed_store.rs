@@ -159,3 +159,91 @@ pub async fn failed_store_operations(h: Harness) {
             .is_empty()
     );
 }
+
+/// Pushes `count` jobs that fail for good to `queue`.
+async fn fail_jobs(h: &Harness, queue: &str, count: usize) {
+    for _ in 0..count {
+        h.manager
+            .push(AlwaysFail {
+                key: h.key.clone(),
+                permanent: true,
+            })
+            .on_queue(queue.to_owned())
+            .await
+            .expect("push");
+    }
+}
+
+async fn failed_count(h: &Harness, queue: &str) -> usize {
+    h.driver.failed_list(Some(queue)).await.expect("list").len()
+}
+
+/// `failed_trim` keeps the newest failed jobs of a queue; a worker with `failed_max` or
+/// `failed_retention` applies them to the queues it serves on its reaper passes, and leaves the
+/// other queues' failed jobs alone.
+pub async fn failed_store_is_trimmed_and_pruned(h: Harness) {
+    let other = h.other_queue();
+    fail_jobs(&h, &h.queue, 4).await;
+    fail_jobs(&h, &other, 1).await;
+    let both = routemq::WorkerOptions {
+        queues: vec![h.queue.clone(), other.clone()],
+        ..h.options()
+    };
+    assert_eq!(h.work(both).await.failed, 5);
+    let before = h.driver.failed_list(Some(&h.queue)).await.expect("list");
+    assert_eq!(
+        h.driver.failed_trim(Some(&h.queue), 2).await.expect("trim"),
+        2
+    );
+    let kept: Vec<String> = h
+        .driver
+        .failed_list(Some(&h.queue))
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|f| f.id)
+        .collect();
+    let newest: Vec<String> = before[2..].iter().map(|f| f.id.clone()).collect();
+    assert_eq!(kept, newest, "the newest two are kept");
+    assert_eq!(
+        failed_count(&h, &other).await,
+        1,
+        "another queue is untouched"
+    );
+
+    // A worker keeps at most one per served queue...
+    fail_jobs(&h, &h.queue, 2).await;
+    let running = |options: routemq::WorkerOptions| routemq::WorkerOptions {
+        stop_when_empty: false,
+        max_time: Some(Duration::from_millis(1_200)),
+        ..options
+    };
+    let report = h
+        .work(running(routemq::WorkerOptions {
+            failed_max: Some(1),
+            ..h.options()
+        }))
+        .await;
+    assert_eq!(report.failed, 2);
+    assert_eq!(failed_count(&h, &h.queue).await, 1);
+    // ... and deletes those older than its retention.
+    h.work(running(routemq::WorkerOptions {
+        failed_retention: Some(Duration::from_millis(50)),
+        ..h.options()
+    }))
+    .await;
+    assert_eq!(failed_count(&h, &h.queue).await, 0);
+    assert_eq!(
+        failed_count(&h, &other).await,
+        1,
+        "a queue the worker does not serve"
+    );
+    assert_eq!(
+        h.driver
+            .failed_trim(Some(&other), 0)
+            .await
+            .expect("trim all"),
+        1
+    );
+    assert_eq!(failed_count(&h, &other).await, 0);
+}

@@ -24,7 +24,7 @@ pub use chains::{
     broken_links_fail_the_chain_and_run_its_catch, chains_run_in_order_and_stop_at_a_failure,
     dispatch_at_waits_for_its_time,
 };
-pub use failed_store::failed_store_operations;
+pub use failed_store::{failed_store_is_trimmed_and_pruned, failed_store_operations};
 pub use leases::{
     cooperative_job_stops_on_shutdown_without_losing_an_attempt, expired_lease_is_reaped_and_rerun,
     failed_hook_runs_when_the_last_attempt_died, graceful_shutdown_releases_unfinished_jobs,

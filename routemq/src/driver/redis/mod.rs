@@ -902,6 +902,34 @@ impl QueueDriver for RedisDriver {
         Ok(flushed)
     }
 
+    async fn failed_trim(&self, queue: Option<&str>, keep: u64) -> Result<u64, DriverError> {
+        let queues = match queue {
+            Some(queue) => vec![queue.to_owned()],
+            None => self.queues().await?,
+        };
+        let mut trimmed = 0;
+        for queue in queues {
+            // The failed list grows at its tail: keep the last `keep` records, atomically.
+            let failed_key = self.layout.queue(&queue).failed;
+            let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+            let (before, (), after): (u64, (), u64) = redis::pipe()
+                .atomic()
+                .cmd("LLEN")
+                .arg(&failed_key)
+                .cmd("LTRIM")
+                .arg(&failed_key)
+                .arg(if keep == 0 { 1 } else { -keep })
+                .arg(if keep == 0 { 0 } else { -1 })
+                .cmd("LLEN")
+                .arg(&failed_key)
+                .query_async(&mut self.con())
+                .await
+                .map_err(backend("trim failed jobs"))?;
+            trimmed += before.saturating_sub(after);
+        }
+        Ok(trimmed)
+    }
+
     async fn failed_prune(
         &self,
         queue: Option<&str>,
