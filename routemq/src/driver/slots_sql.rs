@@ -231,7 +231,6 @@ pub(crate) mod postgres {
         Ok(renewed.rows_affected() > 0)
     }
 
-    /// Deletes expired holders, then the head rows of names with no holder left.
     pub(crate) async fn holders(
         pool: &PgPool,
         name: &str,
@@ -259,6 +258,7 @@ pub(crate) mod postgres {
         Ok(held_answer(names, &held))
     }
 
+    /// Deletes expired holders, then the head rows of names with no holder left.
     pub(crate) async fn sweep(pool: &PgPool) -> Result<u64, DriverError> {
         let expired = sqlx::query(&format!(
             "DELETE FROM queue_slots WHERE holder <> '' AND expires_at <= {NOW}"
@@ -294,6 +294,28 @@ pub(crate) mod mysql {
             .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
             .map(sqlx::mysql::MySqlDatabaseError::number);
         matches!(number, Some(1213 | 1205)) || db.code().as_deref() == Some("40001")
+    }
+
+    /// Runs a statement on slots, again after a deadlock or a lock wait timeout (its writes
+    /// meet an acquisition's range locks under REPEATABLE READ), up to [`HEAD_TRIES`] times.
+    async fn retrying<T, F, Fut>(
+        operation: &'static str,
+        mut statement: F,
+    ) -> Result<T, DriverError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+    {
+        let mut tries = 0;
+        loop {
+            match statement().await {
+                Err(error) if is_deadlock(&error) && tries + 1 < HEAD_TRIES => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(fastrand::u64(1..=20))).await;
+                }
+                result => return result.map_err(backend(operation)),
+            }
+        }
     }
 
     pub(crate) async fn acquire(
@@ -413,15 +435,17 @@ pub(crate) mod mysql {
         holder: Option<&str>,
     ) -> Result<(), DriverError> {
         let holder = holder.map(column_key);
-        sqlx::query(
-            "DELETE FROM queue_slots WHERE name = ? AND holder <> '' AND (? IS NULL OR holder = ?)",
-        )
-        .bind(&*column_key(name))
-        .bind(holder.as_deref())
-        .bind(holder.as_deref())
-        .execute(pool)
-        .await
-        .map_err(backend("release slot"))?;
+        let name = column_key(name);
+        retrying("release slot", || {
+            sqlx::query(
+                "DELETE FROM queue_slots WHERE name = ? AND holder <> '' AND (? IS NULL OR holder = ?)",
+            )
+            .bind(&*name)
+            .bind(holder.as_deref())
+            .bind(holder.as_deref())
+            .execute(pool)
+        })
+        .await?;
         Ok(())
     }
 
@@ -431,20 +455,22 @@ pub(crate) mod mysql {
         holder: &str,
         ttl: Duration,
     ) -> Result<bool, DriverError> {
-        let renewed = sqlx::query(&format!(
+        let statement = format!(
             "UPDATE queue_slots SET expires_at = {NOW} + ?
              WHERE name = ? AND holder = ? AND holder <> '' AND expires_at > {NOW}"
-        ))
-        .bind(ttl_micros(ttl))
-        .bind(&*column_key(name))
-        .bind(&*column_key(holder))
-        .execute(pool)
-        .await
-        .map_err(backend("renew slot"))?;
+        );
+        let (name, holder) = (column_key(name), column_key(holder));
+        let renewed = retrying("renew slot", || {
+            sqlx::query(&statement)
+                .bind(ttl_micros(ttl))
+                .bind(&*name)
+                .bind(&*holder)
+                .execute(pool)
+        })
+        .await?;
         Ok(renewed.rows_affected() > 0)
     }
 
-    /// Deletes expired holders, then the head rows of names with no holder left.
     pub(crate) async fn held(pool: &MySqlPool, names: &[String]) -> Result<Vec<bool>, DriverError> {
         if names.is_empty() {
             return Ok(Vec::new());
@@ -489,20 +515,22 @@ pub(crate) mod mysql {
         ))
     }
 
+    /// Deletes expired holders, then the head rows of names with no holder left.
     pub(crate) async fn sweep(pool: &MySqlPool) -> Result<u64, DriverError> {
-        let expired = sqlx::query(&format!(
-            "DELETE FROM queue_slots WHERE expires_at <= {NOW} AND holder <> ''"
-        ))
-        .execute(pool)
-        .await
-        .map_err(backend("sweep slots"))?;
-        sqlx::query(
-            "DELETE h FROM queue_slots h LEFT JOIN queue_slots s ON s.name = h.name AND s.holder <> ''
-             WHERE h.holder = '' AND s.name IS NULL",
-        )
-        .execute(pool)
-        .await
-        .map_err(backend("sweep slots"))?;
+        let expired_holders =
+            format!("DELETE FROM queue_slots WHERE expires_at <= {NOW} AND holder <> ''");
+        let expired = retrying("sweep slots", || {
+            sqlx::query(&expired_holders).execute(pool)
+        })
+        .await?;
+        retrying("sweep slots", || {
+            sqlx::query(
+                "DELETE h FROM queue_slots h LEFT JOIN queue_slots s ON s.name = h.name AND s.holder <> ''
+                 WHERE h.holder = '' AND s.name IS NULL",
+            )
+            .execute(pool)
+        })
+        .await?;
         Ok(expired.rows_affected())
     }
 }
