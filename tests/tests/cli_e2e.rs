@@ -69,6 +69,20 @@ impl Setup {
             .expect("dispatch");
     }
 
+    /// Dispatches `count` jobs that fail for good to this test's queue.
+    async fn fail_jobs(&self, count: usize) {
+        for _ in 0..count {
+            self.manager
+                .push(AlwaysFail {
+                    key: "e2e".to_owned(),
+                    permanent: true,
+                })
+                .on_queue(self.queue.clone())
+                .await
+                .expect("push");
+        }
+    }
+
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_test-worker"));
         command
@@ -495,17 +509,7 @@ async fn a_job_that_kills_its_worker_still_uses_up_its_tries() {
 async fn admin_commands_list_show_retry_forget_and_flush_failed_jobs() {
     let setup = Setup::new("admin").await;
     let q = setup.queue.clone();
-    for _ in 0..3 {
-        setup
-            .manager
-            .push(AlwaysFail {
-                key: "e2e".to_owned(),
-                permanent: true,
-            })
-            .on_queue(q.clone())
-            .await
-            .expect("push");
-    }
+    setup.fail_jobs(3).await;
     assert!(
         setup
             .work(&["--stop-when-empty"])
@@ -911,23 +915,6 @@ async fn queue_pause_stops_workers_reserving_until_queue_resume() {
 async fn failed_jobs_are_kept_within_their_retention() {
     let setup = Setup::new("retention").await;
     let q = setup.queue.clone();
-    let fail = |n: usize| {
-        let setup = &setup;
-        let q = q.clone();
-        async move {
-            for _ in 0..n {
-                setup
-                    .manager
-                    .push(AlwaysFail {
-                        key: "e2e".to_owned(),
-                        permanent: true,
-                    })
-                    .on_queue(q.clone())
-                    .await
-                    .expect("push");
-            }
-        }
-    };
     let failed_count = |setup: &Setup| {
         setup
             .json(&["queue-failed", "--queue", &q])
@@ -935,7 +922,7 @@ async fn failed_jobs_are_kept_within_their_retention() {
             .expect("a list")
             .len()
     };
-    fail(3).await;
+    setup.fail_jobs(3).await;
     let env = [("QUEUE_FAILED_MAX", "1"), ("QUEUE_REAPER_INTERVAL", "0.2")];
     assert!(
         setup
@@ -945,7 +932,7 @@ async fn failed_jobs_are_kept_within_their_retention() {
     );
     assert_eq!(failed_count(&setup), 1, "QUEUE_FAILED_MAX=1");
 
-    fail(2).await;
+    setup.fail_jobs(2).await;
     assert!(
         setup
             .work(&["--stop-when-empty"])

@@ -590,8 +590,7 @@ impl QueueDriver for MemoryDriver {
             let Some(failed) = state.failed.remove(&id) else {
                 return Ok(None);
             };
-            let priority = crate::envelope::Envelope::decode(&failed.payload)
-                .map_or(0, |envelope| envelope.priority());
+            let priority = crate::envelope::priority_of(&failed.payload);
             state.insert(
                 &failed.queue,
                 failed.payload,

@@ -57,12 +57,11 @@ impl NewJob {
     /// A job at the priority its envelope carries (0 when it carries none or cannot be read).
     pub fn new(queue: impl Into<String>, payload: impl Into<String>, delay: Duration) -> Self {
         let payload = payload.into();
-        let priority = crate::envelope::Envelope::decode(&payload).map_or(0, |e| e.priority());
         Self {
             queue: queue.into(),
+            priority: crate::envelope::priority_of(&payload),
             payload,
             delay,
-            priority,
         }
     }
 }
@@ -305,6 +304,18 @@ pub(crate) fn out_of_tries(payload: &str, attempts: u32, max_tries_override: Opt
     attempts >= max_tries
 }
 
+/// `queue` alone, or every queue of `driver` when it is `None` (the operations on "one queue or
+/// all").
+pub(crate) async fn queue_or_all<D: QueueDriver + ?Sized>(
+    driver: &D,
+    queue: Option<&str>,
+) -> Result<Vec<String>, DriverError> {
+    match queue {
+        Some(queue) => Ok(vec![queue.to_owned()]),
+        None => driver.queues().await,
+    }
+}
+
 /// The storage behind a connection. Object-safe; drivers are shared as `Arc<dyn QueueDriver>`.
 ///
 /// Implement it to add a custom broker, then register it with
@@ -446,10 +457,7 @@ pub trait QueueDriver: Send + Sync + fmt::Debug {
     /// ones. Returns how many went. The default lists and forgets them one by one; the built-in
     /// SQL and Redis drivers trim in one statement per queue.
     async fn failed_trim(&self, queue: Option<&str>, keep: u64) -> Result<u64, DriverError> {
-        let queues = match queue {
-            Some(queue) => vec![queue.to_owned()],
-            None => self.queues().await?,
-        };
+        let queues = queue_or_all(self, queue).await?;
         let mut trimmed = 0;
         for queue in queues {
             // Oldest first: everything before the last `keep` goes.

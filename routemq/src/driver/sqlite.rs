@@ -784,7 +784,7 @@ impl QueueDriver for SqliteDriver {
                 return Ok(None);
             };
             // The job's priority comes back with it, from its envelope.
-            let priority = NewJob::new("", payload, Duration::ZERO).priority;
+            let priority = crate::envelope::priority_of(&payload);
             // Run to completion (`fetch_all`), as every statement with RETURNING here.
             let inserted: Option<i64> = sqlx::query_scalar(
                 "INSERT INTO queue_jobs (queue, payload, attempts, reserved_at, available_at, created_at, priority)

@@ -620,6 +620,11 @@ pub(crate) fn short_name(name: &str) -> &str {
 
 /// Convenience for [`Envelope::encode`] with the observability RouteMQ's manager writes, under
 /// the trace ids of the dispatch.
+/// The priority a stored envelope carries (0 when it carries none, or cannot be read).
+pub(crate) fn priority_of(payload: &str) -> u8 {
+    Envelope::decode(payload).map_or(0, |envelope| envelope.priority())
+}
+
 /// routemq's own envelope fields a dispatch sets: a unique job's key, and a priority that
 /// overrides the type's.
 #[derive(Debug, Clone, Copy, Default)]

@@ -143,8 +143,7 @@ impl<'m> PendingChain<'m> {
         }
         let first = links.remove(0);
         let chain = Chain { next: links, catch };
-        let payload = encode_with_chain(Envelope::decode(&first.payload)?, Some(chain))?;
-        let job = NewJob::new(first.queue.clone(), payload, Duration::ZERO);
+        let job = job_with_chain(&first.queue, Envelope::decode(&first.payload)?, Some(chain))?;
         if let Some(fake) = self.manager.fake() {
             let name = "chain";
             return Ok(fake.record(name, &job.queue, &first.connection, job.delay, job.payload));
@@ -196,10 +195,15 @@ fn link<T: Job>(
     })
 }
 
-/// `envelope` encoded to carry `chain` (none when it is empty), refused when it grows past the
-/// largest payload.
-fn encode_with_chain(envelope: Envelope, chain: Option<Chain>) -> Result<String, QueueError> {
+/// The job to store on `queue`: `envelope` encoded to carry `chain` (none when it is empty), at
+/// the envelope's priority; refused when it grows past the largest payload.
+fn job_with_chain(
+    queue: &str,
+    envelope: Envelope,
+    chain: Option<Chain>,
+) -> Result<NewJob, QueueError> {
     let chain = chain.filter(|chain| !chain.next.is_empty() || chain.catch.is_some());
+    let priority = envelope.priority();
     let encoded = envelope.with_chain(chain).to_json();
     if encoded.len() > MAX_PAYLOAD_BYTES {
         return Err(EnvelopeError::TooLarge {
@@ -208,18 +212,23 @@ fn encode_with_chain(envelope: Envelope, chain: Option<Chain>) -> Result<String,
         }
         .into());
     }
-    Ok(encoded)
+    Ok(NewJob {
+        queue: queue.to_owned(),
+        payload: encoded,
+        delay: Duration::ZERO,
+        priority,
+    })
 }
 
-/// A stored link's envelope as it is stored now: carrying `rest` of the chain, and with its
+/// A stored link's job as it is stored now: carrying `rest` of the chain, and with its
 /// `retry_until` deadline counted from now (not from when the chain was dispatched) when its type,
 /// as this worker registers it, has one.
-pub(crate) fn link_payload(
-    payload: &str,
+pub(crate) fn link_job(
+    link: &ChainLink,
     rest: Option<Chain>,
     registry: &Registry,
-) -> Result<String, QueueError> {
-    let mut envelope = Envelope::decode(payload)?;
+) -> Result<NewJob, QueueError> {
+    let mut envelope = Envelope::decode(&link.payload)?;
     if let Some(secs) = registry
         .get(envelope.class())
         .ok()
@@ -227,5 +236,5 @@ pub(crate) fn link_payload(
     {
         envelope = envelope.with_retry_until_in(Duration::from_secs(secs));
     }
-    encode_with_chain(envelope, rest)
+    job_with_chain(&link.queue, envelope, rest)
 }

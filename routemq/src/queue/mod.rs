@@ -19,7 +19,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use tokio::sync::OnceCell;
 
-pub(crate) use chain::link_payload;
+pub(crate) use chain::link_job;
 pub use chain::{PendingChain, chain};
 pub use dispatch::{Dispatch, PendingBulk, PendingDispatch};
 #[cfg(any(feature = "postgres", feature = "mysql"))]

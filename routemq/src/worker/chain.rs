@@ -2,11 +2,9 @@
 //! once a job has failed for good (see [`chain`](crate::queue::chain)).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::Shared;
 use super::runner::with_retries;
-use crate::driver::NewJob;
 use crate::envelope::{Chain, ChainLink, Envelope};
 use crate::queue::QueueError;
 
@@ -17,8 +15,7 @@ pub(super) async fn store_link(
     link: &ChainLink,
     rest: Option<Chain>,
 ) -> Result<(), QueueError> {
-    let payload = crate::queue::link_payload(&link.payload, rest, shared.registry)?;
-    let job = NewJob::new(link.queue.clone(), payload, Duration::ZERO);
+    let job = crate::queue::link_job(link, rest, shared.registry)?;
     let driver = if link.connection == shared.connection {
         Arc::clone(&shared.driver)
     } else {

@@ -792,10 +792,7 @@ impl QueueDriver for RedisDriver {
     }
 
     async fn failed_list(&self, queue: Option<&str>) -> Result<Vec<FailedJob>, DriverError> {
-        let queues = match queue {
-            Some(queue) => vec![queue.to_owned()],
-            None => self.queues().await?,
-        };
+        let queues = super::queue_or_all(self, queue).await?;
         let mut jobs = Vec::new();
         for queue in queues {
             jobs.extend(
@@ -838,10 +835,7 @@ impl QueueDriver for RedisDriver {
     }
 
     async fn failed_retry_all(&self, queue: Option<&str>) -> Result<u64, DriverError> {
-        let queues = match queue {
-            Some(queue) => vec![queue.to_owned()],
-            None => self.queues().await?,
-        };
+        let queues = super::queue_or_all(self, queue).await?;
         let mut retried = 0;
         for queue in queues {
             let keys = self.layout.queue(&queue);
@@ -886,10 +880,7 @@ impl QueueDriver for RedisDriver {
     }
 
     async fn failed_flush(&self, queue: Option<&str>) -> Result<u64, DriverError> {
-        let queues = match queue {
-            Some(queue) => vec![queue.to_owned()],
-            None => self.queues().await?,
-        };
+        let queues = super::queue_or_all(self, queue).await?;
         let mut flushed = 0;
         for queue in queues {
             let count: u64 = scripts::FLUSH_FAILED
@@ -903,10 +894,7 @@ impl QueueDriver for RedisDriver {
     }
 
     async fn failed_trim(&self, queue: Option<&str>, keep: u64) -> Result<u64, DriverError> {
-        let queues = match queue {
-            Some(queue) => vec![queue.to_owned()],
-            None => self.queues().await?,
-        };
+        let queues = super::queue_or_all(self, queue).await?;
         let mut trimmed = 0;
         for queue in queues {
             // The failed list grows at its tail: keep the last `keep` records, atomically.
@@ -938,10 +926,7 @@ impl QueueDriver for RedisDriver {
         let cutoff = SystemTime::now()
             .checked_sub(older_than)
             .unwrap_or(SystemTime::UNIX_EPOCH);
-        let queues = match queue {
-            Some(queue) => vec![queue.to_owned()],
-            None => self.queues().await?,
-        };
+        let queues = super::queue_or_all(self, queue).await?;
         let mut pruned = 0;
         for queue in queues {
             let failed_key = self.layout.queue(&queue).failed;

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::keys::QueueKeys;
 use super::{RedisDriver, backend, parse_record};
-use crate::driver::{DriverError, QueueDriver, Removal};
+use crate::driver::{DriverError, Removal};
 
 /// Records read per round trip.
 const CHUNK: isize = 1_000;
@@ -41,10 +41,7 @@ fn queue_of_job_id(id: &str) -> Option<&str> {
 }
 
 pub(super) async fn remove(driver: &RedisDriver, id: &str) -> Result<Removal, DriverError> {
-    let queues = match queue_of_job_id(id) {
-        Some(queue) => vec![queue.to_owned()],
-        None => driver.queues().await?,
-    };
+    let queues = crate::driver::queue_or_all(driver, queue_of_job_id(id)).await?;
     let mut con = driver.con();
     for queue in queues {
         let keys = driver.layout.queue(&queue);
