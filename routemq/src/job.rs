@@ -191,6 +191,7 @@ pub struct JobContext {
     data: AppData,
     driver: Option<Arc<dyn QueueDriver>>,
     timeout: Duration,
+    batch: Option<String>,
 }
 
 impl fmt::Debug for JobContext {
@@ -226,6 +227,7 @@ impl JobContext {
             data: AppData::new(),
             driver: None,
             timeout: Duration::from_secs(JobOptions::DEFAULT.timeout),
+            batch: None,
         }
     }
 
@@ -260,6 +262,11 @@ impl JobContext {
     #[must_use]
     pub fn with_max_tries(mut self, max_tries: u32) -> Self {
         self.max_tries = max_tries;
+        self
+    }
+
+    pub(crate) fn with_batch(mut self, batch: Option<String>) -> Self {
+        self.batch = batch;
         self
     }
 
@@ -314,6 +321,11 @@ impl JobContext {
     /// Every shared value registered on the worker.
     pub fn app_data(&self) -> &AppData {
         &self.data
+    }
+
+    /// The id of the batch the job belongs to, if it is in one (see [`batch`](crate::batch)).
+    pub fn batch_id(&self) -> Option<&str> {
+        self.batch.as_deref()
     }
 
     /// The id the driver gave the job (a row id, or a Redis record id).

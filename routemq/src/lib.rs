@@ -66,6 +66,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod batch;
 #[cfg(feature = "cli")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
 pub mod cli;
@@ -103,6 +104,7 @@ pub mod __private;
 
 /// The attribute for implementing [`middleware::Middleware`] (and other async traits of routemq).
 pub use async_trait::async_trait;
+pub use batch::batch;
 pub use config::{ConfigError, Settings};
 pub use data::AppData;
 pub use driver::{DriverError, QueueDriver};

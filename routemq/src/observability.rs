@@ -36,7 +36,7 @@ pub async fn scope<F: std::future::Future>(context: TraceContext, future: F) -> 
     CURRENT.scope(context, future).await
 }
 
-fn random_hex(bytes: usize) -> String {
+pub(crate) fn random_hex(bytes: usize) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes * 2);
     let mut bits = fastrand::u128(..);

@@ -383,3 +383,37 @@ impl Job for Prioritized {
         Ok(())
     }
 }
+
+/// A job of a batch: records its run, can sleep, and fails for good when `fail` is set until
+/// the ledger holds a `healed` event for its key.
+#[derive(Debug, Clone)]
+#[job(name = "conformance.BatchStep", max_tries = 1)]
+pub struct BatchStep {
+    /// The ledger key.
+    pub key: String,
+    /// Its number.
+    pub n: u64,
+    /// Whether it fails (until healed).
+    pub fail: bool,
+    /// How long it sleeps before it ends.
+    pub sleep_ms: u64,
+}
+
+impl Job for BatchStep {
+    async fn handle(&mut self, ctx: &JobContext) -> Result<(), JobError> {
+        record(
+            &self.key,
+            "run",
+            ctx.attempts(),
+            self.n,
+            ctx.batch_id().unwrap_or(""),
+        );
+        if self.sleep_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(self.sleep_ms)).await;
+        }
+        if self.fail && crate::ledger::of(&self.key, "healed").is_empty() {
+            return Err(JobError::permanent("this batch step fails"));
+        }
+        Ok(())
+    }
+}

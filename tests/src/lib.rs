@@ -24,6 +24,55 @@ pub mod sqlite_files;
 
 pub use harness::{Factory, Harness};
 
+/// Generates the four tests of an end-to-end proof through worker processes, one per driver
+/// (`on_sqlite`, `on_postgres`, `on_mysql`, `on_redis`): each calls `$prove(driver, connection,
+/// env)` with a fresh store of its own (a file, a database, a Redis key prefix) named after
+/// `$name`, and `env` pointing a `test-worker` process at it.
+#[macro_export]
+macro_rules! on_every_driver {
+    ($prove:ident, $name:literal) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn on_sqlite() {
+            let (driver, env) = $crate::process_env::sqlite($name).await;
+            $prove(driver, "sqlite", env).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn on_postgres() {
+            use $crate::databases::{Server, database_env, with_fresh_database};
+            with_fresh_database(
+                Server::Postgres,
+                concat!($name, "_pg"),
+                |driver, url| async move {
+                    $prove(driver, "postgres", database_env("postgres", url)).await;
+                },
+            )
+            .await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn on_mysql() {
+            use $crate::databases::{Server, database_env, with_fresh_database};
+            with_fresh_database(
+                Server::Mysql,
+                concat!($name, "_my"),
+                |driver, url| async move {
+                    $prove(driver, "mysql", database_env("mysql", url)).await;
+                },
+            )
+            .await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn on_redis() {
+            $crate::process_env::with_redis(concat!("routemq-", $name), |driver, env| {
+                $prove(driver, "redis", env)
+            })
+            .await;
+        }
+    };
+}
+
 /// Generates one `#[tokio::test]` per conformance case for a driver factory.
 ///
 /// ```ignore
@@ -57,7 +106,10 @@ macro_rules! conformance_suite {
             cancelling_removes_queued_and_delayed_jobs, cancelling_a_running_job_stops_it,
             scheduled_ticks_fire_once_across_schedulers, missed_ticks_follow_the_policy,
             cancelled_prefetched_and_unique_jobs, higher_priorities_start_first,
-            retried_jobs_keep_their_priority, failed_store_is_trimmed_and_pruned
+            retried_jobs_keep_their_priority, failed_store_is_trimmed_and_pruned,
+            batch_callbacks_run_once_under_racing_completions,
+            a_failure_runs_catch_and_cancels_unless_allowed, cancelled_batches_skip_their_jobs,
+            batch_records_are_compare_and_set
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {

@@ -5,6 +5,27 @@ use std::io::Read;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// Runs an admin command of `binary` (a `test-worker`) with `env` (logging warnings only, no
+/// `DATABASE_URL` of the test's own), to completion within a minute.
+pub fn run_command(binary: &str, env: &[(String, String)], args: &[&str]) -> Output {
+    let mut command = Command::new(binary);
+    command
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env_remove("DATABASE_URL")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    run_bounded(command, Duration::from_secs(60))
+}
+
+/// A command's stdout as JSON.
+///
+/// # Panics
+/// When it is not JSON (its stderr is shown).
+pub fn json_of(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("no JSON ({e}): {}", String::from_utf8_lossy(&output.stderr)))
+}
+
 /// Runs `command` to completion with stdout and stderr captured.
 ///
 /// # Panics

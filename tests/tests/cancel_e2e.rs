@@ -3,31 +3,19 @@
 //! The running job stops (the worker, run with `--stop-when-empty`, exits once it has), the
 //! cancelled ones never run, nothing is retried or failed.
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use routemq::driver::QueueDriver;
 use routemq::{QueueManager, Settings};
-use routemq_tests::databases::{Server, database_env, with_fresh_database};
 use routemq_tests::ledger::unique_key;
-use routemq_tests::process::{Process, run_bounded};
+use routemq_tests::process::{Process, json_of, run_command};
 use routemq_tests::process_jobs::{FileRecord, read_ledger};
-use serde_json::{Value, json};
+use serde_json::json;
 
 fn cli(env: &[(String, String)], args: &[&str]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_test-worker"));
-    command
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .env_remove("DATABASE_URL")
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    run_bounded(command, Duration::from_secs(60))
-}
-
-fn json_of(output: &Output) -> Value {
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("no JSON ({e}): {}", String::from_utf8_lossy(&output.stderr)))
+    run_command(env!("CARGO_BIN_EXE_test-worker"), env, args)
 }
 
 async fn prove(driver: Arc<dyn QueueDriver>, connection: &str, env: Vec<(String, String)>) {
@@ -117,32 +105,4 @@ async fn prove(driver: Arc<dyn QueueDriver>, connection: &str, env: Vec<(String,
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn queue_cancel_on_sqlite() {
-    let (driver, env) = routemq_tests::process_env::sqlite("cancel-e2e").await;
-    prove(driver, "sqlite", env).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn queue_cancel_on_postgres() {
-    with_fresh_database(Server::Postgres, "cancel_pg", |driver, url| async move {
-        prove(driver, "postgres", database_env("postgres", url)).await;
-    })
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn queue_cancel_on_mysql() {
-    with_fresh_database(Server::Mysql, "cancel_my", |driver, url| async move {
-        prove(driver, "mysql", database_env("mysql", url)).await;
-    })
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn queue_cancel_on_redis() {
-    routemq_tests::process_env::with_redis("routemq-cancel", |driver, env| {
-        prove(driver, "redis", env)
-    })
-    .await;
-}
+routemq_tests::on_every_driver!(prove, "cancel");

@@ -1,6 +1,6 @@
 //! A RouteMQ table that `queue-migrate` has not upgraded (no `unstarted` or `priority` column):
 //! prefetching falls back to reserving (the attempt counts at once, as before) and claims go by
-//! id, nothing fails but a dispatch with a priority, which says to migrate; after the migration,
+//! id, nothing fails but a dispatch with a priority or a batch, which says to migrate; after the migration,
 //! prefetches count no attempt until the job starts. Each test has a database of its own.
 
 use std::time::Duration;
@@ -27,6 +27,10 @@ async fn prefetch_before_and_after_migrating(driver: &dyn QueueDriver) {
         .await
         .expect_err("no priority column to store it in");
     assert!(error.to_string().contains("queue-migrate"), "{error}");
+    let error = routemq::batch::list(driver, 10)
+        .await
+        .expect_err("no batch tables yet");
+    assert!(error.to_string().contains("queue-migrate"), "{error}");
     driver.push(&[job(), job()]).await.expect("push");
     let jobs = driver
         .prefetch(&queues, 1)
@@ -38,6 +42,12 @@ async fn prefetch_before_and_after_migrating(driver: &dyn QueueDriver) {
     driver.ack(&[jobs[0].lease.clone()]).await.expect("ack");
 
     driver.migrate().await.expect("one migrate adds the column");
+    assert!(
+        routemq::batch::list(driver, 10)
+            .await
+            .expect("listed")
+            .is_empty()
+    );
     let queued = driver.prefetch(&queues, 1).await.expect("prefetch");
     // This worker keeps reserving until it restarts; a new one prefetches.
     assert_eq!(queued[0].prefetched, None);

@@ -60,7 +60,7 @@ pub(super) async fn driver(common: &Common) -> Result<(String, Arc<dyn QueueDriv
 /// A JSON object result (`{"retried": 1}`), shown as one row in a table.
 #[derive(Serialize)]
 #[serde(transparent)]
-struct Summary(Value);
+pub(super) struct Summary(pub(super) Value);
 
 impl Render for Summary {
     fn headers(&self) -> Vec<String> {
@@ -287,6 +287,10 @@ pub(super) async fn run(command: Command) -> Result<(), Failure> {
     match command {
         Command::QueueWork(_) | Command::QueueSchedule(_) | Command::QueueScheduleList(_) => Ok(()),
         Command::QueueCancel(args) => super::cancel::run(args).await,
+        Command::QueueBatches(args) => super::batches::list_batches(args).await,
+        Command::QueueBatchShow(args) => super::batches::show(args).await,
+        Command::QueueBatchCancel(args) => super::batches::cancel_batch(args).await,
+        Command::QueuePruneBatches(args) => super::batches::prune_batches(args).await,
         Command::QueueFailed(filter) => {
             let (_, driver) = driver(&filter.common).await?;
             let jobs = failed_of(&filter, driver.as_ref()).await?;

@@ -22,6 +22,10 @@
 //! | `queue-size` / `queue-stats` | counts per queue |
 //! | `queue-pause Q` / `queue-resume Q` | stops / restarts reserving from queues, on every worker |
 //! | `queue-cancel ID` | deletes a queued or delayed job; stops a running one within a second |
+//! | `queue-batches` | batches, newest first, with their progress (`--limit N`) |
+//! | `queue-batch-show ID` | one batch: counts, times, callbacks |
+//! | `queue-batch-cancel ID` | cancels a batch: its jobs not started yet are skipped |
+//! | `queue-prune-batches --hours N` | deletes batches finished more than N hours ago (`--unfinished-hours N` also unfinished ones created before) |
 //! | `queue-schedule` | runs the binary's schedules ([`App::schedule`]) until a signal |
 //! | `queue-schedule-list` | each schedule with its next and last run |
 //! | `queue-migrate` | creates the tables |
@@ -29,10 +33,11 @@
 //!
 //! Admin commands print JSON (2-space indented, like RouteMQ) or, with `--format table`, a table.
 //! Exit codes: 0 success, 1 error (printed to stderr), 2 invalid arguments, 3 no such failed job
-//! (or, for `queue-cancel`, no such job).
+//! (or, for `queue-cancel`, no such job; for the batch commands, no such batch).
 
 mod admin;
 mod app;
+mod batches;
 mod cancel;
 mod output;
 mod schedule;
@@ -86,6 +91,14 @@ pub enum Command {
     QueueResume(admin::PauseArgs),
     /// Cancel jobs by id: queued or delayed ones are deleted, running ones stopped within a second.
     QueueCancel(cancel::CancelArgs),
+    /// List batches, newest first, with their progress.
+    QueueBatches(batches::ListArgs),
+    /// Show one batch: its counts, times and callbacks.
+    QueueBatchShow(batches::BatchIdArgs),
+    /// Cancel a batch: its jobs not started yet are skipped.
+    QueueBatchCancel(batches::BatchIdArgs),
+    /// Delete batches finished more than a number of hours ago (and optionally old unfinished ones).
+    QueuePruneBatches(batches::PruneBatchesArgs),
     /// Run this binary's schedules (routemq::schedule()) until SIGTERM or SIGINT.
     QueueSchedule(schedule::ScheduleArgs),
     /// List this binary's schedules with their next and last run.

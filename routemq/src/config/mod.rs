@@ -12,6 +12,7 @@
 //! | `QUEUE_RETRY_JITTER` | `0` | backoff jitter fraction |
 //! | `QUEUE_FAILED_RETENTION_HOURS` | none | workers delete failed jobs older than this (hours, > 0) |
 //! | `QUEUE_FAILED_MAX` | none | workers keep at most this many failed jobs per queue, the newest |
+//! | `QUEUE_BATCH_RETENTION_HOURS` | none | workers delete batches finished longer ago than this (hours, > 0) |
 //!
 //! Driver variables (`DATABASE_URL`, `REDIS_URL`, ...) are read by the drivers. An invalid value is
 //! an error that names the variable and the value; unlike RouteMQ, routemq does not quietly fall
@@ -56,6 +57,9 @@ pub struct Settings {
     pub failed_retention: Option<Duration>,
     /// `QUEUE_FAILED_MAX`: workers keep at most this many failed jobs per queue (the newest).
     pub failed_max: Option<u64>,
+    /// `QUEUE_BATCH_RETENTION_HOURS`: batches finished longer ago than this are deleted by
+    /// workers.
+    pub batch_retention: Option<Duration>,
 }
 
 impl Default for Settings {
@@ -69,6 +73,7 @@ impl Default for Settings {
             retry: RetryDefaults::default(),
             failed_retention: None,
             failed_max: None,
+            batch_retention: None,
         }
     }
 }
@@ -127,18 +132,21 @@ impl Settings {
             }
         };
         let backoff = bool_var(&lookup, "QUEUE_RETRY_BACKOFF_ENABLED", false)?;
-        let failed_retention = match lookup("QUEUE_FAILED_RETENTION_HOURS") {
-            None => None,
-            Some(raw) => Some(
-                parse_secs(&raw, false)
-                    .and_then(|hours| crate::limits::checked_secs(hours.as_secs_f64() * 3600.0))
-                    .ok_or_else(|| ConfigError {
-                        variable: "QUEUE_FAILED_RETENTION_HOURS".to_owned(),
-                        value: raw,
-                        expected: "a number of hours > 0",
-                    })?,
-            ),
+        let hours = |name: &str| -> Result<Option<Duration>, ConfigError> {
+            let Some(raw) = lookup(name) else {
+                return Ok(None);
+            };
+            parse_secs(&raw, false)
+                .and_then(|hours| crate::limits::checked_secs(hours.as_secs_f64() * 3600.0))
+                .map(Some)
+                .ok_or_else(|| ConfigError {
+                    variable: name.to_owned(),
+                    value: raw,
+                    expected: "a number of hours > 0",
+                })
         };
+        let failed_retention = hours("QUEUE_FAILED_RETENTION_HOURS")?;
+        let batch_retention = hours("QUEUE_BATCH_RETENTION_HOURS")?;
         let failed_max = match lookup("QUEUE_FAILED_MAX") {
             None => None,
             Some(raw) => Some(raw.trim().parse::<u64>().map_err(|_| ConfigError {
@@ -180,6 +188,7 @@ impl Settings {
             },
             failed_retention,
             failed_max,
+            batch_retention,
         })
     }
 }
@@ -354,10 +363,12 @@ mod tests {
     fn failed_store_retention_comes_from_the_environment() {
         let s = settings(&[
             ("QUEUE_FAILED_RETENTION_HOURS", "1.5"),
+            ("QUEUE_BATCH_RETENTION_HOURS", "2"),
             ("QUEUE_FAILED_MAX", "1000"),
         ])
         .expect("valid");
         assert_eq!(s.failed_retention, Some(Duration::from_secs(5400)));
+        assert_eq!(s.batch_retention, Some(Duration::from_secs(7200)));
         assert_eq!(s.failed_max, Some(1000));
         let options = crate::WorkerOptions::from_settings(&s);
         assert_eq!(

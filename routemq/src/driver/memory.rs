@@ -11,11 +11,12 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::batch_rows::LocalBatches;
 use super::slots::{LocalSlots, Slot};
 use super::wake::WakeSignal;
 use super::{
-    DriverError, FailedJob, Failure, Lease, NewJob, QueueDriver, QueueStats, Reaped, Removal,
-    ReservedJob,
+    BatchPrune, BatchRow, BatchWrite, DriverError, FailedJob, Failure, Lease, NewJob, QueueDriver,
+    QueueStats, Reaped, Removal, ReservedJob,
 };
 
 #[derive(Debug)]
@@ -54,6 +55,7 @@ struct State {
     next_id: u64,
     next_failed_id: u64,
     slots: LocalSlots,
+    batches: LocalBatches,
 }
 
 /// Jobs in process memory. Cheap to create; each instance is its own store.
@@ -316,6 +318,31 @@ impl QueueDriver for MemoryDriver {
 
     async fn sweep_slots(&self) -> Result<u64, DriverError> {
         Ok(self.lock().slots.sweep(Instant::now()))
+    }
+
+    async fn batch_create(&self, batch: &BatchRow) -> Result<(), DriverError> {
+        self.lock().batches.create(batch);
+        Ok(())
+    }
+
+    async fn batch_read(
+        &self,
+        id: &str,
+        job: Option<&str>,
+    ) -> Result<Option<(BatchRow, Option<String>)>, DriverError> {
+        Ok(self.lock().batches.read(id, job))
+    }
+
+    async fn batch_write(&self, write: &BatchWrite<'_>) -> Result<bool, DriverError> {
+        Ok(self.lock().batches.write(write))
+    }
+
+    async fn batch_list(&self, limit: usize) -> Result<Vec<BatchRow>, DriverError> {
+        Ok(self.lock().batches.list(limit))
+    }
+
+    async fn batch_prune(&self, prune: BatchPrune) -> Result<u64, DriverError> {
+        Ok(self.lock().batches.prune(prune))
     }
 
     async fn remove(&self, id: &str) -> Result<Removal, DriverError> {

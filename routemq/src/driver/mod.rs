@@ -8,6 +8,9 @@
 //! lease names the exact reservation ([`Lease`]), so a worker whose lease was reaped and handed to
 //! someone else cannot acknowledge or fail the other worker's run.
 
+mod batch_rows;
+#[cfg(feature = "_sql")]
+mod batches_sql;
 pub mod memory;
 #[cfg(feature = "mysql")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
@@ -34,6 +37,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use serde::Serialize;
 
+pub use batch_rows::{BatchPrune, BatchRow, BatchWrite, epoch_millis, from_epoch_millis};
 pub use slots::Slot;
 pub use wake::WakeSignal;
 
@@ -281,6 +285,14 @@ impl DriverError {
 /// The token of a built-in driver's prefetched lease starts with this (SQL and memory leases use it
 /// alone; Redis adds its sequence number).
 pub(crate) const PREFETCHED: &str = "p";
+
+/// The default answer of the batch operations.
+fn unsupported_batches(driver: &'static str) -> DriverError {
+    DriverError::Unsupported {
+        driver,
+        operation: "batches",
+    }
+}
 
 /// Whether a built-in driver's lease is a prefetched one, whose attempt is not counted yet.
 pub(crate) fn is_prefetched(lease: &Lease) -> bool {
@@ -556,6 +568,37 @@ pub trait QueueDriver: Send + Sync + fmt::Debug {
             driver: self.kind(),
             operation: "removing a job by id",
         })
+    }
+
+    /// Stores a new batch (see [`batch`](crate::batch)). The built-in drivers store batches
+    /// beside the jobs; the default answers [`DriverError::Unsupported`].
+    async fn batch_create(&self, _batch: &BatchRow) -> Result<(), DriverError> {
+        Err(unsupported_batches(self.kind()))
+    }
+
+    /// The batch `id`, and the outcome stored for `job` in it (when asked), read together.
+    async fn batch_read(
+        &self,
+        _id: &str,
+        _job: Option<&str>,
+    ) -> Result<Option<(BatchRow, Option<String>)>, DriverError> {
+        Err(unsupported_batches(self.kind()))
+    }
+
+    /// Writes a batch's document, finish time and a job's outcome in one atomic step, if the
+    /// batch is still at the version the writer read. Returns whether it was.
+    async fn batch_write(&self, _write: &BatchWrite<'_>) -> Result<bool, DriverError> {
+        Err(unsupported_batches(self.kind()))
+    }
+
+    /// The newest `limit` batches, newest first.
+    async fn batch_list(&self, _limit: usize) -> Result<Vec<BatchRow>, DriverError> {
+        Err(unsupported_batches(self.kind()))
+    }
+
+    /// Deletes the batches `prune` selects, with their jobs' outcomes. Returns how many.
+    async fn batch_prune(&self, _prune: BatchPrune) -> Result<u64, DriverError> {
+        Err(unsupported_batches(self.kind()))
     }
 
     /// Retries every failed job of a queue (or all). Returns how many.

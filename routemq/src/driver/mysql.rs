@@ -17,13 +17,14 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlRow};
 use sqlx::{MySql, MySqlConnection, QueryBuilder, Row};
 use tokio::sync::watch;
 
+use super::batches_sql;
 use super::slots::Slot;
 use super::slots_sql;
 use super::sql::{self, SqlTime};
 use super::wake::WakeSignal;
 use super::{
-    DriverError, FailedJob, Failure, Lease, NewJob, QueueDriver, QueueStats, Reaped, Removal,
-    ReservedJob, out_of_tries,
+    BatchPrune, BatchRow, BatchWrite, DriverError, FailedJob, Failure, Lease, NewJob, QueueDriver,
+    QueueStats, Reaped, Removal, ReservedJob, out_of_tries,
 };
 
 const NOW: &str = "UTC_TIMESTAMP(6)";
@@ -590,6 +591,30 @@ impl QueueDriver for MySqlDriver {
         slots_sql::mysql::sweep(&self.pool).await
     }
 
+    async fn batch_create(&self, batch: &BatchRow) -> Result<(), DriverError> {
+        batches_sql::mysql::create(&self.pool, batch).await
+    }
+
+    async fn batch_read(
+        &self,
+        id: &str,
+        job: Option<&str>,
+    ) -> Result<Option<(BatchRow, Option<String>)>, DriverError> {
+        batches_sql::mysql::read(&self.pool, id, job).await
+    }
+
+    async fn batch_write(&self, write: &BatchWrite<'_>) -> Result<bool, DriverError> {
+        batches_sql::mysql::write(&self.pool, write).await
+    }
+
+    async fn batch_list(&self, limit: usize) -> Result<Vec<BatchRow>, DriverError> {
+        batches_sql::mysql::list(&self.pool, limit).await
+    }
+
+    async fn batch_prune(&self, prune: BatchPrune) -> Result<u64, DriverError> {
+        batches_sql::mysql::prune(&self.pool, prune).await
+    }
+
     async fn migrate(&self) -> Result<(), DriverError> {
         let mut conn = self
             .pool
@@ -602,7 +627,7 @@ impl QueueDriver for MySqlDriver {
             .await
             .map_err(backend("create tables"))?;
         let mut result = Ok(());
-        for statement in SCHEMA {
+        for statement in SCHEMA.iter().chain(batches_sql::MYSQL_SCHEMA) {
             if let Err(error) = sqlx::query(statement).execute(&mut *conn).await {
                 result = Err(DriverError::backend("create tables", error));
                 break;

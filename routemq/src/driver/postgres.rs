@@ -19,13 +19,14 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow}
 use sqlx::{PgConnection, Row};
 use tokio::sync::watch;
 
+use super::batches_sql;
 use super::slots::Slot;
 use super::slots_sql;
 use super::sql::{self, SqlTime};
 use super::wake::{WakeFeed, WakeSignal, reconnect_pause};
 use super::{
-    DriverError, FailedJob, Failure, Lease, NewJob, QueueDriver, QueueStats, Reaped, Removal,
-    ReservedJob, out_of_tries,
+    BatchPrune, BatchRow, BatchWrite, DriverError, FailedJob, Failure, Lease, NewJob, QueueDriver,
+    QueueStats, Reaped, Removal, ReservedJob, out_of_tries,
 };
 
 /// The NOTIFY channel that announces new jobs.
@@ -497,6 +498,30 @@ impl QueueDriver for PostgresDriver {
         slots_sql::postgres::sweep(&self.pool).await
     }
 
+    async fn batch_create(&self, batch: &BatchRow) -> Result<(), DriverError> {
+        batches_sql::postgres::create(&self.pool, batch).await
+    }
+
+    async fn batch_read(
+        &self,
+        id: &str,
+        job: Option<&str>,
+    ) -> Result<Option<(BatchRow, Option<String>)>, DriverError> {
+        batches_sql::postgres::read(&self.pool, id, job).await
+    }
+
+    async fn batch_write(&self, write: &BatchWrite<'_>) -> Result<bool, DriverError> {
+        batches_sql::postgres::write(&self.pool, write).await
+    }
+
+    async fn batch_list(&self, limit: usize) -> Result<Vec<BatchRow>, DriverError> {
+        batches_sql::postgres::list(&self.pool, limit).await
+    }
+
+    async fn batch_prune(&self, prune: BatchPrune) -> Result<u64, DriverError> {
+        batches_sql::postgres::prune(&self.pool, prune).await
+    }
+
     async fn migrate(&self) -> Result<(), DriverError> {
         // Already there: take no lock (CREATE INDEX IF NOT EXISTS would lock the tables anyway).
         let present: bool = sqlx::query_scalar(
@@ -504,6 +529,8 @@ impl QueueDriver for PostgresDriver {
                 AND to_regclass('routemq_queue_jobs_priority') IS NOT NULL
                 AND to_regclass('routemq_queue_jobs_claim') IS NULL
                 AND to_regclass('queue_slots_expires_at') IS NOT NULL
+                AND to_regclass('queue_batch_jobs') IS NOT NULL
+                AND to_regclass('queue_batches_finished_at') IS NOT NULL
                 AND (SELECT count(*) FROM information_schema.columns
                      WHERE table_schema = current_schema() AND table_name = 'queue_jobs'
                        AND column_name IN ('unstarted', 'priority')) = 2",
@@ -518,7 +545,7 @@ impl QueueDriver for PostgresDriver {
                 .execute(&mut *tx)
                 .await
                 .map_err(backend("create tables"))?;
-            for statement in SCHEMA {
+            for statement in SCHEMA.iter().chain(batches_sql::SCHEMA) {
                 sqlx::query(statement)
                     .execute(&mut *tx)
                     .await

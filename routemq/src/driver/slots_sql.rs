@@ -286,7 +286,7 @@ pub(crate) mod mysql {
 
     /// Whether MySQL gave up on a transaction that may simply be tried again (a deadlock, a lock
     /// wait timeout).
-    fn is_deadlock(error: &sqlx::Error) -> bool {
+    pub(crate) fn is_deadlock(error: &sqlx::Error) -> bool {
         let sqlx::Error::Database(db) = error else {
             return false;
         };

@@ -20,13 +20,14 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite};
 use tokio::sync::watch;
 
+use super::batches_sql;
 use super::slots::{Slot, ttl_micros};
 use super::slots_sql::{self, column_key};
 use super::sql::{self, SqlTime};
 use super::wake::WakeSignal;
 use super::{
-    DriverError, FailedJob, Failure, Lease, NewJob, QueueDriver, QueueStats, Reaped, Removal,
-    ReservedJob,
+    BatchPrune, BatchRow, BatchWrite, DriverError, FailedJob, Failure, Lease, NewJob, QueueDriver,
+    QueueStats, Reaped, Removal, ReservedJob,
 };
 
 /// The default database file.
@@ -171,7 +172,7 @@ impl SqliteDriver {
     }
 }
 
-fn is_busy(error: &sqlx::Error) -> bool {
+pub(crate) fn is_busy(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Database(db) => {
             matches!(
@@ -331,8 +332,32 @@ impl QueueDriver for SqliteDriver {
         Ok(swept.rows_affected())
     }
 
+    async fn batch_create(&self, batch: &BatchRow) -> Result<(), DriverError> {
+        batches_sql::sqlite::create(&self.pool, batch).await
+    }
+
+    async fn batch_read(
+        &self,
+        id: &str,
+        job: Option<&str>,
+    ) -> Result<Option<(BatchRow, Option<String>)>, DriverError> {
+        batches_sql::sqlite::read(&self.pool, id, job).await
+    }
+
+    async fn batch_write(&self, write: &BatchWrite<'_>) -> Result<bool, DriverError> {
+        batches_sql::sqlite::write(&self.pool, write).await
+    }
+
+    async fn batch_list(&self, limit: usize) -> Result<Vec<BatchRow>, DriverError> {
+        batches_sql::sqlite::list(&self.pool, limit).await
+    }
+
+    async fn batch_prune(&self, prune: BatchPrune) -> Result<u64, DriverError> {
+        batches_sql::sqlite::prune(&self.pool, prune).await
+    }
+
     async fn migrate(&self) -> Result<(), DriverError> {
-        for statement in SCHEMA {
+        for statement in SCHEMA.iter().chain(batches_sql::SCHEMA) {
             retry_busy("create tables", || {
                 sqlx::query(statement).execute(&self.pool)
             })

@@ -49,6 +49,18 @@ pub struct Envelope {
     priority: Option<u8>,
     /// routemq's own: the jobs that follow this one in its chain, and the chain's `catch` job.
     chain: Option<Chain>,
+    /// routemq's own: the batch the job belongs to (RouteMQ ignores it).
+    batch: Option<BatchRef>,
+}
+
+/// Which batch a job belongs to, and which of its jobs it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchRef {
+    /// The batch id.
+    pub id: String,
+    /// The job's number within the batch (its outcome is recorded under it, whatever id its
+    /// queue gives it: a job retried from the failed store is the same job of the batch).
+    pub job: u64,
 }
 
 /// One job of a chain, ready to store: where it goes and its envelope.
@@ -177,6 +189,7 @@ struct Settings<'a> {
     unique_key: Option<&'a str>,
     priority: Option<u8>,
     chain: Option<&'a Chain>,
+    batch: Option<&'a BatchRef>,
 }
 
 /// Writes a whole envelope; returns the bytes and the offset where `data` starts.
@@ -234,6 +247,9 @@ fn write_envelope<D: Serialize + ?Sized, O: Serialize + ?Sized>(
     if let Some(chain) = settings.chain {
         field(&mut out, "chain", chain)?;
     }
+    if let Some(batch) = settings.batch {
+        field(&mut out, "batch", batch)?;
+    }
     out.push(b'}');
     Ok((out, data_start))
 }
@@ -268,6 +284,8 @@ struct In<'a> {
     priority: Option<&'a RawValue>,
     #[serde(borrow)]
     chain: Option<&'a RawValue>,
+    #[serde(borrow)]
+    batch: Option<&'a RawValue>,
 }
 
 /// The JSON kind of a raw value, for error messages.
@@ -390,6 +408,7 @@ impl Envelope {
             unique_key,
             priority: (options.priority > 0).then_some(options.priority),
             chain: None,
+            batch: None,
         };
         let (out, data_start) = write_envelope(name, data, observability, &settings)
             .map_err(|source| EnvelopeError::Encode { job: name, source })?;
@@ -489,6 +508,7 @@ impl Envelope {
                 .flatten()
                 .filter(|p| *p > 0),
             chain: typed::<Option<Chain>>(fields.chain, "chain", "a chain object")?.flatten(),
+            batch: typed::<Option<BatchRef>>(fields.batch, "batch", "a batch object")?.flatten(),
         })
     }
 
@@ -506,6 +526,7 @@ impl Envelope {
             unique_key: self.unique_key.as_deref(),
             priority: self.priority,
             chain: self.chain.as_ref(),
+            batch: self.batch.as_ref(),
         };
         // Strings, numbers and already-valid raw JSON always serialize.
         let written = match self.observability.as_deref() {
@@ -547,6 +568,18 @@ impl Envelope {
     #[must_use]
     pub fn with_chain(mut self, chain: Option<Chain>) -> Self {
         self.chain = chain;
+        self
+    }
+
+    /// The batch the job belongs to, if any.
+    pub fn batch(&self) -> Option<&BatchRef> {
+        self.batch.as_ref()
+    }
+
+    /// The envelope as a job of `batch`.
+    #[must_use]
+    pub fn with_batch(mut self, batch: Option<BatchRef>) -> Self {
+        self.batch = batch;
         self
     }
 

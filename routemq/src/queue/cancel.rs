@@ -85,10 +85,18 @@ pub async fn cancel(driver: &dyn QueueDriver, id: &str) -> Result<Cancellation, 
     })
 }
 
-/// A removed job's answer, once its unique key (if it took one) is given back.
+/// A removed job's answer, once its unique key (if it took one) is given back and its batch (if
+/// it is in one) has counted it as cancelled.
 async fn removed(driver: &dyn QueueDriver, queue: String, payload: &str) -> Cancellation {
-    if let Ok(envelope) = crate::envelope::Envelope::decode(payload)
-        && let Some(key) = envelope.unique_key()
+    let Ok(envelope) = crate::envelope::Envelope::decode(payload) else {
+        return Cancellation::Removed { queue };
+    };
+    if let Err(error) =
+        crate::batch::record(driver, &envelope, crate::batch::state::Outcome::Cancelled).await
+    {
+        tracing::error!(%error, "could not count a cancelled job in its batch; the batch will not finish");
+    }
+    if let Some(key) = envelope.unique_key()
         && let Some(holder) =
             crate::observability::consumer_ids(envelope.observability()).link_span_id
         && let Err(error) = driver.release_slot(key, Some(&holder)).await

@@ -46,21 +46,24 @@ use crate::registry::Registry;
 type Encode =
     Box<dyn FnOnce(&QueueManager, Option<String>) -> Result<ChainLink, QueueError> + Send>;
 
-/// A job of a chain, encoded when the chain is dispatched.
-struct Link {
+/// A job of a chain or batch, encoded when the chain or batch is dispatched.
+pub(crate) struct Link {
     encode: Encode,
-    queue: Option<String>,
+    pub(crate) queue: Option<String>,
+    /// The job type's name.
+    pub(crate) name: &'static str,
 }
 
 impl Link {
-    fn new<T: Job>(job: T) -> Self {
+    pub(crate) fn new<T: Job>(job: T) -> Self {
         Self {
             encode: Box::new(move |manager, queue| link(manager, &job, queue)),
             queue: None,
+            name: T::NAME,
         }
     }
 
-    fn encode(self, manager: &QueueManager) -> Result<ChainLink, QueueError> {
+    pub(crate) fn encode(self, manager: &QueueManager) -> Result<ChainLink, QueueError> {
         (self.encode)(manager, self.queue)
     }
 }
@@ -197,7 +200,7 @@ fn link<T: Job>(
 
 /// The job to store on `queue`: `envelope` encoded to carry `chain` (none when it is empty), at
 /// the envelope's priority; refused when it grows past the largest payload.
-fn job_with_chain(
+pub(crate) fn job_with_chain(
     queue: &str,
     envelope: Envelope,
     chain: Option<Chain>,
@@ -226,12 +229,11 @@ fn job_with_chain(
 pub(crate) fn link_job(
     link: &ChainLink,
     rest: Option<Chain>,
-    registry: &Registry,
+    registry: Option<&Registry>,
 ) -> Result<NewJob, QueueError> {
     let mut envelope = Envelope::decode(&link.payload)?;
     if let Some(secs) = registry
-        .get(envelope.class())
-        .ok()
+        .and_then(|registry| registry.get(envelope.class()).ok())
         .and_then(|registration| registration.options().retry_until)
     {
         envelope = envelope.with_retry_until_in(Duration::from_secs(secs));

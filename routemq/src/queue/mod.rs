@@ -19,7 +19,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use tokio::sync::OnceCell;
 
-pub(crate) use chain::link_job;
+pub(crate) use chain::{Link, job_with_chain, link_job};
 pub use chain::{PendingChain, chain};
 pub use dispatch::{Dispatch, PendingBulk, PendingDispatch};
 #[cfg(any(feature = "postgres", feature = "mysql"))]
@@ -62,6 +62,14 @@ pub enum QueueError {
     /// The environment's settings are invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The jobs of a batch are on different connections (a batch lives on one).
+    #[error("a batch's jobs must share one connection; this one has {first} and {other}")]
+    BatchConnections {
+        /// The first job's connection.
+        first: String,
+        /// Another job's connection.
+        other: String,
+    },
     /// A chain needs at least one job.
     #[error("a chain needs at least one job (.then(job))")]
     EmptyChain,

@@ -227,7 +227,8 @@ impl<'m> Scheduler<'m> {
         self.drivers().await.map(|_| ())
     }
 
-    /// Fires ticks until `stop` resolves (a tick in progress is abandoned). Each schedule runs on
+    /// Fires ticks until `stop` resolves (a tick being claimed or dispatched is finished first,
+    /// each store call bounded by ten seconds). Each schedule runs on
     /// its own, so a slow store or dispatch delays only its own ticks. Fails only if a connection
     /// cannot be made.
     pub async fn run(&self, stop: impl Future<Output = ()>) -> Result<SchedulerReport, QueueError> {
@@ -289,11 +290,10 @@ impl<'m> Scheduler<'m> {
             }
             now
         };
-        let now = tokio::select! {
-            biased;
-            () = stopping.cancelled() => return report,
-            now = start => now,
-        };
+        let now = start.await;
+        if stopping.is_cancelled() {
+            return report;
+        }
         let mut next = planned.spec.next_after(now);
         loop {
             let Some(tick) = next else {
@@ -329,11 +329,11 @@ impl<'m> Scheduler<'m> {
                 }
             }
             for tick in due {
-                tokio::select! {
-                    biased;
-                    () = stopping.cancelled() => return report,
-                    () = self.fire(planned, driver, tick, &mut report) => {}
+                if stopping.is_cancelled() {
+                    return report;
                 }
+                self.fire(planned, driver, tick, &mut report, stopping)
+                    .await;
             }
         }
     }
@@ -360,23 +360,27 @@ impl<'m> Scheduler<'m> {
             return;
         }
         let late = now.duration_since(previous).unwrap_or(Duration::ZERO);
+        // Not stopped half-way (see `fire`): a stop during the start waits for this tick.
+        let never = CancellationToken::new();
         if late <= LATE_LIMIT {
-            self.fire(planned, driver, previous, report).await;
+            self.fire(planned, driver, previous, report, &never).await;
         } else if planned.entry.missed == Missed::RunOnce && last.is_some() {
             tracing::info!(schedule = %planned.name, "running a tick missed while no scheduler ran");
-            self.fire(planned, driver, previous, report).await;
+            self.fire(planned, driver, previous, report, &never).await;
         }
     }
 
     /// Claims `tick` and, if this scheduler got it, dispatches the job and records the run. A
-    /// failed dispatch gives the claim back and tries again (a few times, with backoff); each
-    /// store call gets [`CALL_TIMEOUT`].
+    /// failed dispatch gives the claim back and tries again (a few times, with backoff, unless
+    /// `stopping` fired); each store call gets [`CALL_TIMEOUT`]. A claim or dispatch under way is
+    /// finished, not abandoned, so that a stop never leaves a job stored but not counted.
     async fn fire(
         &self,
         planned: &Planned,
         driver: &dyn QueueDriver,
         tick: SystemTime,
         report: &mut SchedulerReport,
+        stopping: &CancellationToken,
     ) {
         let secs = epoch_secs(tick);
         let name = &planned.name;
@@ -391,11 +395,18 @@ impl<'m> Scheduler<'m> {
                     let dispatch = super::dispatch(&planned.entry, self.manager);
                     match tokio::time::timeout(CALL_TIMEOUT, dispatch).await {
                         Ok(Ok(())) => {
-                            tracing::info!(schedule = %name, tick = secs, "scheduled job dispatched");
-                            if let Err(error) = store::record_run(driver, name, secs).await {
-                                tracing::warn!(schedule = %name, %error, "could not record the last run");
-                            }
                             report.fired += 1;
+                            tracing::info!(schedule = %name, tick = secs, "scheduled job dispatched");
+                            let record = store::record_run(driver, name, secs);
+                            match tokio::time::timeout(CALL_TIMEOUT, record).await {
+                                Ok(Ok(())) => {}
+                                Ok(Err(error)) => {
+                                    tracing::warn!(schedule = %name, %error, "could not record the last run");
+                                }
+                                Err(_) => {
+                                    tracing::warn!(schedule = %name, "recording the last run timed out");
+                                }
+                            }
                             return;
                         }
                         Ok(Err(error)) => {
@@ -415,7 +426,10 @@ impl<'m> Scheduler<'m> {
                 }
             }
             if attempt < TRIES {
-                tokio::time::sleep(crate::worker::backoff(attempt)).await;
+                tokio::select! {
+                    () = stopping.cancelled() => break,
+                    () = tokio::time::sleep(crate::worker::backoff(attempt)) => {}
+                }
             }
         }
         report.failed += 1;

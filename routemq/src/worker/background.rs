@@ -116,6 +116,7 @@ async fn reaper(shared: Arc<Shared>, stop: CancellationToken) {
             Err(error) => tracing::warn!(%error, "reaper pass failed"),
         }
         retain_failed(&shared).await;
+        retain_batches(&shared).await;
         match shared.driver.sweep_slots().await {
             Ok(swept) if swept > 0 => tracing::debug!(swept, "swept expired slot holders"),
             Ok(_) => {}
@@ -147,6 +148,25 @@ async fn retain_failed(shared: &Shared) {
         if deleted > 0 {
             tracing::info!(%queue, deleted, "deleted failed jobs past their retention");
         }
+    }
+}
+
+/// Deletes the connection's batches that finished longer ago than the retention.
+async fn retain_batches(shared: &Shared) {
+    let Some(older_than) = shared.options.batch_retention else {
+        return;
+    };
+    let before = std::time::SystemTime::now()
+        .checked_sub(older_than)
+        .unwrap_or(std::time::UNIX_EPOCH);
+    let prune = crate::driver::BatchPrune {
+        finished_before: crate::driver::epoch_millis(before),
+        unfinished_before: None,
+    };
+    match shared.driver.batch_prune(prune).await {
+        Ok(0) => {}
+        Ok(deleted) => tracing::info!(deleted, "deleted batches past their retention"),
+        Err(error) => tracing::warn!(%error, "pruning old batches failed"),
     }
 }
 

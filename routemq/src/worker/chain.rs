@@ -15,7 +15,7 @@ pub(super) async fn store_link(
     link: &ChainLink,
     rest: Option<Chain>,
 ) -> Result<(), QueueError> {
-    let job = crate::queue::link_job(link, rest, shared.registry)?;
+    let job = crate::queue::link_job(link, rest, Some(shared.registry))?;
     let driver = if link.connection == shared.connection {
         Arc::clone(&shared.driver)
     } else {

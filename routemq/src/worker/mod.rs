@@ -35,6 +35,7 @@
 //! ```
 
 mod background;
+mod batch;
 mod cancels;
 mod chain;
 mod hooks;
@@ -136,6 +137,9 @@ pub struct WorkerOptions {
     /// At most this many failed jobs are kept per served queue, the newest, trimmed on each
     /// reaper pass (`QUEUE_FAILED_MAX`).
     pub failed_max: Option<u64>,
+    /// Batches on the connection finished longer ago than this are deleted on each reaper pass
+    /// (`QUEUE_BATCH_RETENTION_HOURS`).
+    pub batch_retention: Option<Duration>,
 }
 
 impl Default for WorkerOptions {
@@ -165,6 +169,7 @@ impl WorkerOptions {
             retry: settings.retry,
             failed_retention: settings.failed_retention,
             failed_max: settings.failed_max,
+            batch_retention: settings.batch_retention,
             queue_limits: BTreeMap::new(),
             queue_rates: BTreeMap::new(),
         }

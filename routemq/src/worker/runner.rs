@@ -15,6 +15,7 @@ use super::hooks::{JobEvent, Lifecycle};
 use super::unique_key::UniqueKey;
 use super::writes::StartAnswer;
 use super::{CANCEL_GRACE, Outcome, STOP_WAIT, Shared};
+use crate::batch::state::Outcome as BatchOutcome;
 use crate::driver::{DriverError, Failure, Lease, ReservedJob};
 use crate::envelope::{Envelope, short_name};
 use crate::job::{JobContext, JobError, UniqueUntil};
@@ -139,6 +140,9 @@ struct Attempt<'a> {
     cancel_request: Watched<'a>,
 }
 
+/// How long a job whose outcome could not be recorded in its batch waits before it runs again.
+const BATCH_RECORD_RETRY: Duration = Duration::from_secs(10);
+
 /// How long a job's exception count is kept (it is cleared when the job finishes).
 const EXCEPTIONS_KEPT: Duration = Duration::from_secs(30 * 24 * 3600);
 
@@ -232,7 +236,8 @@ async fn decoded(
     .with_name(registration.name())
     .with_data(shared.extensions.data.clone())
     .with_driver(Arc::clone(&shared.driver))
-    .with_timeout(timeout);
+    .with_timeout(timeout)
+    .with_batch(envelope.batch().map(|batch| batch.id.clone()));
     let series = metrics().job(&lease.queue, short_name(registration.name()));
     let unique = UniqueKey::of(&envelope, registration);
     let mut attempt = Attempt {
@@ -264,6 +269,9 @@ async fn decoded(
             job: Some(erased),
         }
     } else if attempt.cancelled_before_running().await {
+        Verdict::Cancelled
+    } else if super::batch::skipped(shared, &attempt.envelope).await {
+        tracing::info!(job_id = %attempt.lease.id, job = registration.name(), "the job's batch is cancelled: skipping it");
         Verdict::Cancelled
     } else {
         let verdict = attempt.execute(erased, cancel).await;
@@ -502,6 +510,35 @@ impl Attempt<'_> {
         }
     }
 
+    /// Records a job's outcome in its batch before the job is settled. A success or a
+    /// cancellation that cannot be recorded puts the job back, its attempt refunded (it runs, or
+    /// is skipped, again later, and counts once); a failure that cannot be recorded is logged,
+    /// and the job goes to the failed store.
+    async fn record_in_batch(&self, verdict: Verdict) -> Verdict {
+        if self.envelope.batch().is_none() {
+            return verdict;
+        }
+        let outcome = match verdict {
+            Verdict::Ack => BatchOutcome::Succeeded,
+            Verdict::Fail { .. } => BatchOutcome::Failed,
+            Verdict::Cancelled => BatchOutcome::Cancelled,
+            _ => return verdict,
+        };
+        match super::batch::record(self.shared, &self.envelope, outcome).await {
+            Ok(()) => verdict,
+            Err(error) if outcome != BatchOutcome::Failed => {
+                tracing::error!(job_id = %self.lease.id, %error, "could not record the job in its batch; putting it back");
+                Verdict::Postpone {
+                    delay: BATCH_RECORD_RETRY,
+                }
+            }
+            Err(error) => {
+                tracing::error!(job_id = %self.lease.id, %error, "could not record the job's outcome in its batch; the batch will not finish");
+                verdict
+            }
+        }
+    }
+
     /// Counts this attempt's exception in the job's slot; `true` when it is the `max`-th. A
     /// driver that cannot count leaves the job to its tries.
     async fn exceptions_reached(&self, max: u32) -> bool {
@@ -551,6 +588,9 @@ impl Attempt<'_> {
                 }
             }
         }
+        // After the start landed (a job the reaper takes back is not counted), before the job
+        // is settled (a crash in between records it again, once).
+        let verdict = self.record_in_batch(verdict).await;
         let driver = &self.shared.driver;
         match verdict {
             Verdict::Ack => {
@@ -717,8 +757,10 @@ impl Attempt<'_> {
 /// the hook runs once.
 pub(crate) async fn failed_after_expiry(shared: &Shared, job: ReservedJob) {
     let ReservedJob { lease, payload, .. } = job;
-    // The chain's catch job needs only the envelope: stored even for a job this worker cannot run.
+    // The chain's catch job and the batch need only the envelope: handled even for a job this
+    // worker cannot run.
     if let Ok(envelope) = Envelope::decode(&payload) {
+        record_failure_in_batch(shared, &envelope).await;
         run_chain_catch(shared, &envelope).await;
     }
     let Ok((envelope, registration, erased)) = shared.registry.decode(&payload) else {
@@ -753,6 +795,13 @@ pub(crate) async fn failed_after_expiry(shared: &Shared, job: ReservedJob) {
         elapsed: None,
     });
     run_failed_hook(erased, ctx, error, timeout, &lease.id).await;
+}
+
+/// Records in its batch a job that failed for good outside a run (reaped, or undecodable).
+async fn record_failure_in_batch(shared: &Shared, envelope: &Envelope) {
+    if let Err(error) = super::batch::record(shared, envelope, BatchOutcome::Failed).await {
+        tracing::error!(%error, "could not record a failed job in its batch; the batch will not finish");
+    }
 }
 
 /// Runs `failed()` under the job's timeout; a panic or an overrun is logged, never fatal.
@@ -815,6 +864,7 @@ async fn fail_undecodable(
             series.dead_lettered("undecodable");
             series.failed(kind);
             if let Ok(envelope) = Envelope::decode(payload) {
+                record_failure_in_batch(shared, &envelope).await;
                 run_chain_catch(shared, &envelope).await;
             }
             Outcome::Failed

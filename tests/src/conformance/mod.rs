@@ -3,6 +3,7 @@
 //! Each case takes a fresh [`Harness`](crate::Harness) (its own queue and ledger key) and asserts on
 //! what was stored and what ran.
 
+mod batches;
 mod cancels;
 mod chains;
 mod failed_store;
@@ -16,6 +17,11 @@ mod schedules;
 mod slots;
 mod unique;
 
+pub use batches::{
+    a_failure_runs_catch_and_cancels_unless_allowed,
+    batch_callbacks_run_once_under_racing_completions, batch_records_are_compare_and_set,
+    cancelled_batches_skip_their_jobs,
+};
 pub use cancels::{
     cancelled_prefetched_and_unique_jobs, cancelling_a_running_job_stops_it,
     cancelling_removes_queued_and_delayed_jobs,

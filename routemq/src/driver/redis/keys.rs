@@ -9,10 +9,28 @@
 //! | `routemq:queue:{q}:leases` | sorted set | leased job ids by last heartbeat (ours) |
 //! | `routemq:queue:{q}:seq` | string | counter for job ids, lease tokens and failed ids (ours) |
 //! | `routemq:queue:{q}:prio` | sorted set | ready jobs with a priority, highest first (ours; RouteMQ does not see them) |
+//! | `routemq:queue:batches::id:{id}` | hash | a batch: version, created_at, finished_at, doc (ours) |
+//! | `routemq:queue:batches::jobs:{id}` | hash | a batch's jobs: job id → outcome (ours) |
+//! | `routemq:queue:batches::index` | sorted set | batch ids by creation time, in ms (ours) |
+//! | `routemq:queue:batches::finished` | sorted set | finished batch ids by finish time, in ms (ours) |
 //!
 //! With hash tags on (`REDIS_HASH_TAGS=true`), the queue name is wrapped in braces in every key
 //! (`routemq:queue:{emails}`, `routemq:queue:failed:{emails}`, ...) so that all keys of a queue
-//! share one cluster slot. That layout is not the one RouteMQ (Python) reads.
+//! share one cluster slot; every batch key carries the tag `{batches}`
+//! (`routemq:queue:batches::{batches}:index`). That layout is not the one RouteMQ (Python) reads.
+
+/// The keys of batches: two sorted sets, and the prefixes of each batch's two hashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BatchKeys {
+    /// Batch ids by creation time.
+    pub(crate) index: String,
+    /// Finished batch ids by finish time.
+    pub(crate) finished: String,
+    /// Prefix of a batch's record hash (the id follows).
+    pub(crate) record: String,
+    /// Prefix of a batch's outcomes hash (the id follows).
+    pub(crate) jobs: String,
+}
 
 /// How keys are named.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +106,18 @@ impl KeyLayout {
         }
     }
 
+    /// The keys of batches (one cluster slot for all of them with hash tags).
+    pub(crate) fn batches(&self) -> BatchKeys {
+        let tag = if self.hash_tags { "{batches}:" } else { "" };
+        let base = format!("{}batches::{tag}", self.prefix);
+        BatchKeys {
+            index: format!("{base}index"),
+            finished: format!("{base}finished"),
+            record: format!("{base}id:"),
+            jobs: format!("{base}jobs:"),
+        }
+    }
+
     /// The pub/sub channel that announces new ready jobs.
     pub(crate) fn wake_channel(&self) -> String {
         format!("{}wake", self.prefix)
@@ -109,7 +139,7 @@ impl KeyLayout {
     /// The queue a key belongs to, if it is one of ours.
     pub(crate) fn queue_of(&self, key: &str) -> Option<String> {
         let rest = key.strip_prefix(&self.prefix)?;
-        if rest.starts_with("slots::") {
+        if rest.starts_with("slots::") || rest.starts_with("batches::") {
             return None;
         }
         let rest = rest.strip_prefix("failed:").unwrap_or(rest);
@@ -164,6 +194,13 @@ mod tests {
         );
         assert_eq!(layout.queue_of("routemq:queue:wake"), None);
         assert_eq!(layout.queue_of(&layout.slot("emails")), None);
+        assert_eq!(layout.queue_of(&layout.batches().index), None);
+        let tagged_batches = KeyLayout::new("p:", true).batches();
+        assert_eq!(tagged_batches.index, "p:batches::{batches}:index");
+        assert_eq!(
+            KeyLayout::new("p:", true).queue_of(&tagged_batches.finished),
+            None
+        );
         assert_eq!(layout.slot("emails"), "routemq:queue:slots::emails");
         assert_eq!(layout.queue_of("other:emails"), None);
         let tagged = KeyLayout::new("routemq:queue:", true);

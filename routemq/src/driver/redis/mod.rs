@@ -16,6 +16,7 @@
 //! See [`keys`] for the key layout, including the Redis Cluster hash-tag option, and [`config`] for
 //! the connection variables.
 
+mod batches;
 pub mod config;
 pub mod keys;
 mod remove;
@@ -35,8 +36,8 @@ pub use keys::KeyLayout;
 use super::slots::{Slot, ttl_micros};
 use super::wake::{WakeFeed, WakeSignal, reconnect_pause};
 use super::{
-    DriverError, FailedJob, Failure, Lease, NewJob, QueueDriver, QueueStats, Reaped, Removal,
-    ReservedJob, out_of_tries,
+    BatchPrune, BatchRow, BatchWrite, DriverError, FailedJob, Failure, Lease, NewJob, QueueDriver,
+    QueueStats, Reaped, Removal, ReservedJob, out_of_tries,
 };
 use crate::envelope::write_python;
 use crate::time::{iso_utc, parse_utc};
@@ -427,6 +428,30 @@ impl QueueDriver for RedisDriver {
 
     async fn held_slots(&self, names: &[String]) -> Result<Vec<bool>, DriverError> {
         slot_reads::held_slots(self, names).await
+    }
+
+    async fn batch_create(&self, batch: &BatchRow) -> Result<(), DriverError> {
+        batches::create(self, batch).await
+    }
+
+    async fn batch_read(
+        &self,
+        id: &str,
+        job: Option<&str>,
+    ) -> Result<Option<(BatchRow, Option<String>)>, DriverError> {
+        batches::read(self, id, job).await
+    }
+
+    async fn batch_write(&self, write: &BatchWrite<'_>) -> Result<bool, DriverError> {
+        batches::write(self, write).await
+    }
+
+    async fn batch_list(&self, limit: usize) -> Result<Vec<BatchRow>, DriverError> {
+        batches::list(self, limit).await
+    }
+
+    async fn batch_prune(&self, prune: BatchPrune) -> Result<u64, DriverError> {
+        batches::prune(self, prune).await
     }
 
     async fn remove(&self, id: &str) -> Result<Removal, DriverError> {

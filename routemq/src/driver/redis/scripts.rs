@@ -33,3 +33,6 @@ script!(FLUSH_FAILED, "flush_failed.lua");
 script!(SLOT_ACQUIRE, "slot_acquire.lua");
 script!(SLOT_RENEW, "slot_renew.lua");
 script!(SLOT_HOLDERS, "slot_holders.lua");
+script!(BATCH_CREATE, "batch_create.lua");
+script!(BATCH_WRITE, "batch_write.lua");
+script!(BATCH_PRUNE, "batch_prune.lua");
