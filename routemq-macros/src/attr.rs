@@ -24,6 +24,7 @@ pub(crate) const KEYS: &[&str] = &[
     "max_exceptions",
     "retry_until",
     "priority",
+    "encrypted",
     "crate",
 ];
 
@@ -54,6 +55,8 @@ pub(crate) struct JobArgs {
     pub(crate) retry_until: Option<u64>,
     /// The job's priority within its queue (higher runs first).
     pub(crate) priority: Option<u8>,
+    /// The job's data is stored sealed.
+    pub(crate) encrypted: Option<bool>,
     pub(crate) krate: Option<Path>,
     /// Keys seen so far, valid or not, so that a repeat is reported even when the first was bad.
     seen: Vec<&'static str>,
@@ -131,6 +134,11 @@ impl JobArgs {
         let Some(&known) = KEYS.iter().find(|k| **k == key) else {
             errors.at(key_span, unknown_message(&key));
             return Ok(());
+        };
+        // The one flag: `encrypted` alone means `encrypted = true`.
+        let value = match (known, value) {
+            ("encrypted", None) => Some(syn::parse_quote!(true)),
+            (_, value) => value,
         };
         let Some(value) = value else {
             errors.at(
@@ -242,6 +250,14 @@ impl JobArgs {
                 }
                 self.retry_until = Some(n);
             }
+            "encrypted" => {
+                self.encrypted = Some(boolean(value).ok_or_else(|| {
+                    spanned(
+                        value,
+                        "`encrypted` is a flag: write `encrypted` (or `encrypted = true`)",
+                    )
+                })?);
+            }
             "priority" => {
                 self.priority = Some(int(key, value).map_err(|_| {
                     spanned(
@@ -296,8 +312,19 @@ fn example(key: &str) -> &'static str {
         "max_exceptions" => "max_exceptions = 3",
         "retry_until" => "retry_until = 3600",
         "priority" => "priority = 10",
+        "encrypted" => "encrypted",
         "crate" => "crate = \"routemq\"",
         _ => "key = value",
+    }
+}
+
+/// A `true` or `false` literal.
+fn boolean(value: &Expr) -> Option<bool> {
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Bool(b), ..
+        }) => Some(b.value),
+        _ => None,
     }
 }
 

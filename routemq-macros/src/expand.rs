@@ -145,6 +145,7 @@ fn meta_impl(args: &JobArgs, root: &Path, ident: &syn::Ident) -> TokenStream {
     let max_exceptions = optional(args.max_exceptions.map(|v| quote!(#v)));
     let retry_until = optional(args.retry_until.map(|v| quote!(#v)));
     let priority = args.priority.unwrap_or(0);
+    let encrypted = args.encrypted.unwrap_or(false);
     let unique_until = if args.unique_until_finish.unwrap_or(true) {
         quote!(#root::UniqueUntil::Finish)
     } else {
@@ -173,6 +174,7 @@ fn meta_impl(args: &JobArgs, root: &Path, ident: &syn::Ident) -> TokenStream {
                 max_exceptions: #max_exceptions,
                 retry_until: #retry_until,
                 priority: #priority,
+                encrypted: #encrypted,
             };
         }
     }

@@ -67,6 +67,9 @@ pub struct JobOptions {
     /// The job's priority within its queue, 0 (the default) to 255: a ready job of a higher
     /// priority is reserved before every ready job of a lower one, FIFO among equals.
     pub priority: u8,
+    /// The job's data is stored sealed (see [`crypto`](crate::crypto)): dispatching needs
+    /// `ROUTEMQ_KEY`, and a unique job's key is stored as an HMAC of it.
+    pub encrypted: bool,
 }
 
 /// When a unique job gives its key back (Laravel's `ShouldBeUnique` and
@@ -96,6 +99,7 @@ impl JobOptions {
         max_exceptions: None,
         retry_until: None,
         priority: 0,
+        encrypted: false,
     };
 }
 
@@ -167,13 +171,21 @@ pub trait Job: JobMeta + Serialize + DeserializeOwned + Send + 'static {
     }
 }
 
-/// The slot a unique job holds its key in, `unique:{name}:{key}`; `None` for a job that is not
-/// unique (or whose data cannot be serialized for its key).
+/// The slot a unique job holds its key in, `unique:{name}:{key}` (for an encrypted job type, the
+/// key's HMAC under the current key); `None` for a job that is not unique (or whose data cannot be
+/// serialized for its key, or, encrypted, when there is no key: its dispatch fails on that).
 pub(crate) fn unique_slot<T: Job>(job: &T) -> Option<String> {
     T::OPTIONS.unique_for?;
     let key = match job.unique_key() {
         Some(key) => key,
         None => serde_json::to_string(job).ok()?,
+    };
+    let key = if T::OPTIONS.encrypted {
+        crate::crypto::keyring()
+            .and_then(|keyring| keyring.hide_unique_key(&key))
+            .ok()?
+    } else {
+        key
     };
     Some(format!("unique:{}:{key}", T::NAME))
 }

@@ -71,6 +71,7 @@ pub mod batch;
 #[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
 pub mod cli;
 pub mod config;
+pub mod crypto;
 pub mod data;
 pub mod driver;
 pub mod envelope;
@@ -191,7 +192,7 @@ pub use worker::{Shutdown, Worker, WorkerError, WorkerOptions, WorkerReport};
 ///             max_tries: 5, timeout: 120, retry_after: 10, queue: "emails",
 ///             connection: None, backoff: false, max_delay: None, jitter: None,
 ///             unique_for: None, unique_until: ::routemq::UniqueUntil::Finish,
-///             max_exceptions: None, retry_until: None, priority: 0,
+///             max_exceptions: None, retry_until: None, priority: 0, encrypted: false,
 ///         };
 ///     }
 ///     ::routemq::__private::inventory::submit! {

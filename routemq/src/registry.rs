@@ -176,6 +176,29 @@ pub enum DecodeError {
         #[source]
         source: serde_json::Error,
     },
+    /// The job's data is sealed, and cannot be opened here (no key, or not the key it was
+    /// sealed with). The job is intact: it runs once the key is configured.
+    #[error("job `{name}` is encrypted and cannot be decrypted: {source}")]
+    Sealed {
+        /// The job's tag.
+        name: String,
+        /// Why.
+        #[source]
+        source: crate::crypto::CryptoError,
+    },
+}
+
+/// A decoding error of an encrypted job without the values it may quote (serde names a value of
+/// the wrong type), so that the plaintext reaches neither the failed store nor the logs.
+fn hide_values(error: serde_json::Error, sealed: bool) -> serde_json::Error {
+    if !sealed {
+        return error;
+    }
+    <serde_json::Error as serde::de::Error>::custom(format!(
+        "the decrypted data does not fit the type at line {} column {} (details hidden: the job is encrypted)",
+        error.line(),
+        error.column()
+    ))
 }
 
 /// The job types linked into this binary, by wire tag.
@@ -265,8 +288,17 @@ impl Registry {
     ) -> Result<(Envelope, &'static JobRegistration, Box<dyn ErasedJob>), DecodeError> {
         let envelope = Envelope::decode(payload)?;
         let registration = self.get(envelope.class())?;
+        let sealed = |source| DecodeError::Sealed {
+            name: envelope.class().to_owned(),
+            source,
+        };
+        if registration.options().encrypted && !envelope.is_sealed() {
+            return Err(sealed(crate::crypto::CryptoError::Unsealed));
+        }
+        let data = envelope.plain_data().map_err(sealed)?;
         let job = registration
-            .decode(envelope.data())
+            .decode(&data)
+            .map_err(|source| hide_values(source, envelope.is_sealed()))
             .map_err(|source| DecodeError::Payload {
                 name: envelope.class().to_owned(),
                 type_name: registration.site.type_name,

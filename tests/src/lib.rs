@@ -18,6 +18,7 @@ pub mod pools;
 pub mod process;
 pub mod process_env;
 pub mod process_jobs;
+pub mod raw_store;
 pub mod reliability;
 pub mod services;
 pub mod sqlite_files;

@@ -56,3 +56,48 @@ where
         std::panic::resume_unwind(panic.into_panic());
     }
 }
+
+/// What an end-to-end proof starts from: a queue manager whose connection `connection` is the
+/// driver under test, a queue of its own, and a ledger file in a directory of its own (removed
+/// when the stage is dropped).
+#[derive(Debug)]
+pub struct Stage {
+    /// The manager to dispatch through.
+    pub manager: routemq::QueueManager,
+    /// The test's queue.
+    pub queue: String,
+    /// The ledger file's path, for the jobs.
+    pub path: String,
+    /// The ledger file.
+    pub ledger: std::path::PathBuf,
+    dir: std::path::PathBuf,
+}
+
+impl Stage {
+    /// A stage named after `name`, dispatching to `driver` as connection `connection`.
+    ///
+    /// # Panics
+    /// When the directory cannot be made.
+    pub fn new(driver: &Arc<dyn QueueDriver>, connection: &str, name: &str) -> Self {
+        let manager = routemq::QueueManager::new(routemq::Settings::default());
+        manager.register(connection, Arc::clone(driver));
+        let queue = unique_key(name);
+        let dir = std::env::temp_dir().join(&queue);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let ledger = dir.join("jobs.ledger");
+        let path = ledger.to_str().expect("utf-8").to_owned();
+        Self {
+            manager,
+            queue,
+            path,
+            ledger,
+            dir,
+        }
+    }
+}
+
+impl Drop for Stage {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -117,3 +117,54 @@ impl Job for KillsItsWorker {
         std::process::abort()
     }
 }
+
+/// An encrypted job: records `open` when it sees its secret in plaintext, then fails for good
+/// when `fail` is set, else records `done`.
+#[derive(Debug, Clone)]
+#[job(name = "e2e.SealedNote", max_tries = 1, timeout = 60, encrypted)]
+pub struct SealedNote {
+    /// The ledger file.
+    pub path: String,
+    /// Its number.
+    pub n: u64,
+    /// What must never reach the store in plaintext.
+    pub secret: String,
+    /// Whether it fails for good.
+    pub fail: bool,
+}
+
+impl Job for SealedNote {
+    async fn handle(&mut self, ctx: &JobContext) -> Result<(), JobError> {
+        if self.secret.starts_with("PLAINTEXT-") {
+            append(&self.path, "open", self.n, ctx.attempts())?;
+        }
+        if self.fail {
+            // The error names no data: the secret must not reach the failed store this way either.
+            return Err(JobError::permanent(format!(
+                "note {} is meant to fail",
+                self.n
+            )));
+        }
+        append(&self.path, "done", self.n, ctx.attempts())?;
+        Ok(())
+    }
+}
+
+/// An encrypted unique job (its key is made of its data, secret included): records `done`.
+#[derive(Debug, Clone)]
+#[job(name = "e2e.SealedOnce", max_tries = 1, encrypted, unique_for = 600)]
+pub struct SealedOnce {
+    /// The ledger file.
+    pub path: String,
+    /// Its number.
+    pub n: u64,
+    /// What must never reach the store in plaintext, not even in the unique key's slot.
+    pub secret: String,
+}
+
+impl Job for SealedOnce {
+    async fn handle(&mut self, ctx: &JobContext) -> Result<(), JobError> {
+        append(&self.path, "done", self.n, ctx.attempts())?;
+        Ok(())
+    }
+}

@@ -8,9 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use routemq::driver::QueueDriver;
-use routemq::{QueueManager, Settings};
-use routemq_tests::ledger::unique_key;
 use routemq_tests::process::{Process, json_of, run_command};
+use routemq_tests::process_env::Stage;
 use routemq_tests::process_jobs::{Ledgered, read_ledger};
 
 /// Batches that succeed, each of [`JOBS`] jobs.
@@ -26,13 +25,8 @@ fn cli(env: &[(String, String)], args: &[&str]) -> Output {
 }
 
 async fn prove(driver: Arc<dyn QueueDriver>, connection: &str, env: Vec<(String, String)>) {
-    let manager = QueueManager::new(Settings::default());
-    manager.register(connection, Arc::clone(&driver));
-    let queue = unique_key("batch-e2e");
-    let dir = std::env::temp_dir().join(&queue);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let ledger = dir.join("jobs.ledger");
-    let path = ledger.to_str().expect("utf-8").to_owned();
+    let stage = Stage::new(&driver, connection, "batch-e2e");
+    let (manager, queue, ledger, path) = (&stage.manager, &stage.queue, &stage.ledger, &stage.path);
     let job = |n, fail| Ledgered {
         path: path.clone(),
         n,
@@ -74,7 +68,7 @@ async fn prove(driver: Arc<dyn QueueDriver>, connection: &str, env: Vec<(String,
         let args: Vec<String> = [
             "queue-work",
             "--queue",
-            &queue,
+            queue,
             "--concurrency",
             "4",
             "--sleep",
@@ -96,7 +90,7 @@ async fn prove(driver: Arc<dyn QueueDriver>, connection: &str, env: Vec<(String,
         let args = [
             "queue-work",
             "--queue",
-            &queue,
+            queue,
             "--stop-when-empty",
             "--sleep",
             "0.1",
@@ -104,7 +98,7 @@ async fn prove(driver: Arc<dyn QueueDriver>, connection: &str, env: Vec<(String,
         assert!(cli(&env, &args).status.success());
     });
 
-    let lines = read_ledger(&ledger);
+    let lines = read_ledger(ledger);
     let done = |n: u64| {
         lines
             .iter()
@@ -190,14 +184,13 @@ async fn prove(driver: Arc<dyn QueueDriver>, connection: &str, env: Vec<(String,
         let output = cli(&env, &["queue-batches"]);
         assert_eq!(json_of(&output), serde_json::json!([]));
     });
-    let stats = driver.stats(&queue).await.expect("stats");
+    let stats = driver.stats(queue).await.expect("stats");
     assert_eq!(
         (stats.ready, stats.delayed, stats.reserved),
         (0, 0, 0),
         "{stats:?}"
     );
     assert_eq!(stats.failed, 1, "the failing job");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 routemq_tests::on_every_driver!(prove, "batch");

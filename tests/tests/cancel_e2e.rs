@@ -8,9 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use routemq::driver::QueueDriver;
-use routemq::{QueueManager, Settings};
-use routemq_tests::ledger::unique_key;
 use routemq_tests::process::{Process, json_of, run_command};
+use routemq_tests::process_env::Stage;
 use routemq_tests::process_jobs::{FileRecord, read_ledger};
 use serde_json::json;
 
@@ -19,13 +18,8 @@ fn cli(env: &[(String, String)], args: &[&str]) -> Output {
 }
 
 async fn prove(driver: Arc<dyn QueueDriver>, connection: &str, env: Vec<(String, String)>) {
-    let manager = QueueManager::new(Settings::default());
-    manager.register(connection, Arc::clone(&driver));
-    let queue = unique_key("cancel-e2e");
-    let dir = std::env::temp_dir().join(&queue);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let ledger = dir.join("jobs.ledger");
-    let path = ledger.to_str().expect("utf-8").to_owned();
+    let stage = Stage::new(&driver, connection, "cancel-e2e");
+    let (manager, queue, ledger, path) = (&stage.manager, &stage.queue, &stage.ledger, &stage.path);
     let job = |n, first_attempt_sleep_ms| FileRecord {
         path: path.clone(),
         n,
@@ -45,7 +39,7 @@ async fn prove(driver: Arc<dyn QueueDriver>, connection: &str, env: Vec<(String,
     let args: Vec<String> = [
         "queue-work",
         "--queue",
-        &queue,
+        queue,
         "--concurrency",
         "1",
         "--prefetch",
@@ -59,7 +53,7 @@ async fn prove(driver: Arc<dyn QueueDriver>, connection: &str, env: Vec<(String,
     tokio::task::block_in_place(|| {
         let mut worker = Process::start(env!("CARGO_BIN_EXE_test-worker"), &env, &args);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !read_ledger(&ledger).iter().any(|l| l.event == "start") {
+        while !read_ledger(ledger).iter().any(|l| l.event == "start") {
             assert!(Instant::now() < deadline, "the long job did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -89,20 +83,19 @@ async fn prove(driver: Arc<dyn QueueDriver>, connection: &str, env: Vec<(String,
             asked.elapsed()
         );
     });
-    let lines = read_ledger(&ledger);
+    let lines = read_ledger(ledger);
     let events: Vec<(&str, u64)> = lines.iter().map(|l| (l.event.as_str(), l.n)).collect();
     assert_eq!(
         events,
         [("start", 0)],
         "only the long job started, and it never finished"
     );
-    let stats = driver.stats(&queue).await.expect("stats");
+    let stats = driver.stats(queue).await.expect("stats");
     assert_eq!(
         (stats.ready, stats.delayed, stats.reserved, stats.failed),
         (0, 0, 0, 0),
         "{stats:?}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 routemq_tests::on_every_driver!(prove, "cancel");

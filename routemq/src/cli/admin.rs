@@ -29,6 +29,19 @@ pub struct RetryArgs {
     pub common: Common,
 }
 
+/// `queue-failed-show` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct FailedShowArgs {
+    /// The failed job's id (as `queue-failed` shows it).
+    pub id: String,
+    /// Show an encrypted job's data, opened with ROUTEMQ_KEY (or a previous key).
+    #[arg(long)]
+    pub decrypt: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+}
+
 /// `queue-prune-failed` arguments.
 #[derive(Debug, Clone, Args)]
 pub struct PruneArgs {
@@ -119,9 +132,41 @@ fn failed_row(job: &FailedJob) -> Vec<String> {
     ]
 }
 
+/// One failed job; an encrypted job's data is shown opened, when this process has its key.
 #[derive(Serialize)]
-#[serde(transparent)]
-struct FailedOne(FailedJob);
+struct FailedOne {
+    #[serde(flatten)]
+    job: FailedJob,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<Value>,
+}
+
+impl FailedOne {
+    fn new(job: FailedJob, decrypt: bool) -> Self {
+        let data = opened_data(&job.payload, decrypt);
+        Self { job, data }
+    }
+}
+
+/// An encrypted job's data: opened when asked (or why it cannot be), else a note that it is
+/// encrypted; `None` for a job that is not encrypted.
+fn opened_data(payload: &str, decrypt: bool) -> Option<Value> {
+    let envelope = crate::envelope::Envelope::decode(payload).ok()?;
+    if !envelope.is_sealed() {
+        return None;
+    }
+    let key_id = crate::crypto::key_id_of(envelope.data().trim_matches('"')).map(str::to_owned);
+    if !decrypt {
+        let key = key_id.unwrap_or_else(|| "?".to_owned());
+        return Some(Value::String(format!(
+            "encrypted with key {key}; --decrypt shows it (with ROUTEMQ_KEY set)"
+        )));
+    }
+    Some(match envelope.plain_data() {
+        Ok(plain) => serde_json::from_str(&plain).unwrap_or(Value::Null),
+        Err(error) => Value::String(format!("encrypted, cannot be shown: {error}")),
+    })
+}
 
 impl Render for FailedOne {
     fn headers(&self) -> Vec<String> {
@@ -129,15 +174,19 @@ impl Render for FailedOne {
     }
 
     fn rows(&self) -> Vec<Vec<String>> {
-        let job = &self.0;
-        vec![
+        let job = &self.job;
+        let mut rows = vec![
             vec!["id".to_owned(), job.id.clone()],
             vec!["queue".to_owned(), job.queue.clone()],
             vec!["connection".to_owned(), job.connection.clone()],
             vec!["failed_at".to_owned(), crate::time::iso_utc(job.failed_at)],
             vec!["payload".to_owned(), job.payload.clone()],
             vec!["exception".to_owned(), job.exception.replace('\n', " | ")],
-        ]
+        ];
+        if let Some(data) = &self.data {
+            rows.push(vec!["data".to_owned(), cell(data)]);
+        }
+        rows
     }
 }
 
@@ -286,6 +335,13 @@ pub(super) async fn run(command: Command) -> Result<(), Failure> {
     let pausing = matches!(command, Command::QueuePause(_));
     match command {
         Command::QueueWork(_) | Command::QueueSchedule(_) | Command::QueueScheduleList(_) => Ok(()),
+        Command::QueueKeygen(format) => {
+            let (key, key_id) = crate::crypto::generate_key();
+            print(
+                &Summary(json!({ "key": key, "key_id": key_id })),
+                format.format,
+            )
+        }
         Command::QueueCancel(args) => super::cancel::run(args).await,
         Command::QueueBatches(args) => super::batches::list_batches(args).await,
         Command::QueueBatchShow(args) => super::batches::show(args).await,
@@ -299,7 +355,10 @@ pub(super) async fn run(command: Command) -> Result<(), Failure> {
         Command::QueueFailedShow(args) => {
             let (_, driver) = driver(&args.common).await?;
             match driver.failed_get(&args.id).await? {
-                Some(job) => print(&FailedOne(job), args.common.format.format),
+                Some(job) => print(
+                    &FailedOne::new(job, args.decrypt),
+                    args.common.format.format,
+                ),
                 None => {
                     if args.common.format.format == OutputFormat::Json {
                         println!("null");

@@ -150,7 +150,7 @@ impl App {
     }
 
     async fn execute(mut self, command: Command) -> Result<(), super::Failure> {
-        if !matches!(command, Command::ListJobs(_)) {
+        if !matches!(command, Command::ListJobs(_) | Command::QueueKeygen(_)) {
             for setup in std::mem::take(&mut self.setups) {
                 let data = setup().await.map_err(|error| super::Failure {
                     message: format!("setup failed: {error}"),

@@ -14,7 +14,7 @@
 //! |---|---|
 //! | `queue-work` | runs a worker (`--queue a,b --connection C --concurrency N --sleep S --max-jobs N --max-time S --max-tries N --timeout S --stop-when-empty --limit Q=N --rate Q=N/PERIOD`) |
 //! | `queue-failed` | lists failed jobs (`--queue Q`) |
-//! | `queue-failed-show ID` | shows one failed job |
+//! | `queue-failed-show ID` | shows one failed job (`--decrypt`: an encrypted job's data too) |
 //! | `queue-retry ID` / `queue-retry --all` | pushes failed jobs back to their queue |
 //! | `queue-forget ID` | deletes a failed job |
 //! | `queue-flush` | deletes every failed job (`--queue Q`) |
@@ -28,6 +28,7 @@
 //! | `queue-prune-batches --hours N` | deletes batches finished more than N hours ago (`--unfinished-hours N` also unfinished ones created before) |
 //! | `queue-schedule` | runs the binary's schedules ([`App::schedule`]) until a signal |
 //! | `queue-schedule-list` | each schedule with its next and last run |
+//! | `queue-keygen` | prints a new `ROUTEMQ_KEY` for encrypted jobs, and its key id |
 //! | `queue-migrate` | creates the tables |
 //! | `list-jobs` | the job types linked into this binary |
 //!
@@ -72,7 +73,7 @@ pub enum Command {
     /// List failed jobs.
     QueueFailed(QueueFilter),
     /// Show one failed job.
-    QueueFailedShow(IdArgs),
+    QueueFailedShow(admin::FailedShowArgs),
     /// Push a failed job (or all of them) back to its queue, with its attempts reset.
     QueueRetry(admin::RetryArgs),
     /// Delete one failed job.
@@ -103,6 +104,8 @@ pub enum Command {
     QueueSchedule(schedule::ScheduleArgs),
     /// List this binary's schedules with their next and last run.
     QueueScheduleList(Common),
+    /// Print a new random encryption key for ROUTEMQ_KEY (base64), with its key id.
+    QueueKeygen(Format),
     /// Create the queue tables (idempotent).
     QueueMigrate(Common),
     /// List the job types linked into this binary.

@@ -134,6 +134,15 @@ pub enum EnvelopeError {
         #[source]
         source: serde_json::Error,
     },
+    /// An encrypted job could not be sealed (no key, or an invalid one).
+    #[error("could not encrypt job `{job}`: {source}")]
+    Encryption {
+        /// The job's name.
+        job: &'static str,
+        /// Why.
+        #[source]
+        source: crate::crypto::CryptoError,
+    },
     /// A job serialized to something other than a JSON object.
     #[error("job `{job}` must serialize to a JSON object, found {found}")]
     DataNotObject {
@@ -288,6 +297,17 @@ struct In<'a> {
     batch: Option<&'a RawValue>,
 }
 
+/// The contents of a raw JSON string that holds sealed data.
+fn sealed_text(raw: &RawValue) -> Option<String> {
+    if !raw
+        .get()
+        .starts_with(&format!("\"{}", crate::crypto::SEALED_PREFIX))
+    {
+        return None;
+    }
+    serde_json::from_str::<String>(raw.get()).ok()
+}
+
 /// The JSON kind of a raw value, for error messages.
 pub(crate) fn kind_of(raw: &str) -> &'static str {
     match raw.trim_start().as_bytes().first() {
@@ -329,6 +349,19 @@ fn optional_number(
     field: &'static str,
 ) -> Result<Option<Number>, EnvelopeError> {
     Ok(typed::<Option<Number>>(raw, field, "a number or null")?.flatten())
+}
+
+/// A job's data serialized (an object, or an error) and sealed under the current key.
+fn seal_data<D: Serialize + ?Sized>(data: &D, name: &'static str) -> Result<String, EnvelopeError> {
+    let mut plain = Vec::with_capacity(128);
+    write_python(&mut plain, data).map_err(|source| EnvelopeError::Encode { job: name, source })?;
+    if plain.first() != Some(&b'{') {
+        let found = kind_of(std::str::from_utf8(&plain).unwrap_or(""));
+        return Err(EnvelopeError::DataNotObject { job: name, found });
+    }
+    let sealing = |source| EnvelopeError::Encryption { job: name, source };
+    let keyring = crate::crypto::keyring().map_err(sealing)?;
+    crate::crypto::seal(keyring.current().map_err(sealing)?, name, &plain).map_err(sealing)
 }
 
 /// A `retry_until` deadline `secs` from now, in epoch seconds (milliseconds kept).
@@ -410,9 +443,14 @@ impl Envelope {
             chain: None,
             batch: None,
         };
-        let (out, data_start) = write_envelope(name, data, observability, &settings)
-            .map_err(|source| EnvelopeError::Encode { job: name, source })?;
-        if out.get(data_start) != Some(&b'{') {
+        let (out, data_start) = if options.encrypted {
+            let sealed = seal_data(data, name)?;
+            write_envelope(name, &sealed, observability, &settings)
+        } else {
+            write_envelope(name, data, observability, &settings)
+        }
+        .map_err(|source| EnvelopeError::Encode { job: name, source })?;
+        if !options.encrypted && out.get(data_start) != Some(&b'{') {
             let found = kind_of(std::str::from_utf8(&out[data_start..]).unwrap_or(""));
             return Err(EnvelopeError::DataNotObject { job: name, found });
         }
@@ -464,6 +502,8 @@ impl Envelope {
         let data = match fields.data {
             None => RawValue::from_string("{}".to_owned()).map_err(EnvelopeError::NotJson)?,
             Some(raw) if kind_of(raw.get()) == "an object" => raw.to_owned(),
+            // An encrypted job's data: sealed, as a string.
+            Some(raw) if sealed_text(raw).is_some() => raw.to_owned(),
             Some(raw) => {
                 return Err(EnvelopeError::WrongType {
                     field: "data",
@@ -593,9 +633,29 @@ impl Envelope {
         &self.class
     }
 
-    /// The job's fields as raw JSON (always an object).
+    /// The job's fields as raw JSON: an object, or for an encrypted job its sealed form (a
+    /// string; see [`plain_data`](Self::plain_data)).
     pub fn data(&self) -> &str {
         self.data.get()
+    }
+
+    /// Whether the job's data is sealed (an encrypted job).
+    pub fn is_sealed(&self) -> bool {
+        sealed_text(&self.data).is_some()
+    }
+
+    /// The job's fields as raw JSON, opened with the process's keys when they are sealed.
+    pub fn plain_data(&self) -> Result<std::borrow::Cow<'_, str>, crate::crypto::CryptoError> {
+        match sealed_text(&self.data) {
+            None => Ok(std::borrow::Cow::Borrowed(self.data.get())),
+            Some(sealed) => {
+                let keyring = crate::crypto::keyring()?;
+                let plain = crate::crypto::open(keyring, &self.class, &sealed)?;
+                String::from_utf8(plain)
+                    .map(std::borrow::Cow::Owned)
+                    .map_err(|_| crate::crypto::CryptoError::Malformed("the data is not UTF-8"))
+            }
+        }
     }
 
     /// The `observability` object as raw JSON, if the envelope has one.

@@ -155,7 +155,10 @@ impl QueueFake {
             .map(|c| {
                 let envelope = Envelope::decode(&c.payload)
                     .unwrap_or_else(|e| panic!("captured envelope: {e}"));
-                let job = serde_json::from_str::<T>(envelope.data())
+                let data = envelope
+                    .plain_data()
+                    .unwrap_or_else(|e| panic!("captured {} is sealed: {e}", T::NAME));
+                let job = serde_json::from_str::<T>(&data)
                     .unwrap_or_else(|e| panic!("captured {} does not decode: {e}", T::NAME));
                 (c, job)
             })

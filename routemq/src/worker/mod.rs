@@ -199,6 +199,29 @@ pub struct WorkerReport {
     pub panicked: u64,
 }
 
+/// With encrypted job types linked in, the keys must parse (a typo would fail every encrypted
+/// job); without any key the worker starts, and warns that those jobs will fail.
+fn check_keys(registry: &Registry) -> Result<(), WorkerError> {
+    let encrypted: Vec<&str> = registry
+        .registrations()
+        .into_iter()
+        .filter(|r| r.options().encrypted)
+        .map(|r| r.name())
+        .collect();
+    if encrypted.is_empty() {
+        return Ok(());
+    }
+    let jobs = encrypted.join(", ");
+    match crate::crypto::keyring() {
+        Ok(keyring) if keyring.is_empty() => {
+            tracing::warn!(jobs = %jobs, "encrypted job types are linked in but ROUTEMQ_KEY is not set: their jobs will fail as DecryptionFailed");
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+        Err(source) => Err(WorkerError::Keys { jobs, source }),
+    }
+}
+
 /// A worker that cannot start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -212,6 +235,15 @@ pub enum WorkerError {
     /// No queue to serve.
     #[error("a worker needs at least one queue to serve")]
     NoQueues,
+    /// Encrypted job types are linked in, and the keys in the environment do not parse.
+    #[error("encrypted job types are linked in ({jobs}), but {source}")]
+    Keys {
+        /// The encrypted job types.
+        jobs: String,
+        /// What is wrong with the keys.
+        #[source]
+        source: crate::crypto::CryptoError,
+    },
     /// Concurrency must be at least 1.
     #[error("worker concurrency must be at least 1")]
     ZeroConcurrency,
@@ -528,6 +560,7 @@ impl Worker {
     pub async fn run(self) -> Result<WorkerReport, WorkerError> {
         let registry = Registry::global()?;
         self.options.validate()?;
+        check_keys(registry)?;
         tracing::info!(
             connection = %self.connection,
             queues = %self.options.queues.join(","),

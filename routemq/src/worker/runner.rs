@@ -720,7 +720,10 @@ impl Attempt<'_> {
         self.fire(Lifecycle::FinalFailure, Some(&error), None);
         self.finished().await;
         run_chain_catch(self.shared, &self.envelope).await;
-        let job = job.or_else(|| self.registration.decode(self.envelope.data()).ok());
+        let job = job.or_else(|| {
+            let data = self.envelope.plain_data().ok()?;
+            self.registration.decode(&data).ok()
+        });
         if let Some(job) = job {
             run_failed_hook(job, self.ctx.clone(), error, self.timeout, &self.lease.id).await;
         }
@@ -852,6 +855,7 @@ async fn fail_undecodable(
         DecodeError::Envelope(_) => "InvalidPayload",
         DecodeError::UnknownJob(_) => "UnknownJob",
         DecodeError::Payload { .. } => "PayloadMismatch",
+        DecodeError::Sealed { .. } => "DecryptionFailed",
     };
     tracing::error!(job_id = %lease.id, queue = %lease.queue, %error, "job cannot be decoded; moving it to the failed store");
     let failure = Failure {

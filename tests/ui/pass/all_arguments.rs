@@ -15,6 +15,7 @@ use routemq::prelude::*;
     max_exceptions = 3,
     retry_until = 3600,
     priority = 200,
+    encrypted,
     crate = "routemq"
 )]
 pub struct Thing {
@@ -36,6 +37,7 @@ fn main() {
     assert_eq!((o.unique_for, o.unique_until), (Some(3600), routemq::UniqueUntil::Start));
     assert_eq!((o.max_exceptions, o.retry_until), (Some(3), Some(3600)));
     assert_eq!(o.priority, 200);
+    assert!(o.encrypted);
     // A unique job's dispatch says whether it was queued or a duplicate.
     fn _dispatch_output(job: Thing) -> routemq::queue::PendingDispatch<'static, Thing> {
         job.dispatch()
