@@ -288,17 +288,18 @@ impl Registry {
     ) -> Result<(Envelope, &'static JobRegistration, Box<dyn ErasedJob>), DecodeError> {
         let envelope = Envelope::decode(payload)?;
         let registration = self.get(envelope.class())?;
-        let sealed = |source| DecodeError::Sealed {
+        let unopened = |source| DecodeError::Sealed {
             name: envelope.class().to_owned(),
             source,
         };
-        if registration.options().encrypted && !envelope.is_sealed() {
-            return Err(sealed(crate::crypto::CryptoError::Unsealed));
+        let sealed = envelope.is_sealed();
+        if registration.options().encrypted && !sealed {
+            return Err(unopened(crate::crypto::CryptoError::Unsealed));
         }
-        let data = envelope.plain_data().map_err(sealed)?;
+        let data = envelope.plain_data().map_err(unopened)?;
         let job = registration
             .decode(&data)
-            .map_err(|source| hide_values(source, envelope.is_sealed()))
+            .map_err(|source| hide_values(source, sealed))
             .map_err(|source| DecodeError::Payload {
                 name: envelope.class().to_owned(),
                 type_name: registration.site.type_name,

@@ -156,6 +156,14 @@ impl BatchDoc {
             .collect()
     }
 
+    /// The jobs of callbacks `kinds` (those the batch has), to store.
+    pub(crate) fn links(&self, kinds: &[CallbackKind]) -> Vec<(CallbackKind, ChainLink)> {
+        kinds
+            .iter()
+            .filter_map(|kind| Some((*kind, self.callback(*kind)?.link.clone())))
+            .collect()
+    }
+
     /// Moves the batch on for `job`'s `outcome` (`prior`: the outcome already stored for it):
     /// each job counts once; a failed job that succeeds later (retried from the failed store)
     /// moves from failed to succeeded; nothing else changes an outcome. The first failure makes

@@ -8,6 +8,7 @@ use super::state::{BatchDoc, CallbackKind, DISPATCHER, Outcome};
 use crate::driver::{BatchRow, BatchWrite, DriverError, QueueDriver, epoch_millis};
 use crate::envelope::ChainLink;
 use crate::queue::QueueError;
+use crate::worker::retrying;
 
 /// How many times a change is tried against concurrent writers before it gives up (with the
 /// pauses between tries, a minute at most).
@@ -174,23 +175,13 @@ pub(crate) async fn record(
         Some((job, outcome)),
         |doc, finished_at, prior| {
             let recorded = doc.record(finished_at, job, prior, outcome, now);
-            let owed: Vec<(CallbackKind, ChainLink, String)> = recorded
-                .owed
-                .iter()
-                .filter_map(|kind| {
-                    Some((
-                        *kind,
-                        doc.callback(*kind)?.link.clone(),
-                        doc.connection.clone(),
-                    ))
-                })
-                .collect();
+            let owed = (doc.links(&recorded.owed), doc.connection.clone());
             (recorded.changed, owed)
         },
     )
     .await
     .map_err(|source| driver_error(driver, source))?;
-    let Some(owed) = recorded else {
+    let Some((owed, connection)) = recorded else {
         tracing::warn!(
             batch = id,
             job_id = job,
@@ -198,58 +189,46 @@ pub(crate) async fn record(
         );
         return Ok(());
     };
-    store_callbacks(driver, id, job, owed).await
+    store_callbacks(driver, id, &connection, job, owed).await
 }
 
-/// Stores the callbacks `by` owes, then marks each stored.
-pub(crate) async fn store_callbacks(
+/// Stores the callbacks `by` owes, then marks each stored; `driver` is the batch's own, on
+/// `connection`.
+async fn store_callbacks(
     driver: &dyn QueueDriver,
     id: &str,
+    connection: &str,
     by: &str,
-    owed: Vec<(CallbackKind, ChainLink, String)>,
+    owed: Vec<(CallbackKind, ChainLink)>,
 ) -> Result<(), QueueError> {
-    for (kind, link, batch_connection) in owed {
+    for (kind, link) in owed {
         let other;
-        let target = if link.connection == batch_connection {
+        let target = if link.connection == connection {
             driver
         } else {
             other = crate::queue().connection(&link.connection).await?;
             other.as_ref()
         };
         let job = crate::queue::link_job(&link, None, crate::registry::Registry::global().ok())?;
-        retried(|| target.push(std::slice::from_ref(&job)))
-            .await
-            .map_err(|source| QueueError::Driver {
-                connection: link.connection.clone(),
-                source,
-            })?;
+        retrying("store a batch callback", 2, || {
+            target.push(std::slice::from_ref(&job))
+        })
+        .await
+        .map_err(|source| QueueError::Driver {
+            connection: link.connection.clone(),
+            source,
+        })?;
         tracing::info!(batch = id, callback = ?kind, queue = %link.queue, "batch callback stored");
         // Stored: if noting it fails, only a run of this same job again would store it again.
-        let noted =
-            retried(|| update(driver, id, None, |doc, _, _| (doc.stored(kind, by), ()))).await;
+        let noted = retrying("note a batch callback stored", 2, || {
+            update(driver, id, None, |doc, _, _| (doc.stored(kind, by), ()))
+        })
+        .await;
         if let Err(error) = noted {
             tracing::warn!(batch = id, callback = ?kind, %error, "could not note a batch callback as stored");
         }
     }
     Ok(())
-}
-
-/// A store call, tried again twice after an error (a dropped connection, a deadlock).
-async fn retried<T, F, Fut>(mut call: F) -> Result<T, DriverError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, DriverError>>,
-{
-    let mut failures = 0;
-    loop {
-        match call().await {
-            Err(_) if failures < 2 => {
-                failures += 1;
-                tokio::time::sleep(crate::worker::backoff(failures)).await;
-            }
-            done => return done,
-        }
-    }
 }
 
 /// Stores the callbacks of an empty batch, which its dispatcher owes.
@@ -258,18 +237,8 @@ pub(crate) async fn finish_empty(
     id: &str,
     doc: &BatchDoc,
 ) -> Result<(), QueueError> {
-    let owed = doc
-        .owed_by(DISPATCHER)
-        .into_iter()
-        .filter_map(|kind| {
-            Some((
-                kind,
-                doc.callback(kind)?.link.clone(),
-                doc.connection.clone(),
-            ))
-        })
-        .collect();
-    store_callbacks(driver, id, DISPATCHER, owed).await
+    let owed = doc.links(&doc.owed_by(DISPATCHER));
+    store_callbacks(driver, id, &doc.connection, DISPATCHER, owed).await
 }
 
 fn driver_error(driver: &dyn QueueDriver, source: DriverError) -> QueueError {

@@ -59,6 +59,17 @@ pub struct PruneArgs {
     pub common: Common,
 }
 
+/// A `flag` given in hours, as a duration: exit code 2 unless it is a number ≥ 0.
+pub(super) fn hours(flag: &str, hours: f64) -> Result<std::time::Duration, Failure> {
+    if !(hours.is_finite() && hours >= 0.0) {
+        return Err(Failure {
+            message: format!("{flag} must be ≥ 0, not {hours}"),
+            code: 2,
+        });
+    }
+    Ok(crate::limits::clamped_secs(hours * 3600.0))
+}
+
 pub(super) async fn driver(common: &Common) -> Result<(String, Arc<dyn QueueDriver>), Failure> {
     // Invalid settings are reported whichever connection is named.
     queue().settings()?;
@@ -426,19 +437,11 @@ pub(super) async fn run(command: Command) -> Result<(), Failure> {
             )
         }
         Command::QueuePruneFailed(args) => {
-            if let Some(hours) = args.hours
-                && !(hours.is_finite() && hours >= 0.0)
-            {
-                return Err(Failure {
-                    message: format!("--hours must be ≥ 0, not {hours}"),
-                    code: 2,
-                });
-            }
+            let older_than = args.hours.map(|h| hours("--hours", h)).transpose()?;
             let queue = args.queue.as_deref().map(checked_queue).transpose()?;
             let (_, driver) = driver(&args.common).await?;
             let mut pruned = 0;
-            if let Some(hours) = args.hours {
-                let older_than = crate::limits::clamped_secs(hours * 3600.0);
+            if let Some(older_than) = older_than {
                 pruned += driver.failed_prune(queue, older_than).await?;
             }
             if let Some(keep) = args.keep {

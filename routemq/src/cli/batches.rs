@@ -8,7 +8,7 @@ use super::admin::{Summary, driver};
 use super::output::{Render, print};
 use super::{Common, EXIT_NOT_FOUND, Failure, OutputFormat};
 use crate::batch::{BatchInfo, cancel, find, list, prune};
-use crate::driver::{BatchPrune, epoch_millis};
+use crate::driver::{BatchPrune, millis_ago};
 
 /// `queue-batches` arguments.
 #[derive(Debug, Clone, Args)]
@@ -147,17 +147,7 @@ fn no_batch(id: &str) -> Failure {
 
 /// A number of hours as a point in time that far back.
 fn hours_ago(flag: &str, hours: f64) -> Result<i64, Failure> {
-    if !(hours.is_finite() && hours >= 0.0) {
-        return Err(Failure {
-            message: format!("{flag} must be ≥ 0, not {hours}"),
-            code: 2,
-        });
-    }
-    let ago = crate::limits::clamped_secs(hours * 3600.0);
-    let at = std::time::SystemTime::now()
-        .checked_sub(ago)
-        .unwrap_or(std::time::UNIX_EPOCH);
-    Ok(epoch_millis(at))
+    Ok(millis_ago(super::admin::hours(flag, hours)?))
 }
 
 pub(super) async fn list_batches(args: ListArgs) -> Result<(), Failure> {

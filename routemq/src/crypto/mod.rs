@@ -98,13 +98,15 @@ fn derive(key: &[u8], label: &[u8]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
+/// `bytes` in lowercase hex.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 impl Key {
     /// A key from its 32 raw bytes: the cipher and the unique-key MAC use keys derived from it.
     pub(crate) fn from_bytes(bytes: &[u8; 32]) -> Self {
-        let id = derive(bytes, b"routemq key id")[..4]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let id = hex(&derive(bytes, b"routemq key id")[..4]);
         let cipher_key = derive(bytes, b"routemq job data v1");
         let cipher = XChaCha20Poly1305::new((&cipher_key).into());
         Self {
@@ -195,8 +197,7 @@ impl Keyring {
     /// A unique job's key as stored for an encrypted job type: an HMAC under the current key, so
     /// the data it is made of never reaches the store.
     pub(crate) fn hide_unique_key(&self, key: &str) -> Result<String, CryptoError> {
-        let mac = derive(&self.current()?.mac_key, key.as_bytes());
-        Ok(mac.iter().map(|b| format!("{b:02x}")).collect())
+        Ok(hex(&derive(&self.current()?.mac_key, key.as_bytes())))
     }
 }
 

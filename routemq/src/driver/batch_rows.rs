@@ -49,6 +49,11 @@ pub fn epoch_millis(at: SystemTime) -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// Milliseconds since the epoch, `age` ago (0 when that is before the epoch).
+pub(crate) fn millis_ago(age: Duration) -> i64 {
+    epoch_millis(SystemTime::now().checked_sub(age).unwrap_or(UNIX_EPOCH))
+}
+
 /// The time `millis` (milliseconds since the epoch) stands for.
 pub fn from_epoch_millis(millis: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(u64::try_from(millis).unwrap_or(0))

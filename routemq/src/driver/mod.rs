@@ -37,6 +37,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use serde::Serialize;
 
+pub(crate) use batch_rows::millis_ago;
 pub use batch_rows::{BatchPrune, BatchRow, BatchWrite, epoch_millis, from_epoch_millis};
 pub use slots::Slot;
 pub use wake::WakeSignal;

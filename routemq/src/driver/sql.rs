@@ -117,29 +117,73 @@ pub(crate) fn reserved(lease: Lease, payload: String, unstarted: Option<i64>) ->
     }
 }
 
-/// Whether `error` says the jobs table has no [`UNSTARTED`] column: `queue-migrate` has not run
-/// since routemq started using it.
+/// Whether `error` says the jobs table has no `column`: `queue-migrate` has not run since
+/// routemq started using it.
 #[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
-fn lacks_unstarted(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Database(db) if db.message().contains(UNSTARTED))
+fn lacks(error: &sqlx::Error, column: &str) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.message().contains(column))
+}
+
+/// A column of routemq's own that a `queue_jobs` table `queue-migrate` has not upgraded lacks:
+/// assumed present until a statement fails for want of it, then off for good, with one warning.
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
+#[derive(Debug)]
+struct OptionalColumn {
+    name: &'static str,
+    present: std::sync::atomic::AtomicBool,
+}
+
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
+impl OptionalColumn {
+    fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            present: std::sync::atomic::AtomicBool::new(true),
+        }
+    }
+
+    fn present(&self) -> bool {
+        self.present.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Turns the column off for good, saying `why` the first time.
+    fn off(&self, why: &str) {
+        if self
+            .present
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::warn!("{why}");
+        }
+    }
+
+    /// Turns the column off (saying `why`) if `error` says it is missing; `false` otherwise.
+    fn off_if_missing(&self, error: &sqlx::Error, why: impl FnOnce() -> String) -> bool {
+        if !lacks(error, self.name) {
+            return false;
+        }
+        if self.present() {
+            self.off(&why());
+        }
+        true
+    }
 }
 
 /// Whether this driver may prefetch: until the jobs table turns out to lack the [`UNSTARTED`]
 /// column, after which its prefetches reserve (the attempt counting at once), with one warning.
 #[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
 #[derive(Debug)]
-pub(crate) struct PrefetchSupport(std::sync::atomic::AtomicBool);
+pub(crate) struct PrefetchSupport(OptionalColumn);
 
 impl Default for PrefetchSupport {
     fn default() -> Self {
-        Self(std::sync::atomic::AtomicBool::new(true))
+        Self(OptionalColumn::new(UNSTARTED))
     }
 }
 
 #[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
 impl PrefetchSupport {
     fn enabled(&self) -> bool {
-        self.0.load(std::sync::atomic::Ordering::Relaxed)
+        self.0.present()
     }
 
     /// Prefetches with `lease_ready(false)`; reserves with `lease_ready(true)` once the table turns
@@ -163,16 +207,12 @@ impl PrefetchSupport {
 
     /// Turns prefetching off after `error`, if it says the column is missing; `false` otherwise.
     pub(crate) fn off_if_unmigrated(&self, error: &sqlx::Error) -> bool {
-        if !lacks_unstarted(error) {
-            return false;
-        }
-        if self.0.swap(false, std::sync::atomic::Ordering::Relaxed) {
-            tracing::warn!(
+        self.0.off_if_missing(error, || {
+            format!(
                 "the queue_jobs table has no `{UNSTARTED}` column: prefetched jobs use up an attempt \
                  when reserved until `queue-migrate` adds it and the worker restarts"
-            );
-        }
-        true
+            )
+        })
     }
 }
 
@@ -233,11 +273,11 @@ pub(crate) const PRIORITY: &str = "priority";
 /// fails with an error that says to run `queue-migrate`.
 #[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
 #[derive(Debug)]
-pub(crate) struct PrioritySupport(std::sync::atomic::AtomicBool);
+pub(crate) struct PrioritySupport(OptionalColumn);
 
 impl Default for PrioritySupport {
     fn default() -> Self {
-        Self(std::sync::atomic::AtomicBool::new(true))
+        Self(OptionalColumn::new(PRIORITY))
     }
 }
 
@@ -245,7 +285,7 @@ impl Default for PrioritySupport {
 impl PrioritySupport {
     /// The claim's `ORDER BY`: higher priorities first, FIFO among equals.
     pub(crate) fn order(&self) -> &'static str {
-        if self.0.load(std::sync::atomic::Ordering::Relaxed) {
+        if self.0.present() {
             "priority DESC, id"
         } else {
             "id"
@@ -255,30 +295,18 @@ impl PrioritySupport {
     /// Turns priorities off for good, saying why once.
     #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
     pub(crate) fn off(&self, reason: &str) {
-        if self.0.swap(false, std::sync::atomic::Ordering::Relaxed) {
-            tracing::warn!("{reason}");
-        }
+        self.0.off(reason);
     }
 
     /// Turns priorities off after `error`, if it says the column is missing; `false` otherwise.
     pub(crate) fn off_if_unmigrated(&self, error: &sqlx::Error) -> bool {
-        if !lacks_priority(error) {
-            return false;
-        }
-        if self.0.swap(false, std::sync::atomic::Ordering::Relaxed) {
-            tracing::warn!(
+        self.0.off_if_missing(error, || {
+            format!(
                 "the queue_jobs table has no `{PRIORITY}` column: jobs are served in FIFO order, \
                  whatever their priority, until `queue-migrate` adds it and the worker restarts"
-            );
-        }
-        true
+            )
+        })
     }
-}
-
-#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
-/// Whether `error` says the jobs table has no [`PRIORITY`] column.
-pub(crate) fn lacks_priority(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Database(db) if db.message().contains(PRIORITY))
 }
 
 #[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
@@ -291,7 +319,7 @@ pub(crate) fn any_priority(jobs: &[NewJob]) -> bool {
 #[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
 /// The error of a push with a priority into a table without the column.
 pub(crate) fn push_error(error: sqlx::Error) -> DriverError {
-    if lacks_priority(&error) {
+    if lacks(&error, PRIORITY) {
         DriverError::backend(
             "push",
             format!(

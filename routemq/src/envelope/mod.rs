@@ -297,15 +297,11 @@ struct In<'a> {
     batch: Option<&'a RawValue>,
 }
 
-/// The contents of a raw JSON string that holds sealed data.
-fn sealed_text(raw: &RawValue) -> Option<String> {
-    if !raw
-        .get()
-        .starts_with(&format!("\"{}", crate::crypto::SEALED_PREFIX))
-    {
-        return None;
-    }
-    serde_json::from_str::<String>(raw.get()).ok()
+/// Whether a raw JSON value is a string that holds sealed data (a prefix test: no allocation).
+fn is_sealed_value(raw: &RawValue) -> bool {
+    raw.get()
+        .strip_prefix('"')
+        .is_some_and(crate::crypto::is_sealed)
 }
 
 /// The JSON kind of a raw value, for error messages.
@@ -503,7 +499,7 @@ impl Envelope {
             None => RawValue::from_string("{}".to_owned()).map_err(EnvelopeError::NotJson)?,
             Some(raw) if kind_of(raw.get()) == "an object" => raw.to_owned(),
             // An encrypted job's data: sealed, as a string.
-            Some(raw) if sealed_text(raw).is_some() => raw.to_owned(),
+            Some(raw) if is_sealed_value(raw) => raw.to_owned(),
             Some(raw) => {
                 return Err(EnvelopeError::WrongType {
                     field: "data",
@@ -641,21 +637,21 @@ impl Envelope {
 
     /// Whether the job's data is sealed (an encrypted job).
     pub fn is_sealed(&self) -> bool {
-        sealed_text(&self.data).is_some()
+        is_sealed_value(&self.data)
     }
 
     /// The job's fields as raw JSON, opened with the process's keys when they are sealed.
     pub fn plain_data(&self) -> Result<std::borrow::Cow<'_, str>, crate::crypto::CryptoError> {
-        match sealed_text(&self.data) {
-            None => Ok(std::borrow::Cow::Borrowed(self.data.get())),
-            Some(sealed) => {
-                let keyring = crate::crypto::keyring()?;
-                let plain = crate::crypto::open(keyring, &self.class, &sealed)?;
-                String::from_utf8(plain)
-                    .map(std::borrow::Cow::Owned)
-                    .map_err(|_| crate::crypto::CryptoError::Malformed("the data is not UTF-8"))
-            }
+        if !self.is_sealed() {
+            return Ok(std::borrow::Cow::Borrowed(self.data.get()));
         }
+        let malformed = crate::crypto::CryptoError::Malformed;
+        let sealed = serde_json::from_str::<String>(self.data.get())
+            .map_err(|_| malformed("not a JSON string"))?;
+        let plain = crate::crypto::open(crate::crypto::keyring()?, &self.class, &sealed)?;
+        String::from_utf8(plain)
+            .map(std::borrow::Cow::Owned)
+            .map_err(|_| malformed("the data is not UTF-8"))
     }
 
     /// The `observability` object as raw JSON, if the envelope has one.

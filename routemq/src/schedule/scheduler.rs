@@ -282,15 +282,11 @@ impl<'m> Scheduler<'m> {
         stopping: &CancellationToken,
     ) -> SchedulerReport {
         let mut report = SchedulerReport::default();
-        let start = async {
-            let now = SystemTime::now();
-            if let Some(previous) = planned.spec.last_at_or_before(now) {
-                self.at_start(planned, driver, previous, now, &mut report)
-                    .await;
-            }
-            now
-        };
-        let now = start.await;
+        let now = SystemTime::now();
+        if let Some(previous) = planned.spec.last_at_or_before(now) {
+            self.at_start(planned, driver, previous, now, &mut report, stopping)
+                .await;
+        }
         if stopping.is_cancelled() {
             return report;
         }
@@ -348,6 +344,7 @@ impl<'m> Scheduler<'m> {
         previous: SystemTime,
         now: SystemTime,
         report: &mut SchedulerReport,
+        stopping: &CancellationToken,
     ) {
         let last = match store::last_run(driver, &planned.name).await {
             Ok(last) => last,
@@ -360,13 +357,11 @@ impl<'m> Scheduler<'m> {
             return;
         }
         let late = now.duration_since(previous).unwrap_or(Duration::ZERO);
-        // Not stopped half-way (see `fire`): a stop during the start waits for this tick.
-        let never = CancellationToken::new();
         if late <= LATE_LIMIT {
-            self.fire(planned, driver, previous, report, &never).await;
+            self.fire(planned, driver, previous, report, stopping).await;
         } else if planned.entry.missed == Missed::RunOnce && last.is_some() {
             tracing::info!(schedule = %planned.name, "running a tick missed while no scheduler ran");
-            self.fire(planned, driver, previous, report, &never).await;
+            self.fire(planned, driver, previous, report, stopping).await;
         }
     }
 

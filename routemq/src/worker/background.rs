@@ -156,11 +156,8 @@ async fn retain_batches(shared: &Shared) {
     let Some(older_than) = shared.options.batch_retention else {
         return;
     };
-    let before = std::time::SystemTime::now()
-        .checked_sub(older_than)
-        .unwrap_or(std::time::UNIX_EPOCH);
     let prune = crate::driver::BatchPrune {
-        finished_before: crate::driver::epoch_millis(before),
+        finished_before: crate::driver::millis_ago(older_than),
         unfinished_before: None,
     };
     match shared.driver.batch_prune(prune).await {
@@ -176,6 +173,32 @@ pub(crate) fn backoff(failures: u32) -> Duration {
         .saturating_mul(1 << failures.saturating_sub(1).min(7))
         .min(10_000);
     Duration::from_millis(base / 2 + fastrand::u64(0..=base / 2))
+}
+
+/// Runs `call`, and again after an error up to `retries` more times, pausing [`backoff`] between
+/// tries and logging each retry under `operation`. Returns the last answer.
+pub(crate) async fn retrying<T, E, F, Fut>(
+    operation: &'static str,
+    retries: u32,
+    mut call: F,
+) -> Result<T, E>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut failures = 0;
+    loop {
+        match call().await {
+            Err(error) if failures < retries => {
+                failures += 1;
+                let pause = backoff(failures);
+                tracing::warn!(operation, %error, retry_in = ?pause, "call failed, retrying");
+                tokio::time::sleep(pause).await;
+            }
+            done => return done,
+        }
+    }
 }
 
 /// Resolves when the driver's wake counter changes; never, if it has none (or it closed).

@@ -33,16 +33,8 @@ pub(super) async fn record(
     envelope: &Envelope,
     outcome: Outcome,
 ) -> Result<(), QueueError> {
-    let mut failures = 0;
-    loop {
-        match crate::batch::record(shared.driver.as_ref(), envelope, outcome).await {
-            Err(error) if failures + 1 < TRIES => {
-                failures += 1;
-                let pause = super::background::backoff(failures);
-                tracing::warn!(%error, retry_in = ?pause, "recording the job in its batch failed, retrying");
-                tokio::time::sleep(pause).await;
-            }
-            done => return done,
-        }
-    }
+    super::retrying("record the job in its batch", TRIES - 1, || {
+        crate::batch::record(shared.driver.as_ref(), envelope, outcome)
+    })
+    .await
 }

@@ -60,7 +60,7 @@ use tokio::time::Instant;
     not(any(feature = "http", feature = "schedule")),
     allow(unused_imports)
 )]
-pub(crate) use background::backoff;
+pub(crate) use background::{backoff, retrying};
 pub use hooks::{Hook, JobEvent, Lifecycle};
 #[cfg_attr(not(feature = "cli"), allow(unused_imports))]
 pub(crate) use queue_limits::parse_assignment;

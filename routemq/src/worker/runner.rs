@@ -885,25 +885,13 @@ async fn fail_undecodable(
 /// a deadlock) before leaving the job to the reaper.
 pub(super) async fn with_retries<T, F, Fut>(
     operation: &'static str,
-    mut attempt: F,
+    attempt: F,
 ) -> Result<T, crate::driver::DriverError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, crate::driver::DriverError>>,
 {
-    let mut failures = 0;
-    loop {
-        match attempt().await {
-            Ok(answer) => return Ok(answer),
-            Err(error) if failures < 4 => {
-                failures += 1;
-                let pause = super::background::backoff(failures);
-                tracing::warn!(operation, %error, retry_in = ?pause, "driver call failed, retrying");
-                tokio::time::sleep(pause).await;
-            }
-            Err(error) => return Err(error),
-        }
-    }
+    super::retrying(operation, 4, attempt).await
 }
 
 fn panic_message(error: tokio::task::JoinError) -> String {

@@ -9,6 +9,8 @@ use crate::driver::{BatchPrune, BatchRow, BatchWrite, DriverError};
 /// Most batches one prune script call deletes.
 const PRUNE_CHUNK: usize = 200;
 
+/// A batch hash's fields, as read: in this order, each missing when the batch is gone.
+const FIELDS: [&str; 4] = ["version", "created_at", "finished_at", "doc"];
 type Fields = (Option<i64>, Option<i64>, Option<i64>, Option<String>);
 
 fn row(id: &str, (version, created_at, finished_at, doc): Fields) -> Option<BatchRow> {
@@ -52,7 +54,7 @@ pub(super) async fn read(
     pipe.atomic()
         .cmd("HMGET")
         .arg(format!("{}{id}", keys.record))
-        .arg(&["version", "created_at", "finished_at", "doc"])
+        .arg(&FIELDS)
         .cmd("HGET")
         .arg(format!("{}{id}", keys.jobs))
         .arg(job.unwrap_or(""));
@@ -103,12 +105,9 @@ pub(super) async fn list(driver: &RedisDriver, limit: usize) -> Result<Vec<Batch
     }
     let mut pipe = redis::pipe();
     for id in &ids {
-        pipe.cmd("HMGET").arg(format!("{}{id}", keys.record)).arg(&[
-            "version",
-            "created_at",
-            "finished_at",
-            "doc",
-        ]);
+        pipe.cmd("HMGET")
+            .arg(format!("{}{id}", keys.record))
+            .arg(&FIELDS);
     }
     let fields: Vec<Fields> = pipe
         .query_async(&mut driver.con())
