@@ -43,6 +43,23 @@ pub async fn dump(connection: &str, env: &Env) -> String {
     }
 }
 
+/// What the store holds now, as text: like [`dump`], but a SQLite database's rows instead of its
+/// file (a file keeps old versions of changed rows in its free pages and its log until they are
+/// reused).
+///
+/// # Panics
+/// When the store cannot be read.
+pub async fn rows(connection: &str, env: &Env) -> String {
+    if connection != "sqlite" {
+        return dump(connection, env).await;
+    }
+    let url = format!("sqlite://{}", var(env, "QUEUE_SQLITE_PATH"));
+    let pool = routemq::sqlx::SqlitePool::connect(&url)
+        .await
+        .expect("open the database");
+    sql_rows(&pool, ["name", "holder"]).await
+}
+
 /// Every text column of every table routemq writes (`slots`: the slot table's two columns, as
 /// text).
 async fn sql_rows<DB: routemq::sqlx::Database>(
@@ -134,6 +151,138 @@ async fn redis_values(url: &str, prefix: &str) -> String {
             out.push('\n');
             out.push_str(&String::from_utf8_lossy(&value));
         }
+    }
+    out
+}
+
+/// One thing a store still holds, and when it removes itself (`None`: never, by itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leftover {
+    /// A table and its row count, a slot row, or a Redis key.
+    pub what: String,
+    /// How long until it expires.
+    pub expires_in: Option<std::time::Duration>,
+}
+
+fn micros_from_now(at: i64) -> Option<std::time::Duration> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    let at = u128::try_from(at).ok()?;
+    (at > now)
+        .then(|| std::time::Duration::from_micros(u64::try_from(at - now).unwrap_or(u64::MAX)))
+}
+
+/// Everything the store `env` points at still holds: each SQL table's rows (slots one by one,
+/// with their expiry), or each Redis key under the prefix with its time to live.
+///
+/// # Panics
+/// When the store cannot be read.
+pub async fn leftovers(connection: &str, env: &Env) -> Vec<Leftover> {
+    match connection {
+        "sqlite" => {
+            let url = format!("sqlite://{}", var(env, "QUEUE_SQLITE_PATH"));
+            let pool = routemq::sqlx::SqlitePool::connect(&url)
+                .await
+                .expect("open");
+            sql_leftovers(&pool, ["name", "holder"]).await
+        }
+        "postgres" => {
+            let pool = routemq::sqlx::PgPool::connect(var(env, "DATABASE_URL"))
+                .await
+                .expect("connect");
+            sql_leftovers(&pool, ["name", "holder"]).await
+        }
+        "mysql" => {
+            let pool = routemq::sqlx::MySqlPool::connect(var(env, "DATABASE_URL"))
+                .await
+                .expect("connect");
+            sql_leftovers(&pool, ["CAST(name AS CHAR)", "CAST(holder AS CHAR)"]).await
+        }
+        "redis" => redis_leftovers(var(env, "REDIS_URL"), var(env, "REDIS_PREFIX")).await,
+        other => panic!("no leftovers for {other}"),
+    }
+}
+
+async fn sql_leftovers<DB: routemq::sqlx::Database>(
+    pool: &routemq::sqlx::Pool<DB>,
+    slots: [&str; 2],
+) -> Vec<Leftover>
+where
+    for<'c> &'c routemq::sqlx::Pool<DB>: routemq::sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as routemq::sqlx::Database>::Arguments<'q>: routemq::sqlx::IntoArguments<'q, DB>,
+    for<'r> String: routemq::sqlx::Decode<'r, DB> + routemq::sqlx::Type<DB>,
+    for<'r> i64: routemq::sqlx::Decode<'r, DB> + routemq::sqlx::Type<DB>,
+    usize: routemq::sqlx::ColumnIndex<DB::Row>,
+{
+    let mut out = Vec::new();
+    for table in [
+        "queue_jobs",
+        "queue_failed_jobs",
+        "queue_batches",
+        "queue_batch_jobs",
+    ] {
+        let query = format!("SELECT COUNT(*) FROM {table}");
+        let row = routemq::sqlx::query(&query)
+            .fetch_one(pool)
+            .await
+            .unwrap_or_else(|e| panic!("{query}: {e}"));
+        let count: i64 = row.try_get(0).expect("a count");
+        if count > 0 {
+            out.push(Leftover {
+                what: format!("{table}: {count} rows"),
+                expires_in: None,
+            });
+        }
+    }
+    let [name, holder] = slots;
+    let query = format!("SELECT {name}, {holder}, expires_at FROM queue_slots");
+    for row in routemq::sqlx::query(&query)
+        .fetch_all(pool)
+        .await
+        .unwrap_or_else(|e| panic!("{query}: {e}"))
+    {
+        let (name, holder): (String, String) = (
+            row.try_get(0).expect("name"),
+            row.try_get(1).expect("holder"),
+        );
+        let expires_at: i64 = row.try_get(2).expect("expires_at");
+        out.push(Leftover {
+            what: format!("queue_slots: {name} / {holder}"),
+            expires_in: if holder.is_empty() {
+                None
+            } else {
+                micros_from_now(expires_at)
+            },
+        });
+    }
+    out
+}
+
+async fn redis_leftovers(url: &str, prefix: &str) -> Vec<Leftover> {
+    let client = redis::Client::open(url).expect("redis url");
+    let mut con = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut con)
+        .await
+        .expect("keys");
+    let mut out = Vec::new();
+    for key in keys {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut con)
+            .await
+            .expect("pttl");
+        out.push(Leftover {
+            what: key,
+            expires_in: u64::try_from(ttl)
+                .ok()
+                .map(std::time::Duration::from_millis),
+        });
     }
     out
 }

@@ -122,7 +122,7 @@ impl BatchDoc {
         }
     }
 
-    fn callback_mut(&mut self, kind: CallbackKind) -> Option<&mut Callback> {
+    pub(crate) fn callback_mut(&mut self, kind: CallbackKind) -> Option<&mut Callback> {
         match kind {
             CallbackKind::Catch => self.catch.as_mut(),
             CallbackKind::Then => self.then.as_mut(),

@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use super::state::{BatchDoc, CallbackKind, DISPATCHER, Outcome};
-use crate::driver::{BatchRow, BatchWrite, DriverError, QueueDriver, epoch_millis};
+use crate::driver::{BatchRow, BatchWrite, DriverError, Edit, Editor, QueueDriver, epoch_millis};
 use crate::envelope::ChainLink;
 use crate::queue::QueueError;
 use crate::worker::retrying;
@@ -129,6 +129,35 @@ async fn update<T>(
         "write batch",
         format!("batch {id} kept changing under {TRIES} tries"),
     ))
+}
+
+/// Rewrites the payloads of batch `id`'s callbacks with `edit` (see
+/// [`QueueDriver::rewrite_payloads`]). Returns whether the batch changed, and how many payloads
+/// could not be read.
+pub(crate) async fn rewrite_callbacks(
+    driver: &dyn QueueDriver,
+    id: &str,
+    edit: Editor<'_>,
+) -> Result<(bool, u64), DriverError> {
+    let rewritten = update(driver, id, None, |doc, _, _| {
+        let (mut changed, mut unreadable) = (false, 0);
+        for kind in CallbackKind::ALL {
+            let Some(callback) = doc.callback_mut(kind) else {
+                continue;
+            };
+            match edit(&callback.link.payload) {
+                Edit::Keep => {}
+                Edit::Unreadable => unreadable += 1,
+                Edit::Replace(payload) => {
+                    callback.link.payload = payload;
+                    changed = true;
+                }
+            }
+        }
+        (changed, (changed, unreadable))
+    })
+    .await?;
+    Ok(rewritten.unwrap_or((false, 0)))
 }
 
 /// Cancels batch `id`. `None`: no such batch; `Some(false)`: cancelled already.

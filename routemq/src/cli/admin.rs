@@ -346,13 +346,8 @@ pub(super) async fn run(command: Command) -> Result<(), Failure> {
     let pausing = matches!(command, Command::QueuePause(_));
     match command {
         Command::QueueWork(_) | Command::QueueSchedule(_) | Command::QueueScheduleList(_) => Ok(()),
-        Command::QueueKeygen(format) => {
-            let (key, key_id) = crate::crypto::generate_key();
-            print(
-                &Summary(json!({ "key": key, "key_id": key_id })),
-                format.format,
-            )
-        }
+        Command::QueueKeygen(format) => super::keys::keygen(format.format),
+        Command::QueueReencrypt(common) => super::keys::reencrypt(common).await,
         Command::QueueCancel(args) => super::cancel::run(args).await,
         Command::QueueBatches(args) => super::batches::list_batches(args).await,
         Command::QueueBatchShow(args) => super::batches::show(args).await,

@@ -29,17 +29,20 @@
 //! | `queue-schedule` | runs the binary's schedules ([`App::schedule`]) until a signal |
 //! | `queue-schedule-list` | each schedule with its next and last run |
 //! | `queue-keygen` | prints a new `ROUTEMQ_KEY` for encrypted jobs, and its key id |
+//! | `queue-reencrypt` | seals stored jobs, failed jobs and batch callbacks under an older key again under `ROUTEMQ_KEY` |
 //! | `queue-migrate` | creates the tables |
 //! | `list-jobs` | the job types linked into this binary |
 //!
 //! Admin commands print JSON (2-space indented, like RouteMQ) or, with `--format table`, a table.
 //! Exit codes: 0 success, 1 error (printed to stderr), 2 invalid arguments, 3 no such failed job
-//! (or, for `queue-cancel`, no such job; for the batch commands, no such batch).
+//! (or, for `queue-cancel`, no such job; for the batch commands, no such batch), 4 work left
+//! (`queue-reencrypt`: jobs still under an older key, leased by a worker or unreadable).
 
 mod admin;
 mod app;
 mod batches;
 mod cancel;
+mod keys;
 mod output;
 mod schedule;
 mod work;
@@ -55,6 +58,9 @@ const RUNTIME_SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Exit code for "no such failed job".
 pub const EXIT_NOT_FOUND: u8 = 3;
+
+/// Exit code for "done, but not everything": `queue-reencrypt` left jobs under an older key.
+pub const EXIT_INCOMPLETE: u8 = 4;
 
 /// routemq: background jobs, RouteMQ-compatible.
 #[derive(Debug, Parser)]
@@ -106,6 +112,8 @@ pub enum Command {
     QueueScheduleList(Common),
     /// Print a new random encryption key for ROUTEMQ_KEY (base64), with its key id.
     QueueKeygen(Format),
+    /// Seal jobs, failed jobs and batch callbacks stored under an older key again under ROUTEMQ_KEY.
+    QueueReencrypt(Common),
     /// Create the queue tables (idempotent).
     QueueMigrate(Common),
     /// List the job types linked into this binary.

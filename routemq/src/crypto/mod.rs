@@ -17,7 +17,13 @@
 //!
 //! Keys can also come from code (a secret manager): [`install`] a [`Keyring`] before the first
 //! dispatch or job.
+//!
+//! To retire a key: make a new key current and list the old one in `ROUTEMQ_PREVIOUS_KEYS`
+//! (workers first, then producers), run [`reencrypt`] (`queue-reencrypt`) until it reports
+//! nothing leased or unreadable, then drop the old key.
 
+mod reencrypt;
+mod reseal;
 mod sealed;
 
 use std::sync::OnceLock;
@@ -26,6 +32,8 @@ use chacha20poly1305::XChaCha20Poly1305;
 use chacha20poly1305::aead::KeyInit;
 use hmac::{Hmac, Mac};
 
+pub use reencrypt::{ReencryptError, Reencrypted, reencrypt, reencrypt_with};
+pub use reseal::reseal;
 pub use sealed::{SEALED_PREFIX, is_sealed, key_id_of};
 pub(crate) use sealed::{open, seal};
 

@@ -12,11 +12,12 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::batch_rows::LocalBatches;
+use super::rewrite::Place;
 use super::slots::{LocalSlots, Slot};
 use super::wake::WakeSignal;
 use super::{
-    BatchPrune, BatchRow, BatchWrite, DriverError, FailedJob, Failure, Lease, NewJob, QueueDriver,
-    QueueStats, Reaped, Removal, ReservedJob,
+    BatchPrune, BatchRow, BatchWrite, DriverError, Edit, Editor, FailedJob, Failure, Lease, NewJob,
+    QueueDriver, QueueStats, Reaped, Removal, ReservedJob, Rewritten,
 };
 
 #[derive(Debug)]
@@ -343,6 +344,37 @@ impl QueueDriver for MemoryDriver {
 
     async fn batch_prune(&self, prune: BatchPrune) -> Result<u64, DriverError> {
         Ok(self.lock().batches.prune(prune))
+    }
+
+    async fn rewrite_payloads(&self, edit: Editor<'_>) -> Result<Rewritten, DriverError> {
+        let mut rewritten = Rewritten::default();
+        let mut state = self.lock();
+        let State {
+            jobs,
+            leases,
+            failed,
+            ..
+        } = &mut *state;
+        for (id, job) in jobs.iter_mut() {
+            let change = edit(&job.payload);
+            let place = if leases.contains_key(id) {
+                Place::Leased
+            } else {
+                Place::Queued
+            };
+            rewritten.count(&change, place, true);
+            if let (Edit::Replace(payload), Place::Queued) = (change, place) {
+                job.payload = payload;
+            }
+        }
+        for job in failed.values_mut() {
+            let change = edit(&job.payload);
+            rewritten.count(&change, Place::Failed, true);
+            if let Edit::Replace(payload) = change {
+                job.payload = payload;
+            }
+        }
+        Ok(rewritten)
     }
 
     async fn remove(&self, id: &str) -> Result<Removal, DriverError> {

@@ -21,6 +21,9 @@ pub mod postgres;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
+pub mod rewrite;
+#[cfg(feature = "_sql")]
+mod rewrite_sql;
 pub mod slots;
 #[cfg(feature = "_sql")]
 mod slots_sql;
@@ -39,6 +42,7 @@ use serde::Serialize;
 
 pub(crate) use batch_rows::millis_ago;
 pub use batch_rows::{BatchPrune, BatchRow, BatchWrite, epoch_millis, from_epoch_millis};
+pub use rewrite::{Edit, Editor, Rewritten};
 pub use slots::Slot;
 pub use wake::WakeSignal;
 
@@ -600,6 +604,19 @@ pub trait QueueDriver: Send + Sync + fmt::Debug {
     /// Deletes the batches `prune` selects, with their jobs' outcomes. Returns how many.
     async fn batch_prune(&self, _prune: BatchPrune) -> Result<u64, DriverError> {
         Err(unsupported_batches(self.kind()))
+    }
+
+    /// Rewrites stored payloads with `edit` (see [`rewrite`]): queued and delayed jobs and
+    /// failed records, each with a compare-and-set, so that a job leased meanwhile keeps its
+    /// payload. Leased jobs are read and counted, never written. Used by
+    /// [`crypto::reencrypt`](crate::crypto::reencrypt).
+    ///
+    /// The default answers [`DriverError::Unsupported`].
+    async fn rewrite_payloads(&self, _edit: Editor<'_>) -> Result<Rewritten, DriverError> {
+        Err(DriverError::Unsupported {
+            driver: self.kind(),
+            operation: "rewriting stored payloads",
+        })
     }
 
     /// Retries every failed job of a queue (or all). Returns how many.

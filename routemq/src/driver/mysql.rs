@@ -18,13 +18,14 @@ use sqlx::{MySql, MySqlConnection, QueryBuilder, Row};
 use tokio::sync::watch;
 
 use super::batches_sql;
+use super::rewrite_sql;
 use super::slots::Slot;
 use super::slots_sql;
 use super::sql::{self, SqlTime};
 use super::wake::WakeSignal;
 use super::{
-    BatchPrune, BatchRow, BatchWrite, DriverError, FailedJob, Failure, Lease, NewJob, QueueDriver,
-    QueueStats, Reaped, Removal, ReservedJob, out_of_tries,
+    BatchPrune, BatchRow, BatchWrite, DriverError, Editor, FailedJob, Failure, Lease, NewJob,
+    QueueDriver, QueueStats, Reaped, Removal, ReservedJob, Rewritten, out_of_tries,
 };
 
 const NOW: &str = "UTC_TIMESTAMP(6)";
@@ -589,6 +590,10 @@ impl QueueDriver for MySqlDriver {
 
     async fn sweep_slots(&self) -> Result<u64, DriverError> {
         slots_sql::mysql::sweep(&self.pool).await
+    }
+
+    async fn rewrite_payloads(&self, edit: Editor<'_>) -> Result<Rewritten, DriverError> {
+        rewrite_sql::mysql::rewrite(&self.pool, edit).await
     }
 
     async fn batch_create(&self, batch: &BatchRow) -> Result<(), DriverError> {

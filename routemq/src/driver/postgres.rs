@@ -20,13 +20,14 @@ use sqlx::{PgConnection, Row};
 use tokio::sync::watch;
 
 use super::batches_sql;
+use super::rewrite_sql;
 use super::slots::Slot;
 use super::slots_sql;
 use super::sql::{self, SqlTime};
 use super::wake::{WakeFeed, WakeSignal, reconnect_pause};
 use super::{
-    BatchPrune, BatchRow, BatchWrite, DriverError, FailedJob, Failure, Lease, NewJob, QueueDriver,
-    QueueStats, Reaped, Removal, ReservedJob, out_of_tries,
+    BatchPrune, BatchRow, BatchWrite, DriverError, Editor, FailedJob, Failure, Lease, NewJob,
+    QueueDriver, QueueStats, Reaped, Removal, ReservedJob, Rewritten, out_of_tries,
 };
 
 /// The NOTIFY channel that announces new jobs.
@@ -496,6 +497,10 @@ impl QueueDriver for PostgresDriver {
 
     async fn sweep_slots(&self) -> Result<u64, DriverError> {
         slots_sql::postgres::sweep(&self.pool).await
+    }
+
+    async fn rewrite_payloads(&self, edit: Editor<'_>) -> Result<Rewritten, DriverError> {
+        rewrite_sql::postgres::rewrite(&self.pool, edit).await
     }
 
     async fn batch_create(&self, batch: &BatchRow) -> Result<(), DriverError> {

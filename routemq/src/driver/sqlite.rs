@@ -21,13 +21,14 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use tokio::sync::watch;
 
 use super::batches_sql;
+use super::rewrite_sql;
 use super::slots::{Slot, ttl_micros};
 use super::slots_sql::{self, column_key};
 use super::sql::{self, SqlTime};
 use super::wake::WakeSignal;
 use super::{
-    BatchPrune, BatchRow, BatchWrite, DriverError, FailedJob, Failure, Lease, NewJob, QueueDriver,
-    QueueStats, Reaped, Removal, ReservedJob,
+    BatchPrune, BatchRow, BatchWrite, DriverError, Editor, FailedJob, Failure, Lease, NewJob,
+    QueueDriver, QueueStats, Reaped, Removal, ReservedJob, Rewritten,
 };
 
 /// The default database file.
@@ -330,6 +331,10 @@ impl QueueDriver for SqliteDriver {
         })
         .await?;
         Ok(swept.rows_affected())
+    }
+
+    async fn rewrite_payloads(&self, edit: Editor<'_>) -> Result<Rewritten, DriverError> {
+        rewrite_sql::sqlite::rewrite(&self.pool, edit).await
     }
 
     async fn batch_create(&self, batch: &BatchRow) -> Result<(), DriverError> {

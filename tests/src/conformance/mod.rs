@@ -13,6 +13,7 @@ mod pauses;
 mod prefetch;
 mod priorities;
 mod retries;
+mod rewrites;
 mod schedules;
 mod slots;
 mod unique;
@@ -60,6 +61,7 @@ pub use retries::{
     throttled_jobs_wait_out_the_cool_down, timeout_fails_the_attempt_and_cancels,
     undecodable_payloads_go_to_the_failed_store,
 };
+pub use rewrites::rewriting_payloads_spares_leased_jobs;
 pub use schedules::{missed_ticks_follow_the_policy, scheduled_ticks_fire_once_across_schedulers};
 pub use slots::{
     racing_holders_never_exceed_the_limit, slots_count_holders_up_to_the_limit,

@@ -20,6 +20,7 @@ mod batches;
 pub mod config;
 pub mod keys;
 mod remove;
+mod rewrite;
 mod scripts;
 mod slot_reads;
 
@@ -36,8 +37,8 @@ pub use keys::KeyLayout;
 use super::slots::{Slot, ttl_micros};
 use super::wake::{WakeFeed, WakeSignal, reconnect_pause};
 use super::{
-    BatchPrune, BatchRow, BatchWrite, DriverError, FailedJob, Failure, Lease, NewJob, QueueDriver,
-    QueueStats, Reaped, Removal, ReservedJob, out_of_tries,
+    BatchPrune, BatchRow, BatchWrite, DriverError, Editor, FailedJob, Failure, Lease, NewJob,
+    QueueDriver, QueueStats, Reaped, Removal, ReservedJob, Rewritten, out_of_tries,
 };
 use crate::envelope::write_python;
 use crate::time::{iso_utc, parse_utc};
@@ -230,6 +231,24 @@ impl RedisDriver {
 
     fn con(&self) -> ConnectionManager {
         self.connection.clone()
+    }
+
+    /// Gives `queue`'s counter its expiry if the queue holds nothing any more (see
+    /// `lua/retire.lua`): after an operation that may have emptied it.
+    async fn retire_seq(&self, queue: &str) -> Result<(), DriverError> {
+        let keys = self.layout.queue(queue);
+        let _: i64 = scripts::RETIRE_SEQ
+            .key(&keys.seq)
+            .key(&keys.ready)
+            .key(&keys.delayed)
+            .key(&keys.prio)
+            .key(&keys.inflight)
+            .key(&keys.leases)
+            .key(&keys.failed)
+            .invoke_async(&mut self.con())
+            .await
+            .map_err(backend("expire a queue's counter"))?;
+        Ok(())
     }
 
     /// Starts the pub/sub listener that turns `wake` messages into the watch counter; it
@@ -454,6 +473,10 @@ impl QueueDriver for RedisDriver {
         batches::prune(self, prune).await
     }
 
+    async fn rewrite_payloads(&self, edit: Editor<'_>) -> Result<Rewritten, DriverError> {
+        rewrite::rewrite(self, edit).await
+    }
+
     async fn remove(&self, id: &str) -> Result<Removal, DriverError> {
         remove::remove(self, id).await
     }
@@ -561,6 +584,11 @@ impl QueueDriver for RedisDriver {
             invocation
                 .key(&keys.inflight)
                 .key(&keys.leases)
+                .key(&keys.seq)
+                .key(&keys.ready)
+                .key(&keys.delayed)
+                .key(&keys.prio)
+                .key(&keys.failed)
                 .arg(now)
                 .arg(acks.len());
             for i in acks {
@@ -901,6 +929,9 @@ impl QueueDriver for RedisDriver {
             .invoke_async(&mut self.con())
             .await
             .map_err(backend("forget failed job"))?;
+        if removed > 0 {
+            self.retire_seq(queue).await?;
+        }
         Ok(removed > 0)
     }
 
@@ -913,6 +944,7 @@ impl QueueDriver for RedisDriver {
                 .invoke_async(&mut self.con())
                 .await
                 .map_err(backend("flush failed jobs"))?;
+            self.retire_seq(&queue).await?;
             flushed += count;
         }
         Ok(flushed)
@@ -938,6 +970,7 @@ impl QueueDriver for RedisDriver {
                 .query_async(&mut self.con())
                 .await
                 .map_err(backend("trim failed jobs"))?;
+            self.retire_seq(&queue).await?;
             trimmed += before.saturating_sub(after);
         }
         Ok(trimmed)
@@ -968,6 +1001,7 @@ impl QueueDriver for RedisDriver {
                     pruned += removed;
                 }
             }
+            self.retire_seq(&queue).await?;
         }
         Ok(pruned)
     }

@@ -1,6 +1,6 @@
 -- Delete finished jobs whose lease (id + token) is still held, then start prefetched leases still
 -- held: count their attempt, drop the token's 'p', reset the record's stall count and renew them.
--- KEYS: inflight, leases
+-- KEYS: inflight, leases, then for retire.lua: seq, ready, delayed, prio, failed
 -- ARGV: now, the number of finished jobs, their (id, token) pairs, then the (id, token) pairs to start
 -- Returns, per lease to start, the started attempt number, or 0 when the lease is no longer held.
 -- Starting a lease that this call already started (a retry) answers the same.
@@ -23,6 +23,9 @@ end
 if #done > 0 then
   redis.call('HDEL', inflight_key, unpack(done))
   redis.call('ZREM', leases_key, unpack(done))
+  if redis.call('HLEN', inflight_key) == 0 then
+    retire_seq(KEYS[3], KEYS[4], KEYS[5], KEYS[6], inflight_key, leases_key, KEYS[7])
+  end
 end
 local out = {}
 for i = starts_at, #ARGV, 2 do

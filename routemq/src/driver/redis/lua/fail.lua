@@ -21,6 +21,7 @@ end
 local ok, decoded = pcall(cjson.decode, record)
 local payload = (ok and type(decoded) == 'table' and type(decoded['payload']) == 'string') and decoded['payload'] or record
 local n = string.format('%d', redis.call('INCR', seq_key))
+redis.call('PERSIST', seq_key)
 local failed = '{"id": "failed:' .. queue .. ':' .. n .. '", "connection": ' .. ARGV[4] .. ', "queue": "' .. queue
   .. '", "payload": ' .. cjson.encode(payload) .. ', "exception": ' .. ARGV[5] .. ', "failed_at": "' .. ARGV[6] .. '"}'
 redis.call('RPUSH', failed_key, failed)

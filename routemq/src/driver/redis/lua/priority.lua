@@ -20,6 +20,7 @@ end
 -- A new job's record, to the prioritized set or the ready list's tail.
 local function requeue(ready_key, prio_key, seq_key, queue, payload, created_at)
   local n = redis.call('INCR', seq_key)
+  redis.call('PERSIST', seq_key)
   local id = queue .. ':' .. string.format('%d', n)
   local priority = priority_of(payload)
   local head = '{'

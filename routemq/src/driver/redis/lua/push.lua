@@ -7,6 +7,7 @@ local ready_key, delayed_key, seq_key, prio_key = KEYS[1], KEYS[2], KEYS[3], KEY
 local queue, created_at, now, channel = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local count = (#ARGV - 4) / 3
 local last = redis.call('INCRBY', seq_key, count)
+redis.call('PERSIST', seq_key)
 local ids = {}
 local ready = 0
 for i = 0, count - 1 do

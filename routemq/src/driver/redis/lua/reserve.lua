@@ -44,6 +44,7 @@ if #records == 0 then
 end
 -- One counter step for the whole batch: the tokens are last - #records + 1 .. last.
 local last = redis.call('INCRBY', seq_key, #records)
+redis.call('PERSIST', seq_key)
 local out = {}
 local scores = {}
 for i, record in ipairs(records) do
