@@ -110,7 +110,8 @@ macro_rules! conformance_suite {
             retried_jobs_keep_their_priority, failed_store_is_trimmed_and_pruned,
             batch_callbacks_run_once_under_racing_completions,
             a_failure_runs_catch_and_cancels_unless_allowed, cancelled_batches_skip_their_jobs,
-            batch_records_are_compare_and_set, rewriting_payloads_spares_leased_jobs
+            batch_records_are_compare_and_set, rewriting_payloads_spares_leased_jobs,
+            rewriting_beside_a_busy_worker_loses_nothing
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {

@@ -3,7 +3,7 @@
 //! concurrency-limited, a batch with callbacks, a chain, a delayed job cancelled, a queue paused
 //! and resumed) run by `test-worker` processes, the failed job retried and failed again, then one
 //! worker pass with the retention settings. Afterwards the store holds nothing that does not
-//! expire by itself within a week: no job, failed job, batch or slot row on SQL; on Redis only
+//! expire by itself within eight days: no job, failed job, batch or slot row on SQL; on Redis only
 //! queue counters, each with its expiry.
 
 use std::sync::{Arc, Once};
@@ -20,7 +20,7 @@ use routemq_tests::process_jobs::{Ledgered, SealedOnce, read_ledger};
 use routemq_tests::raw_store::leftovers;
 
 const KEY: [u8; 32] = [0x64; 32];
-const WEEK: Duration = Duration::from_secs(7 * 24 * 3600);
+const EIGHT_DAYS: Duration = Duration::from_secs(8 * 24 * 3600);
 
 async fn prove(driver: Arc<dyn QueueDriver>, connection: &str, env: Vec<(String, String)>) {
     static INSTALL: Once = Once::new();
@@ -172,7 +172,7 @@ async fn prove(driver: Arc<dyn QueueDriver>, connection: &str, env: Vec<(String,
     let left = leftovers(connection, &env).await;
     let forever: Vec<_> = left
         .iter()
-        .filter(|l| l.expires_in.is_none_or(|ttl| ttl > WEEK))
+        .filter(|l| l.expires_in.is_none_or(|ttl| ttl > EIGHT_DAYS))
         .collect();
     assert!(forever.is_empty(), "kept with no owner: {forever:#?}");
     let expiring: Vec<_> = left

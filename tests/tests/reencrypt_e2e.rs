@@ -163,6 +163,7 @@ async fn prove(driver: Arc<dyn QueueDriver>, connection: &str, env: Vec<(String,
     for field in ["jobs", "failed", "batches", "leased", "unreadable"] {
         assert_eq!(report[field], 0, "{field}: {report}");
     }
+    assert_eq!(report["verified"], true, "{report}");
 
     // The old key is gone: the failed job still opens, every other job runs.
     let failed = json_of(&cli(&env, &["queue-failed", "--queue", queue]));

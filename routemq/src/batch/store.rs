@@ -131,6 +131,11 @@ async fn update<T>(
     ))
 }
 
+/// Whether a listed batch's document can be read.
+pub(crate) fn is_readable(row: &BatchRow) -> bool {
+    serde_json::from_str::<BatchDoc>(&row.doc).is_ok()
+}
+
 /// Rewrites the payloads of batch `id`'s callbacks with `edit` (see
 /// [`QueueDriver::rewrite_payloads`]). Returns whether the batch changed, and how many payloads
 /// could not be read.

@@ -22,6 +22,11 @@ pub(super) async fn reencrypt(common: Common) -> Result<(), Failure> {
         return Ok(());
     }
     let mut left = Vec::new();
+    if !done.verified {
+        left.push(
+            "the store kept changing while it was read: run queue-reencrypt again".to_owned(),
+        );
+    }
     if done.leased > 0 {
         left.push(format!(
             "{} jobs under an older key are held by workers: run queue-reencrypt again once they are settled",

@@ -31,7 +31,8 @@ pub struct Rewritten {
     pub jobs: u64,
     /// Failed-job records rewritten.
     pub failed: u64,
-    /// Jobs that should change but are leased by a worker, left as they are.
+    /// Payloads that should change but are leased by a worker, or moved (leased, released,
+    /// retried) while the rewrite ran: left as they are, for another run.
     pub leased: u64,
     /// Payloads that should change but could not be read ([`Edit::Unreadable`]).
     pub unreadable: u64,
@@ -49,15 +50,16 @@ pub(crate) enum Place {
 }
 
 impl Rewritten {
-    /// Counts one payload found in `place` and whether its replacement was `written` (one that
-    /// was not had changed hands meanwhile: a job leased, finished or retried, a failed record
-    /// retried or deleted; a later pass over leased jobs counts the ones still leased).
+    /// Counts one payload found in `place` and whether its replacement was `written`. One that
+    /// was not written changed hands between the read and the write (a job leased, finished or
+    /// retried, a failed record retried or deleted): it counts as leased, so that the caller
+    /// looks again.
     pub(crate) fn count(&mut self, edit: &Edit, place: Place, written: bool) {
         match (edit, place) {
             (Edit::Keep, _) => {}
             (Edit::Unreadable, _) => self.unreadable += 1,
             (Edit::Replace(_), Place::Leased) => self.leased += 1,
-            (Edit::Replace(_), _) if !written => {}
+            (Edit::Replace(_), _) if !written => self.leased += 1,
             (Edit::Replace(_), Place::Queued) => self.jobs += 1,
             (Edit::Replace(_), Place::Failed) => self.failed += 1,
         }

@@ -61,7 +61,9 @@ pub use retries::{
     throttled_jobs_wait_out_the_cool_down, timeout_fails_the_attempt_and_cancels,
     undecodable_payloads_go_to_the_failed_store,
 };
-pub use rewrites::rewriting_payloads_spares_leased_jobs;
+pub use rewrites::{
+    rewriting_beside_a_busy_worker_loses_nothing, rewriting_payloads_spares_leased_jobs,
+};
 pub use schedules::{missed_ticks_follow_the_policy, scheduled_ticks_fire_once_across_schedulers};
 pub use slots::{
     racing_holders_never_exceed_the_limit, slots_count_holders_up_to_the_limit,

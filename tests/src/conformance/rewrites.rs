@@ -30,9 +30,10 @@ pub async fn rewriting_payloads_spares_leased_jobs(h: Harness) {
         )
     };
     // A job failed into the failed store, and one left leased by a worker.
+    let mut held = Vec::new();
     for name in ["old-failed", "old-leased"] {
         h.driver.push(&[push(name, 0, 0)]).await.expect("push");
-        let leased = h
+        let mut leased = h
             .driver
             .reserve(std::slice::from_ref(&q), 1)
             .await
@@ -49,6 +50,8 @@ pub async fn rewriting_payloads_spares_leased_jobs(h: Harness) {
                     .await
                     .expect("fail")
             );
+        } else {
+            held.append(&mut leased);
         }
     }
     let ids = h
@@ -116,6 +119,19 @@ pub async fn rewriting_payloads_spares_leased_jobs(h: Harness) {
         .map(|name| tag(name))
         .collect();
     assert_eq!(order, expected, "rewritten in place: priority, then FIFO");
+    // The leased job was not touched: put back, it still holds what it held.
+    assert!(
+        h.driver
+            .release(&held[0].lease, Duration::ZERO, true)
+            .await
+            .expect("release")
+    );
+    let again = h
+        .driver
+        .reserve(std::slice::from_ref(&q), 1)
+        .await
+        .expect("reserve");
+    assert_eq!(tag_of(&again[0].payload), tag("old-leased"));
 
     match h.driver.remove(&ids[3]).await.expect("remove delayed") {
         Removal::Removed { payload, .. } => assert_eq!(tag_of(&payload), tag("new-delayed")),
@@ -131,4 +147,87 @@ pub async fn rewriting_payloads_spares_leased_jobs(h: Harness) {
     );
     let retried = h.driver.failed_retry(&failed[0].id).await.expect("retry");
     assert!(retried.is_some(), "a rewritten failed record still retries");
+}
+
+/// Jobs enough to span several of the drivers' read chunks.
+const MANY: u64 = 1_200;
+
+/// A rewrite beside a worker that keeps taking jobs and putting them back: no job is lost or
+/// doubled, the ones that moved are counted, and runs repeated once it stops leave every job
+/// rewritten.
+pub async fn rewriting_beside_a_busy_worker_loses_nothing(h: Harness) {
+    let q = h.queue.clone();
+    let tag = |state: &str, n: u64| format!("{}-{state}-{n}", h.key);
+    let jobs: Vec<NewJob> = (0..MANY)
+        .map(|n| NewJob::new(q.clone(), envelope(&q, &tag("old", n), 0), Duration::ZERO))
+        .collect();
+    h.driver.push(&jobs).await.expect("push");
+    let old = format!("{}-old-", h.key);
+    let new = format!("{}-new-", h.key);
+    let edit = |payload: &str| {
+        if payload.contains(&old) {
+            Edit::Replace(payload.replace(&old, &new))
+        } else {
+            Edit::Keep
+        }
+    };
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn = {
+        let (driver, queue, stop) = (h.driver.clone(), q.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut moved = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let taken = driver
+                    .reserve(std::slice::from_ref(&queue), 20)
+                    .await
+                    .expect("reserve");
+                for job in &taken {
+                    driver
+                        .release(&job.lease, Duration::ZERO, true)
+                        .await
+                        .expect("release");
+                }
+                moved += taken.len();
+            }
+            moved
+        })
+    };
+    let busy = h.driver.rewrite_payloads(&edit).await.expect("rewrite");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let moved = churn.await.expect("churn");
+    assert!(moved > 0, "the worker moved jobs during the rewrite");
+    assert!(busy.jobs > 0, "{busy:?}");
+    assert!(
+        busy.jobs + busy.leased >= MANY / 2,
+        "most jobs were rewritten or counted as moved: {busy:?}"
+    );
+
+    let mut runs = 0;
+    loop {
+        runs += 1;
+        let quiet = h.driver.rewrite_payloads(&edit).await.expect("rewrite");
+        if quiet.jobs == 0 {
+            assert_eq!(quiet.leased, 0, "nothing is held any more");
+            break;
+        }
+        assert!(runs < 4, "a quiet store settles: {quiet:?}");
+    }
+    let mut tags = Vec::new();
+    loop {
+        let taken = h
+            .driver
+            .reserve(std::slice::from_ref(&q), 100)
+            .await
+            .expect("reserve");
+        if taken.is_empty() {
+            break;
+        }
+        tags.extend(taken.iter().map(|job| tag_of(&job.payload)));
+    }
+    tags.sort();
+    let mut expected: Vec<String> = (0..MANY).map(|n| tag("new", n)).collect();
+    expected.sort();
+    assert_eq!(tags.len(), expected.len(), "no job lost or doubled");
+    assert_eq!(tags, expected, "every job rewritten once");
 }

@@ -7,7 +7,7 @@
 //! | `routemq:queue:failed:{q}` | list | failed-job records (RouteMQ's) |
 //! | `routemq:queue:{q}:inflight` | hash | leased jobs: id → token, attempts, record (ours) |
 //! | `routemq:queue:{q}:leases` | sorted set | leased job ids by last heartbeat (ours) |
-//! | `routemq:queue:{q}:seq` | string | counter for job ids, lease tokens and failed ids; expires a week after the queue last emptied (ours) |
+//! | `routemq:queue:{q}:seq` | string | counter for job ids, lease tokens and failed ids; expires eight days after the queue last emptied (ours) |
 //! | `routemq:queue:{q}:prio` | sorted set | ready jobs with a priority, highest first (ours; RouteMQ does not see them) |
 //! | `routemq:queue:batches::id:{id}` | hash | a batch: version, created_at, finished_at, doc (ours) |
 //! | `routemq:queue:batches::jobs:{id}` | hash | a batch's jobs: job id → outcome (ours) |

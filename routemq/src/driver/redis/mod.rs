@@ -234,10 +234,11 @@ impl RedisDriver {
     }
 
     /// Gives `queue`'s counter its expiry if the queue holds nothing any more (see
-    /// `lua/retire.lua`): after an operation that may have emptied it.
-    async fn retire_seq(&self, queue: &str) -> Result<(), DriverError> {
+    /// `lua/retire.lua`): after an operation that may have emptied it. Best effort: the
+    /// operation has happened, and a counter left without its expiry only stays.
+    async fn retire_seq(&self, queue: &str) {
         let keys = self.layout.queue(queue);
-        let _: i64 = scripts::RETIRE_SEQ
+        let retired: Result<i64, _> = scripts::RETIRE_SEQ
             .key(&keys.seq)
             .key(&keys.ready)
             .key(&keys.delayed)
@@ -246,9 +247,10 @@ impl RedisDriver {
             .key(&keys.leases)
             .key(&keys.failed)
             .invoke_async(&mut self.con())
-            .await
-            .map_err(backend("expire a queue's counter"))?;
-        Ok(())
+            .await;
+        if let Err(error) = retired {
+            tracing::warn!(%queue, %error, "could not set the expiry of an emptied queue's counter");
+        }
     }
 
     /// Starts the pub/sub listener that turns `wake` messages into the watch counter; it
@@ -930,7 +932,7 @@ impl QueueDriver for RedisDriver {
             .await
             .map_err(backend("forget failed job"))?;
         if removed > 0 {
-            self.retire_seq(queue).await?;
+            self.retire_seq(queue).await;
         }
         Ok(removed > 0)
     }
@@ -944,7 +946,7 @@ impl QueueDriver for RedisDriver {
                 .invoke_async(&mut self.con())
                 .await
                 .map_err(backend("flush failed jobs"))?;
-            self.retire_seq(&queue).await?;
+            self.retire_seq(&queue).await;
             flushed += count;
         }
         Ok(flushed)
@@ -970,7 +972,7 @@ impl QueueDriver for RedisDriver {
                 .query_async(&mut self.con())
                 .await
                 .map_err(backend("trim failed jobs"))?;
-            self.retire_seq(&queue).await?;
+            self.retire_seq(&queue).await;
             trimmed += before.saturating_sub(after);
         }
         Ok(trimmed)
@@ -1001,7 +1003,7 @@ impl QueueDriver for RedisDriver {
                     pruned += removed;
                 }
             }
-            self.retire_seq(&queue).await?;
+            self.retire_seq(&queue).await;
         }
         Ok(pruned)
     }

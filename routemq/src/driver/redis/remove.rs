@@ -55,7 +55,7 @@ pub(super) async fn remove(driver: &RedisDriver, id: &str) -> Result<Removal, Dr
             };
             if let Some(record) = removed {
                 let payload = parse_record(&record);
-                driver.retire_seq(&queue).await?;
+                driver.retire_seq(&queue).await;
                 return Ok(Removal::Removed { queue, payload });
             }
             // Looked for last: a job a worker took during the scan is in flight by now.

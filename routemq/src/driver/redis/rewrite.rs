@@ -164,19 +164,28 @@ async fn scan(
     }
 }
 
-/// Reads `structure` until no record moved under the rewrite (at most [`PASSES`] times).
+/// Reads `structure` until no record moved under the rewrite (at most [`PASSES`] times), and
+/// counts what it changed in `rewritten` (`failed`: a failed list). Records that still moved on
+/// the last pass count as leased.
 async fn rewrite_structure(
     con: &mut ConnectionManager,
     structure: Structure<'_>,
+    failed: bool,
     edit: Editor<'_>,
-) -> Result<(u64, u64), DriverError> {
-    let mut replaced = 0;
+    rewritten: &mut Rewritten,
+) -> Result<(), DriverError> {
     let mut pass = 1;
     loop {
         let found = scan(con, structure, edit).await?;
-        replaced += found.replaced;
+        if failed {
+            rewritten.failed += found.replaced;
+        } else {
+            rewritten.jobs += found.replaced;
+        }
         if found.missed == 0 || pass == PASSES {
-            return Ok((replaced, found.unreadable));
+            rewritten.unreadable += found.unreadable;
+            rewritten.leased += found.missed;
+            return Ok(());
         }
         pass += 1;
     }
@@ -220,19 +229,14 @@ pub(super) async fn rewrite(
     let mut con = driver.con();
     for queue in crate::driver::queue_or_all(driver, None).await? {
         let keys = driver.layout.queue(&queue);
-        for structure in [
-            Structure::Set(&keys.delayed),
-            Structure::Set(&keys.prio),
-            Structure::List(&keys.ready),
+        for (structure, failed) in [
+            (Structure::Set(&keys.delayed), false),
+            (Structure::Set(&keys.prio), false),
+            (Structure::List(&keys.ready), false),
+            (Structure::List(&keys.failed), true),
         ] {
-            let (replaced, unreadable) = rewrite_structure(&mut con, structure, edit).await?;
-            rewritten.jobs += replaced;
-            rewritten.unreadable += unreadable;
+            rewrite_structure(&mut con, structure, failed, edit, &mut rewritten).await?;
         }
-        let failed = Structure::List(&keys.failed);
-        let (replaced, unreadable) = rewrite_structure(&mut con, failed, edit).await?;
-        rewritten.failed += replaced;
-        rewritten.unreadable += unreadable;
         count_leased(&mut con, &keys.inflight, edit, &mut rewritten).await?;
     }
     Ok(rewritten)

@@ -24,14 +24,21 @@ local last = math.min(len + stop + margin, len - 1)
 if last < first then
   return 0
 end
+-- Each record's positions in the window, nearest the head first (a record can be there twice:
+-- RouteMQ's ids need not be unique); each pair takes one.
 local at = {}
 for i, record in ipairs(redis.call('LRANGE', key, first, last)) do
-  at[record] = first + i - 1
+  local positions = at[record]
+  if not positions then
+    positions = {}
+    at[record] = positions
+  end
+  positions[#positions + 1] = first + i - 1
 end
 for i = 5, #ARGV, 2 do
-  local index = at[ARGV[i]]
-  if index then
-    redis.call('LSET', key, index, ARGV[i + 1])
+  local positions = at[ARGV[i]]
+  if positions and #positions > 0 then
+    redis.call('LSET', key, table.remove(positions, 1), ARGV[i + 1])
     replaced = replaced + 1
   end
 end
