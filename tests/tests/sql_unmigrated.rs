@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use routemq::driver::mysql::MySqlDriver;
 use routemq::driver::postgres::PostgresDriver;
-use routemq::driver::{NewJob, QueueDriver};
+use routemq::driver::{Edit, NewJob, QueueDriver};
 use routemq_tests::databases::{Server, TempDatabase, create_routemq_tables};
 use routemq_tests::services::{mysql_url, postgres_url};
 
@@ -39,6 +39,16 @@ async fn prefetch_before_and_after_migrating(driver: &dyn QueueDriver) {
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].prefetched, None, "reserved, not prefetched");
     assert_eq!(jobs[0].lease.attempts, 1, "the attempt counted at once");
+    // Rewriting payloads (queue-reencrypt) reads RouteMQ's 32-bit ids too.
+    let edit = |payload: &str| {
+        if payload.contains(r#""n": 1"#) {
+            Edit::Replace(payload.replace(r#""n": 1"#, r#""n": 2"#))
+        } else {
+            Edit::Keep
+        }
+    };
+    let rewritten = driver.rewrite_payloads(&edit).await.expect("rewrite");
+    assert_eq!((rewritten.jobs, rewritten.leased), (1, 1), "{rewritten:?}");
     driver.ack(&[jobs[0].lease.clone()]).await.expect("ack");
 
     driver.migrate().await.expect("one migrate adds the column");

@@ -2,7 +2,8 @@
 //!
 //! Crash (`kill -9` of worker processes), broker faults (dropped connections), load (several
 //! producer and worker processes), shutdown (SIGTERM drains; a job past the grace period runs
-//! again elsewhere) and bad input, on every driver. Prints a table per driver and exits non-zero
+//! again elsewhere) and bad input, on every driver; restarts of private Redis, PostgreSQL and
+//! MariaDB servers (`kill -9` mid-enqueue and mid-drain) and a full disk under SQLite. Prints a table per driver and exits non-zero
 //! if a job was lost or a check failed. Servers come from `ROUTEMQ_TEST_REDIS_URL`,
 //! `ROUTEMQ_TEST_POSTGRES_URL` and `ROUTEMQ_TEST_MYSQL_URL`.
 
@@ -71,7 +72,11 @@ fn main() -> ExitCode {
     let rows = runtime.block_on(run_all(&targets, size));
     print_table(&rows);
     let failed = rows.iter().filter(|r| !r.passed()).count();
-    let lost: u64 = rows.iter().map(|r| r.lost).sum();
+    let lost: u64 = rows
+        .iter()
+        .filter(|r| !r.lost_allowed)
+        .map(|r| r.lost)
+        .sum();
     println!("{} passed, {failed} failed", rows.len() - failed);
     if failed > 0 || lost > 0 {
         ExitCode::FAILURE

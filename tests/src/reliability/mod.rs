@@ -1,10 +1,14 @@
-//! The reliability suite: crashes, broker faults, load, shutdown and bad input on every driver,
+//! The reliability suite: crashes, broker faults and restarts, a full disk, load, shutdown and bad
+//! input on every driver,
 //! with real worker processes. Run by the `reliability` binary; see [`run`].
 
+mod disk_full;
 mod drivers;
 mod faults;
+pub mod private;
 mod processes;
 mod report;
+mod restarts;
 mod scenarios;
 
 pub use drivers::Target;
