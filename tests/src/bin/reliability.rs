@@ -3,12 +3,15 @@
 //! Crash (`kill -9` of worker processes), broker faults (dropped connections), load (several
 //! producer and worker processes), shutdown (SIGTERM drains; a job past the grace period runs
 //! again elsewhere) and bad input, on every driver; restarts of private Redis, PostgreSQL and
-//! MariaDB servers (`kill -9` mid-enqueue and mid-drain) and a full disk under SQLite. Prints a table per driver and exits non-zero
+//! MariaDB servers (`kill -9` mid-enqueue and mid-drain), network faults (latency, loss and a
+//! partition between a worker and its broker) and a full disk under SQLite. `--soak 30m` runs a
+//! steady load with periodic kills for that long instead, and reports the worker's memory. Prints a table per driver and exits non-zero
 //! if a job was lost or a check failed. Servers come from `ROUTEMQ_TEST_REDIS_URL`,
 //! `ROUTEMQ_TEST_POSTGRES_URL` and `ROUTEMQ_TEST_MYSQL_URL`.
 
 use std::process::ExitCode;
 
+use routemq_tests::reliability::soak::parse_duration;
 use routemq_tests::reliability::{Size, Target, print_table, producer_main, run_all, worker_main};
 
 fn main() -> ExitCode {
@@ -49,14 +52,22 @@ fn main() -> ExitCode {
     }
     let mut driver = "all".to_owned();
     let mut size = Size::DEFAULT;
+    let mut soak = None;
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         match arg.as_str() {
             "--driver" => driver = rest.next().cloned().unwrap_or_default(),
             "--long" => size = Size::LONG,
+            "--soak" => match rest.next().and_then(|d| parse_duration(d)) {
+                Some(duration) => soak = Some(duration),
+                None => {
+                    eprintln!("--soak takes a duration: 30m, 90s, 2h");
+                    return ExitCode::from(2);
+                }
+            },
             other => {
                 eprintln!(
-                    "unknown argument {other}\nusage: reliability --driver all|sqlite|postgres|mysql|redis [--long]"
+                    "unknown argument {other}\nusage: reliability --driver all|sqlite|postgres|mysql|redis [--long | --soak 30m]"
                 );
                 return ExitCode::from(2);
             }
@@ -69,7 +80,21 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let rows = runtime.block_on(run_all(&targets, size));
+    let rows = match soak {
+        Some(duration) => runtime.block_on(async {
+            let mut rows = Vec::new();
+            for target in &targets {
+                let (row, memory) = routemq_tests::reliability::soak::soak(target, duration).await;
+                println!(
+                    "{}: worker resident memory after warm-up {} KiB, peak {} KiB, end {} KiB",
+                    target.driver, memory.start, memory.peak, memory.end
+                );
+                rows.push(row);
+            }
+            rows
+        }),
+        None => runtime.block_on(run_all(&targets, size)),
+    };
     print_table(&rows);
     let failed = rows.iter().filter(|r| !r.passed()).count();
     let lost: u64 = rows

@@ -1,15 +1,17 @@
-//! The reliability suite: crashes, broker faults and restarts, a full disk, load, shutdown and bad
-//! input on every driver,
-//! with real worker processes. Run by the `reliability` binary; see [`run`].
+//! The reliability suite: crashes, broker faults and restarts, network faults, a full disk, load,
+//! shutdown and bad input on every driver, with real worker processes. Run by the `reliability` binary; see [`run`].
 
 mod disk_full;
 mod drivers;
 mod faults;
+pub mod link;
+mod network;
 pub mod private;
 mod processes;
 mod report;
 mod restarts;
 mod scenarios;
+pub mod soak;
 
 pub use drivers::Target;
 pub use processes::worker_main;
@@ -25,6 +27,8 @@ pub struct Size {
     pub kills: u32,
     /// Connection drops in the broker-fault scenario.
     pub faults: u32,
+    /// How long the network scenario cuts a worker off its broker.
+    pub partition: std::time::Duration,
 }
 
 impl Size {
@@ -33,11 +37,13 @@ impl Size {
         jobs: 2_000,
         kills: 5,
         faults: 5,
+        partition: std::time::Duration::from_secs(5),
     };
     /// `--long`.
     pub const LONG: Size = Size {
         jobs: 20_000,
         kills: 25,
         faults: 25,
+        partition: std::time::Duration::from_secs(30),
     };
 }

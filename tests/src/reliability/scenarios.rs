@@ -19,6 +19,7 @@ pub async fn run_all(targets: &[Target], size: Size) -> Vec<Row> {
         rows.push(crash(target, size).await);
         if target.driver != "sqlite" {
             rows.push(broker_faults(target, size).await);
+            rows.push(super::network::network(target, size).await);
         } else {
             rows.extend(super::disk_full::sqlite_disk_full().await);
         }
