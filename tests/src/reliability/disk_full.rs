@@ -1,7 +1,9 @@
-//! A full disk under SQLite: the database lives on a small tmpfs of its own, which a filler file
-//! then fills. Dispatch must fail with a clear error while nothing stored is lost; a worker keeps
-//! going through the failures and drains every job once space is back. Needs `mount` (root);
-//! skipped with a message where it cannot mount.
+//! A full disk under SQLite, and under a private PostgreSQL's data directory: the data lives on a
+//! small tmpfs of its own, which a filler file then fills. Dispatch must fail with a clear error
+//! while nothing stored is lost; a worker keeps going through the failures and drains every job
+//! once space is back. Needs `mount` (root); skipped with a message where it cannot mount.
+//! (MariaDB is left out: InnoDB waits for space instead of failing the write, so a dispatch
+//! would block rather than fail.)
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -9,11 +11,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use super::private::{Kind, PrivateServer};
 use super::scenarios::{Run, stop_all};
 use super::{Row, Target};
 
-/// The filesystem's size: room for the database and a few hundred jobs.
-const TMPFS: &str = "size=6m";
+/// The filesystem's size for SQLite: room for the database and a few hundred jobs.
+const SQLITE_TMPFS: &str = "size=16m";
+
+/// The filesystem's size for PostgreSQL: a cluster (about 40 MB) and its first log segment.
+const POSTGRES_TMPFS: &str = "size=96m";
 
 /// Jobs stored before the disk fills.
 const BEFORE: u64 = 300;
@@ -24,7 +30,7 @@ struct SmallDisk {
 }
 
 impl SmallDisk {
-    fn mount() -> Result<Self, String> {
+    fn mount(options: &str) -> Result<Self, String> {
         let dir = std::env::temp_dir().join(format!(
             "routemq-diskfull-{}-{:08x}",
             std::process::id(),
@@ -32,7 +38,7 @@ impl SmallDisk {
         ));
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let mounted = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", TMPFS, "tmpfs"])
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
             .arg(&dir)
             .output()
             .map_err(|e| e.to_string())?;
@@ -59,24 +65,47 @@ impl SmallDisk {
 
 impl Drop for SmallDisk {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        let unmounted = Command::new("umount")
+            .arg("-l")
+            .arg(&self.dir)
+            .status()
+            .is_ok_and(|status| status.success());
+        // Still mounted: leave it (and say so) rather than empty a filesystem in use.
+        if unmounted {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("could not unmount {}", self.dir.display());
+        }
     }
 }
 
-/// The disk-full scenario on SQLite (`None` when no filesystem can be mounted here).
-pub(super) async fn sqlite_disk_full() -> Option<Row> {
-    let disk = match SmallDisk::mount() {
-        Ok(disk) => disk,
+/// A filesystem for `scenario`: mounted, or a skip message (a failing row when
+/// `ROUTEMQ_TEST_REQUIRE_SERVICES=1`, so that coverage cannot vanish from CI).
+fn small_disk(options: &str, row: &mut Row) -> Option<SmallDisk> {
+    match SmallDisk::mount(options) {
+        Ok(disk) => Some(disk),
         Err(error) => {
-            eprintln!("skipped sqlite disk-full: cannot mount a tmpfs ({error})");
-            return None;
+            let message = format!("cannot mount a tmpfs ({error})");
+            if std::env::var("ROUTEMQ_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
+                row.problems.push(message);
+            } else {
+                eprintln!("skipped {} disk-full: {message}", row.driver);
+            }
+            None
         }
-    };
+    }
+}
+
+/// The disk-full scenario on SQLite (`None` when no filesystem can be mounted here and it is
+/// not required).
+pub(super) async fn sqlite_disk_full() -> Option<Row> {
     let mut row = Row {
         driver: "sqlite".to_owned(),
         scenario: "disk-full",
         ..Row::default()
+    };
+    let Some(disk) = small_disk(SQLITE_TMPFS, &mut row) else {
+        return (!row.problems.is_empty()).then_some(row);
     };
     if let Err(problem) = disk_full_run(&disk, &mut row).await {
         row.problems.push(problem);
@@ -99,16 +128,53 @@ async fn disk_full_run(disk: &SmallDisk, row: &mut Row) -> Result<(), String> {
         location: disk.dir.join("queue.sqlite").to_string_lossy().into_owned(),
     };
     let run = Run::new(&target, "diskfull").await?;
+    fill_and_drain(&run, disk, row, None).await
+}
+
+/// The disk-full scenario on a private PostgreSQL whose data directory is on a small tmpfs.
+pub(super) async fn postgres_disk_full() -> Option<Row> {
+    let mut row = Row {
+        driver: "postgres".to_owned(),
+        scenario: "disk-full",
+        ..Row::default()
+    };
+    let Some(disk) = small_disk(POSTGRES_TMPFS, &mut row) else {
+        return (!row.problems.is_empty()).then_some(row);
+    };
+    let scenario = async {
+        let mut server = PrivateServer::start_in(Kind::Postgres, &disk.dir).await?;
+        let target = Target {
+            driver: "postgres".to_owned(),
+            location: server.url(),
+        };
+        let run = Run::new(&target, "diskfull").await?;
+        fill_and_drain(&run, &disk, &mut row, Some(&mut server)).await
+    };
+    if let Err(problem) = scenario.await {
+        row.problems.push(problem);
+    }
+    Some(row)
+}
+
+/// Stores [`BEFORE`] jobs, fills the disk, dispatches until refused, checks what is stored, runs a
+/// worker on the full disk, frees the space and checks every job ran. A `server` that stopped
+/// itself on the full disk is started again once there is space, and counted as a problem.
+async fn fill_and_drain(
+    run: &Run,
+    disk: &SmallDisk,
+    row: &mut Row,
+    server: Option<&mut PrivateServer>,
+) -> Result<(), String> {
     let mut dispatched = BTreeSet::new();
     for n in 0..BEFORE {
-        dispatch(&run, n).await?;
+        dispatch(run, n).await?;
         dispatched.insert(n);
     }
     let filler = disk.fill();
     // Dispatch until the store says it is full (the write-ahead log may hold a little more).
     let mut refused = None;
     for n in BEFORE..BEFORE + 10_000 {
-        match dispatch(&run, n).await {
+        match dispatch(run, n).await {
             Ok(()) => {
                 dispatched.insert(n);
             }
@@ -120,11 +186,11 @@ async fn disk_full_run(disk: &SmallDisk, row: &mut Row) -> Result<(), String> {
     }
     let refused = refused.ok_or("dispatch never failed on a full disk")?;
     row.faults = 1;
-    if !refused.contains("full") {
+    if !refused.contains("full") && !refused.contains("No space left") {
         row.problems
             .push(format!("unclear error on a full disk: {refused}"));
     }
-    eprintln!("sqlite disk-full: dispatch said: {refused}");
+    eprintln!("{} disk-full: dispatch said: {refused}", run.target.driver);
     let stored = run
         .driver
         .size(&run.queue)
@@ -145,6 +211,13 @@ async fn disk_full_run(disk: &SmallDisk, row: &mut Row) -> Result<(), String> {
         workers[0] = run.worker(Duration::from_secs(1))?;
     }
     free(&filler);
+    if let Some(server) = server
+        && !server.running()
+    {
+        row.problems
+            .push("the server stopped on the full disk".to_owned());
+        server.restart().await?;
+    }
     let freed = Instant::now();
     let drained = run.drained(Duration::from_secs(120)).await;
     row.recovery_secs = freed.elapsed().as_secs_f64();

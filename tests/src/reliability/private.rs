@@ -79,14 +79,25 @@ fn run(command: &mut Command, what: &str) -> Result<(), String> {
     }
 }
 
-/// The directory of PostgreSQL's programs (`initdb` is on the path as a link into it).
+/// The directory of PostgreSQL's programs: where `initdb` on the path leads, else Debian's
+/// `/usr/lib/postgresql/<version>/bin` (the newest).
 fn postgres_bin() -> Result<PathBuf, String> {
-    let initdb = which("initdb")?;
-    let resolved = std::fs::canonicalize(&initdb).map_err(|e| e.to_string())?;
-    resolved
-        .parent()
-        .map(Path::to_path_buf)
-        .ok_or_else(|| "initdb has no directory".to_owned())
+    if let Ok(initdb) = which("initdb")
+        && let Some(dir) = std::fs::canonicalize(&initdb)
+            .ok()
+            .and_then(|path| path.parent().map(Path::to_path_buf))
+    {
+        return Ok(dir);
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map_err(|_| "PostgreSQL's programs are not installed".to_owned())?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path().join("bin")))
+        .filter(|bin| bin.join("initdb").is_file())
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .ok_or_else(|| "initdb is not installed".to_owned())
 }
 
 fn which(program: &str) -> Result<PathBuf, String> {
@@ -127,24 +138,54 @@ fn as_postgres(program: &Path) -> Result<Command, String> {
         .arg(format!("--reuid={uid}"))
         .arg(format!("--regid={gid}"))
         .arg("--init-groups")
+        .args(["--pdeathsig", "KILL"])
         .arg(program);
     Ok(command)
+}
+
+/// The processes whose parent is `parent` (from `/proc/*/stat`).
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| {
+            let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // `pid (comm) state ppid ...`: the name can hold spaces, the last ')' ends it.
+            let ppid: u32 = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            (ppid == parent).then_some(pid)
+        })
+        .collect()
 }
 
 impl PrivateServer {
     /// Makes the server's data directory and starts it; returns once it answers.
     pub async fn start(kind: Kind) -> Result<Self, String> {
-        let dir = std::env::temp_dir().join(format!(
+        Self::start_in(kind, &std::env::temp_dir()).await
+    }
+
+    /// [`start`](Self::start) with its directory made inside `parent` (a small filesystem, for
+    /// the full-disk scenario).
+    pub async fn start_in(kind: Kind, parent: &Path) -> Result<Self, String> {
+        let dir = parent.join(format!(
             "routemq-private-{}-{}-{:08x}",
             kind.driver(),
             std::process::id(),
             fastrand::u32(..)
         ));
+        let port = spare_port()?;
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let mut server = Self {
             kind,
             dir,
-            port: spare_port()?,
+            port,
             child: None,
         };
         server.init()?;
@@ -200,7 +241,8 @@ impl PrivateServer {
                 } else {
                     "everysec"
                 };
-                let mut command = Command::new("redis-server");
+                let mut command = Command::new("setpriv");
+                command.args(["--pdeathsig", "KILL", "redis-server"]);
                 command.args([
                     "--port",
                     &port,
@@ -235,8 +277,9 @@ impl PrivateServer {
                 command
             }
             Kind::Mariadb => {
-                let mut command = Command::new("mariadbd");
+                let mut command = Command::new("setpriv");
                 command
+                    .args(["--pdeathsig", "KILL", "mariadbd"])
                     .arg("--no-defaults")
                     .arg(format!("--datadir={dir}/data"))
                     .arg(format!("--socket={dir}/mysqld.sock"))
@@ -294,8 +337,14 @@ impl PrivateServer {
         }
     }
 
-    /// Whether the server accepts a session.
+    /// Whether the server accepts a session within two seconds.
     async fn answers(&self) -> bool {
+        tokio::time::timeout(Duration::from_secs(2), self.session())
+            .await
+            .unwrap_or(false)
+    }
+
+    async fn session(&self) -> bool {
         match self.kind {
             Kind::RedisAlways | Kind::RedisEverysec => {
                 let Ok(client) = redis::Client::open(self.url()) else {
@@ -342,23 +391,44 @@ impl PrivateServer {
         Ok(())
     }
 
-    /// `kill -9` of the server and every process it started.
+    /// `kill -9` of the server and every process it started (PostgreSQL's children each start a
+    /// session of their own, so they are found by their parent and killed first); returns once
+    /// they are all gone.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let children = children_of(child.id());
+            for pid in &children {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
             let _ = Command::new("kill")
                 .args(["-KILL", "--", &format!("-{}", child.id())])
                 .status();
             let _ = child.kill();
             let _ = child.wait();
-            // PostgreSQL's backends and MariaDB's threads go with the group; give the kernel a
-            // moment to release the port and the shared memory.
-            std::thread::sleep(Duration::from_millis(200));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while children
+                .iter()
+                .any(|pid| Path::new(&format!("/proc/{pid}")).exists())
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
     }
 
     /// Starts the server again on the same data after a [`kill`](Self::kill).
     pub async fn restart(&mut self) -> Result<(), String> {
         self.launch().await
+    }
+
+    /// Whether the server process is still running (a server can stop itself, as PostgreSQL
+    /// does when it cannot write its log).
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
     }
 }
 

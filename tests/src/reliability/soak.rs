@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::scenarios::{Run, stop_all};
+use super::scenarios::{Owned, Run, stop_all};
 use super::{Row, Target};
 
 /// Jobs dispatched per second.
@@ -45,6 +45,8 @@ pub struct Memory {
     pub peak: u64,
     /// The last sample, KiB.
     pub end: u64,
+    /// The dispatch rate reached, jobs per second.
+    pub rate: f64,
 }
 
 /// One soak run on `target`; the row, and the worker's memory.
@@ -76,10 +78,12 @@ async fn soak_run(
     let started = Instant::now();
     let producer = {
         let run = Arc::clone(&run);
-        tokio::spawn(async move {
+        Owned::spawn(async move {
             let mut dispatched = BTreeSet::new();
             let mut meant_to_fail = BTreeSet::new();
+            let mut refused = 0u64;
             let mut ticker = tokio::time::interval(Duration::from_millis(1_000 / RATE));
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut n = 0;
             while started.elapsed() < duration {
                 ticker.tick().await;
@@ -94,10 +98,12 @@ async fn soak_run(
                     if fail {
                         meant_to_fail.insert(n);
                     }
+                } else {
+                    refused += 1;
                 }
                 n += 1;
             }
-            (dispatched, meant_to_fail)
+            (dispatched, meant_to_fail, refused)
         })
     };
     let warm_up = (duration / 10).min(Duration::from_secs(60));
@@ -121,7 +127,19 @@ async fn soak_run(
             last_kill = Instant::now();
         }
     }
-    let (dispatched, meant_to_fail) = producer.await.map_err(|e| e.to_string())?;
+    let (dispatched, meant_to_fail, refused) = producer.join().await?;
+    memory.rate = dispatched.len() as f64 / started.elapsed().as_secs_f64();
+    if refused > dispatched.len() as u64 / 100 {
+        row.problems
+            .push(format!("{refused} dispatches failed, more than 1 in 100"));
+    }
+    if !workers[0].running() {
+        row.problems.push("the long-lived worker exited".to_owned());
+    }
+    if memory.start == 0 {
+        row.problems
+            .push("the worker's memory was never sampled after warm-up".to_owned());
+    }
     let drained = run.drained(Duration::from_secs(300)).await;
     stop_all(&mut workers).await;
     drained?;
