@@ -57,6 +57,25 @@ where
     }
 }
 
+/// `env` with `extra` variables added (later ones win).
+pub fn with_vars(env: &[(String, String)], extra: &[(&str, String)]) -> Env {
+    let mut env = env.to_vec();
+    env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+    env
+}
+
+/// `queue-work` arguments that drain `queue` and exit.
+pub fn drain_args(queue: &str) -> [&str; 6] {
+    [
+        "queue-work",
+        "--queue",
+        queue,
+        "--stop-when-empty",
+        "--sleep",
+        "0.1",
+    ]
+}
+
 /// What an end-to-end proof starts from: a queue manager whose connection `connection` is the
 /// driver under test, a queue of its own, and a ledger file in a directory of its own (removed
 /// when the stage is dropped).

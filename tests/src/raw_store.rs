@@ -13,51 +13,61 @@ fn var<'a>(env: &'a Env, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("{name} is not in the environment"))
 }
 
-/// The raw contents of the store `env` points a process at (`connection` names its kind).
+/// `$sql(pool, slot columns)` on the SQL store `env` points at (SQLite's database, not its
+/// file), or `$redis(url, prefix)` on Redis.
+macro_rules! per_store {
+    ($connection:expr, $env:expr, $sql:ident, $redis:ident) => {{
+        let env = $env;
+        match $connection {
+            "sqlite" => {
+                let url = format!("sqlite://{}", var(env, "QUEUE_SQLITE_PATH"));
+                let pool = routemq::sqlx::SqlitePool::connect(&url)
+                    .await
+                    .expect("open the database");
+                $sql(&pool, ["name", "holder"]).await
+            }
+            "postgres" => {
+                let pool = routemq::sqlx::PgPool::connect(var(env, "DATABASE_URL"))
+                    .await
+                    .expect("connect");
+                $sql(&pool, ["name", "holder"]).await
+            }
+            "mysql" => {
+                let pool = routemq::sqlx::MySqlPool::connect(var(env, "DATABASE_URL"))
+                    .await
+                    .expect("connect");
+                // Slot names and holders are VARBINARY there.
+                $sql(&pool, ["CAST(name AS CHAR)", "CAST(holder AS CHAR)"]).await
+            }
+            "redis" => $redis(var(env, "REDIS_URL"), var(env, "REDIS_PREFIX")).await,
+            other => panic!("no store reader for {other}"),
+        }
+    }};
+}
+
+/// The raw contents of the store `env` points a process at (`connection` names its kind): for
+/// SQLite the database file and its write-ahead log byte for byte, else [`rows`].
 ///
 /// # Panics
 /// When the store cannot be read.
 pub async fn dump(connection: &str, env: &Env) -> String {
-    match connection {
-        "sqlite" => {
-            let path = var(env, "QUEUE_SQLITE_PATH");
-            let mut bytes = std::fs::read(path).expect("read the database file");
-            bytes.extend(std::fs::read(format!("{path}-wal")).unwrap_or_default());
-            String::from_utf8_lossy(&bytes).into_owned()
-        }
-        "postgres" => {
-            let pool = routemq::sqlx::PgPool::connect(var(env, "DATABASE_URL"))
-                .await
-                .expect("connect");
-            sql_rows(&pool, ["name", "holder"]).await
-        }
-        "mysql" => {
-            let pool = routemq::sqlx::MySqlPool::connect(var(env, "DATABASE_URL"))
-                .await
-                .expect("connect");
-            // Slot names and holders are VARBINARY there.
-            sql_rows(&pool, ["CAST(name AS CHAR)", "CAST(holder AS CHAR)"]).await
-        }
-        "redis" => redis_values(var(env, "REDIS_URL"), var(env, "REDIS_PREFIX")).await,
-        other => panic!("no raw dump for {other}"),
+    if connection != "sqlite" {
+        return rows(connection, env).await;
     }
+    let path = var(env, "QUEUE_SQLITE_PATH");
+    let mut bytes = std::fs::read(path).expect("read the database file");
+    bytes.extend(std::fs::read(format!("{path}-wal")).unwrap_or_default());
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
-/// What the store holds now, as text: like [`dump`], but a SQLite database's rows instead of its
-/// file (a file keeps old versions of changed rows in its free pages and its log until they are
-/// reused).
+/// What the store holds now, as text: every text column of routemq's tables, or every value
+/// under the Redis prefix. For SQLite its rows, not its file (a file keeps old versions of changed
+/// rows in its free pages and its log until they are reused).
 ///
 /// # Panics
 /// When the store cannot be read.
 pub async fn rows(connection: &str, env: &Env) -> String {
-    if connection != "sqlite" {
-        return dump(connection, env).await;
-    }
-    let url = format!("sqlite://{}", var(env, "QUEUE_SQLITE_PATH"));
-    let pool = routemq::sqlx::SqlitePool::connect(&url)
-        .await
-        .expect("open the database");
-    sql_rows(&pool, ["name", "holder"]).await
+    per_store!(connection, env, sql_rows, redis_values)
 }
 
 /// Every text column of every table routemq writes (`slots`: the slot table's two columns, as
@@ -94,8 +104,8 @@ where
     out
 }
 
-/// Every value of every key under `prefix`, read by type.
-async fn redis_values(url: &str, prefix: &str) -> String {
+/// A connection to `url`, and every key under `prefix`.
+async fn redis_keys(url: &str, prefix: &str) -> (redis::aio::MultiplexedConnection, Vec<String>) {
     let client = redis::Client::open(url).expect("redis url");
     let mut con = client
         .get_multiplexed_async_connection()
@@ -106,6 +116,12 @@ async fn redis_values(url: &str, prefix: &str) -> String {
         .query_async(&mut con)
         .await
         .expect("keys");
+    (con, keys)
+}
+
+/// Every value of every key under `prefix`, read by type.
+async fn redis_values(url: &str, prefix: &str) -> String {
+    let (mut con, keys) = redis_keys(url, prefix).await;
     let mut out = keys.join("\n");
     for key in keys {
         let kind: String = redis::cmd("TYPE")
@@ -179,29 +195,7 @@ fn micros_from_now(at: i64) -> Option<std::time::Duration> {
 /// # Panics
 /// When the store cannot be read.
 pub async fn leftovers(connection: &str, env: &Env) -> Vec<Leftover> {
-    match connection {
-        "sqlite" => {
-            let url = format!("sqlite://{}", var(env, "QUEUE_SQLITE_PATH"));
-            let pool = routemq::sqlx::SqlitePool::connect(&url)
-                .await
-                .expect("open");
-            sql_leftovers(&pool, ["name", "holder"]).await
-        }
-        "postgres" => {
-            let pool = routemq::sqlx::PgPool::connect(var(env, "DATABASE_URL"))
-                .await
-                .expect("connect");
-            sql_leftovers(&pool, ["name", "holder"]).await
-        }
-        "mysql" => {
-            let pool = routemq::sqlx::MySqlPool::connect(var(env, "DATABASE_URL"))
-                .await
-                .expect("connect");
-            sql_leftovers(&pool, ["CAST(name AS CHAR)", "CAST(holder AS CHAR)"]).await
-        }
-        "redis" => redis_leftovers(var(env, "REDIS_URL"), var(env, "REDIS_PREFIX")).await,
-        other => panic!("no leftovers for {other}"),
-    }
+    per_store!(connection, env, sql_leftovers, redis_leftovers)
 }
 
 async fn sql_leftovers<DB: routemq::sqlx::Database>(
@@ -260,16 +254,7 @@ where
 }
 
 async fn redis_leftovers(url: &str, prefix: &str) -> Vec<Leftover> {
-    let client = redis::Client::open(url).expect("redis url");
-    let mut con = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect");
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut con)
-        .await
-        .expect("keys");
+    let (mut con, keys) = redis_keys(url, prefix).await;
     let mut out = Vec::new();
     for key in keys {
         let ttl: i64 = redis::cmd("PTTL")

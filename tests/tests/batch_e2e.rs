@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use routemq::driver::QueueDriver;
 use routemq_tests::process::{Process, json_of, run_command};
-use routemq_tests::process_env::Stage;
+use routemq_tests::process_env::{Stage, drain_args};
 use routemq_tests::process_jobs::{Ledgered, read_ledger};
 
 /// Batches that succeed, each of [`JOBS`] jobs.
@@ -87,14 +87,7 @@ async fn prove(driver: Arc<dyn QueueDriver>, connection: &str, env: Vec<(String,
     // A worker that stopped when it found the queue empty may leave a callback stored after it
     // looked: one more worker drains what is left.
     tokio::task::block_in_place(|| {
-        let args = [
-            "queue-work",
-            "--queue",
-            queue,
-            "--stop-when-empty",
-            "--sleep",
-            "0.1",
-        ];
+        let args = drain_args(queue);
         assert!(cli(&env, &args).status.success());
     });
 

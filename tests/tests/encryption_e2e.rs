@@ -14,7 +14,7 @@ use routemq::driver::{NewJob, QueueDriver};
 use routemq::envelope::Observability;
 use routemq::{Envelope, JobOptions};
 use routemq_tests::process::{json_of, run_command};
-use routemq_tests::process_env::Stage;
+use routemq_tests::process_env::{Stage, drain_args, with_vars};
 use routemq_tests::process_jobs::{SealedNote, SealedOnce, read_ledger};
 use routemq_tests::raw_store;
 
@@ -23,12 +23,6 @@ const NEW: [u8; 32] = [0x22; 32];
 
 fn base64(key: [u8; 32]) -> String {
     base64::engine::general_purpose::STANDARD.encode(key)
-}
-
-fn with(env: &[(String, String)], extra: &[(&str, String)]) -> Vec<(String, String)> {
-    let mut env = env.to_vec();
-    env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
-    env
 }
 
 async fn prove(driver: Arc<dyn QueueDriver>, connection: &str, env: Vec<(String, String)>) {
@@ -53,23 +47,16 @@ async fn prove(driver: Arc<dyn QueueDriver>, connection: &str, env: Vec<(String,
     let cli = |env: &[(String, String)], args: &[&str]| {
         tokio::task::block_in_place(|| run_command(env!("CARGO_BIN_EXE_test-worker"), env, args))
     };
-    let work = [
-        "queue-work",
-        "--queue",
-        queue,
-        "--stop-when-empty",
-        "--sleep",
-        "0.1",
-    ];
-    let old_key = with(&env, &[("ROUTEMQ_KEY", base64(OLD))]);
-    let rotated = with(
+    let work = drain_args(queue);
+    let old_key = with_vars(&env, &[("ROUTEMQ_KEY", base64(OLD))]);
+    let rotated = with_vars(
         &env,
         &[
             ("ROUTEMQ_KEY", base64(NEW)),
             ("ROUTEMQ_PREVIOUS_KEYS", base64(OLD)),
         ],
     );
-    let new_only = with(&env, &[("ROUTEMQ_KEY", base64(NEW))]);
+    let new_only = with_vars(&env, &[("ROUTEMQ_KEY", base64(NEW))]);
     let events = |event: &str, n: u64| {
         read_ledger(ledger)
             .iter()
@@ -195,7 +182,7 @@ async fn prove(driver: Arc<dyn QueueDriver>, connection: &str, env: Vec<(String,
     no_plaintext("at the end", false).await;
 
     // A key that does not parse: the worker refuses to start, naming the variable.
-    let typo = with(&env, &[("ROUTEMQ_KEY", "not-a-key".to_owned())]);
+    let typo = with_vars(&env, &[("ROUTEMQ_KEY", "not-a-key".to_owned())]);
     let refused = cli(&typo, &work);
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(

@@ -15,7 +15,7 @@ use routemq::driver::QueueDriver;
 use routemq::{QueueManager, Settings};
 use routemq_tests::limit_jobs::{Control, Limited};
 use routemq_tests::process::run_command;
-use routemq_tests::process_env::Stage;
+use routemq_tests::process_env::{Stage, drain_args};
 use routemq_tests::process_jobs::{Ledgered, SealedOnce, read_ledger};
 use routemq_tests::raw_store::leftovers;
 
@@ -121,14 +121,7 @@ async fn prove(driver: Arc<dyn QueueDriver>, connection: &str, env: Vec<(String,
     cli(&env, &["queue-pause", queue]);
     cli(&env, &["queue-resume", queue]);
 
-    let work = [
-        "queue-work",
-        "--queue",
-        queue,
-        "--stop-when-empty",
-        "--sleep",
-        "0.1",
-    ];
+    let work = drain_args(queue);
     cli(&env, &work);
     cli(&env, &["queue-retry", "--all"]);
     cli(&env, &work);

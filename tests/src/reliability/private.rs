@@ -109,30 +109,26 @@ fn which(program: &str) -> Result<PathBuf, String> {
         .ok_or_else(|| format!("{program} is not installed"))
 }
 
-/// The `postgres` user's ids, as `setpriv` takes them.
-fn postgres_user() -> Result<(String, u32, u32), String> {
+/// One of the `postgres` user's ids (`flag`: `-u` or `-g`), as `id` prints it.
+fn postgres_id(flag: &str) -> Result<u32, String> {
     let output = Command::new("id")
-        .args(["-u", "postgres"])
+        .args([flag, "postgres"])
         .output()
         .map_err(|e| e.to_string())?;
-    let uid: u32 = String::from_utf8_lossy(&output.stdout)
+    String::from_utf8_lossy(&output.stdout)
         .trim()
         .parse()
-        .map_err(|_| "no postgres user".to_owned())?;
-    let output = Command::new("id")
-        .args(["-g", "postgres"])
-        .output()
-        .map_err(|e| e.to_string())?;
-    let gid: u32 = String::from_utf8_lossy(&output.stdout)
-        .trim()
-        .parse()
-        .map_err(|_| "no postgres group".to_owned())?;
-    Ok(("postgres".to_owned(), uid, gid))
+        .map_err(|_| format!("no postgres user (id {flag} postgres)"))
+}
+
+/// The `postgres` user's uid and gid, as `setpriv` takes them.
+fn postgres_user() -> Result<(u32, u32), String> {
+    Ok((postgres_id("-u")?, postgres_id("-g")?))
 }
 
 /// `command` run as the `postgres` user (PostgreSQL refuses to run as root).
 fn as_postgres(program: &Path) -> Result<Command, String> {
-    let (_, uid, gid) = postgres_user()?;
+    let (uid, gid) = postgres_user()?;
     let mut command = Command::new("setpriv");
     command
         .arg(format!("--reuid={uid}"))
@@ -206,7 +202,7 @@ impl PrivateServer {
         match self.kind {
             Kind::RedisAlways | Kind::RedisEverysec => Ok(()),
             Kind::Postgres => {
-                let (_, uid, gid) = postgres_user()?;
+                let (uid, gid) = postgres_user()?;
                 std::os::unix::fs::chown(&self.dir, Some(uid), Some(gid))
                     .map_err(|e| e.to_string())?;
                 run(

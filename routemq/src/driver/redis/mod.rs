@@ -137,6 +137,26 @@ fn by_queue(leases: &[Lease]) -> std::collections::BTreeMap<&str, Vec<usize>> {
     groups
 }
 
+/// One step of a `ZSCAN` or `HSCAN` (`command`) of `key` from `cursor`, `count` entries asked
+/// for: the next cursor (0 at the end) and the entries, flat (member, score or field, value).
+async fn scan_step(
+    con: &mut ConnectionManager,
+    command: &str,
+    key: &str,
+    cursor: u64,
+    count: isize,
+    operation: &'static str,
+) -> Result<(u64, Vec<String>), DriverError> {
+    redis::cmd(command)
+        .arg(key)
+        .arg(cursor)
+        .arg("COUNT")
+        .arg(count)
+        .query_async(con)
+        .await
+        .map_err(backend(operation))
+}
+
 fn backend(operation: &'static str) -> impl Fn(redis::RedisError) -> DriverError {
     move |error| DriverError::backend(operation, error)
 }

@@ -11,7 +11,7 @@ use redis::aio::ConnectionManager;
 use serde::Deserialize;
 
 use super::keys::QueueKeys;
-use super::{RedisDriver, backend, parse_record};
+use super::{RedisDriver, backend, parse_record, scan_step};
 use crate::driver::{DriverError, Removal};
 
 /// Records read per round trip.
@@ -117,14 +117,7 @@ async fn remove_scanned(
 ) -> Result<Option<String>, DriverError> {
     let mut cursor: u64 = 0;
     loop {
-        let (next, entries): (u64, Vec<String>) = redis::cmd("ZSCAN")
-            .arg(key)
-            .arg(cursor)
-            .arg("COUNT")
-            .arg(CHUNK)
-            .query_async(con)
-            .await
-            .map_err(backend("remove job"))?;
+        let (next, entries) = scan_step(con, "ZSCAN", key, cursor, CHUNK, "remove job").await?;
         // Members and scores alternate.
         if let Some(record) = entries.iter().step_by(2).find(|record| is_job(record, id)) {
             let removed: i64 = redis::cmd("ZREM")

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::scripts::REWRITE;
-use super::{RedisDriver, backend, json_literal, split_lease};
+use super::{RedisDriver, backend, json_literal, scan_step, split_lease};
 use crate::driver::rewrite::Place;
 use crate::driver::{DriverError, Edit, Editor, Rewritten};
 
@@ -70,8 +70,10 @@ struct Scan {
     unreadable: u64,
 }
 
+const OPERATION: &str = "rewriting payloads";
+
 fn backend_error() -> impl Fn(redis::RedisError) -> DriverError {
-    backend("rewriting payloads")
+    backend(OPERATION)
 }
 
 /// Replaces `pairs` (old, new) in `structure`, read from the window `window` of a list.
@@ -127,14 +129,8 @@ async fn scan(
     loop {
         let (records, window, done) = match structure {
             Structure::Set(key) => {
-                let (next, entries): (u64, Vec<String>) = redis::cmd("ZSCAN")
-                    .arg(key)
-                    .arg(cursor)
-                    .arg("COUNT")
-                    .arg(CHUNK)
-                    .query_async(con)
-                    .await
-                    .map_err(backend_error())?;
+                let (next, entries) =
+                    scan_step(con, "ZSCAN", key, cursor, CHUNK, OPERATION).await?;
                 cursor = next;
                 // Members and scores alternate.
                 let records = entries.into_iter().step_by(2).collect();
@@ -200,14 +196,7 @@ async fn count_leased(
 ) -> Result<(), DriverError> {
     let mut cursor: u64 = 0;
     loop {
-        let (next, entries): (u64, Vec<String>) = redis::cmd("HSCAN")
-            .arg(inflight)
-            .arg(cursor)
-            .arg("COUNT")
-            .arg(CHUNK)
-            .query_async(con)
-            .await
-            .map_err(backend_error())?;
+        let (next, entries) = scan_step(con, "HSCAN", inflight, cursor, CHUNK, OPERATION).await?;
         // Fields (job ids) and values alternate.
         for value in entries.iter().skip(1).step_by(2) {
             if let Some((_, _, record)) = split_lease(value) {
