@@ -64,6 +64,40 @@ pub fn with_vars(env: &[(String, String)], extra: &[(&str, String)]) -> Env {
     env
 }
 
+/// A 32-byte key as `ROUTEMQ_KEY` takes it (base64).
+pub fn key_base64(key: [u8; 32]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(key)
+}
+
+/// The environments of a key rotation from `old` to `new`, each `env` with its key variables.
+#[derive(Debug, Clone)]
+pub struct Rotation {
+    /// `old` as `ROUTEMQ_KEY`.
+    pub old: Env,
+    /// `new` as `ROUTEMQ_KEY`, `old` in `ROUTEMQ_PREVIOUS_KEYS`.
+    pub rotated: Env,
+    /// `new` alone.
+    pub new: Env,
+}
+
+impl Rotation {
+    /// The three environments of a rotation from `old` to `new`.
+    pub fn new(env: &Env, old: [u8; 32], new: [u8; 32]) -> Self {
+        Self {
+            old: with_vars(env, &[("ROUTEMQ_KEY", key_base64(old))]),
+            rotated: with_vars(
+                env,
+                &[
+                    ("ROUTEMQ_KEY", key_base64(new)),
+                    ("ROUTEMQ_PREVIOUS_KEYS", key_base64(old)),
+                ],
+            ),
+            new: with_vars(env, &[("ROUTEMQ_KEY", key_base64(new))]),
+        }
+    }
+}
+
 /// `queue-work` arguments that drain `queue` and exit.
 pub fn drain_args(queue: &str) -> [&str; 6] {
     [
@@ -93,12 +127,16 @@ pub struct Stage {
 }
 
 impl Stage {
-    /// A stage named after `name`, dispatching to `driver` as connection `connection`.
+    /// A stage named after `name`, dispatching to `driver` as connection `connection`, which is
+    /// also the manager's default (where chains go).
     ///
     /// # Panics
     /// When the directory cannot be made.
     pub fn new(driver: &Arc<dyn QueueDriver>, connection: &str, name: &str) -> Self {
-        let manager = routemq::QueueManager::new(routemq::Settings::default());
+        let manager = routemq::QueueManager::new(routemq::Settings {
+            default_connection: connection.to_owned(),
+            ..routemq::Settings::default()
+        });
         manager.register(connection, Arc::clone(driver));
         let queue = unique_key(name);
         let dir = std::env::temp_dir().join(&queue);

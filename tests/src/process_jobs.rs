@@ -53,6 +53,14 @@ pub struct Line {
     pub attempt: u32,
 }
 
+/// How many of `lines` record `event` for job `n`.
+pub fn count(lines: &[Line], event: &str, n: u64) -> usize {
+    lines
+        .iter()
+        .filter(|line| line.event == event && line.n == n)
+        .count()
+}
+
 /// Reads a ledger file (missing: empty).
 pub fn read_ledger(path: &std::path::Path) -> Vec<Line> {
     let text = std::fs::read_to_string(path).unwrap_or_default();

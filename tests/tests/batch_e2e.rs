@@ -10,7 +10,7 @@ use std::time::Duration;
 use routemq::driver::QueueDriver;
 use routemq_tests::process::{Process, json_of, run_command};
 use routemq_tests::process_env::{Stage, drain_args};
-use routemq_tests::process_jobs::{Ledgered, read_ledger};
+use routemq_tests::process_jobs::{Ledgered, count, read_ledger};
 
 /// Batches that succeed, each of [`JOBS`] jobs.
 const BATCHES: u64 = 8;
@@ -92,18 +92,8 @@ async fn prove(driver: Arc<dyn QueueDriver>, connection: &str, env: Vec<(String,
     });
 
     let lines = read_ledger(ledger);
-    let done = |n: u64| {
-        lines
-            .iter()
-            .filter(|l| l.event == "done" && l.n == n)
-            .count()
-    };
-    let started = |n: u64| {
-        lines
-            .iter()
-            .filter(|l| l.event == "start" && l.n == n)
-            .count()
-    };
+    let done = |n: u64| count(&lines, "done", n);
+    let started = |n: u64| count(&lines, "start", n);
     let pids = |b: u64| {
         let mut pids: Vec<u32> = lines
             .iter()

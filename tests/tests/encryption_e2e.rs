@@ -8,22 +8,17 @@
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
-use base64::Engine;
 use routemq::crypto::Keyring;
 use routemq::driver::{NewJob, QueueDriver};
 use routemq::envelope::Observability;
 use routemq::{Envelope, JobOptions};
 use routemq_tests::process::{json_of, run_command};
-use routemq_tests::process_env::{Stage, drain_args, with_vars};
-use routemq_tests::process_jobs::{SealedNote, SealedOnce, read_ledger};
+use routemq_tests::process_env::{Rotation, Stage, drain_args, with_vars};
+use routemq_tests::process_jobs::{SealedNote, SealedOnce, count, read_ledger};
 use routemq_tests::raw_store;
 
 const OLD: [u8; 32] = [0x11; 32];
 const NEW: [u8; 32] = [0x22; 32];
-
-fn base64(key: [u8; 32]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(key)
-}
 
 async fn prove(driver: Arc<dyn QueueDriver>, connection: &str, env: Vec<(String, String)>) {
     static INSTALL: Once = Once::new();
@@ -48,21 +43,12 @@ async fn prove(driver: Arc<dyn QueueDriver>, connection: &str, env: Vec<(String,
         tokio::task::block_in_place(|| run_command(env!("CARGO_BIN_EXE_test-worker"), env, args))
     };
     let work = drain_args(queue);
-    let old_key = with_vars(&env, &[("ROUTEMQ_KEY", base64(OLD))]);
-    let rotated = with_vars(
-        &env,
-        &[
-            ("ROUTEMQ_KEY", base64(NEW)),
-            ("ROUTEMQ_PREVIOUS_KEYS", base64(OLD)),
-        ],
-    );
-    let new_only = with_vars(&env, &[("ROUTEMQ_KEY", base64(NEW))]);
-    let events = |event: &str, n: u64| {
-        read_ledger(ledger)
-            .iter()
-            .filter(|l| l.event == event && l.n == n)
-            .count()
-    };
+    let Rotation {
+        old: old_key,
+        rotated,
+        new: new_only,
+    } = Rotation::new(&env, OLD, NEW);
+    let events = |event: &str, n: u64| count(&read_ledger(ledger), event, n);
     // What is stored at `moment` holds no plaintext (and, while jobs are stored, their sealed
     // data).
     let no_plaintext = |moment: &'static str, jobs_stored: bool| {

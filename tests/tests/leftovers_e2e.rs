@@ -9,13 +9,11 @@
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
-use base64::Engine;
 use routemq::crypto::Keyring;
 use routemq::driver::QueueDriver;
-use routemq::{QueueManager, Settings};
 use routemq_tests::limit_jobs::{Control, Limited};
 use routemq_tests::process::run_command;
-use routemq_tests::process_env::{Stage, drain_args};
+use routemq_tests::process_env::{Stage, drain_args, key_base64, with_vars};
 use routemq_tests::process_jobs::{Ledgered, SealedOnce, read_ledger};
 use routemq_tests::raw_store::leftovers;
 
@@ -28,17 +26,8 @@ async fn prove(driver: Arc<dyn QueueDriver>, connection: &str, env: Vec<(String,
         routemq::crypto::install(Keyring::new(KEY, &[]));
     });
     let stage = Stage::new(&driver, connection, "owners");
-    let (queue, ledger, path) = (&stage.queue, &stage.ledger, &stage.path);
-    let manager = QueueManager::new(Settings {
-        default_connection: connection.to_owned(),
-        ..Settings::default()
-    });
-    manager.register(connection, Arc::clone(&driver));
-    let mut env = env;
-    env.push((
-        "ROUTEMQ_KEY".to_owned(),
-        base64::engine::general_purpose::STANDARD.encode(KEY),
-    ));
+    let (manager, queue, ledger, path) = (&stage.manager, &stage.queue, &stage.ledger, &stage.path);
+    let env = with_vars(&env, &[("ROUTEMQ_KEY", key_base64(KEY))]);
     let cli = |env: &[(String, String)], args: &[&str]| {
         let out = tokio::task::block_in_place(|| {
             run_command(env!("CARGO_BIN_EXE_test-worker"), env, args)

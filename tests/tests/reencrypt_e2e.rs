@@ -8,23 +8,18 @@
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
-use base64::Engine;
+use routemq::Envelope;
 use routemq::crypto::{Keyring, reseal};
 use routemq::driver::{NewJob, QueueDriver};
 use routemq::envelope::Observability;
-use routemq::{Envelope, QueueManager, Settings};
 use routemq_tests::process::{json_of, run_command};
-use routemq_tests::process_env::{Stage, drain_args, with_vars};
-use routemq_tests::process_jobs::{SealedNote, read_ledger};
+use routemq_tests::process_env::{Rotation, Stage, drain_args};
+use routemq_tests::process_jobs::{SealedNote, count, read_ledger};
 use routemq_tests::raw_store;
 
 const OLD: [u8; 32] = [0x31; 32];
 const NEW: [u8; 32] = [0x42; 32];
 const STRANGER: [u8; 32] = [0x53; 32];
-
-fn base64(key: [u8; 32]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(key)
-}
 
 fn key_id(key: [u8; 32]) -> String {
     Keyring::new(key, &[])
@@ -39,13 +34,7 @@ async fn prove(driver: Arc<dyn QueueDriver>, connection: &str, env: Vec<(String,
         routemq::crypto::install(Keyring::new(OLD, &[]));
     });
     let stage = Stage::new(&driver, connection, "reseal");
-    let (queue, ledger, path) = (&stage.queue, &stage.ledger, &stage.path);
-    // Chains go to the default connection: make it the one under test.
-    let manager = QueueManager::new(Settings {
-        default_connection: connection.to_owned(),
-        ..Settings::default()
-    });
-    manager.register(connection, Arc::clone(&driver));
+    let (manager, queue, ledger, path) = (&stage.manager, &stage.queue, &stage.ledger, &stage.path);
     let note = |n: u64, fail: bool| SealedNote {
         path: path.clone(),
         n,
@@ -56,21 +45,12 @@ async fn prove(driver: Arc<dyn QueueDriver>, connection: &str, env: Vec<(String,
         tokio::task::block_in_place(|| run_command(env!("CARGO_BIN_EXE_test-worker"), env, args))
     };
     let work = drain_args(queue);
-    let old_key = with_vars(&env, &[("ROUTEMQ_KEY", base64(OLD))]);
-    let rotated = with_vars(
-        &env,
-        &[
-            ("ROUTEMQ_KEY", base64(NEW)),
-            ("ROUTEMQ_PREVIOUS_KEYS", base64(OLD)),
-        ],
-    );
-    let new_only = with_vars(&env, &[("ROUTEMQ_KEY", base64(NEW))]);
-    let done = |n: u64| {
-        read_ledger(ledger)
-            .iter()
-            .filter(|l| l.event == "done" && l.n == n)
-            .count()
-    };
+    let Rotation {
+        old: old_key,
+        rotated,
+        new: new_only,
+    } = Rotation::new(&env, OLD, NEW);
+    let done = |n: u64| count(&read_ledger(ledger), "done", n);
     let sealed_under = |key: [u8; 32]| format!("rmq:enc:v1:{}:", key_id(key));
 
     // A job that fails for good under the old key: a failed record.

@@ -99,17 +99,12 @@ fn small_disk(options: &str, row: &mut Row) -> Option<SmallDisk> {
 /// The disk-full scenario on SQLite (`None` when no filesystem can be mounted here and it is
 /// not required).
 pub(super) async fn sqlite_disk_full() -> Option<Row> {
-    let mut row = Row {
-        driver: "sqlite".to_owned(),
-        scenario: "disk-full",
-        ..Row::default()
-    };
+    let mut row = Row::new("sqlite".to_owned(), "disk-full");
     let Some(disk) = small_disk(SQLITE_TMPFS, &mut row) else {
         return (!row.problems.is_empty()).then_some(row);
     };
-    if let Err(problem) = disk_full_run(&disk, &mut row).await {
-        row.problems.push(problem);
-    }
+    let result = disk_full_run(&disk, &mut row).await;
+    row.record(result);
     Some(row)
 }
 
@@ -133,11 +128,7 @@ async fn disk_full_run(disk: &SmallDisk, row: &mut Row) -> Result<(), String> {
 
 /// The disk-full scenario on a private PostgreSQL whose data directory is on a small tmpfs.
 pub(super) async fn postgres_disk_full() -> Option<Row> {
-    let mut row = Row {
-        driver: "postgres".to_owned(),
-        scenario: "disk-full",
-        ..Row::default()
-    };
+    let mut row = Row::new("postgres".to_owned(), "disk-full");
     let Some(disk) = small_disk(POSTGRES_TMPFS, &mut row) else {
         return (!row.problems.is_empty()).then_some(row);
     };
@@ -150,9 +141,8 @@ pub(super) async fn postgres_disk_full() -> Option<Row> {
         let run = Run::new(&target, "diskfull").await?;
         fill_and_drain(&run, &disk, &mut row, Some(&mut server)).await
     };
-    if let Err(problem) = scenario.await {
-        row.problems.push(problem);
-    }
+    let result = scenario.await;
+    row.record(result);
     Some(row)
 }
 

@@ -18,14 +18,9 @@ const PHASE: Duration = Duration::from_millis(1_500);
 
 /// The network scenario on a server driver.
 pub(super) async fn network(target: &Target, size: Size) -> Row {
-    let mut row = Row {
-        driver: target.driver.clone(),
-        scenario: "network",
-        ..Row::default()
-    };
-    if let Err(problem) = network_run(target, size, &mut row).await {
-        row.problems.push(problem);
-    }
+    let mut row = Row::new(target.driver.clone(), "network");
+    let result = network_run(target, size, &mut row).await;
+    row.record(result);
     row
 }
 

@@ -28,6 +28,22 @@ pub struct Row {
 }
 
 impl Row {
+    /// An empty row for `scenario` on `driver`.
+    pub fn new(driver: impl Into<String>, scenario: &'static str) -> Self {
+        Self {
+            driver: driver.into(),
+            scenario,
+            ..Self::default()
+        }
+    }
+
+    /// Records a scenario's early failure, if it had one, as a problem.
+    pub fn record(&mut self, result: Result<(), String>) {
+        if let Err(problem) = result {
+            self.problems.push(problem);
+        }
+    }
+
     /// Whether the scenario passed.
     pub fn passed(&self) -> bool {
         self.problems.is_empty()

@@ -28,14 +28,9 @@ pub(super) async fn restarts(target: &Target, size: Size) -> Vec<Row> {
     };
     let mut rows = Vec::new();
     for &kind in kinds {
-        let mut row = Row {
-            driver: kind.label().to_owned(),
-            scenario: "restart",
-            ..Row::default()
-        };
-        if let Err(problem) = restart_run(kind, size, &mut row).await {
-            row.problems.push(problem);
-        }
+        let mut row = Row::new(kind.label().to_owned(), "restart");
+        let result = restart_run(kind, size, &mut row).await;
+        row.record(result);
         rows.push(row);
     }
     rows

@@ -245,14 +245,9 @@ fn numbered(count: u64) -> BTreeSet<u64> {
 
 /// Crash: three workers, one `kill -9`ed and replaced every 250 ms.
 async fn crash(target: &Target, size: Size) -> Row {
-    let mut row = Row {
-        driver: target.driver.clone(),
-        scenario: "crash",
-        ..Row::default()
-    };
-    if let Err(problem) = crash_run(target, size, &mut row).await {
-        row.problems.push(problem);
-    }
+    let mut row = Row::new(target.driver.clone(), "crash");
+    let result = crash_run(target, size, &mut row).await;
+    row.record(result);
     row
 }
 
@@ -296,14 +291,9 @@ async fn crash_run(target: &Target, size: Size, row: &mut Row) -> Result<(), Str
 
 /// Broker faults: the server drops the workers' and the producer's connections while jobs flow.
 async fn broker_faults(target: &Target, size: Size) -> Row {
-    let mut row = Row {
-        driver: target.driver.clone(),
-        scenario: "faults",
-        ..Row::default()
-    };
-    if let Err(problem) = faults_run(target, size, &mut row).await {
-        row.problems.push(problem);
-    }
+    let mut row = Row::new(target.driver.clone(), "faults");
+    let result = faults_run(target, size, &mut row).await;
+    row.record(result);
     row
 }
 
@@ -369,14 +359,9 @@ async fn faults_run(target: &Target, size: Size, row: &mut Row) -> Result<(), St
 
 /// Load: two producer processes and two worker processes at once.
 async fn load(target: &Target, size: Size) -> Row {
-    let mut row = Row {
-        driver: target.driver.clone(),
-        scenario: "load",
-        ..Row::default()
-    };
-    if let Err(problem) = load_run(target, size, &mut row).await {
-        row.problems.push(problem);
-    }
+    let mut row = Row::new(target.driver.clone(), "load");
+    let result = load_run(target, size, &mut row).await;
+    row.record(result);
     row
 }
 
@@ -467,14 +452,9 @@ pub async fn producer_main(args: &[String]) -> Result<u64, String> {
 
 /// Shutdown: SIGTERM drains running jobs; one that outlives the grace period runs again elsewhere.
 async fn shutdown(target: &Target) -> Row {
-    let mut row = Row {
-        driver: target.driver.clone(),
-        scenario: "shutdown",
-        ..Row::default()
-    };
-    if let Err(problem) = shutdown_run(target, &mut row).await {
-        row.problems.push(problem);
-    }
+    let mut row = Row::new(target.driver.clone(), "shutdown");
+    let result = shutdown_run(target, &mut row).await;
+    row.record(result);
     row
 }
 
@@ -594,14 +574,9 @@ async fn at_the_limits(run: &Run, row: &mut Row) -> u64 {
 /// Bad input: malformed envelopes, unknown tags, wrong types, deep nesting, huge payloads, hostile
 /// queue names and SQL/glob text; the worker keeps going and nothing else is affected.
 async fn bad_input(target: &Target) -> Row {
-    let mut row = Row {
-        driver: target.driver.clone(),
-        scenario: "bad-input",
-        ..Row::default()
-    };
-    if let Err(problem) = bad_input_run(target, &mut row).await {
-        row.problems.push(problem);
-    }
+    let mut row = Row::new(target.driver.clone(), "bad-input");
+    let result = bad_input_run(target, &mut row).await;
+    row.record(result);
     row
 }
 

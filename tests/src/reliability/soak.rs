@@ -51,15 +51,10 @@ pub struct Memory {
 
 /// One soak run on `target`; the row, and the worker's memory.
 pub async fn soak(target: &Target, duration: Duration) -> (Row, Memory) {
-    let mut row = Row {
-        driver: target.driver.clone(),
-        scenario: "soak",
-        ..Row::default()
-    };
+    let mut row = Row::new(target.driver.clone(), "soak");
     let mut memory = Memory::default();
-    if let Err(problem) = soak_run(target, duration, &mut row, &mut memory).await {
-        row.problems.push(problem);
-    }
+    let result = soak_run(target, duration, &mut row, &mut memory).await;
+    row.record(result);
     (row, memory)
 }
 

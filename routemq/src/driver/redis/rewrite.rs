@@ -72,10 +72,6 @@ struct Scan {
 
 const OPERATION: &str = "rewriting payloads";
 
-fn backend_error() -> impl Fn(redis::RedisError) -> DriverError {
-    backend(OPERATION)
-}
-
 /// Replaces `pairs` (old, new) in `structure`, read from the window `window` of a list.
 async fn replace(
     con: &mut ConnectionManager,
@@ -99,7 +95,7 @@ async fn replace(
     for (old, new) in pairs {
         call.arg(old).arg(new);
     }
-    call.invoke_async(con).await.map_err(backend_error())
+    call.invoke_async(con).await.map_err(backend(OPERATION))
 }
 
 /// One chunk's records that change, and how many of them cannot be read.
@@ -143,7 +139,7 @@ async fn scan(
                     .arg(end)
                     .query_async(con)
                     .await
-                    .map_err(backend_error())?;
+                    .map_err(backend(OPERATION))?;
                 let window = (end - CHUNK + 1, end);
                 end -= CHUNK;
                 let done = records.len() < CHUNK.unsigned_abs();
