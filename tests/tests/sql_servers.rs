@@ -210,3 +210,50 @@ async fn postgres_notify_wakes_an_idle_worker_at_once() {
     );
     worker.await.expect("joins").expect("runs");
 }
+
+/// A claim rules out sorting for itself alone (`SET LOCAL` in its own transaction): a pool shared
+/// with the application keeps PostgreSQL's settings, and claims still go by priority, then FIFO.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_claim_leaves_a_shared_pool_as_it_was() {
+    let Some(url) = postgres_url() else { return };
+    let pool = routemq::sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .expect("connects");
+    let driver = Arc::new(PostgresDriver::from_pool(pool.clone()));
+    driver.migrate().await.expect("migrate");
+    let manager = QueueManager::new(routemq::Settings::default());
+    manager.register("pg", driver.clone());
+    let key = unique_key("pg-claim");
+    let queue = format!("t-{key}");
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let record = Record {
+            key: key.clone(),
+            n,
+        };
+        let dispatch = manager
+            .push(record)
+            .on_connection("pg")
+            .on_queue(queue.clone());
+        let priority = if n == 2 { 5 } else { 0 };
+        ids.push(dispatch.priority(priority).await.expect("push"));
+    }
+    let claimed = driver
+        .reserve(std::slice::from_ref(&queue), 2)
+        .await
+        .expect("reserve");
+    let mut claimed: Vec<&str> = claimed.iter().map(|job| job.lease.id.as_str()).collect();
+    claimed.sort_unstable();
+    assert_eq!(
+        claimed,
+        [&ids[0], &ids[2]],
+        "the prioritized job, then the oldest"
+    );
+    let sort: String = routemq::sqlx::query_scalar("SHOW enable_sort")
+        .fetch_one(&pool)
+        .await
+        .expect("show");
+    assert_eq!(sort, "on", "the claim's setting stayed in its transaction");
+}

@@ -1,26 +1,40 @@
 //! The benchmark binary, with the interface of the shared harness:
 //!
 //! ```text
-//! bench <memory|sqlite|postgres|mysql|redis> <drain|enqueue|latency> [--n N] [--concurrency C] [--prefetch P] [--job-ms MS]
+//! bench <memory|sqlite|postgres|mysql|redis> <drain|enqueue|latency|backlog> [--n N] [--concurrency C]
+//!       [--prefetch P] [--job-ms MS] [--backlog B] [--delayed D]
+//! bench <raw-redis|raw-postgres|raw-mysql|raw-sqlite> <drain|enqueue> [--n N] [--concurrency C] [--k K]
 //! ```
 //!
 //! `--prefetch` sets the worker's prefetch (default: four times the concurrency). `--job-ms` makes
 //! every job wait that long (a stand-in for real work such as a network call), to see what the queue
-//! costs next to jobs that do something; the default 0 measures the queue alone.
+//! costs next to jobs that do something; the default 0 measures the queue alone. `raw-*` are the
+//! harness's raw broker loops (see `raw.rs`; `--k` jobs per SQL claim, default 100). `backlog`
+//! measures dispatch and drain on top of `--backlog` ready and `--delayed` delayed jobs (see
+//! `backlog.rs`).
 //!
 //! prints ONE JSON line (`system`, `workload`, `n`, `concurrency`, `seconds`, and `jobs_per_s` for
-//! drain, `single_jobs_per_s`/`bulk_jobs_per_s` for enqueue, `p50_ms`/`p99_ms` for latency). It goes
-//! through the public API a user would use: a `#[job]` type, `push`/`bulk`, and the `Worker`.
+//! drain, `single_jobs_per_s`/`bulk_jobs_per_s` for enqueue, `p50_ms`/`p99_ms` for latency). Drain
+//! and enqueue also report the CPU time spent per job by the broker (`broker_cpu_us_per_job`, with
+//! `single_`/`bulk_` prefixes for enqueue) and by this process (`client_cpu_us_per_job`), and the
+//! broker's memory (`broker_memory_mb`; see `broker.rs`). routemq goes through the public API a
+//! user would use: a `#[job]` type, `push`/`bulk`, and the `Worker`.
 //!
 //! Servers: `REDIS_URL` (default `redis://127.0.0.1:6379/7`), `DATABASE_URL` for PostgreSQL (default
 //! `postgres://postgres@127.0.0.1:5432/test`), `MYSQL_URL` (default `mysql://root@127.0.0.1:3306/test`),
-//! `SQLITE_PATH` (default a file in the temporary folder). Every run uses a queue of its own.
+//! `SQLITE_PATH` (default a file in the temporary folder). Every run uses a queue (raw: a key or
+//! table) of its own.
+
+mod backlog;
+mod broker;
+mod raw;
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use broker::{Broker, Window};
 use routemq::driver::QueueDriver;
 use routemq::prelude::*;
 use routemq::{Settings, WorkerReport};
@@ -35,13 +49,16 @@ struct Noop {
     ts: u64,
 }
 
-static DONE: AtomicU64 = AtomicU64::new(0);
+pub(crate) static DONE: AtomicU64 = AtomicU64::new(0);
 static LATENCIES: Mutex<Vec<f64>> = Mutex::new(Vec::new());
 static MEASURE_LATENCY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 static JOB_MS: AtomicU64 = AtomicU64::new(0);
 static PREFETCH: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
 
-fn now_us() -> u64 {
+/// The error every step of a run may end with.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+pub(crate) fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
@@ -66,7 +83,7 @@ impl Job for Noop {
     }
 }
 
-fn job(i: usize) -> Noop {
+pub(crate) fn job(i: usize) -> Noop {
     Noop {
         name: format!("job-{i}"),
         n: i64::try_from(i).unwrap_or(0),
@@ -75,16 +92,23 @@ fn job(i: usize) -> Noop {
     }
 }
 
-struct Args {
-    connection: String,
-    workload: String,
-    n: usize,
-    concurrency: usize,
+/// The command line.
+pub(crate) struct Args {
+    pub(crate) connection: String,
+    pub(crate) workload: String,
+    pub(crate) n: usize,
+    pub(crate) concurrency: usize,
+    /// Jobs per claim of a raw SQL loop.
+    pub(crate) k: i64,
+    /// Ready jobs already queued before a `backlog` run.
+    pub(crate) backlog: usize,
+    /// Delayed jobs already queued before a `backlog` run.
+    pub(crate) delayed: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
     let raw: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: bench <memory|sqlite|postgres|mysql|redis> <drain|enqueue|latency> [--n N] [--concurrency C] [--prefetch P] [--job-ms MS]";
+    let usage = "usage: bench <memory|sqlite|postgres|mysql|redis|raw-redis|raw-postgres|raw-mysql|raw-sqlite> <drain|enqueue|latency|backlog> [--n N] [--concurrency C] [--prefetch P] [--job-ms MS] [--k K] [--backlog B] [--delayed D]";
     let (Some(connection), Some(workload)) = (raw.first(), raw.get(1)) else {
         return Err(usage.to_owned());
     };
@@ -93,6 +117,9 @@ fn parse_args() -> Result<Args, String> {
         workload: workload.clone(),
         n: 20_000,
         concurrency: 1,
+        k: 100,
+        backlog: 0,
+        delayed: 0,
     };
     let mut rest = raw[2..].iter();
     while let Some(flag) = rest.next() {
@@ -105,6 +132,9 @@ fn parse_args() -> Result<Args, String> {
         match flag.as_str() {
             "--n" => args.n = number,
             "--concurrency" => args.concurrency = number.max(1),
+            "--k" => args.k = i64::try_from(number.max(1)).unwrap_or(i64::MAX),
+            "--backlog" => args.backlog = number,
+            "--delayed" => args.delayed = number,
             "--prefetch" => {
                 let _ = PREFETCH.set(number);
             }
@@ -117,50 +147,46 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-async fn driver(connection: &str) -> Result<Arc<dyn QueueDriver>, Box<dyn std::error::Error>> {
+/// The server URL of a connection kind, from the environment.
+pub(crate) fn url(connection: &str) -> String {
     let env =
         |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
-    Ok(match connection {
-        "memory" => Arc::new(routemq::driver::memory::MemoryDriver::new()),
-        "sqlite" => {
+    match connection {
+        "postgres" => env("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test"),
+        "mysql" => env("MYSQL_URL", "mysql://root@127.0.0.1:3306/test"),
+        "redis" => env("REDIS_URL", "redis://127.0.0.1:6379/7"),
+        _ => {
             let default =
                 std::env::temp_dir().join(format!("routemq-bench-{}.sqlite", std::process::id()));
-            let path = env("SQLITE_PATH", &default.to_string_lossy());
-            Arc::new(routemq::driver::sqlite::SqliteDriver::open(&path).await?)
+            env("SQLITE_PATH", &default.to_string_lossy())
         }
+    }
+}
+
+async fn driver(connection: &str) -> Result<Arc<dyn QueueDriver>, BoxError> {
+    Ok(match connection {
+        "memory" => Arc::new(routemq::driver::memory::MemoryDriver::new()),
+        "sqlite" => Arc::new(routemq::driver::sqlite::SqliteDriver::open(&url("sqlite")).await?),
         "postgres" => {
-            let driver = routemq::driver::postgres::PostgresDriver::connect(&env(
-                "DATABASE_URL",
-                "postgres://postgres@127.0.0.1:5432/test",
-            ))
-            .await?;
+            let driver =
+                routemq::driver::postgres::PostgresDriver::connect(&url("postgres")).await?;
             driver.migrate().await?;
             Arc::new(driver)
         }
         "mysql" => {
-            let driver = routemq::driver::mysql::MySqlDriver::connect(&env(
-                "MYSQL_URL",
-                "mysql://root@127.0.0.1:3306/test",
-            ))
-            .await?;
+            let driver = routemq::driver::mysql::MySqlDriver::connect(&url("mysql")).await?;
             driver.migrate().await?;
             Arc::new(driver)
         }
         "redis" => {
             let layout = routemq::driver::redis::KeyLayout::new("bench:routemq:", false);
-            Arc::new(
-                routemq::driver::redis::RedisDriver::connect(
-                    &env("REDIS_URL", "redis://127.0.0.1:6379/7"),
-                    layout,
-                )
-                .await?,
-            )
+            Arc::new(routemq::driver::redis::RedisDriver::connect(&url("redis"), layout).await?)
         }
         other => return Err(format!("unknown connection {other}").into()),
     })
 }
 
-fn worker(
+pub(crate) fn worker(
     driver: &Arc<dyn QueueDriver>,
     queue: &str,
     concurrency: usize,
@@ -179,7 +205,11 @@ fn worker(
     Worker::new(Arc::clone(driver), "bench", options)
 }
 
-async fn bulk(manager: &QueueManager, queue: &str, n: usize) -> Result<(), routemq::QueueError> {
+pub(crate) async fn bulk(
+    manager: &QueueManager,
+    queue: &str,
+    n: usize,
+) -> Result<(), routemq::QueueError> {
     for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
         manager
             .bulk(chunk.iter().map(|i| job(*i)))
@@ -198,7 +228,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[index.min(sorted.len() - 1)]
 }
 
-fn check(report: &WorkerReport, n: usize) -> Result<(), String> {
+pub(crate) fn check(report: &WorkerReport, n: usize) -> Result<(), String> {
     let done = DONE.load(Ordering::Relaxed);
     if report.succeeded != n as u64 || done != n as u64 {
         return Err(format!(
@@ -208,8 +238,20 @@ fn check(report: &WorkerReport, n: usize) -> Result<(), String> {
     Ok(())
 }
 
-async fn run(args: &Args) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+async fn run(args: &Args) -> Result<serde_json::Value, BoxError> {
+    if let Some(kind) = args.connection.strip_prefix("raw-") {
+        let mut out = raw::run(kind, args, &url(kind)).await?;
+        out["system"] = json!(args.connection);
+        out["workload"] = json!(args.workload);
+        out["n"] = json!(args.n);
+        out["concurrency"] = json!(args.concurrency);
+        if kind != "redis" {
+            out["k"] = json!(args.k);
+        }
+        return Ok(out);
+    }
     let driver = driver(&args.connection).await?;
+    let broker = Broker::find(&args.connection, &url(&args.connection)).await?;
     let manager = QueueManager::new(Settings {
         default_connection: "bench".into(),
         ..Settings::default()
@@ -227,9 +269,11 @@ async fn run(args: &Args) -> Result<serde_json::Value, Box<dyn std::error::Error
     match args.workload.as_str() {
         "drain" => {
             bulk(&manager, &queue, n).await?;
+            let window = Window::open(&broker).await?;
             let started = Instant::now();
             let report = worker(&driver, &queue, c, true, None).run().await?;
             let seconds = started.elapsed().as_secs_f64();
+            window.close(&broker, n, "", &mut out).await?;
             check(&report, n)?;
             if driver.size(&queue).await? != 0 {
                 return Err("the queue is not empty after the drain".into());
@@ -238,18 +282,22 @@ async fn run(args: &Args) -> Result<serde_json::Value, Box<dyn std::error::Error
             out["jobs_per_s"] = json!(n as f64 / seconds);
         }
         "enqueue" => {
+            let window = Window::open(&broker).await?;
             let started = Instant::now();
             for i in 0..n {
                 manager.push(job(i)).on_queue(queue.clone()).await?;
             }
             let single = started.elapsed().as_secs_f64();
+            window.close(&broker, n, "single_", &mut out).await?;
             let bulk_queue = format!("{queue}-bulk");
+            let window = Window::open(&broker).await?;
             let started = Instant::now();
             manager
                 .bulk((0..n).map(job))
                 .on_queue(bulk_queue.clone())
                 .await?;
             let bulk_seconds = started.elapsed().as_secs_f64();
+            window.close(&broker, n, "bulk_", &mut out).await?;
             if driver.size(&queue).await? != n as u64 || driver.size(&bulk_queue).await? != n as u64
             {
                 return Err("not every dispatched job was stored".into());
@@ -284,16 +332,20 @@ async fn run(args: &Args) -> Result<serde_json::Value, Box<dyn std::error::Error
             out["p99_ms"] = json!(percentile(&latencies, 0.99));
             out["count"] = json!(latencies.len());
         }
+        "backlog" => backlog::run(args, &driver, &manager, &broker, &queue, &mut out).await?,
         other => return Err(format!("unknown workload {other}").into()),
     }
-    if args.connection == "sqlite" && std::env::var("SQLITE_PATH").is_err() {
-        let path =
-            std::env::temp_dir().join(format!("routemq-bench-{}.sqlite", std::process::id()));
+    Ok(out)
+}
+
+/// Removes the run's SQLite database when it is the default temporary file.
+fn remove_temporary_sqlite() {
+    if std::env::var("SQLITE_PATH").is_err() {
+        let path = url("sqlite");
         for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            let _ = std::fs::remove_file(format!("{path}{suffix}"));
         }
     }
-    Ok(out)
 }
 
 fn main() -> ExitCode {
@@ -314,7 +366,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(&args)) {
+    let result = runtime.block_on(run(&args));
+    remove_temporary_sqlite();
+    match result {
         Ok(line) => {
             println!("{line}");
             ExitCode::SUCCESS

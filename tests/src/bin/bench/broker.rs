@@ -1,0 +1,239 @@
+//! What the broker spends while the benchmark runs: its CPU time and its memory.
+//!
+//! Redis answers for itself (`INFO cpu`, `INFO memory`: the server process with all its threads).
+//! PostgreSQL and MariaDB are read from `/proc` on this machine: the server process (the
+//! postmaster, or `mariadbd` with its threads) and every child process (PostgreSQL's backends and
+//! background workers); a child that exits during the run is counted through its parent's
+//! `cutime`/`cstime` once reaped. SQLite and the in-memory driver run inside the benchmark's own
+//! process, so they have no broker apart from it.
+//!
+//! CPU time barely moves with the machine's load, unlike jobs per second: it is the figure to
+//! compare across runs.
+
+use std::error::Error;
+
+use routemq::sqlx;
+
+/// Clock ticks per second in `/proc/<pid>/stat` (`getconf CLK_TCK`; 100 on Linux).
+const TICKS: f64 = 100.0;
+
+/// Where the broker's usage is read from.
+#[derive(Debug)]
+pub(crate) enum Broker {
+    /// A Redis server, through `INFO`.
+    Redis(routemq::redis::Client),
+    /// A server process on this machine and its children.
+    Process(u32),
+    /// The broker runs inside this process.
+    InProcess,
+}
+
+/// A reading of the broker's usage.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Usage {
+    /// CPU time the broker has spent, user and system, in seconds.
+    pub(crate) cpu: f64,
+    /// Resident memory, in bytes (PostgreSQL: proportional set size summed over its processes,
+    /// so shared buffers count once).
+    pub(crate) memory: u64,
+}
+
+type BoxError = Box<dyn Error + Send + Sync>;
+
+impl Broker {
+    /// Finds the server behind `url` for a connection kind (`redis`, `postgres`, `mysql`).
+    pub(crate) async fn find(kind: &str, url: &str) -> Result<Self, BoxError> {
+        Ok(match kind {
+            "redis" => Self::Redis(routemq::redis::Client::open(url)?),
+            "postgres" => {
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect(url)
+                    .await?;
+                let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+                    .fetch_one(&pool)
+                    .await?;
+                let stat = read_stat(u32::try_from(backend)?)?;
+                pool.close().await;
+                Self::Process(stat.parent)
+            }
+            "mysql" => {
+                let pool = sqlx::mysql::MySqlPoolOptions::new()
+                    .max_connections(1)
+                    .connect(url)
+                    .await?;
+                let file: String = sqlx::query_scalar("SELECT CAST(@@pid_file AS CHAR)")
+                    .fetch_one(&pool)
+                    .await?;
+                pool.close().await;
+                let pid = match std::fs::read_to_string(&file) {
+                    Ok(text) => text.trim().parse()?,
+                    Err(_) => only_process(&["mariadbd", "mysqld"])?,
+                };
+                Self::Process(pid)
+            }
+            _ => Self::InProcess,
+        })
+    }
+
+    /// The broker's usage now; `None` when it runs in this process.
+    pub(crate) async fn usage(&self) -> Result<Option<Usage>, BoxError> {
+        match self {
+            Self::Redis(client) => {
+                let mut con = client.get_multiplexed_async_connection().await?;
+                let info: String = routemq::redis::cmd("INFO")
+                    .arg("cpu")
+                    .arg("memory")
+                    .query_async(&mut con)
+                    .await?;
+                let field = |name: &str| -> Result<f64, BoxError> {
+                    let line = info
+                        .lines()
+                        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+                        .ok_or_else(|| format!("INFO has no {name}"))?;
+                    Ok(line.trim().parse()?)
+                };
+                Ok(Some(Usage {
+                    cpu: field("used_cpu_user")? + field("used_cpu_sys")?,
+                    memory: field("used_memory_rss")? as u64,
+                }))
+            }
+            Self::Process(root) => Ok(Some(process_tree(*root)?)),
+            Self::InProcess => Ok(None),
+        }
+    }
+}
+
+/// This process's own CPU time in seconds (the worker and producer side).
+pub(crate) fn own_cpu() -> f64 {
+    read_stat_at("/proc/self/stat").map_or(f64::NAN, |stat| stat.cpu)
+}
+
+/// This process's resident memory in bytes.
+pub(crate) fn own_memory() -> u64 {
+    memory_of("/proc/self").unwrap_or(0)
+}
+
+/// The fields of `/proc/<pid>/stat` the readings need.
+struct Stat {
+    parent: u32,
+    /// Own CPU plus that of reaped children, in seconds.
+    cpu: f64,
+}
+
+fn read_stat(pid: u32) -> Result<Stat, BoxError> {
+    read_stat_at(&format!("/proc/{pid}/stat"))
+}
+
+fn read_stat_at(path: &str) -> Result<Stat, BoxError> {
+    let text = std::fs::read_to_string(path)?;
+    // The command name is in parentheses and may hold spaces: the fields start after the last ')'.
+    let rest = text
+        .rsplit_once(')')
+        .ok_or_else(|| format!("{path}: no command name"))?
+        .1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state): field n is fields[n - 3].
+    let number = |n: usize| -> Result<f64, BoxError> {
+        Ok(fields
+            .get(n - 3)
+            .ok_or_else(|| format!("{path}: no field {n}"))?
+            .parse()?)
+    };
+    Ok(Stat {
+        parent: number(4)? as u32,
+        cpu: (number(14)? + number(15)? + number(16)? + number(17)?) / TICKS,
+    })
+}
+
+fn process_tree(root: u32) -> Result<Usage, BoxError> {
+    let mut usage = Usage {
+        cpu: read_stat(root)?.cpu,
+        memory: memory_of(&format!("/proc/{root}"))?,
+    };
+    for pid in pids()? {
+        // A child may exit between the listing and the read: skip it (its time went to the root).
+        let Ok(stat) = read_stat(pid) else { continue };
+        if stat.parent == root {
+            usage.cpu += stat.cpu;
+            usage.memory += memory_of(&format!("/proc/{pid}")).unwrap_or(0);
+        }
+    }
+    Ok(usage)
+}
+
+fn pids() -> Result<Vec<u32>, BoxError> {
+    Ok(std::fs::read_dir("/proc")?
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect())
+}
+
+/// The only running process named one of `names`.
+fn only_process(names: &[&str]) -> Result<u32, BoxError> {
+    let found: Vec<u32> = pids()?
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| names.contains(&comm.trim()))
+        })
+        .collect();
+    match found[..] {
+        [pid] => Ok(pid),
+        _ => Err(format!("expected one {names:?} process, found {}", found.len()).into()),
+    }
+}
+
+/// Proportional set size (shared pages divided among their users), else resident size, in bytes.
+fn memory_of(dir: &str) -> Result<u64, BoxError> {
+    let kib = |file: &str, key: &str| -> Option<u64> {
+        let text = std::fs::read_to_string(format!("{dir}/{file}")).ok()?;
+        let line = text.lines().find_map(|line| line.strip_prefix(key))?;
+        line.trim().trim_end_matches("kB").trim().parse().ok()
+    };
+    kib("smaps_rollup", "Pss:")
+        .or_else(|| kib("status", "VmRSS:"))
+        .map(|kib| kib * 1024)
+        .ok_or_else(|| format!("{dir}: no memory figure").into())
+}
+
+/// CPU and memory over one measured window.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Window {
+    broker: Option<Usage>,
+    own: f64,
+}
+
+impl Window {
+    /// Starts a window.
+    pub(crate) async fn open(broker: &Broker) -> Result<Self, BoxError> {
+        Ok(Self {
+            broker: broker.usage().await?,
+            own: own_cpu(),
+        })
+    }
+
+    /// Closes the window over `jobs` jobs, adding `<prefix>broker_cpu_us_per_job`,
+    /// `<prefix>client_cpu_us_per_job` and `broker_memory_mb` to `out`.
+    pub(crate) async fn close(
+        self,
+        broker: &Broker,
+        jobs: usize,
+        prefix: &str,
+        out: &mut serde_json::Value,
+    ) -> Result<(), BoxError> {
+        let per_job = |seconds: f64| seconds * 1e6 / jobs.max(1) as f64;
+        let own = own_cpu() - self.own;
+        out[format!("{prefix}client_cpu_us_per_job")] = serde_json::json!(per_job(own));
+        if let (Some(before), Some(after)) = (self.broker, broker.usage().await?) {
+            out[format!("{prefix}broker_cpu_us_per_job")] =
+                serde_json::json!(per_job(after.cpu - before.cpu));
+            out["broker_memory_mb"] = serde_json::json!(mb(after.memory));
+        }
+        Ok(())
+    }
+}
+
+/// Bytes as mebibytes, one decimal.
+pub(crate) fn mb(bytes: u64) -> f64 {
+    (bytes as f64 / 1_048_576.0 * 10.0).round() / 10.0
+}
