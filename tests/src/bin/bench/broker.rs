@@ -21,7 +21,7 @@ const TICKS: f64 = 100.0;
 #[derive(Debug)]
 pub(crate) enum Broker {
     /// A Redis server, through `INFO`.
-    Redis(routemq::redis::Client),
+    Redis(Box<routemq::redis::Client>),
     /// A server process on this machine and its children.
     Process(u32),
     /// The broker runs inside this process.
@@ -44,7 +44,7 @@ impl Broker {
     /// Finds the server behind `url` for a connection kind (`redis`, `postgres`, `mysql`).
     pub(crate) async fn find(kind: &str, url: &str) -> Result<Self, BoxError> {
         Ok(match kind {
-            "redis" => Self::Redis(routemq::redis::Client::open(url)?),
+            "redis" => Self::Redis(Box::new(routemq::redis::Client::open(url)?)),
             "postgres" => {
                 let pool = sqlx::postgres::PgPoolOptions::new()
                     .max_connections(1)
