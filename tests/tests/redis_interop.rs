@@ -47,6 +47,7 @@ impl Fixture {
             format!("routemq:queue:{q}:delayed"),
             format!("routemq:queue:failed:{q}"),
             format!("routemq:queue:{q}:inflight"),
+            format!("routemq:queue:{q}:leased"),
             format!("routemq:queue:{q}:leases"),
             format!("routemq:queue:{q}:seq"),
         ];

@@ -5,7 +5,8 @@
 //! | `routemq:queue:{q}` | list | ready jobs (RouteMQ's) |
 //! | `routemq:queue:{q}:delayed` | sorted set | delayed jobs, score = due time in epoch seconds (RouteMQ's) |
 //! | `routemq:queue:failed:{q}` | list | failed-job records (RouteMQ's) |
-//! | `routemq:queue:{q}:inflight` | hash | leased jobs: id → token, attempts, record (ours) |
+//! | `routemq:queue:{q}:inflight` | hash | leased jobs: id → lease token (ours) |
+//! | `routemq:queue:{q}:leased` | hash | leased jobs: id → record, as it was stored (ours) |
 //! | `routemq:queue:{q}:leases` | sorted set | leased job ids by last heartbeat (ours) |
 //! | `routemq:queue:{q}:seq` | string | counter for job ids, lease tokens and failed ids; expires eight days after the queue last emptied (ours) |
 //! | `routemq:queue:{q}:prio` | sorted set | ready jobs with a priority, highest first (ours; RouteMQ does not see them) |
@@ -55,6 +56,7 @@ pub(crate) struct QueueKeys {
     pub(crate) delayed: String,
     pub(crate) failed: String,
     pub(crate) inflight: String,
+    pub(crate) leased: String,
     pub(crate) leases: String,
     pub(crate) seq: String,
     pub(crate) prio: String,
@@ -90,6 +92,7 @@ impl KeyLayout {
             delayed: format!("{p}{q}:delayed"),
             failed: format!("{p}failed:{q}"),
             inflight: format!("{p}{q}:inflight"),
+            leased: format!("{p}{q}:leased"),
             leases: format!("{p}{q}:leases"),
             seq: format!("{p}{q}:seq"),
             prio: format!("{p}{q}:prio"),

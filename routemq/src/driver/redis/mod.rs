@@ -70,6 +70,17 @@ struct RecordIn {
     payload: String,
 }
 
+/// What a worker reads from a record it leases.
+#[derive(Deserialize)]
+struct LeasedRecord {
+    payload: String,
+    #[serde(default)]
+    attempts: u32,
+    /// Prefetches of the job taken back unstarted (see `release.lua`).
+    #[serde(default)]
+    stalls: u32,
+}
+
 #[derive(Deserialize)]
 struct FailedIn {
     id: String,
@@ -119,12 +130,25 @@ fn failed_job(record: &str, queue: &str) -> Option<FailedJob> {
     })
 }
 
-/// `token \n attempts \n record`, as `reserve.lua` stores a lease.
+/// `token \n attempts \n record`: a lease taken before the token was kept apart from the record
+/// (see `lua/lease.lua`).
 fn split_lease(value: &str) -> Option<(&str, u32, &str)> {
     let mut parts = value.splitn(3, '\n');
     let token = parts.next()?;
     let attempts = parts.next()?.parse().ok()?;
     Some((token, attempts, parts.next()?))
+}
+
+/// A lease's token, attempts and record, from its `inflight` value and its `leased` record
+/// (`lua/lease.lua`'s `read_lease`).
+fn read_lease(value: &str, leased: Option<&str>) -> Option<(String, u32, String)> {
+    if let Some((token, attempts, record)) = split_lease(value) {
+        return Some((token.to_owned(), attempts, record.to_owned()));
+    }
+    let record = leased?;
+    let attempts = serde_json::from_str::<LeasedRecord>(record).map_or(0, |r| r.attempts);
+    let started = u32::from(!value.starts_with(super::PREFETCHED));
+    Some((value.to_owned(), attempts + started, record.to_owned()))
 }
 
 /// The positions of `leases` grouped by queue (each script call acts on one queue's keys).
@@ -328,28 +352,37 @@ impl RedisDriver {
                 .key(&keys.leases)
                 .key(&keys.seq)
                 .key(&keys.prio)
+                .key(&keys.leased)
                 .arg(max - out.len())
                 .arg(epoch(SystemTime::now()))
                 .arg(u8::from(count))
                 .invoke_async(&mut self.con())
                 .await
                 .map_err(backend("reserve"))?;
-            for job in flat.chunks_exact(5) {
+            for job in flat.chunks_exact(3) {
                 let text = |bytes: &[u8]| match std::str::from_utf8(bytes) {
                     Ok(text) => text.to_owned(),
                     Err(_) => String::from_utf8_lossy(bytes).into_owned(),
                 };
+                let record = text(&job[2]);
+                // A record that is not one: its whole text is the payload, which then fails as
+                // an invalid payload instead of being lost.
+                let record =
+                    serde_json::from_str::<LeasedRecord>(&record).unwrap_or(LeasedRecord {
+                        payload: record,
+                        attempts: 0,
+                        stalls: 0,
+                    });
                 let lease = Lease {
                     id: text(&job[0]),
                     queue: queue.clone(),
-                    attempts: text(&job[2]).parse().unwrap_or(0),
+                    attempts: record.attempts + u32::from(count),
                     token: text(&job[1]),
                 };
-                let payload = parse_record(&text(&job[3]));
                 out.push(if count {
-                    ReservedJob::counted(lease, payload)
+                    ReservedJob::counted(lease, record.payload)
                 } else {
-                    ReservedJob::prefetched(lease, payload, text(&job[4]).parse().unwrap_or(0))
+                    ReservedJob::prefetched(lease, record.payload, record.stalls)
                 });
             }
         }
@@ -370,6 +403,7 @@ impl RedisDriver {
             .key(&keys.inflight)
             .key(&keys.leases)
             .key(&keys.prio)
+            .key(&keys.leased)
             .arg(&lease.id)
             .arg(&lease.token)
             .arg(crate::limits::clamp(delay).as_secs_f64())
@@ -396,6 +430,7 @@ impl RedisDriver {
             .key(&keys.leases)
             .key(&keys.failed)
             .key(&keys.seq)
+            .key(&keys.leased)
             .arg(&lease.id)
             .arg(&lease.token)
             .arg(&lease.queue)
@@ -606,6 +641,7 @@ impl QueueDriver for RedisDriver {
             invocation
                 .key(&keys.inflight)
                 .key(&keys.leases)
+                .key(&keys.leased)
                 .key(&keys.seq)
                 .key(&keys.ready)
                 .key(&keys.delayed)
@@ -620,12 +656,13 @@ impl QueueDriver for RedisDriver {
             for &i in to_start {
                 invocation.arg(&starting[i].id).arg(&starting[i].token);
             }
-            let attempts: Vec<u32> = invocation
+            let held: Vec<u8> = invocation
                 .invoke_async(&mut self.con())
                 .await
                 .map_err(backend("ack"))?;
-            for (&i, attempts) in to_start.iter().zip(attempts) {
-                started[i] = (attempts > 0).then(|| starting[i].started(attempts));
+            for (&i, held) in to_start.iter().zip(held) {
+                let lease = &starting[i];
+                started[i] = (held == 1).then(|| lease.started(lease.attempts.saturating_add(1)));
             }
         }
         Ok(started)
@@ -687,15 +724,23 @@ impl QueueDriver for RedisDriver {
             if ids.is_empty() {
                 continue;
             }
-            let values: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
+            let (values, records): (Vec<Option<Vec<u8>>>, Vec<Option<Vec<u8>>>) = redis::pipe()
+                .cmd("HMGET")
                 .arg(&keys.inflight)
+                .arg(&ids)
+                .cmd("HMGET")
+                .arg(&keys.leased)
                 .arg(&ids)
                 .query_async(&mut self.con())
                 .await
                 .map_err(backend("reap"))?;
-            for (id, value) in ids.iter().zip(values) {
-                let value = value.map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
-                let Some((token, attempts, record)) = value.as_deref().and_then(split_lease) else {
+            for ((id, value), record) in ids.iter().zip(values).zip(records) {
+                let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
+                let (value, record) = (value.map(text), record.map(text));
+                let lease = value
+                    .as_deref()
+                    .and_then(|value| read_lease(value, record.as_deref()));
+                let Some((token, attempts, record)) = lease else {
                     // A lease without its job (cannot happen through the scripts): drop it.
                     let _: i64 = redis::cmd("ZREM")
                         .arg(&keys.leases)
@@ -709,9 +754,9 @@ impl QueueDriver for RedisDriver {
                     id: id.clone(),
                     queue: queue.clone(),
                     attempts,
-                    token: token.to_owned(),
+                    token,
                 };
-                let payload = parse_record(record);
+                let payload = parse_record(&record);
                 if out_of_tries(&payload, attempts, max_tries_override) {
                     let failure = Failure {
                         connection: connection.to_owned(),

@@ -10,6 +10,7 @@ use redis::aio::ConnectionManager;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::keys::QueueKeys;
 use super::scripts::REWRITE;
 use super::{RedisDriver, backend, json_literal, scan_step, split_lease};
 use crate::driver::rewrite::Place;
@@ -183,27 +184,36 @@ async fn rewrite_structure(
     }
 }
 
-/// Counts the leased jobs of one queue whose payload would change.
+/// Counts the leased jobs of one queue whose payload would change: the records in `leased`,
+/// and those still inside `inflight` values (leases taken before the two were kept apart).
 async fn count_leased(
     con: &mut ConnectionManager,
-    inflight: &str,
+    keys: &QueueKeys,
     edit: Editor<'_>,
     rewritten: &mut Rewritten,
 ) -> Result<(), DriverError> {
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, entries) = scan_step(con, "HSCAN", inflight, cursor, CHUNK, OPERATION).await?;
-        // Fields (job ids) and values alternate.
-        for value in entries.iter().skip(1).step_by(2) {
-            if let Some((_, _, record)) = split_lease(value) {
-                rewritten.count(&edit_record(edit, record), Place::Leased, false);
+    for (hash, inline) in [(&keys.leased, false), (&keys.inflight, true)] {
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, entries) = scan_step(con, "HSCAN", hash, cursor, CHUNK, OPERATION).await?;
+            // Fields (job ids) and values alternate.
+            for value in entries.iter().skip(1).step_by(2) {
+                let record = if inline {
+                    split_lease(value).map(|(_, _, record)| record)
+                } else {
+                    Some(value.as_str())
+                };
+                if let Some(record) = record {
+                    rewritten.count(&edit_record(edit, record), Place::Leased, false);
+                }
             }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
         }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
     }
+    Ok(())
 }
 
 pub(super) async fn rewrite(
@@ -222,7 +232,7 @@ pub(super) async fn rewrite(
         ] {
             rewrite_structure(&mut con, structure, failed, edit, &mut rewritten).await?;
         }
-        count_leased(&mut con, &keys.inflight, edit, &mut rewritten).await?;
+        count_leased(&mut con, &keys, edit, &mut rewritten).await?;
     }
     Ok(rewritten)
 }

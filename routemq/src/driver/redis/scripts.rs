@@ -4,25 +4,13 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
+/// A script, after the files of the helper functions it calls (`retire.lua`: a queue's counter
+/// expiry; `priority.lua`: records by priority; `lease.lua`: reading a lease).
 macro_rules! script {
-    ($name:ident, $file:literal) => {
-        pub(super) static $name: LazyLock<Script> =
-            LazyLock::new(|| Script::new(include_str!(concat!("lua/", $file))));
-    };
-    // A script that may empty a queue: `retire.lua`'s function comes first.
-    ($name:ident, $file:literal, retire) => {
+    ($name:ident, $file:literal $(, $prelude:literal)*) => {
         pub(super) static $name: LazyLock<Script> = LazyLock::new(|| {
             Script::new(concat!(
-                include_str!("lua/retire.lua"),
-                include_str!(concat!("lua/", $file))
-            ))
-        });
-    };
-    // A script that moves records by priority: `priority.lua`'s functions come first.
-    ($name:ident, $file:literal, priorities) => {
-        pub(super) static $name: LazyLock<Script> = LazyLock::new(|| {
-            Script::new(concat!(
-                include_str!("lua/priority.lua"),
+                $(include_str!(concat!("lua/", $prelude)),)*
                 include_str!(concat!("lua/", $file))
             ))
         });
@@ -30,14 +18,14 @@ macro_rules! script {
 }
 
 script!(PUSH, "push.lua");
-script!(RESERVE, "reserve.lua", priorities);
-script!(RELEASE, "release.lua", priorities);
-script!(FAIL, "fail.lua");
-script!(EXTEND, "extend.lua");
-script!(ACK_START, "ack_start.lua", retire);
-script!(RETIRE_SEQ, "retire_seq.lua", retire);
-script!(RETRY_FAILED, "retry_failed.lua", priorities);
-script!(RETRY_FAILED_BATCH, "retry_failed_batch.lua", priorities);
+script!(RESERVE, "reserve.lua", "priority.lua");
+script!(RELEASE, "release.lua", "priority.lua", "lease.lua");
+script!(FAIL, "fail.lua", "lease.lua");
+script!(EXTEND, "extend.lua", "lease.lua");
+script!(ACK_START, "ack_start.lua", "retire.lua", "lease.lua");
+script!(RETIRE_SEQ, "retire_seq.lua", "retire.lua");
+script!(RETRY_FAILED, "retry_failed.lua", "priority.lua");
+script!(RETRY_FAILED_BATCH, "retry_failed_batch.lua", "priority.lua");
 script!(FORGET_FAILED, "forget_failed.lua");
 script!(FLUSH_FAILED, "flush_failed.lua");
 script!(SLOT_ACQUIRE, "slot_acquire.lua");

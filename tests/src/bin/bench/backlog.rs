@@ -119,10 +119,18 @@ async fn clear(connection: &str, queue: &str) -> Result<(), BoxError> {
             let client = routemq::redis::Client::open(url("redis"))?;
             let mut con = client.get_multiplexed_async_connection().await?;
             let base = format!("bench:routemq:{queue}");
-            let keys: Vec<String> = ["", ":delayed", ":inflight", ":leases", ":seq", ":prio"]
-                .iter()
-                .map(|suffix| format!("{base}{suffix}"))
-                .collect();
+            let keys: Vec<String> = [
+                "",
+                ":delayed",
+                ":inflight",
+                ":leased",
+                ":leases",
+                ":seq",
+                ":prio",
+            ]
+            .iter()
+            .map(|suffix| format!("{base}{suffix}"))
+            .collect();
             // UNLINK frees a million-member key in the background.
             let _: i64 = routemq::redis::cmd("UNLINK")
                 .arg(&keys)

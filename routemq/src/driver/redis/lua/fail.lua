@@ -1,14 +1,11 @@
 -- Move a leased job to the failed list in RouteMQ's failed-record shape, id failed:{queue}:{n}.
 -- With a non-empty ARGV[7], only if the lease is not newer than that (the reaper).
--- KEYS: inflight, leases, failed, seq
+-- KEYS: inflight, leases, failed, seq, leased
 -- ARGV: id, token, queue, connection (JSON literal), exception (JSON literal), failed_at, max heartbeat
 local inflight_key, leases_key, failed_key, seq_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local leased_key = KEYS[5]
 local id, token, queue = ARGV[1], ARGV[2], ARGV[3]
-local value = redis.call('HGET', inflight_key, id)
-if not value then
-  return 0
-end
-local held, _, record = string.match(value, '^([^\n]*)\n([^\n]*)\n(.*)$')
+local held, _, record = read_lease(inflight_key, leased_key, id)
 if held ~= token then
   return 0
 end
@@ -25,6 +22,5 @@ redis.call('PERSIST', seq_key)
 local failed = '{"id": "failed:' .. queue .. ':' .. n .. '", "connection": ' .. ARGV[4] .. ', "queue": "' .. queue
   .. '", "payload": ' .. cjson.encode(payload) .. ', "exception": ' .. ARGV[5] .. ', "failed_at": "' .. ARGV[6] .. '"}'
 redis.call('RPUSH', failed_key, failed)
-redis.call('HDEL', inflight_key, id)
-redis.call('ZREM', leases_key, id)
+drop_lease(inflight_key, leased_key, leases_key, id)
 return 1

@@ -1,14 +1,15 @@
 -- Promote due delayed jobs, then lease up to ARGV[1] jobs: the prioritized set's first (highest
 -- priority, FIFO among equals), then the head of the ready list (FIFO).
--- A lease is the hash field inflight[id] = token \n attempts \n record, plus leases[id] = heartbeat.
+-- A lease (see lease.lua) is inflight[id] = token, leased[id] = record, leases[id] = heartbeat: the
+-- record is stored once, and nothing reads or rewrites it again until the lease ends.
 -- With ARGV[3] = '1' the attempt counts now; with '0' the lease is a prefetched one: its token
 -- starts with 'p' and its attempt counts when start.lua starts it.
--- KEYS: ready, delayed, inflight, leases, seq, prio
+-- KEYS: ready, delayed, inflight, leases, seq, prio, leased
 -- ARGV: max, now, count (1/0)
--- Returns a flat list: id, token, attempts, record, stalls for each job (stalls: the record's count
--- of prefetches taken back unstarted, read only when prefetching).
+-- Returns a flat list: id, token, record for each job (the caller reads the attempts and the
+-- count of prefetches taken back unstarted from the record).
 local ready_key, delayed_key, inflight_key, leases_key, seq_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local prio_key = KEYS[6]
+local prio_key, leased_key = KEYS[6], KEYS[7]
 local max, now, count = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local due = redis.call('ZRANGEBYSCORE', delayed_key, '-inf', now, 'LIMIT', 0, 1000)
 if #due > 0 then
@@ -47,30 +48,27 @@ local last = redis.call('INCRBY', seq_key, #records)
 redis.call('PERSIST', seq_key)
 local out = {}
 local scores = {}
+local held = {}
 for i, record in ipairs(records) do
   local token = string.format('%d', last - #records + i)
   if count == 0 then
     token = 'p' .. token
   end
-  -- The first "id"/"attempts" keys are the record's own: inside the payload string quotes are escaped.
+  -- The first "id" key is the record's own (inside the payload string quotes are escaped); it
+  -- comes first, or after "priority".
   local id = string.match(record, '"id"%s*:%s*"([^"]*)"') or ('unnamed:' .. token)
-  local attempts = (tonumber(string.match(record, '"attempts"%s*:%s*(%d+)')) or 0) + count
-  local value = token .. '\n' .. attempts .. '\n' .. record
-  if redis.call('HSETNX', inflight_key, id, value) == 0 then
+  if redis.call('HSETNX', inflight_key, id, token) == 0 then
     id = id .. '#' .. token -- a duplicate id (RouteMQ's are not unique): keep both leases apart
-    redis.call('HSET', inflight_key, id, value)
+    redis.call('HSET', inflight_key, id, token)
   end
+  held[#held + 1] = id
+  held[#held + 1] = record
   scores[#scores + 1] = now
   scores[#scores + 1] = id
   out[#out + 1] = id
   out[#out + 1] = token
-  out[#out + 1] = tostring(attempts)
   out[#out + 1] = record
-  local stalls = 0
-  if count == 0 and string.find(record, '"stalls"', 1, true) then
-    stalls = tonumber(string.match(record, '"stalls"%s*:%s*(%d+)')) or 0
-  end
-  out[#out + 1] = tostring(stalls)
 end
+redis.call('HSET', leased_key, unpack(held))
 redis.call('ZADD', leases_key, unpack(scores))
 return out
