@@ -67,8 +67,15 @@ const SCHEMA: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS queue_slots_expires_at ON queue_slots (expires_at)",
 ];
 
-/// Most rows in one statement (SQLite allows 32,766 bound values; at most 4 per row).
+/// Most rows in one bulk `INSERT` (their payloads are one bound JSON array).
 const INSERT_CHUNK: usize = 5_000;
+
+/// `jobs` cut into runs of consecutive jobs with the same queue, delay and priority, at most
+/// [`INSERT_CHUNK`] long (the columns one bulk `INSERT` binds once).
+fn runs_alike(jobs: &[NewJob]) -> impl Iterator<Item = &[NewJob]> {
+    jobs.chunk_by(|a, b| a.queue == b.queue && a.delay == b.delay && a.priority == b.priority)
+        .flat_map(|run| run.chunks(INSERT_CHUNK))
+}
 
 /// Jobs in an SQLite database file.
 #[derive(Debug)]
@@ -428,31 +435,37 @@ impl QueueDriver for SqliteDriver {
                 .await?;
                 ids.into_iter().map(|id| id.to_string()).collect()
             }
-            // Many: one multi-row INSERT per chunk, all in one transaction.
+            // Many: one INSERT per run of jobs alike (queue, due time, priority), all in one
+            // transaction; the payloads go in as one JSON array, read back by `json_each`.
             many => {
                 retry_busy("push", || async {
                     let mut tx = self.pool.begin().await?;
                     let mut ids = Vec::with_capacity(many.len());
-                    for chunk in many.chunks(INSERT_CHUNK) {
-                        let mut insert = QueryBuilder::<Sqlite>::new(
-                            "INSERT INTO queue_jobs (queue, payload, attempts, reserved_at, available_at, created_at, priority) ",
-                        );
-                        insert.push_values(chunk, |mut row, job| {
-                            row.push_bind(&job.queue)
-                                .push_bind(&job.payload)
-                                .push_bind(0_i64)
-                                .push("NULL")
-                                .push_bind(SqlTime::text(now + crate::limits::clamp(job.delay)))
-                                .push_bind(&created)
-                                .push_bind(i64::from(job.priority));
-                        });
-                        insert.push(" RETURNING id");
-                        let rows = insert.build().fetch_all(&mut *tx).await?;
-                        // SQLite assigns ascending ids to the rows of one INSERT, in VALUES order.
-                        let mut chunk_ids: Vec<i64> =
-                            rows.iter().map(|r| r.try_get::<i64, _>("id")).collect::<Result<_, _>>()?;
-                        chunk_ids.sort_unstable();
-                        ids.extend(chunk_ids.into_iter().map(|id| id.to_string()));
+                    for run in runs_alike(many) {
+                        let payloads: Vec<&str> = run.iter().map(|job| job.payload.as_str()).collect();
+                        let job = &run[0];
+                        let inserted = sqlx::query(
+                            "INSERT INTO queue_jobs (queue, payload, attempts, reserved_at, available_at, created_at, priority)
+                             SELECT ?1, value, 0, NULL, ?2, ?3, ?4 FROM json_each(?5)",
+                        )
+                        .bind(&job.queue)
+                        .bind(SqlTime::text(now + crate::limits::clamp(job.delay)))
+                        .bind(&created)
+                        .bind(i64::from(job.priority))
+                        .bind(serde_json::to_string(&payloads).map_err(|e| sqlx::Error::Encode(e.into()))?)
+                        .execute(&mut *tx)
+                        .await?;
+                        // One statement in a write transaction: the rows got consecutive ids
+                        // (AUTOINCREMENT), in the array's order, ending at the last one.
+                        let (last, count) = (inserted.last_insert_rowid(), inserted.rows_affected());
+                        if count != run.len() as u64 {
+                            return Err(sqlx::Error::Protocol(format!(
+                                "inserted {count} rows for {} jobs",
+                                run.len()
+                            )));
+                        }
+                        let first = last - i64::try_from(count).unwrap_or(i64::MAX) + 1;
+                        ids.extend((first..=last).map(|id| id.to_string()));
                     }
                     tx.commit().await?;
                     Ok(ids)

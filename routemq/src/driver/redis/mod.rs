@@ -19,6 +19,7 @@
 mod batches;
 pub mod config;
 pub mod keys;
+mod lease;
 mod remove;
 mod rewrite;
 mod scripts;
@@ -42,6 +43,7 @@ use super::{
 };
 use crate::envelope::write_python;
 use crate::time::{iso_utc, parse_utc};
+use lease::{count_field, read_lease};
 
 /// Most leases reaped per queue in one pass.
 const REAP_BATCH: isize = 500;
@@ -68,17 +70,6 @@ impl std::fmt::Debug for RedisDriver {
 #[derive(Deserialize)]
 struct RecordIn {
     payload: String,
-}
-
-/// What a worker reads from a record it leases.
-#[derive(Deserialize)]
-struct LeasedRecord {
-    payload: String,
-    #[serde(default)]
-    attempts: u32,
-    /// Prefetches of the job taken back unstarted (see `release.lua`).
-    #[serde(default)]
-    stalls: u32,
 }
 
 #[derive(Deserialize)]
@@ -128,27 +119,6 @@ fn failed_job(record: &str, queue: &str) -> Option<FailedJob> {
         exception: parsed.exception,
         failed_at: parse_utc(&parsed.failed_at).unwrap_or(SystemTime::UNIX_EPOCH),
     })
-}
-
-/// `token \n attempts \n record`: a lease taken before the token was kept apart from the record
-/// (see `lua/lease.lua`).
-fn split_lease(value: &str) -> Option<(&str, u32, &str)> {
-    let mut parts = value.splitn(3, '\n');
-    let token = parts.next()?;
-    let attempts = parts.next()?.parse().ok()?;
-    Some((token, attempts, parts.next()?))
-}
-
-/// A lease's token, attempts and record, from its `inflight` value and its `leased` record
-/// (`lua/lease.lua`'s `read_lease`).
-fn read_lease(value: &str, leased: Option<&str>) -> Option<(String, u32, String)> {
-    if let Some((token, attempts, record)) = split_lease(value) {
-        return Some((token.to_owned(), attempts, record.to_owned()));
-    }
-    let record = leased?;
-    let attempts = serde_json::from_str::<LeasedRecord>(record).map_or(0, |r| r.attempts);
-    let started = u32::from(!value.starts_with(super::PREFETCHED));
-    Some((value.to_owned(), attempts + started, record.to_owned()))
 }
 
 /// The positions of `leases` grouped by queue (each script call acts on one queue's keys).
@@ -365,24 +335,17 @@ impl RedisDriver {
                     Err(_) => String::from_utf8_lossy(bytes).into_owned(),
                 };
                 let record = text(&job[2]);
-                // A record that is not one: its whole text is the payload, which then fails as
-                // an invalid payload instead of being lost.
-                let record =
-                    serde_json::from_str::<LeasedRecord>(&record).unwrap_or(LeasedRecord {
-                        payload: record,
-                        attempts: 0,
-                        stalls: 0,
-                    });
                 let lease = Lease {
                     id: text(&job[0]),
                     queue: queue.clone(),
-                    attempts: record.attempts + u32::from(count),
+                    attempts: count_field(&record, "attempts").saturating_add(u32::from(count)),
                     token: text(&job[1]),
                 };
+                let payload = parse_record(&record);
                 out.push(if count {
-                    ReservedJob::counted(lease, record.payload)
+                    ReservedJob::counted(lease, payload)
                 } else {
-                    ReservedJob::prefetched(lease, record.payload, record.stalls)
+                    ReservedJob::prefetched(lease, payload, count_field(&record, "stalls"))
                 });
             }
         }
@@ -724,7 +687,9 @@ impl QueueDriver for RedisDriver {
             if ids.is_empty() {
                 continue;
             }
+            // Read together (MULTI): a token and its record, as of one moment.
             let (values, records): (Vec<Option<Vec<u8>>>, Vec<Option<Vec<u8>>>) = redis::pipe()
+                .atomic()
                 .cmd("HMGET")
                 .arg(&keys.inflight)
                 .arg(&ids)
@@ -741,11 +706,15 @@ impl QueueDriver for RedisDriver {
                     .as_deref()
                     .and_then(|value| read_lease(value, record.as_deref()));
                 let Some((token, attempts, record)) = lease else {
-                    // A lease without its job (cannot happen through the scripts): drop it.
-                    let _: i64 = redis::cmd("ZREM")
-                        .arg(&keys.leases)
+                    // A lease without its job (a key evicted, or released since it was read):
+                    // drop what is left, if it is still as read.
+                    let _: i64 = scripts::ORPHAN
+                        .key(&keys.inflight)
+                        .key(&keys.leased)
+                        .key(&keys.leases)
                         .arg(id)
-                        .query_async(&mut self.con())
+                        .arg(value.as_deref().unwrap_or(""))
+                        .invoke_async(&mut self.con())
                         .await
                         .map_err(backend("reap"))?;
                     continue;

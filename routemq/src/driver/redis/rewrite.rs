@@ -11,8 +11,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::keys::QueueKeys;
+use super::lease::split_lease;
 use super::scripts::REWRITE;
-use super::{RedisDriver, backend, json_literal, scan_step, split_lease};
+use super::{RedisDriver, backend, json_literal, scan_step};
 use crate::driver::rewrite::Place;
 use crate::driver::{DriverError, Edit, Editor, Rewritten};
 

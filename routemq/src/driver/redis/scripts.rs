@@ -22,6 +22,7 @@ script!(RESERVE, "reserve.lua", "priority.lua");
 script!(RELEASE, "release.lua", "priority.lua", "lease.lua");
 script!(FAIL, "fail.lua", "lease.lua");
 script!(EXTEND, "extend.lua", "lease.lua");
+script!(ORPHAN, "orphan.lua", "lease.lua");
 script!(ACK_START, "ack_start.lua", "retire.lua", "lease.lua");
 script!(RETIRE_SEQ, "retire_seq.lua", "retire.lua");
 script!(RETRY_FAILED, "retry_failed.lua", "priority.lua");

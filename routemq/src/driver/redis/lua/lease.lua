@@ -16,7 +16,10 @@ local function read_lease(inflight_key, leased_key, id)
     local token, attempts, record = string.match(value, '^([^\n]*)\n([^\n]*)\n(.*)$')
     return token, tonumber(attempts) or 0, record
   end
-  local record = redis.call('HGET', leased_key, id) or ''
+  local record = redis.call('HGET', leased_key, id)
+  if not record then
+    return nil -- a token without its record (see orphan.lua)
+  end
   local attempts = tonumber(string.match(record, '"attempts"%s*:%s*(%d+)')) or 0
   if string.sub(value, 1, 1) ~= 'p' then
     attempts = attempts + 1

@@ -11,6 +11,11 @@
 local ready_key, delayed_key, inflight_key, leases_key, seq_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local prio_key, leased_key = KEYS[6], KEYS[7]
 local max, now, count = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+-- At most 1,000 jobs per call: the batched HSET and ZADD below pass two values per job, and Lua's
+-- unpack stops near 8,000 (a script that fails half-way keeps what it wrote).
+if max > 1000 then
+  max = 1000
+end
 local due = redis.call('ZRANGEBYSCORE', delayed_key, '-inf', now, 'LIMIT', 0, 1000)
 if #due > 0 then
   local plain = {}

@@ -1,6 +1,8 @@
-//! Leases taken before the Redis driver kept the lease token apart from the record: the
-//! in-flight hash then held `token \n attempts \n record` for each job. A worker upgraded while
-//! such leases are out starts, acknowledges and reaps them like its own.
+//! Redis leases in the states only a past build or a lost key leaves: leases taken before the
+//! driver kept the lease token apart from the record (the in-flight hash then held `token \n
+//! attempts \n record` for each job), which a worker upgraded while they are out starts,
+//! acknowledges and reaps like its own; and a token whose record is gone, which the reaper
+//! clears.
 
 use std::time::Duration;
 
@@ -123,5 +125,80 @@ async fn an_old_lease_past_its_timeout_is_put_back_with_its_attempts() {
         .expect("hget");
     assert!(leased.is_some(), "the new lease keeps its record apart");
     driver.ack(&[jobs[0].lease.clone()]).await.expect("ack");
+    cleanup(&mut con, &prefix).await;
+}
+
+#[tokio::test]
+async fn an_old_prefetched_lease_past_its_timeout_goes_back_with_a_stall() {
+    let Some(url) = redis_url() else { return };
+    let prefix = format!("{}:", unique_key("upgrade-stall"));
+    let (driver, mut con, lease) = old_lease(&url, &prefix, "p9", 2, 1.0).await;
+    let reaped = driver
+        .reap(&["q".to_owned()], Duration::from_secs(60), None, "redis")
+        .await
+        .expect("reap");
+    assert_eq!((reaped.requeued, reaped.failed), (1, 0));
+    let record: String = con.lindex(format!("{prefix}q"), 0).await.expect("lindex");
+    assert!(
+        record.contains(r#""attempts": 2"#),
+        "never started: {record}"
+    );
+    assert!(
+        record.ends_with(r#", "stalls": 1}"#),
+        "the stall counted: {record}"
+    );
+    assert!(record.contains(&format!(r#""id": "{}""#, lease.id)));
+    cleanup(&mut con, &prefix).await;
+}
+
+#[tokio::test]
+async fn a_token_whose_record_is_gone_is_cleared_by_the_reaper() {
+    let Some(url) = redis_url() else { return };
+    let prefix = format!("{}:", unique_key("orphan"));
+    let driver = RedisDriver::connect(&url, KeyLayout::new(prefix.as_str(), false))
+        .await
+        .expect("connects");
+    driver
+        .push(&[NewJob::new(
+            "q",
+            r#"{"class": "x.Y", "data": {}}"#,
+            Duration::ZERO,
+        )])
+        .await
+        .expect("push");
+    let jobs = driver.reserve(&["q".to_owned()], 1).await.expect("reserve");
+    let id = &jobs[0].lease.id;
+    let client = routemq::redis::Client::open(url.as_str()).expect("url");
+    let mut con = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connects");
+    // The record evicted, the heartbeat long past.
+    let () = con
+        .hdel(format!("{prefix}q:leased"), id)
+        .await
+        .expect("hdel");
+    let () = con
+        .zadd(format!("{prefix}q:leases"), id, 1.0)
+        .await
+        .expect("zadd");
+    let reaped = driver
+        .reap(&["q".to_owned()], Duration::from_secs(60), None, "redis")
+        .await
+        .expect("reap");
+    assert_eq!(
+        (reaped.requeued, reaped.failed),
+        (0, 0),
+        "nothing to put back"
+    );
+    let (tokens, beats): (i64, i64) = routemq::redis::pipe()
+        .hlen(format!("{prefix}q:inflight"))
+        .zcard(format!("{prefix}q:leases"))
+        .query_async(&mut con)
+        .await
+        .expect("counts");
+    assert_eq!((tokens, beats), (0, 0), "the lease's remains are gone");
+    let stats = driver.stats("q").await.expect("stats");
+    assert_eq!(stats.reserved, 0);
     cleanup(&mut con, &prefix).await;
 }
