@@ -451,7 +451,7 @@ impl Envelope {
             return Err(EnvelopeError::DataNotObject { job: name, found });
         }
         // The Python formatter escapes everything outside printable ASCII, so this is ASCII.
-        let payload = String::from_utf8_lossy(&out).into_owned();
+        let payload = into_text(out);
         if payload.len() > MAX_PAYLOAD_BYTES {
             return Err(EnvelopeError::TooLarge {
                 size: payload.len(),
@@ -571,9 +571,7 @@ impl Envelope {
             }
             None => write_envelope(&self.class, &*self.data, &serde_json::Map::new(), &settings),
         };
-        written
-            .map(|(out, _)| String::from_utf8_lossy(&out).into_owned())
-            .unwrap_or_default()
+        written.map(|(out, _)| into_text(out)).unwrap_or_default()
     }
 
     /// When no more tries are made (`#[job(retry_until = ..)]`, fixed at dispatch), if set.
@@ -753,6 +751,13 @@ pub(crate) fn encode_job<T: Job>(
 /// Whether the `parent_span_id` key is left out (no trace at all).
 fn is_untraced(parent: &Option<Option<&str>>) -> bool {
     parent.is_none()
+}
+
+/// Bytes that serde_json wrote, as text: valid UTF-8 always, taken over without a copy (a lossy
+/// copy only if that ever failed).
+pub(crate) fn into_text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes)
+        .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned())
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@
 //! the connection variables.
 
 mod batches;
+mod bulk;
 pub mod config;
 pub mod keys;
 mod lease;
@@ -96,7 +97,7 @@ fn json_literal(text: &str) -> String {
     let mut out = Vec::with_capacity(text.len() + 16);
     // Writing a string into a Vec cannot fail.
     let _ = write_python(&mut out, text);
-    String::from_utf8_lossy(&out).into_owned()
+    crate::envelope::into_text(out)
 }
 
 /// The envelope inside a RouteMQ record (`{"id", "payload", ...}`). A record that is not one is
@@ -535,6 +536,16 @@ impl QueueDriver for RedisDriver {
                 .take(PUSH_CHUNK)
                 .position(|j| &j.queue != queue)
                 .map_or((start + PUSH_CHUNK).min(jobs.len()), |n| start + n);
+            if end - start >= bulk::MIN_RUN {
+                // A long run for one queue: to the end of the run, not of the chunk.
+                let end = jobs[start..]
+                    .iter()
+                    .position(|j| &j.queue != queue)
+                    .map_or(jobs.len(), |n| start + n);
+                ids.extend(bulk::push_run(self, queue, &jobs[start..end], now, &created_at).await?);
+                start = end;
+                continue;
+            }
             let keys = self.layout.queue(queue);
             let mut invocation = scripts::PUSH.prepare_invoke();
             invocation
