@@ -32,6 +32,8 @@ mod sql;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub mod sqlite;
+#[cfg(feature = "_sql")]
+mod tables_sql;
 mod wake;
 
 use std::fmt;
@@ -217,6 +219,16 @@ pub struct Reaped {
     /// run their `failed()` hook (once: only the pass that moved a job lists it).
     #[serde(skip)]
     pub expired: Vec<ReservedJob>,
+}
+
+impl Reaped {
+    /// Adds another pass's counts and jobs to these.
+    #[cfg(any(feature = "mysql", feature = "sqlite"))]
+    pub(crate) fn add(&mut self, pass: Reaped) {
+        self.requeued += pass.requeued;
+        self.failed += pass.failed;
+        self.expired.extend(pass.expired);
+    }
 }
 
 /// What [`QueueDriver::remove`] found under a job id.

@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlRow};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::{MySql, MySqlConnection, QueryBuilder, Row};
 use tokio::sync::watch;
 
@@ -21,11 +21,12 @@ use super::batches_sql;
 use super::rewrite_sql;
 use super::slots::Slot;
 use super::slots_sql;
-use super::sql::{self, SqlTime};
+use super::sql;
+use super::tables_sql::mysql as tables;
 use super::wake::WakeSignal;
 use super::{
     BatchPrune, BatchRow, BatchWrite, DriverError, Editor, FailedJob, Failure, Lease, NewJob,
-    QueueDriver, QueueStats, Reaped, Removal, ReservedJob, Rewritten, out_of_tries,
+    QueueDriver, QueueStats, Reaped, Removal, ReservedJob, Rewritten,
 };
 
 const NOW: &str = "UTC_TIMESTAMP(6)";
@@ -65,8 +66,6 @@ const SCHEMA: &[&str] = &[
         INDEX queue_slots_expires_at (expires_at)
     )",
 ];
-
-const FAILED_COLUMNS: &str = "id, connection, queue, payload, exception, DATE_FORMAT(failed_at, '%Y-%m-%dT%H:%i:%s.%f') AS failed_at";
 
 /// Most rows in one multi-row `INSERT` (3 bound values a row, 65,535 at most).
 const INSERT_CHUNK: usize = 10_000;
@@ -176,19 +175,6 @@ fn done_unless_other(
         }
         Err(error) => Err(DriverError::backend("create tables", error)),
     }
-}
-
-fn failed_job(row: &MySqlRow) -> Result<FailedJob, sqlx::Error> {
-    let id: i64 = row.try_get("id")?;
-    let failed_at: String = row.try_get("failed_at")?;
-    Ok(FailedJob {
-        id: id.to_string(),
-        connection: row.try_get("connection")?,
-        queue: row.try_get("queue")?,
-        payload: row.try_get("payload")?,
-        exception: row.try_get("exception")?,
-        failed_at: SqlTime::parse(&failed_at),
-    })
 }
 
 /// Whether the server is MariaDB (which has `INSERT … RETURNING`).
@@ -523,6 +509,38 @@ async fn delete_leases(
 }
 
 #[async_trait]
+impl sql::Reaping for MySqlDriver {
+    async fn fail_expired(
+        &self,
+        lease: &Lease,
+        failure: &Failure,
+        visibility_timeout: Duration,
+    ) -> Result<bool, DriverError> {
+        self.fail_with(lease, failure, Some(visibility_timeout))
+            .await
+    }
+
+    async fn requeue_expired(
+        &self,
+        row: &sql::Expired,
+        visibility_timeout: Duration,
+    ) -> Result<u64, DriverError> {
+        let result = sqlx::query(&format!(
+            "UPDATE queue_jobs SET reserved_at = NULL, available_at = {NOW}, attempts = ?
+             WHERE id = ? AND attempts = ? AND reserved_at < DATE_SUB({NOW}, INTERVAL ? MICROSECOND)"
+        ))
+        .bind(i32::try_from(row.job.lease.attempts).unwrap_or(i32::MAX))
+        .bind(sql::lease_id(&row.job.lease)?)
+        .bind(i32::try_from(row.stored).unwrap_or(i32::MAX))
+        .bind(micros(visibility_timeout))
+        .execute(&self.pool)
+        .await
+        .map_err(backend("reap"))?;
+        Ok(result.rows_affected())
+    }
+}
+
+#[async_trait]
 impl QueueDriver for MySqlDriver {
     fn kind(&self) -> &'static str {
         "mysql"
@@ -797,55 +815,39 @@ impl QueueDriver for MySqlDriver {
         max_tries_override: Option<u32>,
         connection: &str,
     ) -> Result<Reaped, DriverError> {
-        let vt = micros(visibility_timeout);
         let mut reaped = Reaped::default();
         for queue in queues {
-            let rows: Vec<(i64, String, i32)> = sqlx::query_as(&format!(
-                "SELECT id, payload, attempts FROM queue_jobs
+            let rows = sqlx::query(&format!(
+                "SELECT id, queue, payload, attempts FROM queue_jobs
                  WHERE queue = ? AND reserved_at IS NOT NULL AND reserved_at < DATE_SUB({NOW}, INTERVAL ? MICROSECOND)
                  ORDER BY id LIMIT 500"
             ))
             .bind(queue)
-            .bind(vt)
+            .bind(micros(visibility_timeout))
             .fetch_all(&self.pool)
             .await
             .map_err(backend("reap"))?;
-            for (id, payload, stored) in rows {
-                let attempts = sql::counted_attempts(i64::from(stored));
-                // A prefetch that never started (stored < 0) goes back with its count restored.
-                if stored >= 0 && out_of_tries(&payload, attempts, max_tries_override) {
-                    let lease = Lease {
-                        id: id.to_string(),
-                        queue: queue.clone(),
-                        attempts,
-                        token: String::new(),
-                    };
-                    let failure = Failure {
-                        connection: connection.to_owned(),
-                        exception: super::reservation_expired_message(visibility_timeout),
-                    };
-                    if self
-                        .fail_with(&lease, &failure, Some(visibility_timeout))
-                        .await?
-                    {
-                        reaped.failed += 1;
-                        reaped.expired.push(ReservedJob::counted(lease, payload));
-                    }
-                    continue;
-                }
-                let result = sqlx::query(&format!(
-                    "UPDATE queue_jobs SET reserved_at = NULL, available_at = {NOW}, attempts = ?
-                     WHERE id = ? AND attempts = ? AND reserved_at < DATE_SUB({NOW}, INTERVAL ? MICROSECOND)"
-                ))
-                .bind(i32::try_from(attempts).unwrap_or(i32::MAX))
-                .bind(id)
-                .bind(stored)
-                .bind(vt)
-                .execute(&self.pool)
-                .await
+            let expired = rows
+                .iter()
+                .map(|row| {
+                    Ok(sql::Expired {
+                        job: tables::reserved_job(row, true)?,
+                        stored: i64::from(row.try_get::<i32, _>("attempts")?),
+                        reserved_at: None,
+                    })
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()
                 .map_err(backend("reap"))?;
-                reaped.requeued += result.rows_affected();
-            }
+            reaped.add(
+                sql::reap_expired(
+                    self,
+                    expired,
+                    visibility_timeout,
+                    max_tries_override,
+                    connection,
+                )
+                .await?,
+            );
         }
         if reaped.requeued > 0 {
             self.wake.notify();
@@ -854,14 +856,7 @@ impl QueueDriver for MySqlDriver {
     }
 
     async fn size(&self, queue: &str) -> Result<u64, DriverError> {
-        let count: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM queue_jobs WHERE queue = ? AND reserved_at IS NULL",
-        )
-        .bind(queue)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(backend("size"))?;
-        Ok(u64::try_from(count).unwrap_or(0))
+        tables::size(&self.pool, queue).await
     }
 
     async fn stats(&self, queue: &str) -> Result<QueueStats, DriverError> {
@@ -896,12 +891,7 @@ impl QueueDriver for MySqlDriver {
     }
 
     async fn queues(&self) -> Result<Vec<String>, DriverError> {
-        sqlx::query_scalar(
-            "SELECT queue FROM queue_jobs UNION SELECT queue FROM queue_failed_jobs ORDER BY queue",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend("list queues"))
+        tables::queues(&self.pool).await
     }
 
     async fn next_due(&self, queues: &[String]) -> Result<Option<Duration>, DriverError> {
@@ -930,33 +920,11 @@ impl QueueDriver for MySqlDriver {
     }
 
     async fn failed_list(&self, queue: Option<&str>) -> Result<Vec<FailedJob>, DriverError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {FAILED_COLUMNS} FROM queue_failed_jobs WHERE ? IS NULL OR queue = ? ORDER BY id"
-        ))
-        .bind(queue)
-        .bind(queue)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend("list failed jobs"))?;
-        rows.iter()
-            .map(failed_job)
-            .collect::<Result<_, _>>()
-            .map_err(backend("list failed jobs"))
+        tables::failed_list(&self.pool, queue).await
     }
 
     async fn failed_get(&self, id: &str) -> Result<Option<FailedJob>, DriverError> {
-        let id = sql::row_id(id)?;
-        let row = sqlx::query(&format!(
-            "SELECT {FAILED_COLUMNS} FROM queue_failed_jobs WHERE id = ?"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend("show failed job"))?;
-        row.as_ref()
-            .map(failed_job)
-            .transpose()
-            .map_err(backend("show failed job"))
+        tables::failed_get(&self.pool, id).await
     }
 
     async fn failed_retry(&self, id: &str) -> Result<Option<String>, DriverError> {
@@ -988,42 +956,15 @@ impl QueueDriver for MySqlDriver {
     }
 
     async fn failed_forget(&self, id: &str) -> Result<bool, DriverError> {
-        let id = sql::row_id(id)?;
-        let result = sqlx::query("DELETE FROM queue_failed_jobs WHERE id = ?")
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(backend("forget failed job"))?;
-        Ok(result.rows_affected() > 0)
+        tables::failed_forget(&self.pool, id).await
     }
 
     async fn failed_flush(&self, queue: Option<&str>) -> Result<u64, DriverError> {
-        let result = sqlx::query("DELETE FROM queue_failed_jobs WHERE ? IS NULL OR queue = ?")
-            .bind(queue)
-            .bind(queue)
-            .execute(&self.pool)
-            .await
-            .map_err(backend("flush failed jobs"))?;
-        Ok(result.rows_affected())
+        tables::failed_flush(&self.pool, queue).await
     }
 
     async fn failed_trim(&self, queue: Option<&str>, keep: u64) -> Result<u64, DriverError> {
-        // Per queue: every row older than its `keep` newest (the ranking is a derived table, which
-        // MySQL materializes, so the DELETE may read the table it deletes from).
-        let result = sqlx::query(
-            "DELETE FROM queue_failed_jobs WHERE id IN (
-                 SELECT id FROM (
-                     SELECT id, ROW_NUMBER() OVER (PARTITION BY queue ORDER BY id DESC) AS r
-                     FROM queue_failed_jobs WHERE ? IS NULL OR queue = ?) AS ranked
-                 WHERE r > ?)",
-        )
-        .bind(queue)
-        .bind(queue)
-        .bind(i64::try_from(keep).unwrap_or(i64::MAX))
-        .execute(&self.pool)
-        .await
-        .map_err(backend("trim failed jobs"))?;
-        Ok(result.rows_affected())
+        tables::failed_trim(&self.pool, queue, keep).await
     }
 
     async fn failed_prune(

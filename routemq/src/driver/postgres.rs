@@ -23,11 +23,12 @@ use super::batches_sql;
 use super::rewrite_sql;
 use super::slots::Slot;
 use super::slots_sql;
-use super::sql::{self, SqlTime};
+use super::sql;
+use super::tables_sql::postgres as tables;
 use super::wake::{WakeFeed, WakeSignal, reconnect_pause};
 use super::{
     BatchPrune, BatchRow, BatchWrite, DriverError, Editor, FailedJob, Failure, Lease, NewJob,
-    QueueDriver, QueueStats, Reaped, Removal, ReservedJob, Rewritten, out_of_tries,
+    QueueDriver, QueueStats, Reaped, Removal, ReservedJob, Rewritten,
 };
 
 /// The NOTIFY channel that announces new jobs.
@@ -73,8 +74,6 @@ const SCHEMA: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS queue_slots_expires_at ON queue_slots (expires_at)",
 ];
 
-const FAILED_COLUMNS: &str = "id::bigint AS id, connection, queue, payload, exception, to_char(failed_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.US') AS failed_at";
-
 /// Jobs in PostgreSQL.
 pub struct PostgresDriver {
     pool: PgPool,
@@ -95,37 +94,6 @@ impl std::fmt::Debug for PostgresDriver {
 
 fn backend(operation: &'static str) -> impl Fn(sqlx::Error) -> DriverError {
     move |error| DriverError::backend(operation, error)
-}
-
-/// A leased row; a `counted` reservation, or a prefetched one (its `unstarted` count read).
-fn reserved_job(row: &PgRow, counted: bool) -> Result<ReservedJob, sqlx::Error> {
-    let id: i64 = row.try_get("id")?;
-    let attempts: i32 = row.try_get("attempts")?;
-    let lease = Lease {
-        id: id.to_string(),
-        queue: row.try_get("queue")?,
-        attempts: sql::counted_attempts(i64::from(attempts)),
-        token: String::new(),
-    };
-    let unstarted = if counted {
-        None
-    } else {
-        Some(i64::from(row.try_get::<i32, _>("unstarted")?))
-    };
-    Ok(sql::reserved(lease, row.try_get("payload")?, unstarted))
-}
-
-fn failed_job(row: &PgRow) -> Result<FailedJob, sqlx::Error> {
-    let id: i64 = row.try_get("id")?;
-    let failed_at: String = row.try_get("failed_at")?;
-    Ok(FailedJob {
-        id: id.to_string(),
-        connection: row.try_get("connection")?,
-        queue: row.try_get("queue")?,
-        payload: row.try_get("payload")?,
-        exception: row.try_get("exception")?,
-        failed_at: SqlTime::parse(&failed_at),
-    })
 }
 
 /// Inserts jobs on `conn` (a pooled connection or the caller's transaction) and notifies workers.
@@ -395,7 +363,7 @@ impl PostgresDriver {
             };
             let mut jobs = rows
                 .iter()
-                .map(|row| reserved_job(row, count))
+                .map(|row| tables::reserved_job(row, count))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(backend("reserve"))?;
             jobs.sort_by_key(|job| sql::lease_id(&job.lease).unwrap_or(i64::MAX));
@@ -461,6 +429,38 @@ impl PostgresDriver {
         .await
         .map_err(backend("fail"))?;
         Ok(moved.is_some())
+    }
+}
+
+#[async_trait]
+impl sql::Reaping for PostgresDriver {
+    async fn fail_expired(
+        &self,
+        lease: &Lease,
+        failure: &Failure,
+        visibility_timeout: Duration,
+    ) -> Result<bool, DriverError> {
+        self.fail_with(lease, failure, Some(visibility_timeout.as_secs_f64()))
+            .await
+    }
+
+    async fn requeue_expired(
+        &self,
+        row: &sql::Expired,
+        visibility_timeout: Duration,
+    ) -> Result<u64, DriverError> {
+        let result = sqlx::query(&format!(
+            "UPDATE queue_jobs SET reserved_at = NULL, available_at = {NOW}, attempts = $4
+             WHERE id = $1 AND attempts = $2 AND reserved_at < {NOW} - make_interval(secs => $3)"
+        ))
+        .bind(sql::lease_id(&row.job.lease)?)
+        .bind(i32::try_from(row.stored).unwrap_or(i32::MAX))
+        .bind(visibility_timeout.as_secs_f64())
+        .bind(i32::try_from(row.job.lease.attempts).unwrap_or(i32::MAX))
+        .execute(&self.pool)
+        .await
+        .map_err(backend("reap"))?;
+        Ok(result.rows_affected())
     }
 }
 
@@ -729,46 +729,35 @@ impl QueueDriver for PostgresDriver {
         max_tries_override: Option<u32>,
         connection: &str,
     ) -> Result<Reaped, DriverError> {
-        let vt = visibility_timeout.as_secs_f64();
         let rows = sqlx::query(&format!(
             "SELECT id::bigint AS id, queue, payload, attempts FROM queue_jobs
              WHERE queue = ANY($1) AND reserved_at IS NOT NULL AND reserved_at < {NOW} - make_interval(secs => $2)
              ORDER BY id LIMIT 500"
         ))
         .bind(queues)
-        .bind(vt)
+        .bind(visibility_timeout.as_secs_f64())
         .fetch_all(&self.pool)
         .await
         .map_err(backend("reap"))?;
-        let mut reaped = Reaped::default();
-        for row in &rows {
-            let job = reserved_job(row, true).map_err(backend("reap"))?;
-            let stored: i32 = row.try_get("attempts").map_err(backend("reap"))?;
-            // A prefetch that never started (stored < 0) goes back with its count restored.
-            if stored >= 0 && out_of_tries(&job.payload, job.lease.attempts, max_tries_override) {
-                let failure = Failure {
-                    connection: connection.to_owned(),
-                    exception: super::reservation_expired_message(visibility_timeout),
-                };
-                if self.fail_with(&job.lease, &failure, Some(vt)).await? {
-                    reaped.failed += 1;
-                    reaped.expired.push(job);
-                }
-                continue;
-            }
-            let result = sqlx::query(&format!(
-                "UPDATE queue_jobs SET reserved_at = NULL, available_at = {NOW}, attempts = $4
-                 WHERE id = $1 AND attempts = $2 AND reserved_at < {NOW} - make_interval(secs => $3)"
-            ))
-            .bind(sql::lease_id(&job.lease)?)
-            .bind(stored)
-            .bind(vt)
-            .bind(i32::try_from(job.lease.attempts).unwrap_or(i32::MAX))
-            .execute(&self.pool)
-            .await
+        let expired = rows
+            .iter()
+            .map(|row| {
+                Ok(sql::Expired {
+                    job: tables::reserved_job(row, true)?,
+                    stored: i64::from(row.try_get::<i32, _>("attempts")?),
+                    reserved_at: None,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
             .map_err(backend("reap"))?;
-            reaped.requeued += result.rows_affected();
-        }
+        let reaped = sql::reap_expired(
+            self,
+            expired,
+            visibility_timeout,
+            max_tries_override,
+            connection,
+        )
+        .await?;
         if reaped.requeued > 0 {
             self.wake.notify();
         }
@@ -776,14 +765,7 @@ impl QueueDriver for PostgresDriver {
     }
 
     async fn size(&self, queue: &str) -> Result<u64, DriverError> {
-        let count: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM queue_jobs WHERE queue = $1 AND reserved_at IS NULL",
-        )
-        .bind(queue)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(backend("size"))?;
-        Ok(u64::try_from(count).unwrap_or(0))
+        tables::size(&self.pool, queue).await
     }
 
     async fn stats(&self, queue: &str) -> Result<QueueStats, DriverError> {
@@ -819,12 +801,7 @@ impl QueueDriver for PostgresDriver {
     }
 
     async fn queues(&self) -> Result<Vec<String>, DriverError> {
-        sqlx::query_scalar(
-            "SELECT queue FROM queue_jobs UNION SELECT queue FROM queue_failed_jobs ORDER BY queue",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend("list queues"))
+        tables::queues(&self.pool).await
     }
 
     async fn next_due(&self, queues: &[String]) -> Result<Option<Duration>, DriverError> {
@@ -845,32 +822,11 @@ impl QueueDriver for PostgresDriver {
     }
 
     async fn failed_list(&self, queue: Option<&str>) -> Result<Vec<FailedJob>, DriverError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {FAILED_COLUMNS} FROM queue_failed_jobs WHERE $1::varchar IS NULL OR queue = $1 ORDER BY id"
-        ))
-        .bind(queue)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend("list failed jobs"))?;
-        rows.iter()
-            .map(failed_job)
-            .collect::<Result<_, _>>()
-            .map_err(backend("list failed jobs"))
+        tables::failed_list(&self.pool, queue).await
     }
 
     async fn failed_get(&self, id: &str) -> Result<Option<FailedJob>, DriverError> {
-        let id = sql::row_id(id)?;
-        let row = sqlx::query(&format!(
-            "SELECT {FAILED_COLUMNS} FROM queue_failed_jobs WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend("show failed job"))?;
-        row.as_ref()
-            .map(failed_job)
-            .transpose()
-            .map_err(backend("show failed job"))
+        tables::failed_get(&self.pool, id).await
     }
 
     async fn failed_retry(&self, id: &str) -> Result<Option<String>, DriverError> {
@@ -897,40 +853,15 @@ impl QueueDriver for PostgresDriver {
     }
 
     async fn failed_forget(&self, id: &str) -> Result<bool, DriverError> {
-        let id = sql::row_id(id)?;
-        let result = sqlx::query("DELETE FROM queue_failed_jobs WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(backend("forget failed job"))?;
-        Ok(result.rows_affected() > 0)
+        tables::failed_forget(&self.pool, id).await
     }
 
     async fn failed_flush(&self, queue: Option<&str>) -> Result<u64, DriverError> {
-        let result =
-            sqlx::query("DELETE FROM queue_failed_jobs WHERE $1::varchar IS NULL OR queue = $1")
-                .bind(queue)
-                .execute(&self.pool)
-                .await
-                .map_err(backend("flush failed jobs"))?;
-        Ok(result.rows_affected())
+        tables::failed_flush(&self.pool, queue).await
     }
 
     async fn failed_trim(&self, queue: Option<&str>, keep: u64) -> Result<u64, DriverError> {
-        // Per queue: every row older than its `keep` newest.
-        let result = sqlx::query(
-            "DELETE FROM queue_failed_jobs WHERE id IN (
-                 SELECT id FROM (
-                     SELECT id, ROW_NUMBER() OVER (PARTITION BY queue ORDER BY id DESC) AS r
-                     FROM queue_failed_jobs WHERE $1::varchar IS NULL OR queue = $1) AS ranked
-                 WHERE r > $2)",
-        )
-        .bind(queue)
-        .bind(i64::try_from(keep).unwrap_or(i64::MAX))
-        .execute(&self.pool)
-        .await
-        .map_err(backend("trim failed jobs"))?;
-        Ok(result.rows_affected())
+        tables::failed_trim(&self.pool, queue, keep).await
     }
 
     async fn failed_prune(

@@ -331,3 +331,81 @@ pub(crate) fn push_error(error: sqlx::Error) -> DriverError {
         DriverError::backend("push", error)
     }
 }
+
+/// Runs `op` once, its error reported as `operation`'s (the servers' counterpart of SQLite's
+/// `retry_busy`).
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) async fn run_once<T, F, Fut>(operation: &'static str, op: F) -> Result<T, DriverError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    op().await
+        .map_err(|error| DriverError::backend(operation, error))
+}
+
+/// A job whose lease expired, as a reaper read it: the job as a counted reservation, the
+/// attempts column as stored (negative for a prefetch that never started), and, where the
+/// driver compares it, the reservation time read.
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+pub(crate) struct Expired {
+    pub(crate) job: ReservedJob,
+    pub(crate) stored: i64,
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+    pub(crate) reserved_at: Option<String>,
+}
+
+/// The two moves of a reaper, each only if the lease is still the expired one read.
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+#[async_trait::async_trait]
+pub(crate) trait Reaping: Sync {
+    /// Moves an expired job to the failed store; whether it did.
+    async fn fail_expired(
+        &self,
+        lease: &Lease,
+        failure: &super::Failure,
+        visibility_timeout: std::time::Duration,
+    ) -> Result<bool, DriverError>;
+
+    /// Puts an expired job back to ready, its attempts as in `row.job`; how many rows it moved.
+    async fn requeue_expired(
+        &self,
+        row: &Expired,
+        visibility_timeout: std::time::Duration,
+    ) -> Result<u64, DriverError>;
+}
+
+/// The reaper's pass over expired leases, alike on every SQL driver: a started job with no
+/// tries left moves to the failed store, any other goes back to ready. A prefetch that never
+/// started goes back with its count restored, whatever its tries.
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+pub(crate) async fn reap_expired(
+    driver: &impl Reaping,
+    expired: Vec<Expired>,
+    visibility_timeout: std::time::Duration,
+    max_tries_override: Option<u32>,
+    connection: &str,
+) -> Result<super::Reaped, DriverError> {
+    let mut reaped = super::Reaped::default();
+    for row in expired {
+        let job = &row.job;
+        if row.stored >= 0
+            && super::out_of_tries(&job.payload, job.lease.attempts, max_tries_override)
+        {
+            let failure = super::Failure {
+                connection: connection.to_owned(),
+                exception: super::reservation_expired_message(visibility_timeout),
+            };
+            if driver
+                .fail_expired(&job.lease, &failure, visibility_timeout)
+                .await?
+            {
+                reaped.failed += 1;
+                reaped.expired.push(row.job);
+            }
+            continue;
+        }
+        reaped.requeued += driver.requeue_expired(&row, visibility_timeout).await?;
+    }
+    Ok(reaped)
+}

@@ -14,8 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 use tokio::sync::watch;
@@ -25,6 +24,7 @@ use super::rewrite_sql;
 use super::slots::{Slot, ttl_micros};
 use super::slots_sql::{self, column_key};
 use super::sql::{self, SqlTime};
+use super::tables_sql::sqlite as tables;
 use super::wake::WakeSignal;
 use super::{
     BatchPrune, BatchRow, BatchWrite, DriverError, Editor, FailedJob, Failure, Lease, NewJob,
@@ -172,7 +172,7 @@ impl SqliteDriver {
             .await?;
             let mut jobs = rows
                 .iter()
-                .map(|row| reserved_job(row, count))
+                .map(|row| tables::reserved_job(row, count))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| DriverError::backend("reserve", e))?;
             jobs.sort_by_key(|job| sql::lease_id(&job.lease).unwrap_or(i64::MAX));
@@ -196,7 +196,10 @@ pub(crate) fn is_busy(error: &sqlx::Error) -> bool {
 }
 
 /// Runs `op`, retrying while SQLite reports the database busy or locked (beyond `busy_timeout`).
-async fn retry_busy<T, F, Fut>(operation: &'static str, mut op: F) -> Result<T, DriverError>
+pub(crate) async fn retry_busy<T, F, Fut>(
+    operation: &'static str,
+    mut op: F,
+) -> Result<T, DriverError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
@@ -217,35 +220,40 @@ where
     }
 }
 
-/// A leased row; a `counted` reservation, or a prefetched one (its `unstarted` count read).
-fn reserved_job(row: &SqliteRow, counted: bool) -> Result<ReservedJob, sqlx::Error> {
-    let id: i64 = row.try_get("id")?;
-    let attempts: i64 = row.try_get("attempts")?;
-    let lease = Lease {
-        id: id.to_string(),
-        queue: row.try_get("queue")?,
-        attempts: sql::counted_attempts(attempts),
-        token: String::new(),
-    };
-    let unstarted = if counted {
-        None
-    } else {
-        Some(row.try_get("unstarted")?)
-    };
-    Ok(sql::reserved(lease, row.try_get("payload")?, unstarted))
-}
+#[async_trait]
+impl sql::Reaping for SqliteDriver {
+    async fn fail_expired(
+        &self,
+        lease: &Lease,
+        failure: &Failure,
+        _visibility_timeout: Duration,
+    ) -> Result<bool, DriverError> {
+        self.fail(lease, failure).await
+    }
 
-fn failed_job(row: &SqliteRow) -> Result<FailedJob, sqlx::Error> {
-    let id: i64 = row.try_get("id")?;
-    let failed_at: String = row.try_get("failed_at")?;
-    Ok(FailedJob {
-        id: id.to_string(),
-        connection: row.try_get("connection")?,
-        queue: row.try_get("queue")?,
-        payload: row.try_get("payload")?,
-        exception: row.try_get("exception")?,
-        failed_at: SqlTime::parse(&failed_at),
-    })
+    /// Only if the row still holds the reservation time read (a lease renewed meanwhile stays).
+    async fn requeue_expired(
+        &self,
+        row: &sql::Expired,
+        _visibility_timeout: Duration,
+    ) -> Result<u64, DriverError> {
+        let now = SqlTime::text(SystemTime::now());
+        let id = sql::lease_id(&row.job.lease)?;
+        let requeued = retry_busy("reap", || {
+            sqlx::query(
+                "UPDATE queue_jobs SET reserved_at = NULL, available_at = ?1, attempts = ?5
+                 WHERE id = ?2 AND attempts = ?3 AND reserved_at = ?4",
+            )
+            .bind(&now)
+            .bind(id)
+            .bind(row.stored)
+            .bind(&row.reserved_at)
+            .bind(i64::from(row.job.lease.attempts))
+            .execute(&self.pool)
+        })
+        .await?;
+        Ok(requeued.rows_affected())
+    }
 }
 
 #[async_trait]
@@ -656,46 +664,27 @@ impl QueueDriver for SqliteDriver {
                 .fetch_all(&self.pool)
             })
             .await?;
-            for row in &rows {
-                let job = reserved_job(row, true).map_err(|e| DriverError::backend("reap", e))?;
-                let reserved_at: String = row
-                    .try_get("reserved_at")
-                    .map_err(|e| DriverError::backend("reap", e))?;
-                let stored: i64 = row
-                    .try_get("attempts")
-                    .map_err(|e| DriverError::backend("reap", e))?;
-                // A prefetch that never started (stored < 0) goes back with its count restored.
-                let unstarted = stored < 0;
-                if !unstarted
-                    && super::out_of_tries(&job.payload, job.lease.attempts, max_tries_override)
-                {
-                    let failure = Failure {
-                        connection: connection.to_owned(),
-                        exception: super::reservation_expired_message(visibility_timeout),
-                    };
-                    if self.fail(&job.lease, &failure).await? {
-                        reaped.failed += 1;
-                        reaped.expired.push(job);
-                    }
-                    continue;
-                }
-                let now = SqlTime::text(SystemTime::now());
-                let id = sql::lease_id(&job.lease)?;
-                let requeued = retry_busy("reap", || {
-                    sqlx::query(
-                        "UPDATE queue_jobs SET reserved_at = NULL, available_at = ?1, attempts = ?5
-                         WHERE id = ?2 AND attempts = ?3 AND reserved_at = ?4",
-                    )
-                    .bind(&now)
-                    .bind(id)
-                    .bind(stored)
-                    .bind(&reserved_at)
-                    .bind(i64::from(job.lease.attempts))
-                    .execute(&self.pool)
+            let expired = rows
+                .iter()
+                .map(|row| {
+                    Ok(sql::Expired {
+                        job: tables::reserved_job(row, true)?,
+                        stored: row.try_get("attempts")?,
+                        reserved_at: Some(row.try_get("reserved_at")?),
+                    })
                 })
-                .await?;
-                reaped.requeued += requeued.rows_affected();
-            }
+                .collect::<Result<Vec<_>, sqlx::Error>>()
+                .map_err(|e| DriverError::backend("reap", e))?;
+            reaped.add(
+                sql::reap_expired(
+                    self,
+                    expired,
+                    visibility_timeout,
+                    max_tries_override,
+                    connection,
+                )
+                .await?,
+            );
         }
         if reaped.requeued > 0 {
             self.wake.notify();
@@ -704,15 +693,7 @@ impl QueueDriver for SqliteDriver {
     }
 
     async fn size(&self, queue: &str) -> Result<u64, DriverError> {
-        let count: i64 = retry_busy("size", || {
-            sqlx::query_scalar(
-                "SELECT COUNT(*) FROM queue_jobs WHERE queue = ?1 AND reserved_at IS NULL",
-            )
-            .bind(queue)
-            .fetch_one(&self.pool)
-        })
-        .await?;
-        Ok(u64::try_from(count).unwrap_or(0))
+        tables::size(&self.pool, queue).await
     }
 
     async fn stats(&self, queue: &str) -> Result<QueueStats, DriverError> {
@@ -753,13 +734,7 @@ impl QueueDriver for SqliteDriver {
     }
 
     async fn queues(&self) -> Result<Vec<String>, DriverError> {
-        retry_busy("queues", || {
-            sqlx::query_scalar(
-                "SELECT queue FROM queue_jobs UNION SELECT queue FROM queue_failed_jobs ORDER BY queue",
-            )
-            .fetch_all(&self.pool)
-        })
-        .await
+        tables::queues(&self.pool).await
     }
 
     async fn next_due(&self, queues: &[String]) -> Result<Option<Duration>, DriverError> {
@@ -790,33 +765,11 @@ impl QueueDriver for SqliteDriver {
     }
 
     async fn failed_list(&self, queue: Option<&str>) -> Result<Vec<FailedJob>, DriverError> {
-        let rows = retry_busy("list failed jobs", || {
-            sqlx::query(
-                "SELECT id, connection, queue, payload, exception, failed_at FROM queue_failed_jobs
-                 WHERE ?1 IS NULL OR queue = ?1 ORDER BY id",
-            )
-            .bind(queue)
-            .fetch_all(&self.pool)
-        })
-        .await?;
-        rows.iter()
-            .map(failed_job)
-            .collect::<Result<_, _>>()
-            .map_err(|e| DriverError::backend("list failed jobs", e))
+        tables::failed_list(&self.pool, queue).await
     }
 
     async fn failed_get(&self, id: &str) -> Result<Option<FailedJob>, DriverError> {
-        let id = sql::row_id(id)?;
-        let row = retry_busy("show failed job", || {
-            sqlx::query("SELECT id, connection, queue, payload, exception, failed_at FROM queue_failed_jobs WHERE id = ?1")
-                .bind(id)
-                .fetch_optional(&self.pool)
-        })
-        .await?;
-        row.as_ref()
-            .map(failed_job)
-            .transpose()
-            .map_err(|e| DriverError::backend("show failed job", e))
+        tables::failed_get(&self.pool, id).await
     }
 
     async fn failed_retry(&self, id: &str) -> Result<Option<String>, DriverError> {
@@ -862,43 +815,15 @@ impl QueueDriver for SqliteDriver {
     }
 
     async fn failed_forget(&self, id: &str) -> Result<bool, DriverError> {
-        let id = sql::row_id(id)?;
-        let result = retry_busy("forget failed job", || {
-            sqlx::query("DELETE FROM queue_failed_jobs WHERE id = ?1")
-                .bind(id)
-                .execute(&self.pool)
-        })
-        .await?;
-        Ok(result.rows_affected() > 0)
+        tables::failed_forget(&self.pool, id).await
     }
 
     async fn failed_flush(&self, queue: Option<&str>) -> Result<u64, DriverError> {
-        let result = retry_busy("flush failed jobs", || {
-            sqlx::query("DELETE FROM queue_failed_jobs WHERE ?1 IS NULL OR queue = ?1")
-                .bind(queue)
-                .execute(&self.pool)
-        })
-        .await?;
-        Ok(result.rows_affected())
+        tables::failed_flush(&self.pool, queue).await
     }
 
     async fn failed_trim(&self, queue: Option<&str>, keep: u64) -> Result<u64, DriverError> {
-        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
-        // Per queue: every row older than its `keep` newest.
-        let result = retry_busy("trim failed jobs", || {
-            sqlx::query(
-                "DELETE FROM queue_failed_jobs WHERE id IN (
-                     SELECT id FROM (
-                         SELECT id, ROW_NUMBER() OVER (PARTITION BY queue ORDER BY id DESC) AS r
-                         FROM queue_failed_jobs WHERE ?1 IS NULL OR queue = ?1) AS ranked
-                     WHERE r > ?2)",
-            )
-            .bind(queue)
-            .bind(keep)
-            .execute(&self.pool)
-        })
-        .await?;
-        Ok(result.rows_affected())
+        tables::failed_trim(&self.pool, queue, keep).await
     }
 
     async fn failed_prune(
