@@ -38,10 +38,10 @@ pub const CHANNEL: &str = "routemq_jobs";
 /// compared against an index).
 const NOW: &str = "timezone('utc', now())";
 
-/// RouteMQ's tables and columns, without RouteMQ's two indexes on `queue_jobs` (`(queue,
-/// reserved_at)` and `(queue)`): the claim index `migrate` adds starts with the same columns and
-/// serves the same lookups, and every index costs each insert, claim and delete. Tables RouteMQ
-/// created keep theirs.
+/// RouteMQ's tables and columns, without RouteMQ's index on `queue_jobs (queue)`: its
+/// `(queue, reserved_at)` index starts with the same column and serves the same lookups (the
+/// reaper's, by lease age; RouteMQ's own pop, by id), and every index costs each insert, claim
+/// and delete. Tables RouteMQ created keep theirs.
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS queue_jobs (
         id BIGSERIAL NOT NULL,
@@ -55,6 +55,7 @@ const SCHEMA: &[&str] = &[
         priority SMALLINT NOT NULL DEFAULT 0,
         PRIMARY KEY (id)
     )",
+    "CREATE INDEX IF NOT EXISTS queue_jobs_queue_reserved_at_index ON queue_jobs (queue, reserved_at)",
     "CREATE TABLE IF NOT EXISTS queue_failed_jobs (
         id BIGSERIAL NOT NULL,
         connection VARCHAR(255) NOT NULL,
@@ -290,7 +291,9 @@ impl PostgresDriver {
     /// instead of 35 on a 20,000-job drain). `SET LOCAL` scopes the setting to the claim's own
     /// transaction, so a pool shared with the application is left as it was. Without the
     /// index (not migrated) the order is by id, which the primary key gives too, through other
-    /// queues' rows: PostgreSQL decides then.
+    /// queues' rows: PostgreSQL decides then. (As with any sqlx transaction, a claim whose
+    /// future is dropped between `BEGIN` and its answer returns the connection to the pool
+    /// inside the transaction; routemq's worker always awaits its claims.)
     async fn claim(
         &self,
         statement: &str,

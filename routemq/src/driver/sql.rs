@@ -355,7 +355,9 @@ pub(crate) struct Expired {
     pub(crate) reserved_at: Option<String>,
 }
 
-/// The two moves of a reaper, each only if the lease is still the expired one read.
+/// The two moves of a reaper, each only if the lease is still held with the attempts read
+/// (PostgreSQL and MySQL also check that it is still that old; SQLite that its reservation time
+/// is the one read, for a requeue).
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 #[async_trait::async_trait]
 pub(crate) trait Reaping: Sync {

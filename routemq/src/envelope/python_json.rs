@@ -45,18 +45,26 @@ impl Formatter for PythonFormatter {
         writer: &mut W,
         fragment: &str,
     ) -> io::Result<()> {
+        // Printable ASCII goes out as it is, in runs; a byte outside it starts a character
+        // (every byte before it was ASCII, so `index` is on a character boundary) that is
+        // escaped as UTF-16 units, as Python's `ensure_ascii` does.
         let bytes = fragment.as_bytes();
-        let mut start = 0;
-        for (index, ch) in fragment.char_indices() {
-            if (' '..='~').contains(&ch) {
+        let (mut start, mut index) = (0, 0);
+        while index < bytes.len() {
+            if (b' '..=b'~').contains(&bytes[index]) {
+                index += 1;
                 continue;
             }
+            let Some(ch) = fragment[index..].chars().next() else {
+                break;
+            };
             writer.write_all(&bytes[start..index])?;
             let mut units = [0u16; 2];
             for unit in ch.encode_utf16(&mut units) {
                 write!(writer, "\\u{unit:04x}")?;
             }
-            start = index + ch.len_utf8();
+            index += ch.len_utf8();
+            start = index;
         }
         writer.write_all(&bytes[start..])
     }

@@ -8,7 +8,9 @@
 //! process, so they have no broker apart from it.
 //!
 //! CPU time barely moves with the machine's load, unlike jobs per second: it is the figure to
-//! compare across runs.
+//! compare across runs. The servers must run on this host, in its PID namespace (the ids the
+//! servers report are read in this `/proc`); a child that exits between the reading of the root
+//! and the listing of its children is missed by that one reading.
 
 use std::error::Error;
 
