@@ -744,15 +744,8 @@ impl QueueDriver for PostgresDriver {
         .map_err(backend("reap"))?;
         let expired = rows
             .iter()
-            .map(|row| {
-                Ok(sql::Expired {
-                    job: tables::reserved_job(row, true)?,
-                    stored: i64::from(row.try_get::<i32, _>("attempts")?),
-                    reserved_at: None,
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()
-            .map_err(backend("reap"))?;
+            .map(tables::expired)
+            .collect::<Result<Vec<_>, _>>()?;
         let reaped = sql::reap_expired(
             self,
             expired,

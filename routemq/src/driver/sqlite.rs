@@ -665,17 +665,15 @@ impl QueueDriver for SqliteDriver {
                 .fetch_all(&self.pool)
             })
             .await?;
-            let expired = rows
-                .iter()
-                .map(|row| {
-                    Ok(sql::Expired {
-                        job: tables::reserved_job(row, true)?,
-                        stored: row.try_get("attempts")?,
-                        reserved_at: Some(row.try_get("reserved_at")?),
-                    })
-                })
-                .collect::<Result<Vec<_>, sqlx::Error>>()
-                .map_err(|e| DriverError::backend("reap", e))?;
+            let mut expired = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let mut job = tables::expired(row)?;
+                job.reserved_at = Some(
+                    row.try_get("reserved_at")
+                        .map_err(|e| DriverError::backend("reap", e))?,
+                );
+                expired.push(job);
+            }
             reaped.add(
                 sql::reap_expired(
                     self,

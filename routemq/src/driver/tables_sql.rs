@@ -169,6 +169,19 @@ macro_rules! table_ops {
                 Ok(sql::reserved(lease, row.try_get("payload")?, unstarted))
             }
 
+            /// A leased row the reaper read (`id`, `queue`, `payload`, `attempts`), its lease
+            /// expired; the reservation time is left for the driver to add where it compares it.
+            pub(crate) fn expired(row: &DbRow) -> Result<sql::Expired, DriverError> {
+                let read = || -> Result<sql::Expired, sqlx::Error> {
+                    Ok(sql::Expired {
+                        job: reserved_job(row, true)?,
+                        stored: i64::from(row.try_get::<$count, _>("attempts")?),
+                        reserved_at: None,
+                    })
+                };
+                read().map_err(|e| DriverError::backend("reap", e))
+            }
+
             pub(crate) async fn size(pool: &Pool<Db>, queue: &str) -> Result<u64, DriverError> {
                 let count: i64 = $run("size", || {
                     sqlx::query_scalar($statements.size)
