@@ -6,7 +6,10 @@
 //! and each chunk of 1,000 is stored in one transaction (`MULTI`: `RPUSH` of the ready ones,
 //! `ZADD` of the delayed and the prioritized ones, `PERSIST` of the counter, and a wake-up
 //! `PUBLISH`). Each chunk is atomic, as with the script; a huge dispatch never blocks Redis in
-//! one step. The records are byte for byte those `push.lua` writes.
+//! one step. The records are byte for byte those `push.lua` writes. Two dispatchers' runs may
+//! interleave chunk by chunk, so the list keeps arrival order, not id order; a run that fails
+//! after its `INCRBY` leaves its ids unused (and the counter without an expiry, as a queue that
+//! holds jobs keeps it).
 
 use std::time::SystemTime;
 
