@@ -16,6 +16,7 @@ use routemq_tests::databases::{Server, with_fresh_database};
 use routemq_tests::jobs::FailTimes;
 use routemq_tests::ledger::unique_key;
 use routemq_tests::process::run_bounded;
+use routemq_tests::process_env::drain_args;
 use routemq_tests::services::redis_url;
 use routemq_tests::sqlite_files::fresh_path;
 
@@ -113,16 +114,7 @@ async fn app_data_setup_and_hooks_reach_handlers_in_the_worker_binary() {
     let db = files.db.to_str().expect("utf-8").to_owned();
     let hooks = files.hooks.to_str().expect("utf-8").to_owned();
     let output = test_worker(
-        &[
-            "queue-work",
-            "--queue",
-            queue,
-            "--stop-when-empty",
-            "--sleep",
-            "0.1",
-            "--concurrency",
-            "1",
-        ],
+        &[&drain_args(queue)[..], &["--concurrency", "1"]].concat(),
         &[
             ("QUEUE_CONNECTION", "sqlite"),
             ("QUEUE_SQLITE_PATH", &db),

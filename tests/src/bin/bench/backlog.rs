@@ -17,8 +17,8 @@ use routemq::prelude::*;
 use routemq::sqlx;
 use serde_json::json;
 
-use crate::broker::{Broker, Window, mb, own_memory};
-use crate::{Args, BoxError, DONE, bulk, job, url, worker};
+use crate::broker::{Broker, mb, measure, own_memory};
+use crate::{Args, BoxError, DONE, bulk, dispatch_rates, job, sql_pool, url, worker};
 
 /// Fills, measures, and clears the queue.
 pub(crate) async fn run(
@@ -29,12 +29,12 @@ pub(crate) async fn run(
     queue: &str,
     out: &mut serde_json::Value,
 ) -> Result<(), BoxError> {
-    let result = measure(args, driver, manager, broker, queue, out).await;
+    let result = fill_and_measure(args, driver, manager, broker, queue, out).await;
     clear(&args.connection, queue).await?;
     result
 }
 
-async fn measure(
+async fn fill_and_measure(
     args: &Args,
     driver: &Arc<dyn QueueDriver>,
     manager: &QueueManager,
@@ -63,19 +63,7 @@ async fn measure(
     }
 
     let n = args.n;
-    let window = Window::open(broker).await?;
-    let started = Instant::now();
-    for i in 0..n {
-        manager.push(job(i)).on_queue(queue).await?;
-    }
-    out["single_jobs_per_s"] = json!(n as f64 / started.elapsed().as_secs_f64());
-    window.close(broker, n, "single_", out).await?;
-
-    let window = Window::open(broker).await?;
-    let started = Instant::now();
-    manager.bulk((0..n).map(job)).on_queue(queue).await?;
-    out["bulk_jobs_per_s"] = json!(n as f64 / started.elapsed().as_secs_f64());
-    window.close(broker, n, "bulk_", out).await?;
+    dispatch_rates(manager, broker, queue, queue, n, out).await?;
 
     let expected = u64::try_from(args.backlog + args.delayed + 2 * n)?;
     let size = driver.size(queue).await?;
@@ -84,19 +72,13 @@ async fn measure(
     }
 
     let before = DONE.load(Ordering::Relaxed);
-    let window = Window::open(broker).await?;
-    let started = Instant::now();
-    let report = worker(
-        driver,
-        queue,
-        args.concurrency,
-        false,
-        Some(u64::try_from(n)?),
-    )
-    .run()
-    .await?;
-    let seconds = started.elapsed().as_secs_f64();
-    window.close(broker, n, "", out).await?;
+    let drain = async {
+        let limit = Some(u64::try_from(n)?);
+        Ok(worker(driver, queue, args.concurrency, false, limit)
+            .run()
+            .await?)
+    };
+    let (report, seconds) = measure(broker, n, "", out, drain).await?;
     let ran = DONE.load(Ordering::Relaxed) - before;
     if report.succeeded != u64::try_from(n)? || ran != report.succeeded {
         return Err(format!("drained {ran} of {n}: {report:?}").into());
@@ -106,7 +88,6 @@ async fn measure(
         return Err(format!("{left} jobs left after draining {n} of {expected}").into());
     }
     out["seconds"] = json!(seconds);
-    out["jobs_per_s"] = json!(n as f64 / seconds);
     out["client_memory_mb"] = json!(mb(own_memory()));
     Ok(())
 }
@@ -137,19 +118,14 @@ async fn clear(connection: &str, queue: &str) -> Result<(), BoxError> {
                 .query_async(&mut con)
                 .await?;
         }
-        "postgres" => {
-            let pool = sqlx::PgPool::connect(&url("postgres")).await?;
-            sqlx::query(&format!("{delete}$1"))
+        "postgres" | "mysql" => {
+            let placeholder = if connection == "postgres" { "$1" } else { "?" };
+            let pool = sql_pool::connect(connection, 1).await?;
+            sqlx::query(&format!("{delete}{placeholder}"))
                 .bind(queue)
                 .execute(&pool)
                 .await?;
-        }
-        "mysql" => {
-            let pool = sqlx::MySqlPool::connect(&url("mysql")).await?;
-            sqlx::query(&format!("{delete}?"))
-                .bind(queue)
-                .execute(&pool)
-                .await?;
+            pool.close().await;
         }
         // SQLite's file is removed after the run; memory goes with the process.
         _ => {}

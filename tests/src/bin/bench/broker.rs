@@ -16,6 +16,8 @@ use std::error::Error;
 
 use routemq::sqlx;
 
+use crate::{sql_pool, url};
+
 /// Clock ticks per second in `/proc/<pid>/stat` (`getconf CLK_TCK`; 100 on Linux).
 const TICKS: f64 = 100.0;
 
@@ -43,28 +45,21 @@ pub(crate) struct Usage {
 type BoxError = Box<dyn Error + Send + Sync>;
 
 impl Broker {
-    /// Finds the server behind `url` for a connection kind (`redis`, `postgres`, `mysql`).
-    pub(crate) async fn find(kind: &str, url: &str) -> Result<Self, BoxError> {
+    /// Finds the server of a connection kind (`redis`, `postgres`, `mysql`) at its [`url`].
+    pub(crate) async fn find(kind: &str) -> Result<Self, BoxError> {
         Ok(match kind {
-            "redis" => Self::Redis(Box::new(routemq::redis::Client::open(url)?)),
+            "redis" => Self::Redis(Box::new(routemq::redis::Client::open(url(kind))?)),
             "postgres" => {
-                let pool = sqlx::postgres::PgPoolOptions::new()
-                    .max_connections(1)
-                    .connect(url)
-                    .await?;
+                let pool = sql_pool::connect(kind, 1).await?;
                 let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
                     .fetch_one(&pool)
                     .await?;
-                let stat = read_stat(u32::try_from(backend)?)?;
                 pool.close().await;
-                Self::Process(stat.parent)
+                Self::Process(read_stat(u32::try_from(backend)?)?.parent)
             }
             "mysql" => {
-                let pool = sqlx::mysql::MySqlPoolOptions::new()
-                    .max_connections(1)
-                    .connect(url)
-                    .await?;
-                let file: String = sqlx::query_scalar("SELECT CAST(@@pid_file AS CHAR)")
+                let pool = sql_pool::connect(kind, 1).await?;
+                let file: String = sqlx::query_scalar("SELECT @@pid_file")
                     .fetch_one(&pool)
                     .await?;
                 pool.close().await;
@@ -198,16 +193,35 @@ fn memory_of(dir: &str) -> Result<u64, BoxError> {
         .ok_or_else(|| format!("{dir}: no memory figure").into())
 }
 
+/// Runs `work`, which handles `jobs` jobs, and adds to `out` its rate (`<prefix>jobs_per_s`),
+/// the CPU it cost per job on both sides and the broker's memory; returns what `work` returned
+/// and how long it took, in seconds.
+pub(crate) async fn measure<T>(
+    broker: &Broker,
+    jobs: usize,
+    prefix: &str,
+    out: &mut serde_json::Value,
+    work: impl std::future::Future<Output = Result<T, BoxError>>,
+) -> Result<(T, f64), BoxError> {
+    let window = Window::open(broker).await?;
+    let started = std::time::Instant::now();
+    let value = work.await?;
+    let seconds = started.elapsed().as_secs_f64();
+    out[format!("{prefix}jobs_per_s")] = serde_json::json!(jobs as f64 / seconds);
+    window.close(broker, jobs, prefix, out).await?;
+    Ok((value, seconds))
+}
+
 /// CPU and memory over one measured window.
 #[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct Window {
+struct Window {
     broker: Option<Usage>,
     own: f64,
 }
 
 impl Window {
     /// Starts a window.
-    pub(crate) async fn open(broker: &Broker) -> Result<Self, BoxError> {
+    async fn open(broker: &Broker) -> Result<Self, BoxError> {
         Ok(Self {
             broker: broker.usage().await?,
             own: own_cpu(),
@@ -216,7 +230,7 @@ impl Window {
 
     /// Closes the window over `jobs` jobs, adding `<prefix>broker_cpu_us_per_job`,
     /// `<prefix>client_cpu_us_per_job` and `broker_memory_mb` to `out`.
-    pub(crate) async fn close(
+    async fn close(
         self,
         broker: &Broker,
         jobs: usize,

@@ -28,13 +28,14 @@
 mod backlog;
 mod broker;
 mod raw;
+mod sql_pool;
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use broker::{Broker, Window};
+use broker::{Broker, measure};
 use routemq::driver::QueueDriver;
 use routemq::prelude::*;
 use routemq::{Settings, WorkerReport};
@@ -220,6 +221,28 @@ pub(crate) async fn bulk(
     Ok(())
 }
 
+/// Dispatches `n` jobs one at a time to `single_to`, then `n` in one bulk call to `bulk_to`,
+/// measuring each (`single_` and `bulk_` figures in `out`); returns the seconds both took.
+pub(crate) async fn dispatch_rates(
+    manager: &QueueManager,
+    broker: &Broker,
+    single_to: &str,
+    bulk_to: &str,
+    n: usize,
+    out: &mut serde_json::Value,
+) -> Result<f64, BoxError> {
+    let single = async {
+        for i in 0..n {
+            manager.push(job(i)).on_queue(single_to).await?;
+        }
+        Ok(())
+    };
+    let ((), single) = measure(broker, n, "single_", out, single).await?;
+    let bulk = async { Ok(manager.bulk((0..n).map(job)).on_queue(bulk_to).await?) };
+    let (_, bulk) = measure(broker, n, "bulk_", out, bulk).await?;
+    Ok(single + bulk)
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -240,7 +263,7 @@ pub(crate) fn check(report: &WorkerReport, n: usize) -> Result<(), String> {
 
 async fn run(args: &Args) -> Result<serde_json::Value, BoxError> {
     if let Some(kind) = args.connection.strip_prefix("raw-") {
-        let mut out = raw::run(kind, args, &url(kind)).await?;
+        let mut out = raw::run(kind, args).await?;
         out["system"] = json!(args.connection);
         out["workload"] = json!(args.workload);
         out["n"] = json!(args.n);
@@ -251,7 +274,7 @@ async fn run(args: &Args) -> Result<serde_json::Value, BoxError> {
         return Ok(out);
     }
     let driver = driver(&args.connection).await?;
-    let broker = Broker::find(&args.connection, &url(&args.connection)).await?;
+    let broker = Broker::find(&args.connection).await?;
     let manager = QueueManager::new(Settings {
         default_connection: "bench".into(),
         ..Settings::default()
@@ -269,35 +292,18 @@ async fn run(args: &Args) -> Result<serde_json::Value, BoxError> {
     match args.workload.as_str() {
         "drain" => {
             bulk(&manager, &queue, n).await?;
-            let window = Window::open(&broker).await?;
-            let started = Instant::now();
-            let report = worker(&driver, &queue, c, true, None).run().await?;
-            let seconds = started.elapsed().as_secs_f64();
-            window.close(&broker, n, "", &mut out).await?;
+            let drain = async { Ok(worker(&driver, &queue, c, true, None).run().await?) };
+            let (report, seconds) = measure(&broker, n, "", &mut out, drain).await?;
             check(&report, n)?;
             if driver.size(&queue).await? != 0 {
                 return Err("the queue is not empty after the drain".into());
             }
             out["seconds"] = json!(seconds);
-            out["jobs_per_s"] = json!(n as f64 / seconds);
         }
         "enqueue" => {
-            let window = Window::open(&broker).await?;
-            let started = Instant::now();
-            for i in 0..n {
-                manager.push(job(i)).on_queue(queue.clone()).await?;
-            }
-            let single = started.elapsed().as_secs_f64();
-            window.close(&broker, n, "single_", &mut out).await?;
             let bulk_queue = format!("{queue}-bulk");
-            let window = Window::open(&broker).await?;
-            let started = Instant::now();
-            manager
-                .bulk((0..n).map(job))
-                .on_queue(bulk_queue.clone())
-                .await?;
-            let bulk_seconds = started.elapsed().as_secs_f64();
-            window.close(&broker, n, "bulk_", &mut out).await?;
+            let seconds =
+                dispatch_rates(&manager, &broker, &queue, &bulk_queue, n, &mut out).await?;
             let stored = (driver.size(&queue).await?, driver.size(&bulk_queue).await?);
             // Leave nothing behind, before judging.
             for q in [&queue, &bulk_queue] {
@@ -307,9 +313,7 @@ async fn run(args: &Args) -> Result<serde_json::Value, BoxError> {
             if stored != (n as u64, n as u64) {
                 return Err(format!("{stored:?} jobs stored of {n} and {n} dispatched").into());
             }
-            out["seconds"] = json!(single + bulk_seconds);
-            out["single_jobs_per_s"] = json!(n as f64 / single);
-            out["bulk_jobs_per_s"] = json!(n as f64 / bulk_seconds);
+            out["seconds"] = json!(seconds);
         }
         "latency" => {
             MEASURE_LATENCY.store(true, Ordering::Relaxed);

@@ -12,14 +12,14 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
 
 use routemq::redis::AsyncCommands;
 use routemq::sqlx::{self, Row};
 use serde_json::json;
 
-use crate::broker::{Broker, Window};
-use crate::{Args, BoxError, now_us};
+use crate::broker::{Broker, measure};
+use crate::sql_pool;
+use crate::{Args, BoxError, now_us, url};
 
 /// The harness's payload, as raw loops store it.
 fn payload(i: usize) -> String {
@@ -33,26 +33,21 @@ fn handle(text: &str) -> Result<(), BoxError> {
 }
 
 /// Runs `raw-<kind>` for `args` and returns its JSON line's fields.
-pub(crate) async fn run(kind: &str, args: &Args, url: &str) -> Result<serde_json::Value, BoxError> {
-    let broker = Broker::find(kind, url).await?;
+pub(crate) async fn run(kind: &str, args: &Args) -> Result<serde_json::Value, BoxError> {
+    let broker = Broker::find(kind).await?;
     let mut out = json!({});
     match kind {
-        "redis" => redis(args, url, &broker, &mut out).await?,
-        "postgres" | "mysql" | "sqlite" => sql(kind, args, url, &broker, &mut out).await?,
+        "redis" => redis(args, &broker, &mut out).await?,
+        "postgres" | "mysql" | "sqlite" => sql(kind, args, &broker, &mut out).await?,
         other => return Err(format!("no raw loop for {other}").into()),
     }
     Ok(out)
 }
 
-async fn redis(
-    args: &Args,
-    url: &str,
-    broker: &Broker,
-    out: &mut serde_json::Value,
-) -> Result<(), BoxError> {
+async fn redis(args: &Args, broker: &Broker, out: &mut serde_json::Value) -> Result<(), BoxError> {
     let queue = format!("bench:raw:{}:{}", std::process::id(), now_us());
     let processing = format!("{queue}:processing");
-    let client = routemq::redis::Client::open(url)?;
+    let client = routemq::redis::Client::open(url("redis"))?;
     let mut con = client.get_multiplexed_async_connection().await?;
     let bulk = |mut con: routemq::redis::aio::MultiplexedConnection, queue: String, n: usize| async move {
         let mut i = 0;
@@ -69,42 +64,43 @@ async fn redis(
     match args.workload.as_str() {
         "drain" => {
             bulk(con.clone(), queue.clone(), args.n).await?;
-            let window = Window::open(broker).await?;
-            let started = Instant::now();
             let done = Arc::new(AtomicUsize::new(0));
-            let mut tasks = Vec::new();
-            for _ in 0..args.concurrency {
-                let mut con = client.get_multiplexed_async_connection().await?;
-                let (queue, processing, done) = (queue.clone(), processing.clone(), done.clone());
-                tasks.push(tokio::spawn(async move {
-                    let mut previous: Option<String> = None;
-                    loop {
-                        let mut pipe = routemq::redis::pipe();
-                        if let Some(job) = &previous {
-                            pipe.lrem(&processing, 1, job).ignore();
+            let drain = async {
+                let mut tasks = Vec::new();
+                for _ in 0..args.concurrency {
+                    let mut con = client.get_multiplexed_async_connection().await?;
+                    let (queue, processing, done) =
+                        (queue.clone(), processing.clone(), done.clone());
+                    tasks.push(tokio::spawn(async move {
+                        let mut previous: Option<String> = None;
+                        loop {
+                            let mut pipe = routemq::redis::pipe();
+                            if let Some(job) = &previous {
+                                pipe.lrem(&processing, 1, job).ignore();
+                            }
+                            pipe.cmd("LMOVE")
+                                .arg(&queue)
+                                .arg(&processing)
+                                .arg("RIGHT")
+                                .arg("LEFT");
+                            let (next,): (Option<String>,) = pipe.query_async(&mut con).await?;
+                            if previous.take().is_some() {
+                                done.fetch_add(1, Ordering::Relaxed);
+                            }
+                            let Some(job) = next else {
+                                return Ok::<_, BoxError>(());
+                            };
+                            handle(&job)?;
+                            previous = Some(job);
                         }
-                        pipe.cmd("LMOVE")
-                            .arg(&queue)
-                            .arg(&processing)
-                            .arg("RIGHT")
-                            .arg("LEFT");
-                        let (next,): (Option<String>,) = pipe.query_async(&mut con).await?;
-                        if previous.take().is_some() {
-                            done.fetch_add(1, Ordering::Relaxed);
-                        }
-                        let Some(job) = next else {
-                            return Ok::<_, BoxError>(());
-                        };
-                        handle(&job)?;
-                        previous = Some(job);
-                    }
-                }));
-            }
-            for task in tasks {
-                task.await??;
-            }
-            let seconds = started.elapsed().as_secs_f64();
-            window.close(broker, args.n, "", out).await?;
+                    }));
+                }
+                for task in tasks {
+                    task.await??;
+                }
+                Ok(())
+            };
+            let ((), seconds) = measure(broker, args.n, "", out, drain).await?;
             let (left, held): (usize, usize) = routemq::redis::pipe()
                 .llen(&queue)
                 .llen(&processing)
@@ -115,22 +111,19 @@ async fn redis(
                 return Err(format!("raw drain: {left} left, {held} held, {done} done").into());
             }
             out["seconds"] = json!(seconds);
-            out["jobs_per_s"] = json!(args.n as f64 / seconds);
         }
         "enqueue" => {
-            let window = Window::open(broker).await?;
-            let started = Instant::now();
-            for i in 0..args.n {
-                let () = con.lpush(&queue, payload(i)).await?;
-            }
-            out["single_jobs_per_s"] = json!(args.n as f64 / started.elapsed().as_secs_f64());
-            window.close(broker, args.n, "single_", out).await?;
+            let mut single = con.clone();
+            let single = async {
+                for i in 0..args.n {
+                    let () = single.lpush(&queue, payload(i)).await?;
+                }
+                Ok(())
+            };
+            measure(broker, args.n, "single_", out, single).await?;
             let () = con.del(&queue).await?;
-            let window = Window::open(broker).await?;
-            let started = Instant::now();
-            bulk(con.clone(), queue.clone(), args.n).await?;
-            out["bulk_jobs_per_s"] = json!(args.n as f64 / started.elapsed().as_secs_f64());
-            window.close(broker, args.n, "bulk_", out).await?;
+            let bulk = bulk(con.clone(), queue.clone(), args.n);
+            measure(broker, args.n, "bulk_", out, bulk).await?;
             let stored: usize = con.llen(&queue).await?;
             let () = con.del(&queue).await?;
             if stored != args.n {
@@ -206,38 +199,12 @@ fn statements(kind: &str, table: &str) -> Statements {
 async fn sql(
     kind: &str,
     args: &Args,
-    url: &str,
     broker: &Broker,
     out: &mut serde_json::Value,
 ) -> Result<(), BoxError> {
     let table = format!("bench_raw_{}_{}", std::process::id(), now_us() % 1_000_000);
     let sql = Arc::new(statements(kind, &table));
-    sqlx::any::install_default_drivers();
-    let sqlite = kind == "sqlite";
-    let url = if sqlite {
-        format!("sqlite://{url}?mode=rwc")
-    } else {
-        url.to_owned()
-    };
-    let pool = sqlx::any::AnyPoolOptions::new()
-        .max_connections(u32::try_from(args.concurrency + 2)?)
-        .after_connect(move |con, _| {
-            Box::pin(async move {
-                if sqlite {
-                    // The harness's settings: WAL, synchronous NORMAL, a long busy timeout.
-                    for pragma in [
-                        "PRAGMA journal_mode = WAL",
-                        "PRAGMA synchronous = NORMAL",
-                        "PRAGMA busy_timeout = 30000",
-                    ] {
-                        sqlx::query(pragma).execute(&mut *con).await?;
-                    }
-                }
-                Ok(())
-            })
-        })
-        .connect(&url)
-        .await?;
+    let pool = sql_pool::connect(kind, u32::try_from(args.concurrency + 2)?).await?;
     sqlx::query(&sql.create).execute(&pool).await?;
     let result = sql_workload(args, &pool, &sql, broker, out).await;
     sqlx::query(&sql.drop).execute(&pool).await?;
@@ -318,28 +285,29 @@ async fn sql_workload(
     match args.workload.as_str() {
         "drain" => {
             insert_many(pool, sql, args.n).await?;
-            let window = Window::open(broker).await?;
-            let started = Instant::now();
             let done = Arc::new(AtomicUsize::new(0));
-            let tasks: Vec<_> = (0..args.concurrency)
-                .map(|_| {
-                    let (pool, sql, done, k) = (pool.clone(), sql.clone(), done.clone(), args.k);
-                    tokio::spawn(async move {
-                        loop {
-                            let claimed = claim(&pool, &sql, k).await?;
-                            if claimed == 0 {
-                                return Ok::<_, BoxError>(());
+            let drain = async {
+                let tasks: Vec<_> = (0..args.concurrency)
+                    .map(|_| {
+                        let (pool, sql, done, k) =
+                            (pool.clone(), sql.clone(), done.clone(), args.k);
+                        tokio::spawn(async move {
+                            loop {
+                                let claimed = claim(&pool, &sql, k).await?;
+                                if claimed == 0 {
+                                    return Ok::<_, BoxError>(());
+                                }
+                                done.fetch_add(claimed, Ordering::Relaxed);
                             }
-                            done.fetch_add(claimed, Ordering::Relaxed);
-                        }
+                        })
                     })
-                })
-                .collect();
-            for task in tasks {
-                task.await??;
-            }
-            let seconds = started.elapsed().as_secs_f64();
-            window.close(broker, args.n, "", out).await?;
+                    .collect();
+                for task in tasks {
+                    task.await??;
+                }
+                Ok(())
+            };
+            let ((), seconds) = measure(broker, args.n, "", out, drain).await?;
             let (left, done) = (
                 count(pool.clone(), sql.clone()).await?,
                 done.load(Ordering::Relaxed),
@@ -348,24 +316,19 @@ async fn sql_workload(
                 return Err(format!("raw drain: {left} left, {done} done").into());
             }
             out["seconds"] = json!(seconds);
-            out["jobs_per_s"] = json!(args.n as f64 / seconds);
         }
         "enqueue" => {
-            let window = Window::open(broker).await?;
-            let started = Instant::now();
-            for i in 0..args.n {
-                sqlx::query(&sql.insert)
-                    .bind(payload(i))
-                    .execute(pool)
-                    .await?;
-            }
-            out["single_jobs_per_s"] = json!(args.n as f64 / started.elapsed().as_secs_f64());
-            window.close(broker, args.n, "single_", out).await?;
-            let window = Window::open(broker).await?;
-            let started = Instant::now();
-            insert_many(pool, sql, args.n).await?;
-            out["bulk_jobs_per_s"] = json!(args.n as f64 / started.elapsed().as_secs_f64());
-            window.close(broker, args.n, "bulk_", out).await?;
+            let single = async {
+                for i in 0..args.n {
+                    sqlx::query(&sql.insert)
+                        .bind(payload(i))
+                        .execute(pool)
+                        .await?;
+                }
+                Ok(())
+            };
+            measure(broker, args.n, "single_", out, single).await?;
+            measure(broker, args.n, "bulk_", out, insert_many(pool, sql, args.n)).await?;
             let stored = count(pool.clone(), sql.clone()).await?;
             if stored != 2 * args.n {
                 return Err(format!("raw enqueue stored {stored} of {}", 2 * args.n).into());
