@@ -10,7 +10,9 @@
 //! CPU time barely moves with the machine's load, unlike jobs per second: it is the figure to
 //! compare across runs. The servers must run on this host, in its PID namespace (the ids the
 //! servers report are read in this `/proc`); a child that exits between the reading of the root
-//! and the listing of its children is missed by that one reading.
+//! and the listing of its children is missed by that one reading. A server this process cannot
+//! see (another container, another PID namespace) is reported as unseen: the run goes on and its
+//! JSON carries `broker_unseen` with the reason instead of the broker's figures.
 
 use std::error::Error;
 
@@ -30,6 +32,8 @@ pub(crate) enum Broker {
     Process(u32),
     /// The broker runs inside this process.
     InProcess,
+    /// The broker's process cannot be read from here; the reason why.
+    Unseen(String),
 }
 
 /// A reading of the broker's usage.
@@ -46,16 +50,27 @@ type BoxError = Box<dyn Error + Send + Sync>;
 
 impl Broker {
     /// Finds the server of a connection kind (`redis`, `postgres`, `mysql`) at its [`url`].
+    ///
+    /// Fails only when the server cannot be reached; a server process that cannot be read from
+    /// this `/proc` gives [`Broker::Unseen`].
     pub(crate) async fn find(kind: &str) -> Result<Self, BoxError> {
-        Ok(match kind {
-            "redis" => Self::Redis(Box::new(routemq::redis::Client::open(url(kind))?)),
+        let root = match kind {
+            "redis" => {
+                return Ok(Self::Redis(Box::new(routemq::redis::Client::open(url(
+                    kind,
+                ))?)));
+            }
             "postgres" => {
                 let pool = sql_pool::connect(kind, 1).await?;
                 let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
                     .fetch_one(&pool)
                     .await?;
                 pool.close().await;
-                Self::Process(read_stat(u32::try_from(backend)?)?.parent)
+                u32::try_from(backend)
+                    .map_err(BoxError::from)
+                    .and_then(read_stat)
+                    .map(|backend| backend.parent)
+                    .map_err(|error| format!("PostgreSQL backend {backend}: {error}"))
             }
             "mysql" => {
                 let pool = sql_pool::connect(kind, 1).await?;
@@ -63,13 +78,26 @@ impl Broker {
                     .fetch_one(&pool)
                     .await?;
                 pool.close().await;
-                let pid = match std::fs::read_to_string(&file) {
-                    Ok(text) => text.trim().parse()?,
-                    Err(_) => only_process(&["mariadbd", "mysqld"])?,
-                };
-                Self::Process(pid)
+                match std::fs::read_to_string(&file) {
+                    Ok(text) => text
+                        .trim()
+                        .parse()
+                        .map_err(|error| format!("{file}: {error}")),
+                    Err(_) => only_process(&["mariadbd", "mysqld"]).map_err(|e| e.to_string()),
+                }
             }
-            _ => Self::InProcess,
+            _ => return Ok(Self::InProcess),
+        };
+        let seen = root.and_then(|pid| match process_tree(pid) {
+            Ok(_) => Ok(pid),
+            Err(error) => Err(format!("server process {pid}: {error}")),
+        });
+        Ok(match seen {
+            Ok(pid) => Self::Process(pid),
+            Err(reason) => {
+                eprintln!("bench: the {kind} server's CPU and memory are not reported: {reason}");
+                Self::Unseen(reason)
+            }
         })
     }
 
@@ -96,7 +124,7 @@ impl Broker {
                 }))
             }
             Self::Process(root) => Ok(Some(process_tree(*root)?)),
-            Self::InProcess => Ok(None),
+            Self::InProcess | Self::Unseen(_) => Ok(None),
         }
     }
 }
@@ -244,6 +272,9 @@ impl Window {
             out[format!("{prefix}broker_cpu_us_per_job")] =
                 serde_json::json!(per_job(after.cpu - before.cpu));
             out["broker_memory_mb"] = serde_json::json!(mb(after.memory));
+        }
+        if let Broker::Unseen(reason) = broker {
+            out["broker_unseen"] = serde_json::json!(reason);
         }
         Ok(())
     }
