@@ -221,6 +221,10 @@ async fn postgres_claim_leaves_a_shared_pool_as_it_was() {
         .connect(&url)
         .await
         .expect("connects");
+    let jit_before: String = routemq::sqlx::query_scalar("SHOW jit")
+        .fetch_one(&pool)
+        .await
+        .expect("show");
     let driver = Arc::new(PostgresDriver::from_pool(pool.clone()));
     driver.migrate().await.expect("migrate");
     let manager = QueueManager::new(routemq::Settings::default());
@@ -256,4 +260,12 @@ async fn postgres_claim_leaves_a_shared_pool_as_it_was() {
         .await
         .expect("show");
     assert_eq!(sort, "on", "the claim's setting stayed in its transaction");
+    let jit: String = routemq::sqlx::query_scalar("SHOW jit")
+        .fetch_one(&pool)
+        .await
+        .expect("show");
+    assert_eq!(
+        jit, jit_before,
+        "the claim's setting stayed in its transaction"
+    );
 }

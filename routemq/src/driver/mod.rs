@@ -8,6 +8,8 @@
 //! lease names the exact reservation ([`Lease`]), so a worker whose lease was reaped and handed to
 //! someone else cannot acknowledge or fail the other worker's run.
 
+#[cfg(feature = "_sql")]
+mod bands_sql;
 mod batch_rows;
 #[cfg(feature = "_sql")]
 mod batches_sql;

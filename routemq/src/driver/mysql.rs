@@ -17,6 +17,7 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::{MySql, MySqlConnection, QueryBuilder, Row};
 use tokio::sync::watch;
 
+use super::bands_sql as bands;
 use super::batches_sql;
 use super::rewrite_sql;
 use super::slots::Slot;
@@ -80,6 +81,7 @@ pub struct MySqlDriver {
     wake: WakeSignal,
     prefetching: sql::PrefetchSupport,
     priorities: sql::PrioritySupport,
+    due: sql::DueSupport,
 }
 
 fn backend(operation: &'static str) -> impl Fn(sqlx::Error) -> DriverError {
@@ -120,7 +122,8 @@ async fn widen_ids(conn: &mut sqlx::MySqlConnection) -> Result<(), DriverError> 
 }
 
 /// Adds the `unstarted` and `priority` columns to a table created by RouteMQ or an earlier
-/// routemq, and the claim's index (ready jobs of a queue by priority, then id).
+/// routemq, and the claim's indexes (ready jobs of a queue by priority, then id; scheduled jobs
+/// by due time).
 async fn add_columns(conn: &mut sqlx::MySqlConnection) -> Result<(), DriverError> {
     for (column, kind) in [(sql::UNSTARTED, "INTEGER"), (sql::PRIORITY, "SMALLINT")] {
         let present: Option<i64> = sqlx::query_scalar(
@@ -153,6 +156,32 @@ async fn add_columns(conn: &mut sqlx::MySqlConnection) -> Result<(), DriverError
             "ALTER TABLE queue_jobs ADD INDEX routemq_queue_jobs_priority
              (queue, reserved_at, priority DESC, id, available_at)",
         )
+        .execute(&mut *conn)
+        .await;
+        done_unless_other(added)?;
+    }
+    scheduled_index(conn).await
+}
+
+/// The due time of scheduled rows and its index (see `bands_sql`).
+async fn scheduled_index(conn: &mut sqlx::MySqlConnection) -> Result<(), DriverError> {
+    let present: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM information_schema.COLUMNS
+         WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'queue_jobs' AND COLUMN_NAME = ?",
+    )
+    .bind(bands::DUE)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(backend("create tables"))?;
+    if present.is_none() {
+        let added = sqlx::query(&format!(
+            "ALTER TABLE queue_jobs
+             ADD COLUMN {due} DATETIME(6) AS (IF({scheduled}, available_at, NULL)) VIRTUAL,
+             ADD INDEX {index} (queue, {due})",
+            due = bands::DUE,
+            scheduled = bands::SCHEDULED,
+            index = bands::INDEX,
+        ))
         .execute(&mut *conn)
         .await;
         done_unless_other(added)?;
@@ -210,18 +239,22 @@ pub async fn push_on(
     jobs: &[NewJob],
 ) -> Result<Vec<String>, DriverError> {
     let returning = is_mariadb(&mut *conn).await.map_err(backend("push"))?;
-    push_with(conn, jobs, returning).await
+    // The priority column is named only when a job has one: RouteMQ's tables take the rest.
+    push_with(conn, jobs, returning, sql::any_priority(jobs))
+        .await
+        .map_err(sql::push_error)
 }
 
+/// Inserts `jobs`; with `banded`, names the priority column and stores delayed jobs in the
+/// scheduled band (see `bands_sql`).
 async fn push_with(
     conn: &mut MySqlConnection,
     jobs: &[NewJob],
     returning: bool,
-) -> Result<Vec<String>, DriverError> {
+    banded: bool,
+) -> Result<Vec<String>, sqlx::Error> {
     let mut ids = Vec::with_capacity(jobs.len());
-    // The priority column is named only when a job has one: RouteMQ's tables take the rest.
-    let prioritized = sql::any_priority(jobs);
-    let column = if prioritized { ", priority" } else { "" };
+    let column = if banded { ", priority" } else { "" };
     if returning {
         for chunk in jobs.chunks(INSERT_CHUNK) {
             let mut insert = QueryBuilder::<MySql>::new(format!(
@@ -235,27 +268,22 @@ async fn push_with(
                     .push_bind_unseparated(micros(job.delay))
                     .push_unseparated(" MICROSECOND)")
                     .push(NOW);
-                if prioritized {
-                    row.push_bind(i16::from(job.priority));
+                if banded {
+                    row.push_bind(bands::stored(job));
                 }
             });
             insert.push(" RETURNING id");
-            let rows = insert
-                .build()
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(sql::push_error)?;
+            let rows = insert.build().fetch_all(&mut *conn).await?;
             let mut chunk_ids = rows
                 .iter()
                 .map(|r| r.try_get::<i64, _>(0))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(backend("push"))?;
+                .collect::<Result<Vec<_>, _>>()?;
             chunk_ids.sort_unstable();
             ids.extend(chunk_ids.into_iter().map(|id| id.to_string()));
         }
         return Ok(ids);
     }
-    let value = if prioritized { ", ?" } else { "" };
+    let value = if banded { ", ?" } else { "" };
     for job in jobs {
         let statement = format!(
             "INSERT INTO queue_jobs (queue, payload, attempts, reserved_at, available_at, created_at{column})
@@ -265,10 +293,10 @@ async fn push_with(
             .bind(&job.queue)
             .bind(&job.payload)
             .bind(micros(job.delay));
-        if prioritized {
-            insert = insert.bind(i16::from(job.priority));
+        if banded {
+            insert = insert.bind(bands::stored(job));
         }
-        let result = insert.execute(&mut *conn).await.map_err(sql::push_error)?;
+        let result = insert.execute(&mut *conn).await?;
         ids.push(result.last_insert_id().to_string());
     }
     Ok(ids)
@@ -336,6 +364,7 @@ impl MySqlDriver {
             wake: WakeSignal::new(),
             prefetching: sql::PrefetchSupport::default(),
             priorities,
+            due: sql::DueSupport::default(),
         })
     }
 
@@ -377,29 +406,26 @@ impl MySqlDriver {
                     "unstarted = unstarted + 1, attempts = -attempts - 1",
                 )
             };
-            let claim = |order: &str| {
-                format!(
-                    "SELECT id, payload, attempts, {unstarted} FROM queue_jobs
-                     WHERE queue = ? AND reserved_at IS NULL AND available_at <= {NOW}
-                     ORDER BY {order} LIMIT ? FOR UPDATE SKIP LOCKED"
-                )
-            };
             let limit = i64::try_from(max - out.len()).unwrap_or(i64::MAX);
-            let mut rows: Result<Vec<(i64, String, i32, i64)>, _> =
-                sqlx::query_as(&claim(self.priorities.order()))
-                    .bind(queue)
-                    .bind(limit)
-                    .fetch_all(&mut *tx)
-                    .await;
-            // Not migrated yet: claim by id alone.
-            if let Err(error) = &rows
-                && self.priorities.off_if_unmigrated(error)
-            {
-                rows = sqlx::query_as(&claim(self.priorities.order()))
-                    .bind(queue)
-                    .bind(limit)
-                    .fetch_all(&mut *tx)
-                    .await;
+            let mut banded = self.banded();
+            let mut rows = self
+                .candidates(&mut tx, queue, limit, unstarted, banded)
+                .await;
+            // Not migrated yet: the bands read as one, or by id alone; each missing column is
+            // found once. (A failed statement leaves MySQL's transaction open.)
+            for _ in 0..2 {
+                match &rows {
+                    Err(error)
+                        if self.due.off_if_unmigrated(error)
+                            || self.priorities.off_if_unmigrated(error) =>
+                    {
+                        banded = self.banded();
+                        rows = self
+                            .candidates(&mut tx, queue, limit, unstarted, banded)
+                            .await;
+                    }
+                    _ => break,
+                }
             }
             let rows = match rows {
                 // Not migrated yet: `prefetch` reserves instead.
@@ -412,8 +438,13 @@ impl MySqlDriver {
                 tx.rollback().await.map_err(backend("reserve"))?;
                 continue;
             }
+            let claimed = if banded {
+                format!(", {}", bands::CLAIMED)
+            } else {
+                String::new()
+            };
             let mut update = QueryBuilder::<MySql>::new(format!(
-                "UPDATE queue_jobs SET reserved_at = {NOW}, {counting} WHERE id IN ("
+                "UPDATE queue_jobs SET reserved_at = {NOW}{claimed}, {counting} WHERE id IN ("
             ));
             let mut ids = update.separated(", ");
             for (id, ..) in &rows {
@@ -437,6 +468,66 @@ impl MySqlDriver {
             }));
         }
         Ok(out)
+    }
+
+    /// Whether claims read the ready and scheduled bands apart (see `bands_sql`).
+    fn banded(&self) -> bool {
+        self.priorities.present() && self.due.present()
+    }
+
+    /// Locks up to `limit` jobs of `queue` to claim, in claim order: `(id, payload, attempts,
+    /// unstarted)`. With `banded`, the ready band by priority, then id, and the scheduled band's
+    /// due rows by due time, each read through its own index and bounded by `limit`, merged by
+    /// priority, then id (see `bands_sql`); rows a branch locked but the merge left out are free
+    /// again at commit. Else one read of both by priority, then id (or id alone, where the table
+    /// has no priority column).
+    async fn candidates(
+        &self,
+        tx: &mut MySqlConnection,
+        queue: &str,
+        limit: i64,
+        unstarted: &str,
+        banded: bool,
+    ) -> Result<Vec<(i64, String, i32, i64)>, sqlx::Error> {
+        if !banded {
+            let order = if self.priorities.present() {
+                "priority DESC, id"
+            } else {
+                "id"
+            };
+            return sqlx::query_as(&format!(
+                "SELECT id, payload, attempts, {unstarted} FROM queue_jobs
+                 WHERE queue = ? AND reserved_at IS NULL AND available_at <= {NOW}
+                 ORDER BY {order} LIMIT ? FOR UPDATE SKIP LOCKED"
+            ))
+            .bind(queue)
+            .bind(limit)
+            .fetch_all(tx)
+            .await;
+        }
+        let rows: Vec<(i64, String, i32, i64, i64)> = sqlx::query_as(&format!(
+            "(SELECT id, payload, attempts, {unstarted}, CAST(priority AS SIGNED) AS p FROM queue_jobs
+              WHERE queue = ? AND reserved_at IS NULL AND {ready} AND available_at <= {NOW}
+              ORDER BY priority DESC, id LIMIT ? FOR UPDATE SKIP LOCKED)
+             UNION ALL
+             (SELECT id, payload, attempts, {unstarted}, CAST(-1 - priority AS SIGNED) FROM queue_jobs
+              WHERE queue = ? AND {due} <= {NOW} AND reserved_at IS NULL
+              ORDER BY {due} LIMIT ? FOR UPDATE SKIP LOCKED)
+             ORDER BY p DESC, id LIMIT ?",
+            ready = bands::READY,
+            due = bands::DUE,
+        ))
+        .bind(queue)
+        .bind(limit)
+        .bind(queue)
+        .bind(limit)
+        .bind(limit)
+        .fetch_all(tx)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, payload, attempts, unstarted, _)| (id, payload, attempts, unstarted))
+            .collect())
     }
 
     /// The connection pool, for your own queries and transactions.
@@ -676,8 +767,19 @@ impl QueueDriver for MySqlDriver {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
+        // Delayed jobs go to the scheduled band while the table has the priority column.
+        let prioritized = sql::any_priority(jobs);
+        let banded = prioritized || (bands::any_delayed(jobs) && self.priorities.present());
         let mut tx = self.pool.begin().await.map_err(backend("push"))?;
-        let ids = push_with(&mut tx, jobs, self.returning).await?;
+        let mut ids = push_with(&mut tx, jobs, self.returning, banded).await;
+        if let Err(error) = &ids
+            && banded
+            && !prioritized
+            && self.priorities.off_if_unmigrated(error)
+        {
+            ids = push_with(&mut tx, jobs, self.returning, false).await;
+        }
+        let ids = ids.map_err(sql::push_error)?;
         tx.commit().await.map_err(backend("push"))?;
         self.wake.notify();
         Ok(ids)
@@ -768,9 +870,15 @@ impl QueueDriver for MySqlDriver {
         } else {
             "attempts = GREATEST(attempts - ?, 0)"
         };
+        // A job released for later goes to the scheduled band (see `bands_sql`).
+        let band = if delay.is_zero() || !self.priorities.present() {
+            String::new()
+        } else {
+            format!(", {}", bands::POSTPONED)
+        };
         let result = sqlx::query(&format!(
             "UPDATE queue_jobs SET reserved_at = NULL, available_at = DATE_ADD({NOW}, INTERVAL ? MICROSECOND),
-                {counting}
+                {counting}{band}
              WHERE id = ? AND attempts = ? AND reserved_at IS NOT NULL"
         ))
         .bind(micros(delay))
@@ -892,15 +1000,40 @@ impl QueueDriver for MySqlDriver {
         if queues.is_empty() {
             return Ok(None);
         }
+        let banded = self.banded();
         let mut query = QueryBuilder::<MySql>::new(format!(
-            "SELECT TIMESTAMPDIFF(MICROSECOND, {NOW}, MIN(available_at)) FROM queue_jobs
-             WHERE reserved_at IS NULL AND available_at > {NOW} AND queue IN ("
+            "SELECT TIMESTAMPDIFF(MICROSECOND, {NOW}, MIN(due)) FROM ("
+        ));
+        // On a migrated table, the scheduled band's first row of each queue (one index entry),
+        // else every unreserved row; rows not due in the ready band are few (see `bands_sql`).
+        if banded {
+            for queue in queues {
+                query
+                    .push(format_args!(
+                        "(SELECT {due} AS due FROM queue_jobs WHERE queue = ",
+                        due = bands::DUE
+                    ))
+                    .push_bind(queue)
+                    .push(format_args!(
+                        " AND {due} IS NOT NULL AND reserved_at IS NULL ORDER BY {due} LIMIT 1) UNION ALL ",
+                        due = bands::DUE
+                    ));
+            }
+        }
+        query.push(format_args!(
+            "(SELECT MIN(available_at) AS due FROM queue_jobs
+              WHERE reserved_at IS NULL AND available_at > {NOW}{ready} AND queue IN (",
+            ready = if banded {
+                format!(" AND {}", bands::READY)
+            } else {
+                String::new()
+            },
         ));
         let mut names = query.separated(", ");
         for queue in queues {
             names.push_bind(queue);
         }
-        query.push(")");
+        query.push("))) d");
         let micros: Option<i64> = query
             .build_query_scalar()
             .fetch_one(&self.pool)
@@ -938,7 +1071,10 @@ impl QueueDriver for MySqlDriver {
             return Ok(None);
         };
         let job = NewJob::new(queue, payload, Duration::ZERO);
-        let new_id = push_with(&mut tx, std::slice::from_ref(&job), self.returning).await?;
+        let jobs = std::slice::from_ref(&job);
+        let new_id = push_with(&mut tx, jobs, self.returning, sql::any_priority(jobs))
+            .await
+            .map_err(sql::push_error)?;
         sqlx::query("DELETE FROM queue_failed_jobs WHERE id = ?")
             .bind(id)
             .execute(&mut *tx)

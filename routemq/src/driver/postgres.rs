@@ -19,6 +19,7 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow}
 use sqlx::{PgConnection, Row};
 use tokio::sync::watch;
 
+use super::bands_sql as bands;
 use super::batches_sql;
 use super::rewrite_sql;
 use super::slots::Slot;
@@ -100,6 +101,19 @@ fn backend(operation: &'static str) -> impl Fn(sqlx::Error) -> DriverError {
 /// Inserts jobs on `conn` (a pooled connection or the caller's transaction) and notifies workers.
 /// One statement for any number of jobs.
 pub async fn push_on(conn: &mut PgConnection, jobs: &[NewJob]) -> Result<Vec<String>, DriverError> {
+    // The priority column is named only when a job has one: RouteMQ's tables take the rest.
+    insert(conn, jobs, sql::any_priority(jobs))
+        .await
+        .map_err(sql::push_error)
+}
+
+/// Inserts jobs on `conn` and notifies workers; with `banded`, names the priority column and
+/// stores delayed jobs in the scheduled band (see `bands_sql`).
+async fn insert(
+    conn: &mut PgConnection,
+    jobs: &[NewJob],
+    banded: bool,
+) -> Result<Vec<String>, sqlx::Error> {
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
@@ -109,9 +123,8 @@ pub async fn push_on(conn: &mut PgConnection, jobs: &[NewJob]) -> Result<Vec<Str
         .iter()
         .map(|j| crate::limits::clamp(j.delay).as_secs_f64())
         .collect();
-    let priorities: Vec<i16> = jobs.iter().map(|j| i16::from(j.priority)).collect();
-    // The priority column is named only when a job has one: RouteMQ's tables take the rest.
-    let (column, value) = if sql::any_priority(jobs) {
+    let priorities: Vec<i16> = jobs.iter().map(bands::stored).collect();
+    let (column, value) = if banded {
         (", priority", ", r")
     } else {
         ("", "")
@@ -134,8 +147,7 @@ pub async fn push_on(conn: &mut PgConnection, jobs: &[NewJob]) -> Result<Vec<Str
     .bind(CHANNEL)
     .bind(&priorities)
     .fetch_all(&mut *conn)
-    .await
-    .map_err(sql::push_error)?;
+    .await?;
     // Ids are taken in insertion order, which is the ORDER BY above.
     ids.sort_unstable();
     Ok(ids.into_iter().map(|id| id.to_string()).collect())
@@ -155,16 +167,49 @@ async fn add_columns(conn: &mut PgConnection) -> Result<(), DriverError> {
     Ok(())
 }
 
-/// The claim's index: a queue's ready jobs by priority, then id, with their due time, so that a
-/// claim skips jobs not due yet without reading their rows. It replaces an earlier one by id
-/// alone.
+/// A claim's candidates (`$1` the queue, `$2` the claim's size). On a migrated table (`banded`),
+/// the ready band by priority, then id, and the scheduled band's due rows by due time, each read
+/// through its own index and bounded by the claim's size, merged by priority, then id (see
+/// `bands_sql`); rows a branch locked but the merge left out are free again at commit.
+fn candidates(banded: bool) -> String {
+    if !banded {
+        // A table without the priority column: by id.
+        return format!(
+            "SELECT id FROM queue_jobs WHERE queue = $1 AND reserved_at IS NULL AND available_at <= {NOW}
+             ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED"
+        );
+    }
+    format!(
+        "SELECT id FROM (
+            SELECT id, p FROM (SELECT id, priority AS p FROM queue_jobs
+                WHERE queue = $1 AND {ready} AND reserved_at IS NULL AND available_at <= {NOW}
+                ORDER BY priority DESC, id LIMIT $2 FOR UPDATE SKIP LOCKED) r
+            UNION ALL
+            SELECT id, p FROM (SELECT id, -1 - priority AS p FROM queue_jobs
+                WHERE queue = $1 AND {scheduled} AND available_at <= {NOW} AND reserved_at IS NULL
+                ORDER BY available_at LIMIT $2 FOR UPDATE SKIP LOCKED) s
+            ORDER BY p DESC, id LIMIT $2) c",
+        ready = bands::READY,
+        scheduled = bands::SCHEDULED,
+    )
+}
+
+/// The claim's indexes: a queue's ready jobs by priority, then id, with their due time, so that a
+/// claim skips jobs not due yet without reading their rows (it replaces an earlier one by id
+/// alone); and its scheduled jobs by due time (see `bands_sql`).
 async fn claim_index(conn: &mut PgConnection) -> Result<(), DriverError> {
     for statement in [
         "CREATE INDEX IF NOT EXISTS routemq_queue_jobs_priority
-         ON queue_jobs (queue, priority DESC, id) INCLUDE (available_at) WHERE reserved_at IS NULL",
-        "DROP INDEX IF EXISTS routemq_queue_jobs_claim",
+         ON queue_jobs (queue, priority DESC, id) INCLUDE (available_at) WHERE reserved_at IS NULL"
+            .to_owned(),
+        format!(
+            "CREATE INDEX IF NOT EXISTS {} ON queue_jobs (queue, available_at) WHERE {}",
+            bands::INDEX,
+            bands::SCHEDULED
+        ),
+        "DROP INDEX IF EXISTS routemq_queue_jobs_claim".to_owned(),
     ] {
-        sqlx::query(statement)
+        sqlx::query(&statement)
             .execute(&mut *conn)
             .await
             .map_err(backend("create tables"))?;
@@ -288,7 +333,10 @@ impl PostgresDriver {
     /// the planner picks one whenever its statistics say the queue is (nearly) empty: after a
     /// burst into an empty table, or for a queue that is new since the last `ANALYZE`. Each
     /// claim then reads and sorts the whole backlog (measured: 200 µs of server CPU per job
-    /// instead of 35 on a 20,000-job drain). `SET LOCAL` scopes the setting to the claim's own
+    /// instead of 35 on a 20,000-job drain). The merge of the two bands still sorts (at most
+    /// twice the claim's size), and that sort's penalty cost would trip PostgreSQL's JIT
+    /// threshold (`jit_above_cost`): 100-170 ms of compiling per claim, so JIT is off for the
+    /// claim too. `SET LOCAL` scopes the settings to the claim's own
     /// transaction, so a pool shared with the application is left as it was. Without the
     /// index (not migrated) the order is by id, which the primary key gives too, through other
     /// queues' rows: PostgreSQL decides then. (As with any sqlx transaction, a claim whose
@@ -300,8 +348,8 @@ impl PostgresDriver {
         queue: &str,
         limit: i64,
     ) -> Result<Vec<PgRow>, sqlx::Error> {
-        let begin = if self.priorities.order() != "id" {
-            "BEGIN; SET LOCAL enable_sort = off"
+        let begin = if self.priorities.present() {
+            "BEGIN; SET LOCAL enable_sort = off; SET LOCAL jit = off"
         } else {
             "BEGIN"
         };
@@ -336,26 +384,28 @@ impl PostgresDriver {
                     ", unstarted",
                 )
             };
-            let claim = |order: &str| {
+            let claim = |banded: bool| {
+                let claimed = if banded {
+                    format!(", {}", bands::CLAIMED)
+                } else {
+                    String::new()
+                };
                 format!(
-                    "UPDATE queue_jobs SET reserved_at = {NOW}, {counting}
-                     WHERE id IN (SELECT id FROM queue_jobs
-                                  WHERE queue = $1 AND reserved_at IS NULL AND available_at <= {NOW}
-                                  ORDER BY {order} LIMIT $2 FOR UPDATE SKIP LOCKED)
-                     RETURNING id::bigint AS id, queue, payload, attempts{unstarted}"
+                    "UPDATE queue_jobs SET reserved_at = {NOW}{claimed}, {counting}
+                     WHERE id IN ({})
+                     RETURNING id::bigint AS id, queue, payload, attempts{unstarted}",
+                    candidates(banded)
                 )
             };
             let limit = i64::try_from(max - out.len()).unwrap_or(i64::MAX);
             let mut rows = self
-                .claim(&claim(self.priorities.order()), queue, limit)
+                .claim(&claim(self.priorities.present()), queue, limit)
                 .await;
             // Not migrated yet: claim by id alone.
             if let Err(error) = &rows
                 && self.priorities.off_if_unmigrated(error)
             {
-                rows = self
-                    .claim(&claim(self.priorities.order()), queue, limit)
-                    .await;
+                rows = self.claim(&claim(false), queue, limit).await;
             }
             let rows = match rows {
                 // Not migrated yet: `prefetch` reserves instead.
@@ -564,6 +614,7 @@ impl QueueDriver for PostgresDriver {
         let present: bool = sqlx::query_scalar(
             "SELECT to_regclass('queue_jobs') IS NOT NULL AND to_regclass('queue_failed_jobs') IS NOT NULL
                 AND to_regclass('routemq_queue_jobs_priority') IS NOT NULL
+                AND to_regclass('routemq_queue_jobs_scheduled') IS NOT NULL
                 AND to_regclass('routemq_queue_jobs_claim') IS NULL
                 AND to_regclass('queue_slots_expires_at') IS NOT NULL
                 AND to_regclass('queue_batch_jobs') IS NOT NULL
@@ -598,7 +649,18 @@ impl QueueDriver for PostgresDriver {
 
     async fn push(&self, jobs: &[NewJob]) -> Result<Vec<String>, DriverError> {
         let mut conn = self.pool.acquire().await.map_err(backend("push"))?;
-        let ids = push_on(&mut conn, jobs).await?;
+        // Delayed jobs go to the scheduled band while the table has the priority column.
+        let prioritized = sql::any_priority(jobs);
+        let banded = prioritized || (bands::any_delayed(jobs) && self.priorities.present());
+        let mut ids = insert(&mut conn, jobs, banded).await;
+        if let Err(error) = &ids
+            && banded
+            && !prioritized
+            && self.priorities.off_if_unmigrated(error)
+        {
+            ids = insert(&mut conn, jobs, false).await;
+        }
+        let ids = ids.map_err(sql::push_error)?;
         self.wake.notify();
         Ok(ids)
     }
@@ -684,9 +746,15 @@ impl QueueDriver for PostgresDriver {
         } else {
             "attempts = GREATEST(attempts - $2, 0)"
         };
+        // A job released for later goes to the scheduled band (see `bands_sql`).
+        let band = if delay.is_zero() || !self.priorities.present() {
+            String::new()
+        } else {
+            format!(", {}", bands::POSTPONED)
+        };
         let result = sqlx::query(&format!(
             "UPDATE queue_jobs SET reserved_at = NULL, available_at = {NOW} + make_interval(secs => $1),
-                {counting}
+                {counting}{band}
              WHERE id = $3 AND attempts = $4 AND reserved_at IS NOT NULL"
         ))
         .bind(crate::limits::clamp(delay).as_secs_f64())
@@ -801,14 +869,32 @@ impl QueueDriver for PostgresDriver {
     }
 
     async fn next_due(&self, queues: &[String]) -> Result<Option<Duration>, DriverError> {
-        let secs: Option<f64> = sqlx::query_scalar(&format!(
-            "SELECT EXTRACT(EPOCH FROM MIN(available_at) - {NOW})::float8 FROM queue_jobs
-             WHERE queue = ANY($1) AND reserved_at IS NULL AND available_at > {NOW}"
-        ))
-        .bind(queues)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(backend("next due"))?;
+        // On a migrated table, the scheduled band's first row of each queue (one index entry),
+        // else every unreserved row; rows not due in the ready band are few (see `bands_sql`).
+        let statement = if self.priorities.present() {
+            format!(
+                "SELECT EXTRACT(EPOCH FROM LEAST(
+                    (SELECT MIN(s.due) FROM UNNEST($1::varchar[]) AS q(name), LATERAL
+                        (SELECT available_at AS due FROM queue_jobs
+                         WHERE queue = q.name AND {scheduled} AND reserved_at IS NULL
+                         ORDER BY available_at LIMIT 1) s),
+                    (SELECT MIN(available_at) FROM queue_jobs
+                     WHERE queue = ANY($1) AND {ready} AND reserved_at IS NULL AND available_at > {NOW})
+                 ) - {NOW})::float8",
+                scheduled = bands::SCHEDULED,
+                ready = bands::READY,
+            )
+        } else {
+            format!(
+                "SELECT EXTRACT(EPOCH FROM MIN(available_at) - {NOW})::float8 FROM queue_jobs
+                 WHERE queue = ANY($1) AND reserved_at IS NULL AND available_at > {NOW}"
+            )
+        };
+        let secs: Option<f64> = sqlx::query_scalar(&statement)
+            .bind(queues)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend("next due"))?;
         Ok(secs.map(|s| Duration::from_secs_f64(s.max(0.0))))
     }
 

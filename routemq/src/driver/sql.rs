@@ -283,13 +283,9 @@ impl Default for PrioritySupport {
 
 #[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
 impl PrioritySupport {
-    /// The claim's `ORDER BY`: higher priorities first, FIFO among equals.
-    pub(crate) fn order(&self) -> &'static str {
-        if self.0.present() {
-            "priority DESC, id"
-        } else {
-            "id"
-        }
+    /// Whether the table has the column, as far as this driver knows.
+    pub(crate) fn present(&self) -> bool {
+        self.0.present()
     }
 
     /// Turns priorities off for good, saying why once.
@@ -304,6 +300,39 @@ impl PrioritySupport {
             format!(
                 "the queue_jobs table has no `{PRIORITY}` column: jobs are served in FIFO order, \
                  whatever their priority, until `queue-migrate` adds it and the worker restarts"
+            )
+        })
+    }
+}
+
+/// Whether the jobs table has MySQL's generated column of scheduled rows' due times
+/// (`bands_sql::DUE`): assumed until a claim says otherwise, after which claims read the ready
+/// and scheduled bands as one, with one warning.
+#[cfg(feature = "mysql")]
+#[derive(Debug)]
+pub(crate) struct DueSupport(OptionalColumn);
+
+#[cfg(feature = "mysql")]
+impl Default for DueSupport {
+    fn default() -> Self {
+        Self(OptionalColumn::new(super::bands_sql::DUE))
+    }
+}
+
+#[cfg(feature = "mysql")]
+impl DueSupport {
+    /// Whether the table has the column, as far as this driver knows.
+    pub(crate) fn present(&self) -> bool {
+        self.0.present()
+    }
+
+    /// Turns the column off after `error`, if it says the column is missing; `false` otherwise.
+    pub(crate) fn off_if_unmigrated(&self, error: &sqlx::Error) -> bool {
+        self.0.off_if_missing(error, || {
+            format!(
+                "the queue_jobs table has no `{}` column: claims read past delayed jobs until \
+                 `queue-migrate` adds it and the worker restarts",
+                super::bands_sql::DUE
             )
         })
     }

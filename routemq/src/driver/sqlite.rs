@@ -19,6 +19,7 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite};
 use tokio::sync::watch;
 
+use super::bands_sql as bands;
 use super::batches_sql;
 use super::rewrite_sql;
 use super::slots::{Slot, ttl_micros};
@@ -157,11 +158,28 @@ impl SqliteDriver {
             } else {
                 "unstarted = unstarted + 1, attempts = -attempts - 1 WHERE"
             };
+            // Two bounded reads, merged (see `bands_sql`): the ready band by priority, then id;
+            // the scheduled band's due rows by due time. Each names its index: left to itself,
+            // SQLite reads the scheduled band through the index by due time, which holds every
+            // ready row too (opening a file creates both indexes).
             let statement = format!(
-                "UPDATE queue_jobs SET reserved_at = ?1, {counting} id IN (SELECT id FROM queue_jobs
-                     WHERE queue = ?2 AND reserved_at IS NULL AND available_at <= ?1
-                     ORDER BY priority DESC, id LIMIT ?3)
-                 RETURNING id, queue, payload, attempts, unstarted"
+                "UPDATE queue_jobs SET reserved_at = ?1, {claimed}, {counting} id IN (
+                     SELECT id FROM (
+                         SELECT id, p FROM (SELECT id, priority AS p
+                             FROM queue_jobs INDEXED BY routemq_queue_jobs_priority
+                             WHERE queue = ?2 AND {ready} AND reserved_at IS NULL AND available_at <= ?1
+                             ORDER BY priority DESC, id LIMIT ?3)
+                         UNION ALL
+                         SELECT id, p FROM (SELECT id, -1 - priority AS p
+                             FROM queue_jobs INDEXED BY {index}
+                             WHERE queue = ?2 AND {scheduled} AND available_at <= ?1 AND reserved_at IS NULL
+                             ORDER BY available_at LIMIT ?3)
+                         ORDER BY p DESC, id LIMIT ?3))
+                 RETURNING id, queue, payload, attempts, unstarted",
+                claimed = bands::CLAIMED,
+                index = bands::INDEX,
+                ready = bands::READY,
+                scheduled = bands::SCHEDULED,
             );
             let rows = retry_busy("reserve", || {
                 sqlx::query(&statement)
@@ -409,16 +427,22 @@ impl QueueDriver for SqliteDriver {
                 return Err(error);
             }
         }
-        // The claim's index: ready jobs of a queue by priority, then id, with their due time (the
-        // one by due time stays, for the next due job).
-        retry_busy("create tables", || {
-            sqlx::query(
-                "CREATE INDEX IF NOT EXISTS routemq_queue_jobs_priority
-                 ON queue_jobs (queue, reserved_at, priority DESC, id, available_at)",
-            )
-            .execute(&self.pool)
-        })
-        .await?;
+        // The claim's indexes: ready jobs of a queue by priority, then id, with their due time;
+        // scheduled jobs by due time (see `bands_sql`). The one by due time stays, for the next
+        // due job.
+        let indexes = [
+            "CREATE INDEX IF NOT EXISTS routemq_queue_jobs_priority
+             ON queue_jobs (queue, reserved_at, priority DESC, id, available_at)"
+                .to_owned(),
+            format!(
+                "CREATE INDEX IF NOT EXISTS {} ON queue_jobs (queue, available_at) WHERE {}",
+                bands::INDEX,
+                bands::SCHEDULED
+            ),
+        ];
+        for index in &indexes {
+            retry_busy("create tables", || sqlx::query(index).execute(&self.pool)).await?;
+        }
         Ok(())
     }
 
@@ -440,7 +464,7 @@ impl QueueDriver for SqliteDriver {
                     .bind(&job.payload)
                     .bind(SqlTime::text(now + crate::limits::clamp(job.delay)))
                     .bind(&created)
-                    .bind(i64::from(job.priority))
+                    .bind(i64::from(bands::stored(job)))
                     .fetch_all(&self.pool)
                 })
                 .await?;
@@ -464,7 +488,7 @@ impl QueueDriver for SqliteDriver {
                             .push(", ")
                             .push_bind(&created)
                             .push(", ")
-                            .push_bind(i64::from(job.priority))
+                            .push_bind(i64::from(bands::stored(job)))
                             .push(" FROM (VALUES ");
                         for (i, job) in run.iter().enumerate() {
                             insert.push(if i == 0 { "(" } else { ", (" }).push_bind(&job.payload).push(")");
@@ -571,8 +595,14 @@ impl QueueDriver for SqliteDriver {
         };
         let available = SqlTime::text(SystemTime::now() + crate::limits::clamp(delay));
         let refund = i64::from(refund_attempt && !prefetched);
+        // A job released for later goes to the scheduled band (see `bands_sql`).
+        let band = if delay.is_zero() {
+            String::new()
+        } else {
+            format!(", {}", bands::POSTPONED)
+        };
         let statement = format!(
-            "UPDATE queue_jobs SET reserved_at = NULL, available_at = ?1, {counting}
+            "UPDATE queue_jobs SET reserved_at = NULL, available_at = ?1, {counting}{band}
              WHERE id = ?3 AND attempts = ?4 AND reserved_at IS NOT NULL"
         );
         let result = retry_busy("release", || {

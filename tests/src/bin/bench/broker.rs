@@ -65,12 +65,14 @@ impl Broker {
                 let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
                     .fetch_one(&pool)
                     .await?;
-                pool.close().await;
-                u32::try_from(backend)
+                // Read while the connection is open: its backend exits with it.
+                let parent = u32::try_from(backend)
                     .map_err(BoxError::from)
                     .and_then(read_stat)
                     .map(|backend| backend.parent)
-                    .map_err(|error| format!("PostgreSQL backend {backend}: {error}"))
+                    .map_err(|error| format!("PostgreSQL backend {backend}: {error}"));
+                pool.close().await;
+                parent
             }
             "mysql" => {
                 let pool = sql_pool::connect(kind, 1).await?;
