@@ -35,10 +35,11 @@ use super::{
 /// The default database file.
 pub const DEFAULT_PATH: &str = "./routemq.sqlite";
 
-/// RouteMQ's tables and columns, without RouteMQ's index on `queue_jobs (queue)`: its
-/// `(queue, reserved_at)` index starts with the same column and serves the same lookups (the
-/// reaper's, by lease age; RouteMQ's own pop, by id), and every index costs each insert, claim
-/// and delete. Tables RouteMQ created keep theirs.
+/// RouteMQ's tables and columns, without RouteMQ's indexes on `queue_jobs`: every index costs
+/// each insert, claim and delete, and routemq's claim index (`migrate` creates it, with the
+/// column it needs) starts with `(queue, reserved_at)`, so it serves the lookups RouteMQ's
+/// `(queue)` and `(queue, reserved_at)` indexes serve (the reaper's, by lease age; RouteMQ's own
+/// pop). Files RouteMQ created keep theirs.
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS queue_jobs (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -51,8 +52,6 @@ const SCHEMA: &[&str] = &[
         unstarted INTEGER NOT NULL DEFAULT 0,
         priority INTEGER NOT NULL DEFAULT 0
     )",
-    "CREATE INDEX IF NOT EXISTS queue_jobs_queue_reserved_at_index ON queue_jobs (queue, reserved_at)",
-    "CREATE INDEX IF NOT EXISTS routemq_queue_jobs_claim ON queue_jobs (queue, reserved_at, available_at, id)",
     "CREATE TABLE IF NOT EXISTS queue_failed_jobs (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         connection VARCHAR(255) NOT NULL,
@@ -428,8 +427,8 @@ impl QueueDriver for SqliteDriver {
             }
         }
         // The claim's indexes: ready jobs of a queue by priority, then id, with their due time;
-        // scheduled jobs by due time (see `bands_sql`). The one by due time stays, for the next
-        // due job.
+        // scheduled jobs by due time (see `bands_sql`). They replace an earlier routemq's index by
+        // due time.
         let indexes = [
             "CREATE INDEX IF NOT EXISTS routemq_queue_jobs_priority
              ON queue_jobs (queue, reserved_at, priority DESC, id, available_at)"
@@ -439,6 +438,7 @@ impl QueueDriver for SqliteDriver {
                 bands::INDEX,
                 bands::SCHEDULED
             ),
+            "DROP INDEX IF EXISTS routemq_queue_jobs_claim".to_owned(),
         ];
         for index in &indexes {
             retry_busy("create tables", || sqlx::query(index).execute(&self.pool)).await?;
@@ -770,15 +770,26 @@ impl QueueDriver for SqliteDriver {
         let now = SystemTime::now();
         let now_text = SqlTime::text(now);
         let mut next: Option<String> = None;
+        // The scheduled band's first row (one index entry), and the rows not due in the ready
+        // band, which are few (see `bands_sql`).
+        let statement = format!(
+            "SELECT MIN(due) FROM (
+                 SELECT * FROM (SELECT available_at AS due FROM queue_jobs INDEXED BY {index}
+                     WHERE queue = ?1 AND {scheduled} AND reserved_at IS NULL
+                     ORDER BY available_at LIMIT 1)
+                 UNION ALL
+                 SELECT MIN(available_at) FROM queue_jobs INDEXED BY routemq_queue_jobs_priority
+                     WHERE queue = ?1 AND reserved_at IS NULL AND {ready} AND available_at > ?2)",
+            index = bands::INDEX,
+            scheduled = bands::SCHEDULED,
+            ready = bands::READY,
+        );
         for queue in queues {
             let due: Option<String> = retry_busy("next_due", || {
-                sqlx::query_scalar(
-                    "SELECT MIN(available_at) FROM queue_jobs
-                     WHERE queue = ?1 AND reserved_at IS NULL AND available_at > ?2",
-                )
-                .bind(queue)
-                .bind(&now_text)
-                .fetch_one(&self.pool)
+                sqlx::query_scalar(&statement)
+                    .bind(queue)
+                    .bind(&now_text)
+                    .fetch_one(&self.pool)
             })
             .await?;
             next = match (next, due) {
