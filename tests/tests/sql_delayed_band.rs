@@ -273,8 +273,8 @@ async fn mysql_runs_delayed_jobs_on_an_unmigrated_table() {
         .await;
 }
 
-/// A MySQL table an earlier routemq migrated (priorities, no due-time column): claims read both
-/// bands as one until `queue-migrate` adds the column.
+/// A MySQL table an earlier routemq migrated (priorities, no due-time column): delayed jobs stay
+/// in the ready band, where claims find them by priority, until `queue-migrate` adds the column.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_claims_before_the_due_time_column_is_added() {
     let Some(base) = mysql_url() else { return };
@@ -294,17 +294,26 @@ async fn mysql_claims_before_the_due_time_column_is_added() {
                 .push(&[job(1, Duration::from_millis(200), 3), job(2, Duration::ZERO, 0)])
                 .await
                 .expect("push");
-            assert_eq!(Raw::Mysql(url.clone()).priority(&pushed[0]).await, -4);
+            assert_eq!(
+                Raw::Mysql(url.clone()).priority(&pushed[0]).await,
+                3,
+                "kept in the ready band"
+            );
             assert_eq!(ids(&reserve(&earlier, 5).await), [pushed[1].clone()]);
             tokio::time::sleep(Duration::from_millis(300)).await;
             assert_eq!(ids(&reserve(&earlier, 5).await), [pushed[0].clone()]);
             earlier.migrate().await.expect("migrate adds the column");
-            let fresh = MySqlDriver::connect(&url).await.expect("driver");
-            let more = fresh
+            let more = earlier
                 .push(&[job(3, Duration::from_millis(100), 0)])
                 .await
                 .expect("push");
+            assert_eq!(
+                Raw::Mysql(url.clone()).priority(&more[0]).await,
+                -1,
+                "the migrating driver splits at once"
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
+            let fresh = MySqlDriver::connect(&url).await.expect("driver");
             assert_eq!(ids(&reserve(&fresh, 5).await), more);
         })
         .await;

@@ -10,11 +10,15 @@
 //! past every job not due yet: with a million delayed jobs ahead of the ready ones, a claim cost
 //! tens of milliseconds.
 //!
+//! Due delayed jobs are read earliest-due first: when more fall due at once than a claim takes,
+//! a later-due job of a higher priority waits for earlier-due ones of lower priority.
+//!
 //! Rows written without the split (by RouteMQ Python, by an earlier routemq, or by a
 //! transactional push of jobs without a priority, which never names the column) sit in the ready
 //! band with a future due time: the ready read passes over them as before, and they run when due.
-//! Workers that do not know the split (RouteMQ Python, earlier routemq builds) claim by due time
-//! and ignore the band, so they run scheduled rows when due too.
+//! RouteMQ Python's workers claim by due time and id and ignore the band, so they run scheduled
+//! rows when due too. Earlier routemq workers claim by `priority DESC, id`: they run scheduled
+//! rows when due, but after every ready job (stop them before starting these).
 
 use super::NewJob;
 
@@ -40,10 +44,11 @@ pub(crate) const INDEX: &str = "routemq_queue_jobs_scheduled";
 #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
 pub(crate) const DUE: &str = "routemq_due";
 
-/// The stored `priority` of a new job: its priority, in the scheduled form when it has a delay.
-pub(crate) fn stored(job: &NewJob) -> i16 {
+/// The stored `priority` of a new job: its priority, in the scheduled form when it has a delay
+/// and the table keeps the bands apart (`split`).
+pub(crate) fn stored(job: &NewJob, split: bool) -> i16 {
     let priority = i16::from(job.priority);
-    if job.delay.is_zero() {
+    if job.delay.is_zero() || !split {
         priority
     } else {
         -1 - priority
@@ -65,15 +70,16 @@ mod tests {
     #[test]
     fn a_delayed_job_is_stored_in_the_scheduled_band_with_its_priority_kept() {
         let mut job = NewJob::new("q", "{}", Duration::ZERO);
-        assert_eq!(stored(&job), 0);
+        assert_eq!(stored(&job, true), 0);
         job.priority = 7;
-        assert_eq!(stored(&job), 7);
+        assert_eq!(stored(&job, true), 7);
         job.delay = Duration::from_millis(1);
-        assert_eq!(stored(&job), -8);
+        assert_eq!(stored(&job, true), -8);
+        assert_eq!(stored(&job, false), 7, "a table without the split");
         job.priority = 0;
-        assert_eq!(stored(&job), -1);
+        assert_eq!(stored(&job, true), -1);
         job.priority = u8::MAX;
-        assert_eq!(stored(&job), -256);
+        assert_eq!(stored(&job, true), -256);
         assert!(!any_delayed(&[NewJob::new("q", "{}", Duration::ZERO)]));
         assert!(any_delayed(&[NewJob::new("q", "{}", Duration::ZERO), job]));
     }

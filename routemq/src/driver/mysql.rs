@@ -163,28 +163,65 @@ async fn add_columns(conn: &mut sqlx::MySqlConnection) -> Result<(), DriverError
     scheduled_index(conn).await
 }
 
-/// The due time of scheduled rows and its index (see `bands_sql`).
-async fn scheduled_index(conn: &mut sqlx::MySqlConnection) -> Result<(), DriverError> {
-    let present: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM information_schema.COLUMNS
-         WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'queue_jobs' AND COLUMN_NAME = ?",
+/// Whether `queue_jobs` has the due time of scheduled rows (see `bands_sql`); `None` when there
+/// is no such table yet.
+async fn due_column(conn: &mut MySqlConnection) -> Result<Option<bool>, sqlx::Error> {
+    let columns: Vec<String> = sqlx::query_scalar(
+        "SELECT COLUMN_NAME FROM information_schema.COLUMNS
+         WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'queue_jobs' AND COLUMN_NAME IN ('id', ?)",
     )
     .bind(bands::DUE)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(backend("create tables"))?;
-    if present.is_none() {
-        let added = sqlx::query(&format!(
+    .fetch_all(conn)
+    .await?;
+    Ok((!columns.is_empty()).then(|| columns.iter().any(|c| c == bands::DUE)))
+}
+
+/// [`due_column`] at connect: a table that lacks it (`queue-migrate` has not run since this
+/// version) gets a warning.
+async fn has_due_column(conn: &mut MySqlConnection) -> Result<bool, sqlx::Error> {
+    let found = due_column(conn).await?;
+    if found == Some(false) {
+        tracing::warn!(
+            "the queue_jobs table has no `{}` column: delayed jobs are kept among ready ones, and \
+             claims read past them, until `queue-migrate` adds it and the worker restarts",
+            bands::DUE
+        );
+    }
+    Ok(found == Some(true))
+}
+
+/// The due time of scheduled rows and its index (see `bands_sql`).
+async fn scheduled_index(conn: &mut sqlx::MySqlConnection) -> Result<(), DriverError> {
+    let present = due_column(&mut *conn)
+        .await
+        .map_err(backend("create tables"))?
+        == Some(true);
+    let statement = if present {
+        format!(
+            "ALTER TABLE queue_jobs ADD INDEX {} (queue, {})",
+            bands::INDEX,
+            bands::DUE
+        )
+    } else {
+        format!(
             "ALTER TABLE queue_jobs
              ADD COLUMN {due} DATETIME(6) AS (IF({scheduled}, available_at, NULL)) VIRTUAL,
              ADD INDEX {index} (queue, {due})",
             due = bands::DUE,
             scheduled = bands::SCHEDULED,
             index = bands::INDEX,
-        ))
-        .execute(&mut *conn)
-        .await;
-        done_unless_other(added)?;
+        )
+    };
+    let indexed: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE()
+         AND TABLE_NAME = 'queue_jobs' AND INDEX_NAME = ? LIMIT 1",
+    )
+    .bind(bands::INDEX)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(backend("create tables"))?;
+    if !present || indexed.is_none() {
+        done_unless_other(sqlx::query(&statement).execute(&mut *conn).await)?;
     }
     Ok(())
 }
@@ -240,21 +277,23 @@ pub async fn push_on(
 ) -> Result<Vec<String>, DriverError> {
     let returning = is_mariadb(&mut *conn).await.map_err(backend("push"))?;
     // The priority column is named only when a job has one: RouteMQ's tables take the rest.
-    push_with(conn, jobs, returning, sql::any_priority(jobs))
+    // Delayed jobs stay in the ready band: whether the table keeps the bands apart is unknown here.
+    push_with(conn, jobs, returning, sql::any_priority(jobs), false)
         .await
         .map_err(sql::push_error)
 }
 
-/// Inserts `jobs`; with `banded`, names the priority column and stores delayed jobs in the
-/// scheduled band (see `bands_sql`).
+/// Inserts `jobs`; with `named`, names the priority column, and with `split` as well stores
+/// delayed jobs in the scheduled band (see `bands_sql`).
 async fn push_with(
     conn: &mut MySqlConnection,
     jobs: &[NewJob],
     returning: bool,
-    banded: bool,
+    named: bool,
+    split: bool,
 ) -> Result<Vec<String>, sqlx::Error> {
     let mut ids = Vec::with_capacity(jobs.len());
-    let column = if banded { ", priority" } else { "" };
+    let column = if named { ", priority" } else { "" };
     if returning {
         for chunk in jobs.chunks(INSERT_CHUNK) {
             let mut insert = QueryBuilder::<MySql>::new(format!(
@@ -268,8 +307,8 @@ async fn push_with(
                     .push_bind_unseparated(micros(job.delay))
                     .push_unseparated(" MICROSECOND)")
                     .push(NOW);
-                if banded {
-                    row.push_bind(bands::stored(job));
+                if named {
+                    row.push_bind(bands::stored(job, split));
                 }
             });
             insert.push(" RETURNING id");
@@ -283,7 +322,7 @@ async fn push_with(
         }
         return Ok(ids);
     }
-    let value = if banded { ", ?" } else { "" };
+    let value = if named { ", ?" } else { "" };
     for job in jobs {
         let statement = format!(
             "INSERT INTO queue_jobs (queue, payload, attempts, reserved_at, available_at, created_at{column})
@@ -293,8 +332,8 @@ async fn push_with(
             .bind(&job.queue)
             .bind(&job.payload)
             .bind(micros(job.delay));
-        if banded {
-            insert = insert.bind(bands::stored(job));
+        if named {
+            insert = insert.bind(bands::stored(job, split));
         }
         let result = insert.execute(&mut *conn).await?;
         ids.push(result.last_insert_id().to_string());
@@ -349,6 +388,8 @@ impl MySqlDriver {
         };
         let mut conn = pool.acquire().await.map_err(connect)?;
         let version = server_version(&mut conn).await.map_err(connect)?;
+        let due = sql::DueSupport::default();
+        due.set(has_due_column(&mut conn).await.map_err(connect)?);
         drop(conn);
         let priorities = sql::PrioritySupport::default();
         if !descending_indexes(&version) {
@@ -364,7 +405,7 @@ impl MySqlDriver {
             wake: WakeSignal::new(),
             prefetching: sql::PrefetchSupport::default(),
             priorities,
-            due: sql::DueSupport::default(),
+            due,
         })
     }
 
@@ -438,7 +479,8 @@ impl MySqlDriver {
                 tx.rollback().await.map_err(backend("reserve"))?;
                 continue;
             }
-            let claimed = if banded {
+            // A scheduled row gets its ready form back, whichever read found it.
+            let claimed = if self.priorities.present() {
                 format!(", {}", bands::CLAIMED)
             } else {
                 String::new()
@@ -760,6 +802,11 @@ impl QueueDriver for MySqlDriver {
             .execute(&mut *conn)
             .await
             .map_err(backend("create tables"))?;
+        if result.is_ok() {
+            // The table keeps the bands apart from now on (the priority column as well, unless
+            // the server keeps no descending indexes).
+            self.due.set(true);
+        }
         result
     }
 
@@ -767,17 +814,18 @@ impl QueueDriver for MySqlDriver {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        // Delayed jobs go to the scheduled band while the table has the priority column.
+        // Delayed jobs go to the scheduled band while the table keeps the bands apart.
         let prioritized = sql::any_priority(jobs);
-        let banded = prioritized || (bands::any_delayed(jobs) && self.priorities.present());
+        let split = self.banded();
+        let named = prioritized || (bands::any_delayed(jobs) && split);
         let mut tx = self.pool.begin().await.map_err(backend("push"))?;
-        let mut ids = push_with(&mut tx, jobs, self.returning, banded).await;
+        let mut ids = push_with(&mut tx, jobs, self.returning, named, split).await;
         if let Err(error) = &ids
-            && banded
+            && named
             && !prioritized
             && self.priorities.off_if_unmigrated(error)
         {
-            ids = push_with(&mut tx, jobs, self.returning, false).await;
+            ids = push_with(&mut tx, jobs, self.returning, false, false).await;
         }
         let ids = ids.map_err(sql::push_error)?;
         tx.commit().await.map_err(backend("push"))?;
@@ -871,7 +919,7 @@ impl QueueDriver for MySqlDriver {
             "attempts = GREATEST(attempts - ?, 0)"
         };
         // A job released for later goes to the scheduled band (see `bands_sql`).
-        let band = if delay.is_zero() || !self.priorities.present() {
+        let band = if delay.is_zero() || !self.banded() {
             String::new()
         } else {
             format!(", {}", bands::POSTPONED)
@@ -1004,8 +1052,10 @@ impl QueueDriver for MySqlDriver {
         let mut query = QueryBuilder::<MySql>::new(format!(
             "SELECT TIMESTAMPDIFF(MICROSECOND, {NOW}, MIN(due)) FROM ("
         ));
-        // On a migrated table, the scheduled band's first row of each queue (one index entry),
-        // else every unreserved row; rows not due in the ready band are few (see `bands_sql`).
+        // On a migrated table, the scheduled band's first row not due yet of each queue (one
+        // index entry), else every unreserved row; rows not due in the ready band are few (see
+        // `bands_sql`). Due rows are left out: the claims take them, unless their queue is
+        // paused or at its limit, and then they must not make an idle worker spin.
         if banded {
             for queue in queues {
                 query
@@ -1015,7 +1065,7 @@ impl QueueDriver for MySqlDriver {
                     ))
                     .push_bind(queue)
                     .push(format_args!(
-                        " AND {due} IS NOT NULL AND reserved_at IS NULL ORDER BY {due} LIMIT 1) UNION ALL ",
+                        " AND {due} > {NOW} AND reserved_at IS NULL ORDER BY {due} LIMIT 1) UNION ALL ",
                         due = bands::DUE
                     ));
             }
@@ -1072,9 +1122,15 @@ impl QueueDriver for MySqlDriver {
         };
         let job = NewJob::new(queue, payload, Duration::ZERO);
         let jobs = std::slice::from_ref(&job);
-        let new_id = push_with(&mut tx, jobs, self.returning, sql::any_priority(jobs))
-            .await
-            .map_err(sql::push_error)?;
+        let new_id = push_with(
+            &mut tx,
+            jobs,
+            self.returning,
+            sql::any_priority(jobs),
+            false,
+        )
+        .await
+        .map_err(sql::push_error)?;
         sqlx::query("DELETE FROM queue_failed_jobs WHERE id = ?")
             .bind(id)
             .execute(&mut *tx)

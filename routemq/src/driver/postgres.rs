@@ -123,7 +123,7 @@ async fn insert(
         .iter()
         .map(|j| crate::limits::clamp(j.delay).as_secs_f64())
         .collect();
-    let priorities: Vec<i16> = jobs.iter().map(bands::stored).collect();
+    let priorities: Vec<i16> = jobs.iter().map(|job| bands::stored(job, true)).collect();
     let (column, value) = if banded {
         (", priority", ", r")
     } else {
@@ -869,14 +869,17 @@ impl QueueDriver for PostgresDriver {
     }
 
     async fn next_due(&self, queues: &[String]) -> Result<Option<Duration>, DriverError> {
-        // On a migrated table, the scheduled band's first row of each queue (one index entry),
-        // else every unreserved row; rows not due in the ready band are few (see `bands_sql`).
+        // On a migrated table, the scheduled band's first row not due yet of each queue (one
+        // index entry), else every unreserved row; rows not due in the ready band are few (see
+        // `bands_sql`). Due rows are left out: the claims take them, unless their queue is
+        // paused or at its limit, and then they must not make an idle worker spin.
         let statement = if self.priorities.present() {
             format!(
                 "SELECT EXTRACT(EPOCH FROM LEAST(
                     (SELECT MIN(s.due) FROM UNNEST($1::varchar[]) AS q(name), LATERAL
                         (SELECT available_at AS due FROM queue_jobs
                          WHERE queue = q.name AND {scheduled} AND reserved_at IS NULL
+                           AND available_at > {NOW}
                          ORDER BY available_at LIMIT 1) s),
                     (SELECT MIN(available_at) FROM queue_jobs
                      WHERE queue = ANY($1) AND {ready} AND reserved_at IS NULL AND available_at > {NOW})

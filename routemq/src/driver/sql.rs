@@ -118,10 +118,14 @@ pub(crate) fn reserved(lease: Lease, payload: String, unstarted: Option<i64>) ->
 }
 
 /// Whether `error` says the jobs table has no `column`: `queue-migrate` has not run since
-/// routemq started using it.
+/// routemq started using it. An unknown column is SQLSTATE 42703 on PostgreSQL and 42S22 on
+/// MySQL/MariaDB; the message names it. (The code matters: a syntax error quotes the statement,
+/// which names every column.)
 #[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
 fn lacks(error: &sqlx::Error, column: &str) -> bool {
-    matches!(error, sqlx::Error::Database(db) if db.message().contains(column))
+    matches!(error, sqlx::Error::Database(db)
+        if matches!(db.code().as_deref(), Some("42703" | "42S22"))
+            && db.message().contains(column))
 }
 
 /// A column of routemq's own that a `queue_jobs` table `queue-migrate` has not upgraded lacks:
@@ -326,12 +330,20 @@ impl DueSupport {
         self.0.present()
     }
 
+    /// Sets what this driver knows, without a warning: whether the column was found at connect,
+    /// or `migrate` added it.
+    pub(crate) fn set(&self, present: bool) {
+        self.0
+            .present
+            .store(present, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Turns the column off after `error`, if it says the column is missing; `false` otherwise.
     pub(crate) fn off_if_unmigrated(&self, error: &sqlx::Error) -> bool {
         self.0.off_if_missing(error, || {
             format!(
-                "the queue_jobs table has no `{}` column: claims read past delayed jobs until \
-                 `queue-migrate` adds it and the worker restarts",
+                "the queue_jobs table has no `{}` column: delayed jobs are kept among ready ones, \
+                 and claims read past them, until `queue-migrate` adds it and the worker restarts",
                 super::bands_sql::DUE
             )
         })

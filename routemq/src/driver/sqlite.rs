@@ -464,7 +464,7 @@ impl QueueDriver for SqliteDriver {
                     .bind(&job.payload)
                     .bind(SqlTime::text(now + crate::limits::clamp(job.delay)))
                     .bind(&created)
-                    .bind(i64::from(bands::stored(job)))
+                    .bind(i64::from(bands::stored(job, true)))
                     .fetch_all(&self.pool)
                 })
                 .await?;
@@ -488,7 +488,7 @@ impl QueueDriver for SqliteDriver {
                             .push(", ")
                             .push_bind(&created)
                             .push(", ")
-                            .push_bind(i64::from(bands::stored(job)))
+                            .push_bind(i64::from(bands::stored(job, true)))
                             .push(" FROM (VALUES ");
                         for (i, job) in run.iter().enumerate() {
                             insert.push(if i == 0 { "(" } else { ", (" }).push_bind(&job.payload).push(")");
@@ -770,12 +770,14 @@ impl QueueDriver for SqliteDriver {
         let now = SystemTime::now();
         let now_text = SqlTime::text(now);
         let mut next: Option<String> = None;
-        // The scheduled band's first row (one index entry), and the rows not due in the ready
-        // band, which are few (see `bands_sql`).
+        // The scheduled band's first row not due yet (one index entry), and the rows not due in
+        // the ready band, which are few (see `bands_sql`). Due rows are left out: the claims take
+        // them, unless their queue is paused or at its limit, and then they must not make an idle
+        // worker spin.
         let statement = format!(
             "SELECT MIN(due) FROM (
                  SELECT * FROM (SELECT available_at AS due FROM queue_jobs INDEXED BY {index}
-                     WHERE queue = ?1 AND {scheduled} AND reserved_at IS NULL
+                     WHERE queue = ?1 AND {scheduled} AND reserved_at IS NULL AND available_at > ?2
                      ORDER BY available_at LIMIT 1)
                  UNION ALL
                  SELECT MIN(available_at) FROM queue_jobs INDEXED BY routemq_queue_jobs_priority
