@@ -12,7 +12,7 @@ use routemq::driver::postgres::PostgresDriver;
 use routemq::driver::sqlite::SqliteDriver;
 use routemq::driver::{NewJob, QueueDriver};
 use routemq::sqlx::{self, Connection};
-use routemq_tests::databases::{Server, TempDatabase, create_routemq_tables};
+use routemq_tests::databases::{Server, TempDatabase, create_routemq_tables, with_fresh_database};
 use routemq_tests::services::{mysql_url, postgres_url};
 use routemq_tests::sqlite_files::fresh_path;
 
@@ -164,30 +164,18 @@ async fn sqlite_keeps_delayed_jobs_apart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_keeps_delayed_jobs_apart() {
-    let Some(base) = postgres_url() else { return };
-    let database = TempDatabase::create(Server::Postgres, &base, "bands_pg").await;
-    let url = database.url();
-    database
-        .run(async move {
-            let driver = PostgresDriver::connect(&url).await.expect("driver");
-            driver.migrate().await.expect("migrate");
-            delayed_jobs_wait_apart(&driver, &Raw::Postgres(url)).await;
-        })
-        .await;
+    with_fresh_database(Server::Postgres, "bands_pg", |driver, url| async move {
+        delayed_jobs_wait_apart(driver.as_ref(), &Raw::Postgres(url)).await;
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_keeps_delayed_jobs_apart() {
-    let Some(base) = mysql_url() else { return };
-    let database = TempDatabase::create(Server::Mysql, &base, "bands_my").await;
-    let url = database.url();
-    database
-        .run(async move {
-            let driver = MySqlDriver::connect(&url).await.expect("driver");
-            driver.migrate().await.expect("migrate");
-            delayed_jobs_wait_apart(&driver, &Raw::Mysql(url)).await;
-        })
-        .await;
+    with_fresh_database(Server::Mysql, "bands_my", |driver, url| async move {
+        delayed_jobs_wait_apart(driver.as_ref(), &Raw::Mysql(url)).await;
+    })
+    .await;
 }
 
 /// On a table without the split, a delayed job is stored as RouteMQ stores it (ready band, a
@@ -233,44 +221,47 @@ async fn delayed_jobs_without_the_split(driver: &dyn QueueDriver, migrated: &dyn
         .expect("ack");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_runs_delayed_jobs_on_an_unmigrated_table() {
-    let Some(base) = postgres_url() else { return };
-    let database = TempDatabase::create(Server::Postgres, &base, "bands_unmig_pg").await;
+/// [`delayed_jobs_without_the_split`] on RouteMQ's own tables in a database of its own; the
+/// driver that migrated stores new delayed jobs apart.
+async fn on_routemq_tables(server: Server, base: Option<String>, prefix: &str) {
+    let Some(base) = base else { return };
+    let database = TempDatabase::create(server, &base, prefix).await;
     let url = database.url();
     database
         .run(async move {
-            create_routemq_tables(Server::Postgres, &url).await;
-            let driver = PostgresDriver::connect(&url).await.expect("driver");
-            let migrated = PostgresDriver::connect(&url).await.expect("driver");
-            delayed_jobs_without_the_split(&driver, &migrated).await;
+            create_routemq_tables(server, &url).await;
+            let connect = || async {
+                let driver: Box<dyn QueueDriver> = match server {
+                    Server::Postgres => {
+                        Box::new(PostgresDriver::connect(&url).await.expect("driver"))
+                    }
+                    Server::Mysql => Box::new(MySqlDriver::connect(&url).await.expect("driver")),
+                };
+                driver
+            };
+            let (driver, migrated) = (connect().await, connect().await);
+            delayed_jobs_without_the_split(driver.as_ref(), migrated.as_ref()).await;
             let later = migrated
                 .push(&[job(2, Duration::from_secs(60), 0)])
                 .await
                 .expect("push");
-            assert_eq!(Raw::Postgres(url).priority(&later[0]).await, -1);
+            let raw = match server {
+                Server::Postgres => Raw::Postgres(url.clone()),
+                Server::Mysql => Raw::Mysql(url.clone()),
+            };
+            assert_eq!(raw.priority(&later[0]).await, -1);
         })
         .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_runs_delayed_jobs_on_an_unmigrated_table() {
+    on_routemq_tables(Server::Postgres, postgres_url(), "bands_unmig_pg").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_runs_delayed_jobs_on_an_unmigrated_table() {
-    let Some(base) = mysql_url() else { return };
-    let database = TempDatabase::create(Server::Mysql, &base, "bands_unmig_my").await;
-    let url = database.url();
-    database
-        .run(async move {
-            create_routemq_tables(Server::Mysql, &url).await;
-            let driver = MySqlDriver::connect(&url).await.expect("driver");
-            let migrated = MySqlDriver::connect(&url).await.expect("driver");
-            delayed_jobs_without_the_split(&driver, &migrated).await;
-            let later = migrated
-                .push(&[job(2, Duration::from_secs(60), 0)])
-                .await
-                .expect("push");
-            assert_eq!(Raw::Mysql(url).priority(&later[0]).await, -1);
-        })
-        .await;
+    on_routemq_tables(Server::Mysql, mysql_url(), "bands_unmig_my").await;
 }
 
 /// A MySQL table an earlier routemq migrated (priorities, no due-time column): delayed jobs stay

@@ -39,6 +39,15 @@ pub(crate) const POSTPONED: &str =
 /// The name of the index on the due time of scheduled rows.
 pub(crate) const INDEX: &str = "routemq_queue_jobs_scheduled";
 
+/// That index where the database has partial indexes (PostgreSQL, SQLite): a queue's scheduled
+/// rows by due time, and no entry for a ready row.
+#[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
+pub(crate) fn partial_index() -> String {
+    format!(
+        "CREATE INDEX IF NOT EXISTS {INDEX} ON queue_jobs (queue, available_at) WHERE {SCHEDULED}"
+    )
+}
+
 /// MySQL's and MariaDB's generated column: a scheduled row's due time, else `NULL` (they have no
 /// partial indexes; its index holds scheduled rows only, as PostgreSQL's and SQLite's does).
 #[cfg_attr(not(feature = "mysql"), allow(dead_code))]

@@ -202,11 +202,7 @@ async fn claim_index(conn: &mut PgConnection) -> Result<(), DriverError> {
         "CREATE INDEX IF NOT EXISTS routemq_queue_jobs_priority
          ON queue_jobs (queue, priority DESC, id) INCLUDE (available_at) WHERE reserved_at IS NULL"
             .to_owned(),
-        format!(
-            "CREATE INDEX IF NOT EXISTS {} ON queue_jobs (queue, available_at) WHERE {}",
-            bands::INDEX,
-            bands::SCHEDULED
-        ),
+        bands::partial_index(),
         "DROP INDEX IF EXISTS routemq_queue_jobs_claim".to_owned(),
     ] {
         sqlx::query(&statement)

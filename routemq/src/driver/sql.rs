@@ -150,6 +150,13 @@ impl OptionalColumn {
         self.present.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Sets what is known, without a warning.
+    #[cfg(feature = "mysql")]
+    fn set(&self, present: bool) {
+        self.present
+            .store(present, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Turns the column off for good, saying `why` the first time.
     fn off(&self, why: &str) {
         if self
@@ -333,9 +340,7 @@ impl DueSupport {
     /// Sets what this driver knows, without a warning: whether the column was found at connect,
     /// or `migrate` added it.
     pub(crate) fn set(&self, present: bool) {
-        self.0
-            .present
-            .store(present, std::sync::atomic::Ordering::Relaxed);
+        self.0.set(present);
     }
 
     /// Turns the column off after `error`, if it says the column is missing; `false` otherwise.

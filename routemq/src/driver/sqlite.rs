@@ -433,11 +433,7 @@ impl QueueDriver for SqliteDriver {
             "CREATE INDEX IF NOT EXISTS routemq_queue_jobs_priority
              ON queue_jobs (queue, reserved_at, priority DESC, id, available_at)"
                 .to_owned(),
-            format!(
-                "CREATE INDEX IF NOT EXISTS {} ON queue_jobs (queue, available_at) WHERE {}",
-                bands::INDEX,
-                bands::SCHEDULED
-            ),
+            bands::partial_index(),
             "DROP INDEX IF EXISTS routemq_queue_jobs_claim".to_owned(),
         ];
         for index in &indexes {
