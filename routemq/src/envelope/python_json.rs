@@ -2,6 +2,7 @@
 //! write are byte-for-byte what RouteMQ would write: `", "` and `": "` separators, non-ASCII escaped
 //! as `\uXXXX` (`ensure_ascii=True`), and floats in Python's `repr` form (`1e+16`, `1e-05`, `3.0`).
 
+use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use serde::Serialize;
@@ -87,6 +88,51 @@ pub(crate) fn write_python<T: Serialize + ?Sized>(
     value.serialize(&mut serializer)
 }
 
+/// Appends `text` as a JSON string literal, quotes included, in Python's layout: the bytes
+/// [`write_python`] writes for a `&str`, written in one pass without a serializer (the Redis
+/// driver quotes every envelope it stores this way, so this is on the dispatch path).
+pub(crate) fn push_str_literal(out: &mut String, text: &str) {
+    // Envelopes are JSON: about one byte in ten is a quote that gains a backslash.
+    out.reserve(text.len() + text.len() / 8 + 2);
+    out.push('"');
+    let bytes = text.as_bytes();
+    let (mut start, mut index) = (0, 0);
+    while index < bytes.len() {
+        let escape = match bytes[index] {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b' '..=b'~' => {
+                index += 1;
+                continue;
+            }
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            _ => "",
+        };
+        // Every byte before `index` was ASCII or a whole character: `index` is a boundary.
+        out.push_str(&text[start..index]);
+        if escape.is_empty() {
+            let Some(ch) = text[index..].chars().next() else {
+                break;
+            };
+            let mut units = [0u16; 2];
+            for unit in ch.encode_utf16(&mut units) {
+                let _ = write!(out, "\\u{unit:04x}");
+            }
+            index += ch.len_utf8();
+        } else {
+            out.push_str(escape);
+            index += 1;
+        }
+        start = index;
+    }
+    out.push_str(&text[start..]);
+    out.push('"');
+}
+
 /// Python's `repr(float)`: the shortest round-trip digits, fixed notation for exponents -4..16,
 /// scientific (`1e+16`, `1.5e-07`) outside it, and always a `.0` on whole numbers.
 pub(crate) fn python_float(value: f64) -> String {
@@ -167,5 +213,25 @@ mod tests {
             String::from_utf8(out).expect("ascii"),
             r#"{"l": [1, 2.0], "t": "\u00fcn\u00ef \"q\" \u007f \ud83d\ude00\n"}"#
         );
+    }
+
+    #[test]
+    fn string_literals_match_the_serializer() {
+        let cases = [
+            "",
+            "plain",
+            r#"{"class": "a.B", "data": {"s": "x\\y"}}"#,
+            "ünï \"q\" \u{7f} 😀\n\r\t\u{8}\u{c}\u{1}\u{1f} end",
+            "\\\\\"\"",
+            "€€€",
+            "\u{10ffff}a\u{0}",
+        ];
+        for text in cases {
+            let mut expected = Vec::new();
+            write_python(&mut expected, text).expect("writes");
+            let mut out = String::from("x");
+            push_str_literal(&mut out, text);
+            assert_eq!(out[1..].as_bytes(), expected.as_slice(), "{text:?}");
+        }
     }
 }

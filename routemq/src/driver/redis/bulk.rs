@@ -5,17 +5,19 @@
 //! (`INCRBY`, one round trip), the records are built here with the ids that step reserved,
 //! and each chunk of 1,000 is stored in one transaction (`MULTI`: `RPUSH` of the ready ones,
 //! `ZADD` of the delayed and the prioritized ones, `PERSIST` of the counter, and a wake-up
-//! `PUBLISH`). Each chunk is atomic, as with the script; a huge dispatch never blocks Redis in
-//! one step. The records are byte for byte those `push.lua` writes. Two dispatchers' runs may
+//! `PUBLISH`), the next chunk being built while one is on its way. Each chunk is atomic, as with
+//! the script; a huge dispatch never blocks Redis in one step. The records are byte for byte those `push.lua` writes. Two dispatchers' runs may
 //! interleave chunk by chunk, so the list keeps arrival order, not id order; a run that fails
 //! after its `INCRBY` leaves its ids unused (and the counter without an expiry, as a queue that
 //! holds jobs keeps it).
 
+use std::fmt::Write as _;
 use std::time::SystemTime;
 
 use super::keys::QueueKeys;
-use super::{RedisDriver, backend, epoch, json_literal};
+use super::{RedisDriver, backend, epoch};
 use crate::driver::{DriverError, NewJob};
+use crate::envelope::push_str_literal;
 
 /// Runs at least this long go through [`push_run`]; shorter ones through `push.lua` (one round
 /// trip instead of two).
@@ -29,17 +31,20 @@ fn priority_score(priority: u8, n: i64) -> f64 {
     ((255 - i64::from(priority)) * 1_099_511_627_776 + n) as f64
 }
 
-/// The record `push.lua` writes for job number `n`.
+/// The record `push.lua` writes for job number `n`, written in one buffer.
 fn record(queue: &str, n: i64, job: &NewJob, created_at: &str) -> String {
-    let payload = json_literal(&job.payload);
-    let mut record = String::with_capacity(payload.len() + queue.len() + 96);
+    let mut record = String::with_capacity(
+        job.payload.len() + job.payload.len() / 8 + queue.len() + created_at.len() + 96,
+    );
     record.push('{');
     if job.priority > 0 {
-        record.push_str(&format!("\"priority\": {}, ", job.priority));
+        let _ = write!(record, "\"priority\": {}, ", job.priority);
     }
-    record.push_str(&format!(
-        "\"id\": \"{queue}:{n}\", \"payload\": {payload}, \"attempts\": 0, \"created_at\": \"{created_at}\"}}"
-    ));
+    let _ = write!(record, "\"id\": \"{queue}:{n}\", \"payload\": ");
+    push_str_literal(&mut record, &job.payload);
+    record.push_str(", \"attempts\": 0, \"created_at\": \"");
+    record.push_str(created_at);
+    record.push_str("\"}");
     record
 }
 
@@ -68,17 +73,34 @@ pub(super) async fn push_run(
     let now_epoch = epoch(now);
     let channel = driver.layout.wake_channel();
     let mut ids = Vec::with_capacity(jobs.len());
+    // The next chunk's records are built while the one before is on its way: one chunk in
+    // flight at a time, so chunks are stored in order and a failed one stops the run.
+    let mut in_flight = None;
     for (c, chunk) in jobs.chunks(CHUNK).enumerate() {
         let base = first + i64::try_from(c * CHUNK).unwrap_or(i64::MAX);
         let transaction =
             chunk_transaction(&keys, queue, chunk, base, now_epoch, created_at, &channel);
-        let () = transaction
-            .query_async(&mut con)
-            .await
-            .map_err(backend("push"))?;
+        if let Some(previous) = in_flight.take() {
+            settle(previous).await?;
+        }
+        let mut con = con.clone();
+        in_flight = Some(tokio::spawn(async move {
+            transaction.query_async::<()>(&mut con).await
+        }));
         ids.extend((0..chunk.len()).map(|i| format!("{queue}:{}", base + i as i64)));
     }
+    if let Some(last) = in_flight {
+        settle(last).await?;
+    }
     Ok(ids)
+}
+
+/// Waits for a chunk sent by [`push_run`].
+async fn settle(chunk: tokio::task::JoinHandle<redis::RedisResult<()>>) -> Result<(), DriverError> {
+    chunk
+        .await
+        .map_err(|error| DriverError::backend("push", error))?
+        .map_err(backend("push"))
 }
 
 /// One chunk's `MULTI … EXEC`: its jobs numbered from `base`.

@@ -42,7 +42,7 @@ use super::{
     BatchPrune, BatchRow, BatchWrite, DriverError, Editor, FailedJob, Failure, Lease, NewJob,
     QueueDriver, QueueStats, Reaped, Removal, ReservedJob, Rewritten, out_of_tries,
 };
-use crate::envelope::write_python;
+use crate::envelope::push_str_literal;
 use crate::time::{iso_utc, parse_utc};
 use lease::{count_field, read_lease};
 
@@ -94,10 +94,9 @@ fn epoch(at: SystemTime) -> f64 {
 
 /// A string as a JSON literal in Python's layout (what RouteMQ's records hold).
 fn json_literal(text: &str) -> String {
-    let mut out = Vec::with_capacity(text.len() + 16);
-    // Writing a string into a Vec cannot fail.
-    let _ = write_python(&mut out, text);
-    crate::envelope::into_text(out)
+    let mut out = String::new();
+    push_str_literal(&mut out, text);
+    out
 }
 
 /// The envelope inside a RouteMQ record (`{"id", "payload", ...}`). A record that is not one is
