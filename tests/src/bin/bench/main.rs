@@ -4,12 +4,14 @@
 //! bench <memory|sqlite|postgres|mysql|redis> <drain|enqueue|latency|backlog> [--n N] [--concurrency C]
 //!       [--prefetch P] [--job-ms MS] [--backlog B] [--delayed D]
 //! bench <raw-redis|raw-postgres|raw-mysql|raw-sqlite> <drain|enqueue> [--n N] [--concurrency C] [--k K]
+//!       [--pad BYTES]
 //! ```
 //!
 //! `--prefetch` sets the worker's prefetch (default: four times the concurrency). `--job-ms` makes
 //! every job wait that long (a stand-in for real work such as a network call), to see what the queue
 //! costs next to jobs that do something; the default 0 measures the queue alone. `raw-*` are the
-//! harness's raw broker loops (see `raw.rs`; `--k` jobs per SQL claim, default 100). `backlog`
+//! harness's raw broker loops (see `raw.rs`; `--k` jobs per SQL claim, default 100; `--pad` pads
+//! each raw payload to that many bytes, to compare with routemq's records at equal size). `backlog`
 //! measures dispatch and drain on top of `--backlog` ready and `--delayed` delayed jobs (see
 //! `backlog.rs`).
 //!
@@ -109,7 +111,7 @@ pub(crate) struct Args {
 
 fn parse_args() -> Result<Args, String> {
     let raw: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: bench <memory|sqlite|postgres|mysql|redis|raw-redis|raw-postgres|raw-mysql|raw-sqlite> <drain|enqueue|latency|backlog> [--n N] [--concurrency C] [--prefetch P] [--job-ms MS] [--k K] [--backlog B] [--delayed D]";
+    let usage = "usage: bench <memory|sqlite|postgres|mysql|redis|raw-redis|raw-postgres|raw-mysql|raw-sqlite> <drain|enqueue|latency|backlog> [--n N] [--concurrency C] [--prefetch P] [--job-ms MS] [--k K] [--pad BYTES] [--backlog B] [--delayed D]";
     let (Some(connection), Some(workload)) = (raw.first(), raw.get(1)) else {
         return Err(usage.to_owned());
     };
@@ -136,6 +138,7 @@ fn parse_args() -> Result<Args, String> {
             "--k" => args.k = i64::try_from(number.max(1)).unwrap_or(i64::MAX),
             "--backlog" => args.backlog = number,
             "--delayed" => args.delayed = number,
+            "--pad" => raw::PAD.store(number, Ordering::Relaxed),
             "--prefetch" => {
                 let _ = PREFETCH.set(number);
             }

@@ -22,8 +22,19 @@ use crate::sql_pool;
 use crate::{Args, BoxError, now_us, url};
 
 /// The harness's payload, as raw loops store it.
+/// `--pad`: the size raw payloads are padded to (0: the harness's payload as it is).
+pub(crate) static PAD: AtomicUsize = AtomicUsize::new(0);
+
 fn payload(i: usize) -> String {
-    json!({"name": format!("job-{i}"), "n": i, "tags": ["a", "b", "c"], "ts": now_us()}).to_string()
+    let mut value =
+        json!({"name": format!("job-{i}"), "n": i, "tags": ["a", "b", "c"], "ts": now_us()});
+    let plain = value.to_string().len();
+    let pad = PAD.load(Ordering::Relaxed);
+    // `,"pad":""` adds 9 bytes around the padding.
+    if pad > plain + 9 {
+        value["pad"] = json!("x".repeat(pad - plain - 9));
+    }
+    value.to_string()
 }
 
 fn handle(text: &str) -> Result<(), BoxError> {
@@ -40,6 +51,10 @@ pub(crate) async fn run(kind: &str, args: &Args) -> Result<serde_json::Value, Bo
         "redis" => redis(args, &broker, &mut out).await?,
         "postgres" | "mysql" | "sqlite" => sql(kind, args, &broker, &mut out).await?,
         other => return Err(format!("no raw loop for {other}").into()),
+    }
+    let pad = PAD.load(Ordering::Relaxed);
+    if pad > 0 {
+        out["pad_bytes"] = json!(pad);
     }
     Ok(out)
 }
