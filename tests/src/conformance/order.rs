@@ -187,7 +187,7 @@ pub async fn max_jobs_limit_stops_the_worker(h: Harness) {
 ///
 /// The order is random, so the sample is large enough for the bounds to sit about five standard
 /// deviations from the expected shares (5/8, 2/8 and 1/8 of 200 starts: 125 ± 6.8, 50 ± 6.1,
-/// 25 ± 4.7); with 80 starts they sat about 3.5 away and failed once in a few hundred runs.
+/// 25 ± 4.7); with 80 starts they sat about 3 away and failed about once in 300 runs.
 pub async fn weighted_queues_start_jobs_in_proportion(h: Harness) {
     const STARTS: u32 = 200;
     let queues: Vec<String> = ["high", "mid", "low"]

@@ -6,10 +6,11 @@
 //! and each chunk of 1,000 is stored in one transaction (`MULTI`: `RPUSH` of the ready ones,
 //! `ZADD` of the delayed and the prioritized ones, `PERSIST` of the counter, and a wake-up
 //! `PUBLISH`), the next chunk being built while one is on its way. Each chunk is atomic, as with
-//! the script; a huge dispatch never blocks Redis in one step. The records are byte for byte those `push.lua` writes. Two dispatchers' runs may
-//! interleave chunk by chunk, so the list keeps arrival order, not id order; a run that fails
-//! after its `INCRBY` leaves its ids unused (and the counter without an expiry, as a queue that
-//! holds jobs keeps it).
+//! the script; a huge dispatch never blocks Redis in one step. The records are byte for byte
+//! those `push.lua` writes. Two dispatchers' runs may interleave chunk by chunk, so the list
+//! keeps arrival order, not id order. A run that fails part-way returns the error: the chunks
+//! before the failed one are stored, the ids of the rest stay unused (and the counter without an
+//! expiry, as a queue that holds jobs keeps it).
 
 use std::fmt::Write as _;
 use std::time::SystemTime;
@@ -87,6 +88,9 @@ pub(super) async fn push_run(
         in_flight = Some(tokio::spawn(async move {
             transaction.query_async::<()>(&mut con).await
         }));
+        // Let the send start before building the next chunk: a task spawned from a runtime
+        // worker waits in that worker's own slot until the spawning task yields.
+        tokio::task::yield_now().await;
         ids.extend((0..chunk.len()).map(|i| format!("{queue}:{}", base + i as i64)));
     }
     if let Some(last) = in_flight {
@@ -97,10 +101,11 @@ pub(super) async fn push_run(
 
 /// Waits for a chunk sent by [`push_run`].
 async fn settle(chunk: tokio::task::JoinHandle<redis::RedisResult<()>>) -> Result<(), DriverError> {
-    chunk
-        .await
-        .map_err(|error| DriverError::backend("push", error))?
-        .map_err(backend("push"))
+    match chunk.await {
+        Ok(sent) => sent.map_err(backend("push")),
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        Err(error) => Err(DriverError::backend("push", error)),
+    }
 }
 
 /// One chunk's `MULTI … EXEC`: its jobs numbered from `base`.
