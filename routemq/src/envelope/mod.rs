@@ -20,7 +20,9 @@ use serde_json::value::RawValue;
 
 use crate::job::{Job, JobOptions};
 
-pub(crate) use python_json::{push_str_literal, write_python};
+#[cfg(feature = "redis")]
+pub(crate) use python_json::push_str_literal;
+pub(crate) use python_json::write_python;
 
 /// Largest payload (encoded envelope) accepted at dispatch and decoded by a worker: 8 MiB.
 ///
