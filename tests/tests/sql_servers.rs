@@ -211,7 +211,7 @@ async fn postgres_notify_wakes_an_idle_worker_at_once() {
     worker.await.expect("joins").expect("runs");
 }
 
-/// A claim rules out sorting for itself alone (`SET LOCAL` in its own transaction): a pool shared
+/// A claim rules out sorting for itself alone (on connections of the driver's own): a pool shared
 /// with the application keeps PostgreSQL's settings, and claims still go by priority, then FIFO.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_claim_leaves_a_shared_pool_as_it_was() {
@@ -259,13 +259,13 @@ async fn postgres_claim_leaves_a_shared_pool_as_it_was() {
         .fetch_one(&pool)
         .await
         .expect("show");
-    assert_eq!(sort, "on", "the claim's setting stayed in its transaction");
+    assert_eq!(sort, "on", "the claim's setting stayed off the shared pool");
     let jit: String = routemq::sqlx::query_scalar("SHOW jit")
         .fetch_one(&pool)
         .await
         .expect("show");
     assert_eq!(
         jit, jit_before,
-        "the claim's setting stayed in its transaction"
+        "the claim's setting stayed off the shared pool"
     );
 }

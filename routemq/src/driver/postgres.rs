@@ -8,7 +8,7 @@
 //!
 //! A claim is one `UPDATE … WHERE id IN (SELECT … ORDER BY priority DESC, id LIMIT n FOR UPDATE
 //! SKIP LOCKED) RETURNING …`: up to n jobs per round trip, by priority then FIFO by id, never the
-//! same row to two workers. A
+//! same row to two workers, on a few connections of the driver's own (see `postgres_claims`). A
 //! bulk dispatch is one `INSERT … SELECT FROM UNNEST(…)`. Every dispatch sends `NOTIFY
 //! routemq_jobs` (delivered at commit), which wakes idle workers at once; polling is the fallback.
 
@@ -21,6 +21,7 @@ use tokio::sync::watch;
 
 use super::bands_sql as bands;
 use super::batches_sql;
+use super::postgres_claims::{self, ClaimPool};
 use super::rewrite_sql;
 use super::slots::Slot;
 use super::slots_sql;
@@ -79,6 +80,7 @@ const SCHEMA: &[&str] = &[
 /// Jobs in PostgreSQL.
 pub struct PostgresDriver {
     pool: PgPool,
+    claims: ClaimPool,
     target: String,
     wake: WakeSignal,
     listener: WakeFeed,
@@ -233,7 +235,8 @@ impl PostgresDriver {
 
     /// A driver on your application's own pool (use `routemq::sqlx`, the sqlx routemq is built
     /// with), so jobs and the app share connections. Does not create tables (see `migrate`).
-    /// The driver holds one more connection of the pool while a worker listens for new jobs.
+    /// The driver holds one more connection of the pool while a worker listens for new jobs, and
+    /// opens up to four of its own, with the pool's connect options, for claims.
     ///
     /// ```no_run
     /// # use std::sync::Arc;
@@ -254,8 +257,13 @@ impl PostgresDriver {
     }
 
     fn with_target(pool: PgPool, target: String) -> Self {
+        let claims = ClaimPool::new(
+            &pool.connect_options(),
+            pool.options().get_acquire_timeout(),
+        );
         Self {
             pool,
+            claims,
             target,
             wake: WakeSignal::new(),
             listener: WakeFeed::default(),
@@ -323,40 +331,21 @@ impl PostgresDriver {
         &self.target
     }
 
-    /// Runs a claim statement with sorting ruled out (with the claim index in place).
-    ///
-    /// The claim index gives the order; a sort of the queue's ready rows never pays off, yet
-    /// the planner picks one whenever its statistics say the queue is (nearly) empty: after a
-    /// burst into an empty table, or for a queue that is new since the last `ANALYZE`. Each
-    /// claim then reads and sorts the whole backlog (measured: 200 µs of server CPU per job
-    /// instead of 35 on a 20,000-job drain). The merge of the two bands still sorts (at most
-    /// twice the claim's size), and that sort's penalty cost would trip PostgreSQL's JIT
-    /// threshold (`jit_above_cost`): 100-170 ms of compiling per claim, so JIT is off for the
-    /// claim too. `SET LOCAL` scopes the settings to the claim's own
-    /// transaction, so a pool shared with the application is left as it was. Without the
-    /// index (not migrated) the order is by id, which the primary key gives too, through other
-    /// queues' rows: PostgreSQL decides then. (As with any sqlx transaction, a claim whose
-    /// future is dropped between `BEGIN` and its answer returns the connection to the pool
-    /// inside the transaction; routemq's worker always awaits its claims.)
+    /// Runs a claim statement: with sorting and JIT ruled out on a migrated table, with the claim
+    /// index in place (see `postgres_claims`). Without the index (not migrated) the order is by
+    /// id, which the primary key gives too, through other queues' rows: PostgreSQL decides then.
+    /// Either way one statement, so its rows are locked and updated at once.
     async fn claim(
         &self,
         statement: &str,
         queue: &str,
         limit: i64,
     ) -> Result<Vec<PgRow>, sqlx::Error> {
-        let begin = if self.priorities.present() {
-            "BEGIN; SET LOCAL enable_sort = off; SET LOCAL jit = off"
+        if self.priorities.present() {
+            self.claims.claim(&self.pool, statement, queue, limit).await
         } else {
-            "BEGIN"
-        };
-        let mut tx = self.pool.begin_with(begin).await?;
-        let rows = sqlx::query(statement)
-            .bind(queue)
-            .bind(limit)
-            .fetch_all(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(rows)
+            postgres_claims::run(&self.pool, statement, queue, limit).await
+        }
     }
 
     /// Leases up to `max` ready jobs; `count` adds the attempt now (else a prefetched lease).
