@@ -23,7 +23,8 @@ pub struct WorkArgs {
     /// Jobs run at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
-    /// Jobs reserved ahead of free slots (default: 4 × concurrency); 0 for very slow jobs.
+    /// Jobs reserved ahead of free slots (default: 4 × concurrency, grown for short jobs to about
+    /// 50 ms of work, at most 256); 0 for very slow jobs.
     #[arg(long)]
     pub prefetch: Option<usize>,
     /// Seconds an idle worker waits between polls when the driver cannot wake it.

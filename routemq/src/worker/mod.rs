@@ -39,6 +39,7 @@ mod batch;
 mod cancels;
 mod chain;
 mod hooks;
+mod prefetch_size;
 mod queue_limits;
 mod reserver;
 mod runner;
@@ -99,9 +100,10 @@ pub struct WorkerOptions {
     /// Jobs run at once (default 8).
     pub concurrency: usize,
     /// Jobs reserved ahead of free slots, so that a busy worker fetches in batches (`None`: four
-    /// times `concurrency`, Celery's rule). Their leases are kept alive like running jobs', and
-    /// their attempt counts only when they start ([`QueueDriver::prefetch`]); set `Some(0)` for
-    /// jobs so slow that another worker should take them instead.
+    /// times `concurrency`, Celery's rule, grown for short jobs to hold about 50 ms of work at the
+    /// rate jobs start, up to 256). Their leases are kept alive like running jobs', and their
+    /// attempt counts only when they start ([`QueueDriver::prefetch`]); set `Some(0)` for jobs so
+    /// slow that another worker should take them instead.
     pub prefetch: Option<usize>,
     /// How long an idle worker waits before polling again when the driver cannot wake it (default 3 s).
     pub sleep: Duration,

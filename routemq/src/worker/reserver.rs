@@ -1,4 +1,5 @@
-//! The reserve loop: fetch jobs in batches (holding up to `concurrency + prefetch`), start them
+//! The reserve loop: fetch jobs in batches (holding up to `concurrency + prefetch`, the prefetch
+//! sized by [`PrefetchSize`]), start them
 //! as slots free up, and wait for work without busy polling. Jobs for slots free at the time are
 //! reserved (their attempt counted); the rest are prefetched, and counted when they start.
 //!
@@ -14,6 +15,7 @@ use std::time::Duration;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
+use super::prefetch_size::PrefetchSize;
 use super::queue_limits::QueueGate;
 use super::{Outcome, Shared, background, record, runner};
 use crate::driver::{DriverError, QueueDriver, ReservedJob};
@@ -232,14 +234,21 @@ impl Prefetched {
         }
     }
 
-    /// Starts waiting jobs while slots are free.
-    fn start_into_free_slots(&mut self, shared: &Arc<Shared>, tasks: &mut JoinSet<Outcome>) {
+    /// Starts waiting jobs while slots are free; returns how many started.
+    fn start_into_free_slots(
+        &mut self,
+        shared: &Arc<Shared>,
+        tasks: &mut JoinSet<Outcome>,
+    ) -> usize {
+        let mut started = 0;
         while tasks.len() < shared.options.concurrency {
             let Some(Buffered { key, job }) = self.jobs.pop_front() else {
                 break;
             };
             tasks.spawn(runner::run(Arc::clone(shared), job, key));
+            started += 1;
         }
+        started
     }
 }
 
@@ -252,10 +261,7 @@ pub(super) async fn reserve_loop(
 ) -> VecDeque<Buffered> {
     let options = &shared.options;
     let deadline = options.max_time.map(|t| Instant::now() + t);
-    let prefetch = options
-        .prefetch
-        .unwrap_or(options.concurrency.saturating_mul(4));
-    let capacity = options.concurrency + prefetch;
+    let mut size = PrefetchSize::new(options.prefetch, options.concurrency);
     let mut wake = shared.driver.wake_signal();
     let mut fetch = Fetch::default();
     let mut quota = Quota::new(options.max_jobs);
@@ -268,12 +274,14 @@ pub(super) async fn reserve_loop(
             tracing::info!("worker stopping: --max-time reached");
             break;
         }
-        prefetched.start_into_free_slots(shared, tasks);
+        size.started(prefetched.start_into_free_slots(shared, tasks));
         // Running jobs may still give their share of the quota back (postponed ones).
         if quota.exhausted() && prefetched.is_empty() && !fetch.busy() && tasks.is_empty() {
             tracing::info!("worker stopping: --max-jobs reached");
             break;
         }
+        let prefetch = size.now();
+        let capacity = options.concurrency + prefetch;
         let room = capacity.saturating_sub(tasks.len() + prefetched.len());
         let running_low = prefetched.len() <= prefetch / 2;
         if fetch.ready() && !quota.exhausted() && running_low && room > 0 {
