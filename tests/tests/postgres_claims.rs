@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use routemq::driver::QueueDriver;
 use routemq::driver::postgres::PostgresDriver;
 use routemq::prelude::*;
+use routemq::sqlx::Executor;
 use routemq::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use routemq_tests::jobs::Record;
 use routemq_tests::ledger::unique_key;
@@ -257,4 +258,52 @@ async fn claims_fall_back_when_startup_options_are_dropped() {
         3,
         "every claim in a transaction"
     );
+}
+
+/// A pool whose `after_connect` hook sets the `search_path`: claim connections, opened without
+/// the hook, would read another schema's `queue_jobs`, so claims run on the pool itself and find
+/// this schema's jobs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_follow_a_search_path_set_after_connecting() {
+    let Some(url) = postgres_url() else { return };
+    let schema = format!("routemq_path_{}", std::process::id());
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .expect("connects");
+    for statement in [
+        format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
+        format!("CREATE SCHEMA {schema}"),
+    ] {
+        routemq::sqlx::query(&statement)
+            .execute(&admin)
+            .await
+            .expect("schema");
+    }
+    let path = format!("SET search_path TO {schema}");
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .after_connect(move |conn, _| {
+            let path = path.clone();
+            Box::pin(async move {
+                conn.execute(path.as_str()).await?;
+                Ok(())
+            })
+        })
+        .connect(&url)
+        .await
+        .expect("connects");
+    let driver = Arc::new(PostgresDriver::from_pool(pool));
+    let (queue, ids) = three_jobs(Arc::clone(&driver), "pg-claims-path").await;
+    assert_eq!(
+        claim(&driver, &queue, 2).await,
+        [ids[0].clone(), ids[2].clone()],
+        "the schema's jobs, the prioritized one first"
+    );
+    assert_eq!(claim(&driver, &queue, 2).await, [ids[1].clone()]);
+    routemq::sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&admin)
+        .await
+        .expect("drop schema");
 }

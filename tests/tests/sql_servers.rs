@@ -269,3 +269,73 @@ async fn postgres_claim_leaves_a_shared_pool_as_it_was() {
         "the claim's setting stayed off the shared pool"
     );
 }
+
+/// A MySQL claim never holds a row of another queue. InnoDB locks the first record past a range
+/// scan; a locking claim on an empty queue (every idle worker's poll) would lock the head job of
+/// the queue after it in index order, and a claim there would skip it, finding nothing. Here
+/// two pollers claim from an empty queue without pause while the next queue's only job is
+/// claimed and given back 300 times: it must be found every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_claim_on_an_empty_queue_leaves_the_next_queues_head_free() {
+    let Some(url) = mysql_url() else { return };
+    let driver = Arc::new(MySqlDriver::connect(&url).await.expect("connects"));
+    driver.migrate().await.expect("migrate");
+    let key = unique_key("my-neighbour");
+    let (empty, busy) = (format!("t-{key}-a"), format!("t-{key}-b"));
+    let manager = QueueManager::new(routemq::Settings::default());
+    manager.register("my", driver.clone());
+    let id = manager
+        .push(Record {
+            key: key.clone(),
+            n: 0,
+        })
+        .on_connection("my")
+        .on_queue(busy.clone())
+        .await
+        .expect("push");
+    let polling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let mut pollers = Vec::new();
+    for _ in 0..2 {
+        let (driver, empty, polling) = (driver.clone(), empty.clone(), polling.clone());
+        pollers.push(tokio::spawn(async move {
+            let mut polls = 0u32;
+            while polling.load(std::sync::atomic::Ordering::Relaxed) {
+                let got = driver
+                    .reserve(std::slice::from_ref(&empty), 10)
+                    .await
+                    .expect("poll");
+                assert!(got.is_empty(), "the polled queue is empty");
+                polls += 1;
+            }
+            polls
+        }));
+    }
+    let mut missed = 0;
+    for _ in 0..300 {
+        let got = driver
+            .reserve(std::slice::from_ref(&busy), 1)
+            .await
+            .expect("reserve");
+        let Some(job) = got.first() else {
+            missed += 1;
+            continue;
+        };
+        assert_eq!(job.lease.id, id);
+        assert!(
+            driver
+                .release(&job.lease, std::time::Duration::ZERO, true)
+                .await
+                .expect("release")
+        );
+    }
+    polling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let mut polls = 0;
+    for poller in pollers {
+        polls += poller.await.expect("poller");
+    }
+    assert!(polls > 0, "the pollers ran");
+    assert_eq!(
+        missed, 0,
+        "claims missed the only job {missed} times of 300 ({polls} polls beside)"
+    );
+}

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 use super::bands_sql as bands;
 use super::batches_sql;
+use super::mysql_claims::{self, Candidate, Order};
 use super::rewrite_sql;
 use super::slots::Slot;
 use super::slots_sql;
@@ -517,11 +518,10 @@ impl MySqlDriver {
         self.priorities.present() && self.due.present()
     }
 
-    /// Locks up to `limit` jobs of `queue` to claim, in claim order: `(id, payload, attempts,
-    /// unstarted)`. With `banded`, the ready band by priority, then id, and the scheduled band's
-    /// due rows by due time, each read through its own index and bounded by `limit`, merged by
-    /// priority, then id (see `bands_sql`); rows a branch locked but the merge left out are free
-    /// again at commit. Else one read of both by priority, then id (or id alone, where the table
+    /// Locks up to `limit` jobs of `queue` to claim, in claim order (see `mysql_claims`):
+    /// `(id, payload, attempts, unstarted)`. With `banded`, the ready band by priority, then id,
+    /// and the scheduled band's due rows by due time, merged by priority, then id (see
+    /// `bands_sql`). Else one read of both by priority, then id (or id alone, where the table
     /// has no priority column).
     async fn candidates(
         &self,
@@ -530,46 +530,15 @@ impl MySqlDriver {
         limit: i64,
         unstarted: &str,
         banded: bool,
-    ) -> Result<Vec<(i64, String, i32, i64)>, sqlx::Error> {
-        if !banded {
-            let order = if self.priorities.present() {
-                "priority DESC, id"
-            } else {
-                "id"
-            };
-            return sqlx::query_as(&format!(
-                "SELECT id, payload, attempts, {unstarted} FROM queue_jobs
-                 WHERE queue = ? AND reserved_at IS NULL AND available_at <= {NOW}
-                 ORDER BY {order} LIMIT ? FOR UPDATE SKIP LOCKED"
-            ))
-            .bind(queue)
-            .bind(limit)
-            .fetch_all(tx)
-            .await;
-        }
-        let rows: Vec<(i64, String, i32, i64, i64)> = sqlx::query_as(&format!(
-            "(SELECT id, payload, attempts, {unstarted}, CAST(priority AS SIGNED) AS p FROM queue_jobs
-              WHERE queue = ? AND reserved_at IS NULL AND {ready} AND available_at <= {NOW}
-              ORDER BY priority DESC, id LIMIT ? FOR UPDATE SKIP LOCKED)
-             UNION ALL
-             (SELECT id, payload, attempts, {unstarted}, CAST(-1 - priority AS SIGNED) FROM queue_jobs
-              WHERE queue = ? AND {due} <= {NOW} AND reserved_at IS NULL
-              ORDER BY {due} LIMIT ? FOR UPDATE SKIP LOCKED)
-             ORDER BY p DESC, id LIMIT ?",
-            ready = bands::READY,
-            due = bands::DUE,
-        ))
-        .bind(queue)
-        .bind(limit)
-        .bind(queue)
-        .bind(limit)
-        .bind(limit)
-        .fetch_all(tx)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, payload, attempts, unstarted, _)| (id, payload, attempts, unstarted))
-            .collect())
+    ) -> Result<Vec<Candidate>, sqlx::Error> {
+        let order = if banded {
+            Order::Banded
+        } else if self.priorities.present() {
+            Order::Priority
+        } else {
+            Order::Id
+        };
+        mysql_claims::candidates(tx, queue, limit, unstarted, order).await
     }
 
     /// The connection pool, for your own queries and transactions.

@@ -236,7 +236,9 @@ impl PostgresDriver {
     /// A driver on your application's own pool (use `routemq::sqlx`, the sqlx routemq is built
     /// with), so jobs and the app share connections. Does not create tables (see `migrate`).
     /// The driver holds one more connection of the pool while a worker listens for new jobs, and
-    /// opens up to four of its own, with the pool's connect options, for claims.
+    /// opens up to four of its own for claims, with the pool's connect options (not its
+    /// `after_connect` hook: if that changes the `search_path` or the role, claims notice and
+    /// run on the pool itself, in a transaction each).
     ///
     /// ```no_run
     /// # use std::sync::Arc;
@@ -257,13 +259,9 @@ impl PostgresDriver {
     }
 
     fn with_target(pool: PgPool, target: String) -> Self {
-        let claims = ClaimPool::new(
-            &pool.connect_options(),
-            pool.options().get_acquire_timeout(),
-        );
         Self {
             pool,
-            claims,
+            claims: ClaimPool::new(),
             target,
             wake: WakeSignal::new(),
             listener: WakeFeed::default(),

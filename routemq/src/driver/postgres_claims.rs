@@ -15,15 +15,20 @@
 //! PostgreSQL's settings. They are opened with the shared pool's connect options (not its
 //! `after_connect` hook) and show as `routemq claims` in `pg_stat_activity`.
 //!
-//! A server or proxy that refuses startup options (PgBouncer does, unless told to ignore them),
-//! or drops them, is noticed at the first claim: claims then scope the settings to a transaction
-//! of their own on the shared pool, as earlier versions did.
+//! A server or proxy that refuses startup options (PgBouncer does, or drops them when told to
+//! ignore them), and a shared pool whose `after_connect` hook changes what its connections see
+//! (the `search_path`, the role), are noticed at the first claim: claims then scope the settings
+//! to a transaction of their own on the shared pool, as earlier versions did. A claim that cannot
+//! get a claim connection in a second (the server at its connection limit) runs that way too,
+//! and claims stay on the shared pool for the next 30 seconds.
 
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Executor, PgConnection, Postgres};
+use tokio::time::Instant;
 
 /// The settings a claim runs with.
 const SETTINGS: [(&str, &str); 2] = [("enable_sort", "off"), ("jit", "off")];
@@ -35,37 +40,44 @@ const BEGIN: &str = "BEGIN; SET LOCAL enable_sort = off; SET LOCAL jit = off";
 /// time; several workers on one driver share them).
 const CONNECTIONS: u32 = 4;
 
+/// How long a claim waits for a claim connection before it runs on the shared pool instead.
+const ACQUIRE: Duration = Duration::from_secs(1);
+
+/// How long claims stay on the shared pool after a claim connection could not be had (the
+/// server at its connection limit, say).
+const PAUSE: Duration = Duration::from_secs(30);
+
+/// SQLSTATEs of a server refusing the startup options themselves: a protocol violation
+/// (PgBouncer's "unsupported startup parameter"), an unknown or an invalid setting.
+const REFUSALS: [&str; 3] = ["08P01", "42704", "22023"];
+
 /// Not known yet whether the claim connections have the settings.
 const UNKNOWN: u8 = 0;
 /// A claim connection had the settings.
 const APPLIED: u8 = 1;
-/// The server refused or dropped the settings as startup options: claims use transactions.
+/// Claims use transactions on the shared pool for good: the server refused or dropped the
+/// settings as startup options, or claim connections do not see what the shared pool's see.
 const REFUSED: u8 = 2;
 
 /// The claim connections of one driver.
 pub(super) struct ClaimPool {
-    pool: PgPool,
+    /// The pool, made at the first claim, and the shared pool's connect options it was made
+    /// from (a pool whose options change, such as a rotated password, is followed).
+    pool: Mutex<Option<(Arc<PgConnectOptions>, PgPool)>>,
     /// Whether the settings reach the server as startup options ([`UNKNOWN`], [`APPLIED`] or
     /// [`REFUSED`]).
     settings: AtomicU8,
+    /// After a claim connection could not be had: claims use the shared pool until then.
+    paused_until: Mutex<Option<Instant>>,
 }
 
 impl ClaimPool {
-    /// Claim connections like the ones `options` opens, with the settings; none is opened yet.
-    pub(super) fn new(options: &PgConnectOptions, acquire_timeout: Duration) -> Self {
-        let options = options
-            .clone()
-            .options(SETTINGS)
-            .application_name("routemq claims");
-        let pool = PgPoolOptions::new()
-            .max_connections(CONNECTIONS)
-            .min_connections(0)
-            .acquire_timeout(acquire_timeout)
-            .idle_timeout(Some(Duration::from_secs(60)))
-            .connect_lazy_with(options);
+    /// Claim connections for a driver on `shared`; none is opened before the first claim.
+    pub(super) fn new() -> Self {
         Self {
-            pool,
+            pool: Mutex::new(None),
             settings: AtomicU8::new(UNKNOWN),
+            paused_until: Mutex::new(None),
         }
     }
 
@@ -78,52 +90,134 @@ impl ClaimPool {
         queue: &str,
         limit: i64,
     ) -> Result<Vec<PgRow>, sqlx::Error> {
-        if self.settings.load(Ordering::Relaxed) != REFUSED {
-            match self.pool.acquire().await {
-                Ok(mut conn) => {
-                    if self.settings.load(Ordering::Relaxed) == APPLIED
-                        || applied(&mut conn).await?
-                    {
-                        self.settings.store(APPLIED, Ordering::Relaxed);
+        if self.settings.load(Ordering::Relaxed) == REFUSED || self.paused() {
+            return in_transaction(shared, statement, queue, limit).await;
+        }
+        match self.pool(shared).acquire().await {
+            Ok(mut conn) => {
+                if self.settings.load(Ordering::Relaxed) == APPLIED {
+                    return run(&mut *conn, statement, queue, limit).await;
+                }
+                match differs(&mut conn, shared).await? {
+                    None => {
+                        let _ = self.settings.compare_exchange(
+                            UNKNOWN,
+                            APPLIED,
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                        );
                         return run(&mut *conn, statement, queue, limit).await;
                     }
-                    self.refuse("the server ignored the startup options of a claim connection");
+                    Some(why) => self.refuse(&why),
                 }
-                // The server answered the connection with an error. If the shared pool's
-                // connections (opened without the settings) can claim, it was the settings.
-                Err(sqlx::Error::Database(error)) => {
-                    let rows = in_transaction(shared, statement, queue, limit).await?;
-                    // Once the settings have worked, a refusal is about something else.
-                    if self.settings.load(Ordering::Relaxed) == UNKNOWN {
-                        self.refuse(&format!(
-                            "the server refused a connection with startup options: {error}"
-                        ));
-                    }
-                    return Ok(rows);
-                }
-                Err(other) => return Err(other),
+            }
+            Err(sqlx::Error::Database(error))
+                if error
+                    .code()
+                    .is_some_and(|code| REFUSALS.contains(&code.as_ref())) =>
+            {
+                self.refuse(&format!(
+                    "the server refused a connection with startup options ({error})"
+                ));
+            }
+            Err(error) => {
+                tracing::warn!(%error, "no claim connection: claims run on the shared pool for a while");
+                *self
+                    .paused_until
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now() + PAUSE);
             }
         }
         in_transaction(shared, statement, queue, limit).await
+    }
+
+    /// The claim pool, made (or its connect options brought up to date) from `shared`'s.
+    fn pool(&self, shared: &PgPool) -> PgPool {
+        let source = shared.connect_options();
+        let mut slot = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+        match slot.as_mut() {
+            Some((made_from, pool)) if Arc::ptr_eq(made_from, &source) => pool.clone(),
+            Some((made_from, pool)) => {
+                pool.set_connect_options(with_settings(&source));
+                *made_from = source;
+                pool.clone()
+            }
+            None => {
+                let pool = PgPoolOptions::new()
+                    .max_connections(CONNECTIONS)
+                    .min_connections(0)
+                    .acquire_timeout(ACQUIRE)
+                    .idle_timeout(Some(Duration::from_secs(60)))
+                    // A claim is one round trip: no ping first (a dead connection fails the
+                    // claim, and the worker's next one gets a new connection).
+                    .test_before_acquire(false)
+                    .connect_lazy_with(with_settings(&source));
+                *slot = Some((source, pool.clone()));
+                pool
+            }
+        }
+    }
+
+    /// Whether claims are paused off the claim connections for now.
+    fn paused(&self) -> bool {
+        let mut until = self
+            .paused_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match *until {
+            Some(at) if Instant::now() < at => true,
+            Some(_) => {
+                *until = None;
+                false
+            }
+            None => false,
+        }
     }
 
     /// Claims use transactions from now on; says why, once.
     fn refuse(&self, why: &str) {
         if self.settings.swap(REFUSED, Ordering::Relaxed) != REFUSED {
             tracing::warn!(
-                "{why} (a proxy such as PgBouncer?): claims set their planner settings per \
-                 transaction instead (two more round trips each)"
+                "{why}: claims set their planner settings per transaction on the shared pool \
+                 instead (two more round trips each)"
             );
         }
     }
 }
 
-/// Whether `conn` runs with the claim's settings (a proxy may drop startup options silently).
-async fn applied(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
-    let sort: String = sqlx::query_scalar("SELECT current_setting('enable_sort')")
-        .fetch_one(conn)
-        .await?;
-    Ok(sort == "off")
+/// The shared pool's connect options with the claim's settings and name.
+fn with_settings(source: &PgConnectOptions) -> PgConnectOptions {
+    source
+        .clone()
+        .options(SETTINGS)
+        .application_name("routemq claims")
+}
+
+/// Why a claim connection cannot stand in for the shared pool's, if it cannot: the settings did
+/// not arrive (a proxy may drop startup options silently), or it sees other tables (the shared
+/// pool's `after_connect` hook may set the `search_path` or the role, which claim connections
+/// do not run).
+async fn differs(conn: &mut PgConnection, shared: &PgPool) -> Result<Option<String>, sqlx::Error> {
+    const SEEN: &str = "SELECT current_setting('search_path'), current_user::text";
+    let (sort, path, user): (String, String, String) = sqlx::query_as(
+        "SELECT current_setting('enable_sort'), current_setting('search_path'), current_user::text",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if sort != "off" {
+        return Ok(Some(
+            "the server ignored the startup options of a claim connection".to_owned(),
+        ));
+    }
+    let (shared_path, shared_user): (String, String) =
+        sqlx::query_as(SEEN).fetch_one(shared).await?;
+    if (&path, &user) != (&shared_path, &shared_user) {
+        return Ok(Some(format!(
+            "a claim connection sees search_path {path:?} as {user:?}, the shared pool's \
+             {shared_path:?} as {shared_user:?} (set by an after_connect hook?)"
+        )));
+    }
+    Ok(None)
 }
 
 /// Runs a claim in a transaction of its own on `shared`, with the settings scoped to it. (As

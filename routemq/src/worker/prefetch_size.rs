@@ -5,8 +5,10 @@
 //! [`CEILING`]. Jobs of a second or more keep the base size, so idle workers elsewhere still get
 //! their share; jobs of a millisecond no longer wait on a claim every few jobs (at concurrency 1
 //! on PostgreSQL, a buffer of 4 capped the drain at a few thousand jobs a second, one of 64 ran
-//! several times as fast). A prefetched job waits about [`HORIZON`] at most for a slot, however
-//! large the buffer has grown, and its attempt counts only when it starts.
+//! several times as fast). At the rate jobs were starting when it was claimed, a prefetched job
+//! waits about [`HORIZON`] for a slot, however large the buffer has grown, and its attempt counts
+//! only when it starts. The rate forgets within a few hundred milliseconds, and a reservation
+//! that finds the queue empty resets it: a worker that idled starts again from the base size.
 
 use std::time::Duration;
 
@@ -21,8 +23,9 @@ const CEILING: usize = 256;
 /// The shortest span a rate is measured over.
 const WINDOW: Duration = Duration::from_millis(20);
 
-/// The weight of the newest measurement in the smoothed rate.
-const SMOOTHING: f64 = 0.3;
+/// The smoothed rate's memory: a measurement this old weighs about a third of a fresh one (so a
+/// worker that idled for a poll interval starts from its base size again).
+const MEMORY: Duration = Duration::from_millis(100);
 
 /// The prefetch buffer's size for one worker.
 #[derive(Debug)]
@@ -55,6 +58,13 @@ impl PrefetchSize {
         self.started += jobs as u64;
     }
 
+    /// A reservation found nothing: the queue is empty, and the next jobs may be of any length.
+    pub(super) fn found_nothing(&mut self) {
+        self.rate = 0.0;
+        self.started = 0;
+        self.since = Instant::now();
+    }
+
     /// The size now.
     pub(super) fn now(&mut self) -> usize {
         if let Some(fixed) = self.fixed {
@@ -64,7 +74,8 @@ impl PrefetchSize {
         let elapsed = now.duration_since(self.since);
         if elapsed >= WINDOW {
             let sample = self.started as f64 / elapsed.as_secs_f64();
-            self.rate = SMOOTHING * sample + (1.0 - SMOOTHING) * self.rate;
+            let weight = 1.0 - (-elapsed.as_secs_f64() / MEMORY.as_secs_f64()).exp();
+            self.rate = weight * sample + (1.0 - weight) * self.rate;
             self.started = 0;
             self.since = now;
         }
@@ -114,6 +125,18 @@ mod tests {
         assert_eq!(after(&mut size, 400, 40), CEILING);
         // Work stops: the buffer shrinks back.
         assert_eq!(after(&mut size, 0, 60), 4);
+    }
+
+    #[test]
+    fn an_idle_spell_or_an_empty_queue_brings_the_base_size_back() {
+        let mut size = PrefetchSize::new(None, 1);
+        assert_eq!(after(&mut size, 400, 40), CEILING);
+        // One turn after a 3 s poll interval with nothing started.
+        size.since -= Duration::from_secs(3);
+        assert_eq!(size.now(), 4);
+        assert_eq!(after(&mut size, 400, 40), CEILING);
+        size.found_nothing();
+        assert_eq!(size.now(), 4);
     }
 
     #[test]

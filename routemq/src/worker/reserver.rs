@@ -311,6 +311,9 @@ pub(super) async fn reserve_loop(
             returned = fetch.returned() => match returned {
                 Ok((want, result)) => {
                     let jobs = fetch.settle(shared, result);
+                    if fetch.found_nothing {
+                        size.found_nothing();
+                    }
                     quota.give_back(want - jobs.len());
                     prefetched.admit(shared, jobs);
                 }

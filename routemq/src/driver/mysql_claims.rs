@@ -1,0 +1,156 @@
+//! Which rows a MySQL / MariaDB claim locks, and how, so that a claim on one queue never holds a
+//! row of another.
+//!
+//! A locking range scan under InnoDB (`… WHERE queue = ? … ORDER BY … LIMIT n FOR UPDATE SKIP
+//! LOCKED`) also locks the first index record past its range until commit, and the row behind
+//! it. When the scan runs off the end of its queue (the ready read of an empty queue, which is
+//! every idle worker's poll, or of one the claim empties; the scheduled band's read whenever the
+//! queue has nothing due later), that record is the next queue's first one in index order: its
+//! head job. Another worker's claim on that queue then skips its head, taking a later job first
+//! or, with one job ready, none at all until its next poll.
+//!
+//! So a claim reads its candidates first without locks (the same bounded index reads, in claim
+//! order, a few more than it wants), then locks those rows by primary key, re-checking that they
+//! are still free (`SKIP LOCKED`: rows other workers are claiming are passed over), and keeps
+//! the first `limit` in claim order. Primary-key lookups lock only the rows they find (the
+//! candidates past `limit` are free again at commit, a moment later). If every
+//! candidate was taken by other workers in between, the claim falls back to the locking range
+//! scan, which reads on past them.
+
+use sqlx::mysql::MySqlRow;
+use sqlx::{MySql, MySqlConnection, QueryBuilder, Row};
+
+use super::bands_sql as bands;
+
+/// The database clock in naive UTC, as RouteMQ stores it.
+const NOW: &str = "UTC_TIMESTAMP(6)";
+
+/// A claimed row: `(id, payload, attempts, unstarted)`.
+pub(super) type Candidate = (i64, String, i32, i64);
+
+/// The claim's order: what the table has.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Order {
+    /// The ready band by priority, then id, merged with the scheduled band's due rows by due
+    /// time (see `bands_sql`).
+    Banded,
+    /// One read of ready and delayed rows alike, by priority, then id.
+    Priority,
+    /// By id (no priority column).
+    Id,
+}
+
+/// A row's priority in its ready form, whichever band it is in (see `bands_sql`).
+const PRIORITY: &str = "CASE WHEN priority < 0 THEN -1 - priority ELSE priority END";
+
+/// How many candidates a claim of `limit` reads: a few more, for rows other workers take first.
+fn window(limit: i64) -> i64 {
+    limit.saturating_mul(2).max(limit.saturating_add(4))
+}
+
+/// Locks up to `limit` jobs of `queue` to claim, in claim order, inside the caller's transaction
+/// `tx`. `unstarted` is the column (or constant) read as the unstarted count.
+pub(super) async fn candidates(
+    tx: &mut MySqlConnection,
+    queue: &str,
+    limit: i64,
+    unstarted: &str,
+    order: Order,
+) -> Result<Vec<Candidate>, sqlx::Error> {
+    let window = window(limit);
+    let ids: Vec<i64> = read(&mut *tx, order, "id", "", queue, window)
+        .await?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()?;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sort = match order {
+        Order::Banded => format!("{PRIORITY} DESC, id"),
+        Order::Priority => "priority DESC, id".to_owned(),
+        Order::Id => "id".to_owned(),
+    };
+    let mut lock = QueryBuilder::<MySql>::new(format!(
+        "SELECT id, payload, attempts, {unstarted} FROM queue_jobs
+         WHERE reserved_at IS NULL AND available_at <= {NOW} AND id IN ("
+    ));
+    let mut list = lock.separated(", ");
+    for id in &ids {
+        list.push_bind(*id);
+    }
+    lock.push(format!(") ORDER BY {sort} LIMIT "));
+    lock.push_bind(limit);
+    lock.push(" FOR UPDATE SKIP LOCKED");
+    let mut rows = lock.build().fetch_all(&mut *tx).await?;
+    if rows.is_empty() && i64::try_from(ids.len()).unwrap_or(i64::MAX) >= window {
+        // Every candidate went to other workers meanwhile: read on past them, locking.
+        let columns = format!("id, payload, attempts, {unstarted}");
+        rows = read(
+            &mut *tx,
+            order,
+            &columns,
+            " FOR UPDATE SKIP LOCKED",
+            queue,
+            limit,
+        )
+        .await?;
+    }
+    rows.iter().map(candidate).collect()
+}
+
+/// A claim's bounded read of `columns` of `queue`'s claimable rows in claim order, at most
+/// `limit`, with `locking` on each index read. Banded: the two bands' reads, merged.
+async fn read(
+    tx: &mut MySqlConnection,
+    order: Order,
+    columns: &str,
+    locking: &str,
+    queue: &str,
+    limit: i64,
+) -> Result<Vec<MySqlRow>, sqlx::Error> {
+    let sort = match order {
+        Order::Banded => {
+            let statement = format!(
+                "(SELECT {columns}, CAST(priority AS SIGNED) AS p FROM queue_jobs
+                  WHERE queue = ? AND reserved_at IS NULL AND {ready} AND available_at <= {NOW}
+                  ORDER BY priority DESC, id LIMIT ?{locking})
+                 UNION ALL
+                 (SELECT {columns}, CAST(-1 - priority AS SIGNED) FROM queue_jobs
+                  WHERE queue = ? AND {due} <= {NOW} AND reserved_at IS NULL
+                  ORDER BY {due} LIMIT ?{locking})
+                 ORDER BY p DESC, id LIMIT ?",
+                ready = bands::READY,
+                due = bands::DUE,
+            );
+            return sqlx::query(&statement)
+                .bind(queue)
+                .bind(limit)
+                .bind(queue)
+                .bind(limit)
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await;
+        }
+        Order::Priority => "priority DESC, id",
+        Order::Id => "id",
+    };
+    sqlx::query(&format!(
+        "SELECT {columns} FROM queue_jobs
+         WHERE queue = ? AND reserved_at IS NULL AND available_at <= {NOW}
+         ORDER BY {sort} LIMIT ?{locking}"
+    ))
+    .bind(queue)
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await
+}
+
+fn candidate(row: &MySqlRow) -> Result<Candidate, sqlx::Error> {
+    Ok((
+        row.try_get(0)?,
+        row.try_get(1)?,
+        row.try_get(2)?,
+        row.try_get(3)?,
+    ))
+}
