@@ -339,3 +339,73 @@ async fn mysql_claim_on_an_empty_queue_leaves_the_next_queues_head_free() {
         "claims missed the only job {missed} times of 300 ({polls} polls beside)"
     );
 }
+
+/// MariaDB 11.6.2 and later turn `innodb_snapshot_isolation` on by default: a locking read of a
+/// row changed since the transaction's snapshot fails there. A claim's unlocked read of its
+/// candidates runs outside its transaction, so four claimers on two pools racing for one queue
+/// with the setting on get every job once and never an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_racing_claims_never_fail_under_snapshot_isolation() {
+    let Some(url) = mysql_url() else { return };
+    let mut drivers = Vec::new();
+    for _ in 0..2 {
+        let pool = routemq::sqlx::mysql::MySqlPoolOptions::new()
+            .max_connections(4)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    routemq::sqlx::query("SET SESSION innodb_snapshot_isolation = ON")
+                        .execute(conn)
+                        .await?;
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .expect("connects with innodb_snapshot_isolation (MariaDB 10.6.18+)");
+        drivers.push(Arc::new(
+            MySqlDriver::from_pool(pool).await.expect("driver"),
+        ));
+    }
+    drivers[0].migrate().await.expect("migrate");
+    let key = unique_key("my-snapshot");
+    let queue = format!("t-{key}");
+    let manager = QueueManager::new(routemq::Settings::default());
+    manager.register("my", drivers[0].clone());
+    let total = 400;
+    manager
+        .bulk((0..total).map(|n| Record {
+            key: key.clone(),
+            n,
+        }))
+        .on_connection("my")
+        .on_queue(queue.clone())
+        .await
+        .expect("bulk");
+    let mut claimers = tokio::task::JoinSet::new();
+    for driver in drivers.iter().cycle().take(4) {
+        let (driver, queue) = (driver.clone(), queue.clone());
+        claimers.spawn(async move {
+            let mut ids = Vec::new();
+            loop {
+                let jobs = driver
+                    .reserve(std::slice::from_ref(&queue), 5)
+                    .await
+                    .expect("a claim never fails");
+                if jobs.is_empty() {
+                    return ids;
+                }
+                let leases: Vec<_> = jobs.iter().map(|job| job.lease.clone()).collect();
+                driver.ack(&leases).await.expect("ack");
+                ids.extend(leases.into_iter().map(|lease| lease.id));
+            }
+        });
+    }
+    let mut claimed = Vec::new();
+    while let Some(ids) = claimers.join_next().await {
+        claimed.extend(ids.expect("claimer"));
+    }
+    let count = claimed.len();
+    claimed.sort_unstable();
+    claimed.dedup();
+    assert_eq!((count, claimed.len()), (total as usize, total as usize));
+}

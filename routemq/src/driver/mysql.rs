@@ -14,12 +14,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
-use sqlx::{MySql, MySqlConnection, QueryBuilder, Row};
+use sqlx::{Connection, MySql, MySqlConnection, QueryBuilder, Row};
 use tokio::sync::watch;
 
 use super::bands_sql as bands;
 use super::batches_sql;
-use super::mysql_claims::{self, Candidate, Order};
+use super::mysql_claims::{self, Order};
 use super::rewrite_sql;
 use super::slots::Slot;
 use super::slots_sql;
@@ -438,7 +438,7 @@ impl MySqlDriver {
             if out.len() >= max {
                 break;
             }
-            let mut tx = self.pool.begin().await.map_err(backend("reserve"))?;
+            let mut conn = self.pool.acquire().await.map_err(backend("reserve"))?;
             // A reservation counts the attempt; a prefetch counts itself as not started yet.
             let (unstarted, counting) = if count {
                 ("0", "attempts = attempts + 1")
@@ -449,28 +449,30 @@ impl MySqlDriver {
                 )
             };
             let limit = i64::try_from(max - out.len()).unwrap_or(i64::MAX);
-            let mut banded = self.banded();
-            let mut rows = self
-                .candidates(&mut tx, queue, limit, unstarted, banded)
-                .await;
+            let mut ids = mysql_claims::candidate_ids(&mut conn, queue, limit, self.order()).await;
             // Not migrated yet: the bands read as one, or by id alone; each missing column is
-            // found once. (A failed statement leaves MySQL's transaction open.)
+            // found once.
             for _ in 0..2 {
-                match &rows {
+                match &ids {
                     Err(error)
                         if self.due.off_if_unmigrated(error)
                             || self.priorities.off_if_unmigrated(error) =>
                     {
-                        banded = self.banded();
-                        rows = self
-                            .candidates(&mut tx, queue, limit, unstarted, banded)
+                        ids = mysql_claims::candidate_ids(&mut conn, queue, limit, self.order())
                             .await;
                     }
                     _ => break,
                 }
             }
+            let ids = ids.map_err(backend("reserve"))?;
+            if ids.is_empty() {
+                continue;
+            }
+            let mut tx = conn.begin().await.map_err(backend("reserve"))?;
+            let rows =
+                mysql_claims::lock(&mut tx, queue, limit, unstarted, self.order(), &ids).await;
             let rows = match rows {
-                // Not migrated yet: `prefetch` reserves instead.
+                // Not migrated yet: `prefetch` reserves instead (the transaction rolls back).
                 Err(error) if !count && self.prefetching.off_if_unmigrated(&error) => {
                     return Ok(out);
                 }
@@ -518,27 +520,18 @@ impl MySqlDriver {
         self.priorities.present() && self.due.present()
     }
 
-    /// Locks up to `limit` jobs of `queue` to claim, in claim order (see `mysql_claims`):
-    /// `(id, payload, attempts, unstarted)`. With `banded`, the ready band by priority, then id,
-    /// and the scheduled band's due rows by due time, merged by priority, then id (see
-    /// `bands_sql`). Else one read of both by priority, then id (or id alone, where the table
-    /// has no priority column).
-    async fn candidates(
-        &self,
-        tx: &mut MySqlConnection,
-        queue: &str,
-        limit: i64,
-        unstarted: &str,
-        banded: bool,
-    ) -> Result<Vec<Candidate>, sqlx::Error> {
-        let order = if banded {
+    /// The claim's order, as far as the table has its columns (see `mysql_claims`): with both,
+    /// the ready band by priority, then id, and the scheduled band's due rows by due time,
+    /// merged by priority, then id (see `bands_sql`); else one read of both by priority, then
+    /// id, or by id alone where the table has no priority column.
+    fn order(&self) -> Order {
+        if self.banded() {
             Order::Banded
         } else if self.priorities.present() {
             Order::Priority
         } else {
             Order::Id
-        };
-        mysql_claims::candidates(tx, queue, limit, unstarted, order).await
+        }
     }
 
     /// The connection pool, for your own queries and transactions.

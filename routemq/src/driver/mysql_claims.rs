@@ -1,5 +1,5 @@
-//! Which rows a MySQL / MariaDB claim locks, and how, so that a claim on one queue never holds a
-//! row of another.
+//! Which rows a MySQL / MariaDB claim locks, and how, so that a claim on one queue does not hold
+//! a row of another.
 //!
 //! A locking range scan under InnoDB (`… WHERE queue = ? … ORDER BY … LIMIT n FOR UPDATE SKIP
 //! LOCKED`) also locks the first index record past its range until commit, and the row behind
@@ -9,13 +9,13 @@
 //! head job. Another worker's claim on that queue then skips its head, taking a later job first
 //! or, with one job ready, none at all until its next poll.
 //!
-//! So a claim reads its candidates first without locks (the same bounded index reads, in claim
-//! order, a few more than it wants), then locks those rows by primary key, re-checking that they
-//! are still free (`SKIP LOCKED`: rows other workers are claiming are passed over), and keeps
-//! the first `limit` in claim order. Primary-key lookups lock only the rows they find (the
-//! candidates past `limit` are free again at commit, a moment later). If every
-//! candidate was taken by other workers in between, the claim falls back to the locking range
-//! scan, which reads on past them.
+//! So a claim reads its candidates first, without locks and outside its transaction (the same
+//! bounded index reads, in claim order, a few more than it wants), then, in its transaction,
+//! locks the first `limit` of them by primary key, re-checking that they are still free (`SKIP
+//! LOCKED`: rows other workers are claiming are passed over), and more of the rest for any that
+//! were taken. Primary-key lookups lock only the rows they read. Only if every candidate was
+//! taken by other workers in between does the claim fall back to the locking range scan, which
+//! reads on past them (and may then hold the next queue's head for that one claim).
 
 use sqlx::mysql::MySqlRow;
 use sqlx::{MySql, MySqlConnection, QueryBuilder, Row};
@@ -40,63 +40,71 @@ pub(super) enum Order {
     Id,
 }
 
-/// A row's priority in its ready form, whichever band it is in (see `bands_sql`).
-const PRIORITY: &str = "CASE WHEN priority < 0 THEN -1 - priority ELSE priority END";
-
 /// How many candidates a claim of `limit` reads: a few more, for rows other workers take first.
 fn window(limit: i64) -> i64 {
     limit.saturating_mul(2).max(limit.saturating_add(4))
 }
 
-/// Locks up to `limit` jobs of `queue` to claim, in claim order, inside the caller's transaction
-/// `tx`. `unstarted` is the column (or constant) read as the unstarted count.
-pub(super) async fn candidates(
+/// Step one: the ids of up to a window's worth of `queue`'s claimable jobs, in claim order, read
+/// without locks. Run it on a connection outside any transaction: it then keeps no snapshot,
+/// which MariaDB 11.6+ (`innodb_snapshot_isolation`) would hold the locking read after it to.
+pub(super) async fn candidate_ids(
+    conn: &mut MySqlConnection,
+    queue: &str,
+    limit: i64,
+    order: Order,
+) -> Result<Vec<i64>, sqlx::Error> {
+    read(conn, order, "id", "", queue, window(limit))
+        .await?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect()
+}
+
+/// Step two, inside the claim's transaction `tx`: locks up to `limit` of the candidate `ids`
+/// that are still claimable, taking them in claim order (the first `limit`, then more of the
+/// rest for those other workers took meanwhile). `unstarted` is the column (or constant) read
+/// as the unstarted count. If every candidate was taken and there may be more jobs, reads on
+/// past them with the locking range scan.
+pub(super) async fn lock(
     tx: &mut MySqlConnection,
     queue: &str,
     limit: i64,
     unstarted: &str,
     order: Order,
+    ids: &[i64],
 ) -> Result<Vec<Candidate>, sqlx::Error> {
-    let window = window(limit);
-    let ids: Vec<i64> = read(&mut *tx, order, "id", "", queue, window)
-        .await?
-        .iter()
-        .map(|row| row.try_get(0))
-        .collect::<Result<_, _>>()?;
-    if ids.is_empty() {
-        return Ok(Vec::new());
+    let wanted = usize::try_from(limit).unwrap_or(usize::MAX);
+    let mut claimed: Vec<Candidate> = Vec::new();
+    let mut next = 0;
+    while claimed.len() < wanted && next < ids.len() {
+        let take = &ids[next..ids.len().min(next + wanted - claimed.len())];
+        next += take.len();
+        let mut lock = QueryBuilder::<MySql>::new(format!(
+            "SELECT id, payload, attempts, {unstarted} FROM queue_jobs
+             WHERE reserved_at IS NULL AND available_at <= {NOW} AND id IN ("
+        ));
+        let mut list = lock.separated(", ");
+        for id in take {
+            list.push_bind(*id);
+        }
+        lock.push(") FOR UPDATE SKIP LOCKED");
+        for row in lock.build().fetch_all(&mut *tx).await? {
+            claimed.push(candidate(&row)?);
+        }
     }
-    let sort = match order {
-        Order::Banded => format!("{PRIORITY} DESC, id"),
-        Order::Priority => "priority DESC, id".to_owned(),
-        Order::Id => "id".to_owned(),
-    };
-    let mut lock = QueryBuilder::<MySql>::new(format!(
-        "SELECT id, payload, attempts, {unstarted} FROM queue_jobs
-         WHERE reserved_at IS NULL AND available_at <= {NOW} AND id IN ("
-    ));
-    let mut list = lock.separated(", ");
-    for id in &ids {
-        list.push_bind(*id);
-    }
-    lock.push(format!(") ORDER BY {sort} LIMIT "));
-    lock.push_bind(limit);
-    lock.push(" FOR UPDATE SKIP LOCKED");
-    let mut rows = lock.build().fetch_all(&mut *tx).await?;
-    if rows.is_empty() && i64::try_from(ids.len()).unwrap_or(i64::MAX) >= window {
+    if claimed.is_empty() && i64::try_from(ids.len()).unwrap_or(i64::MAX) >= window(limit) {
         // Every candidate went to other workers meanwhile: read on past them, locking.
         let columns = format!("id, payload, attempts, {unstarted}");
-        rows = read(
-            &mut *tx,
-            order,
-            &columns,
-            " FOR UPDATE SKIP LOCKED",
-            queue,
-            limit,
-        )
-        .await?;
+        return read(tx, order, &columns, " FOR UPDATE SKIP LOCKED", queue, limit)
+            .await?
+            .iter()
+            .map(candidate)
+            .collect();
     }
-    rows.iter().map(candidate).collect()
+    // In the candidates' (claim) order.
+    claimed.sort_by_key(|(id, ..)| ids.iter().position(|candidate| candidate == id));
+    Ok(claimed)
 }
 
 /// A claim's bounded read of `columns` of `queue`'s claimable rows in claim order, at most

@@ -1,5 +1,5 @@
 //! Where the PostgreSQL driver runs its claims: on a few connections of its own, opened with
-//! sorting and JIT off, so that a claim is one statement in one round trip.
+//! sorting and JIT off, so that a claim is one statement, one round trip to wait for.
 //!
 //! Why the settings: the claim index gives the order, and a sort of a queue's ready rows never
 //! pays off, yet the planner picks one whenever its statistics say the queue is (nearly) empty:
@@ -19,7 +19,8 @@
 //! ignore them), and a shared pool whose `after_connect` hook changes what its connections see
 //! (the `search_path`, the role), are noticed at the first claim: claims then scope the settings
 //! to a transaction of their own on the shared pool, as earlier versions did. A claim that cannot
-//! get a claim connection in a second (the server at its connection limit) runs that way too,
+//! get a claim connection in a second (the server at its connection limit, or all four busy) runs
+//! that way too,
 //! and claims stay on the shared pool for the next 30 seconds.
 
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -98,8 +99,10 @@ impl ClaimPool {
                 if self.settings.load(Ordering::Relaxed) == APPLIED {
                     return run(&mut *conn, statement, queue, limit).await;
                 }
-                match differs(&mut conn, shared).await? {
-                    None => {
+                // The check borrows a shared connection; if it cannot, this claim runs there.
+                match differs(&mut conn, shared).await {
+                    Err(_) => {}
+                    Ok(None) => {
                         let _ = self.settings.compare_exchange(
                             UNKNOWN,
                             APPLIED,
@@ -108,7 +111,7 @@ impl ClaimPool {
                         );
                         return run(&mut *conn, statement, queue, limit).await;
                     }
-                    Some(why) => self.refuse(&why),
+                    Ok(Some(why)) => self.refuse(&why),
                 }
             }
             Err(sqlx::Error::Database(error))
@@ -148,8 +151,9 @@ impl ClaimPool {
                     .min_connections(0)
                     .acquire_timeout(ACQUIRE)
                     .idle_timeout(Some(Duration::from_secs(60)))
-                    // A claim is one round trip: no ping first (a dead connection fails the
-                    // claim, and the worker's next one gets a new connection).
+                    // A claim waits on one round trip: no ping first (a dead connection fails
+                    // the claim, and the worker's next one gets a new connection). sqlx still
+                    // pings a connection on its way back to the pool, after the claim returned.
                     .test_before_acquire(false)
                     .connect_lazy_with(with_settings(&source));
                 *slot = Some((source, pool.clone()));
