@@ -223,18 +223,13 @@ async fn claims_run_on_connections_opened_with_the_settings() {
     );
 }
 
-/// Behind a proxy that refuses startup options, claims fall back to transactions of their own
-/// (one per claim), after one refused connection.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn claims_fall_back_when_startup_options_are_refused() {
-    let Some(seen) = claims_through(Options::Refuse, "pg-claims-refused").await else {
+/// Claims through a proxy in `mode` fall back to transactions of their own, one per claim, after
+/// the proxy saw one claim connection (`seen_once` says why no more came).
+async fn claims_fall_back(mode: Options, name: &str, seen_once: &str) {
+    let Some(seen) = claims_through(mode, name).await else {
         return;
     };
-    assert_eq!(
-        seen.options.load(Ordering::SeqCst),
-        1,
-        "refused once, not retried"
-    );
+    assert_eq!(seen.options.load(Ordering::SeqCst), 1, "{seen_once}");
     assert_eq!(
         seen.set_local.load(Ordering::SeqCst),
         3,
@@ -242,22 +237,22 @@ async fn claims_fall_back_when_startup_options_are_refused() {
     );
 }
 
+/// Behind a proxy that refuses startup options, claims fall back to transactions of their own
+/// (one per claim), after one refused connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_fall_back_when_startup_options_are_refused() {
+    claims_fall_back(
+        Options::Refuse,
+        "pg-claims-refused",
+        "refused once, not retried",
+    )
+    .await;
+}
+
 /// Behind a proxy that drops startup options silently, claims notice and fall back too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claims_fall_back_when_startup_options_are_dropped() {
-    let Some(seen) = claims_through(Options::Drop, "pg-claims-dropped").await else {
-        return;
-    };
-    assert_eq!(
-        seen.options.load(Ordering::SeqCst),
-        1,
-        "one claim connection"
-    );
-    assert_eq!(
-        seen.set_local.load(Ordering::SeqCst),
-        3,
-        "every claim in a transaction"
-    );
+    claims_fall_back(Options::Drop, "pg-claims-dropped", "one claim connection").await;
 }
 
 /// A pool whose `after_connect` hook sets the `search_path`: claim connections, opened without

@@ -31,7 +31,7 @@ use super::{
     QueueDriver, QueueStats, Reaped, Removal, ReservedJob, Rewritten,
 };
 
-const NOW: &str = "UTC_TIMESTAMP(6)";
+pub(super) const NOW: &str = "UTC_TIMESTAMP(6)";
 
 /// RouteMQ's tables and columns, without RouteMQ's index on `queue_jobs (queue)`: its
 /// `(queue, reserved_at)` index starts with the same column and serves the same lookups (the
@@ -449,21 +449,21 @@ impl MySqlDriver {
                 )
             };
             let limit = i64::try_from(max - out.len()).unwrap_or(i64::MAX);
-            let mut ids = mysql_claims::candidate_ids(&mut conn, queue, limit, self.order()).await;
             // Not migrated yet: the bands read as one, or by id alone; each missing column is
             // found once.
-            for _ in 0..2 {
-                match &ids {
+            let mut retries = 2;
+            let ids = loop {
+                match mysql_claims::candidate_ids(&mut conn, queue, limit, self.order()).await {
                     Err(error)
-                        if self.due.off_if_unmigrated(error)
-                            || self.priorities.off_if_unmigrated(error) =>
+                        if retries > 0
+                            && (self.due.off_if_unmigrated(&error)
+                                || self.priorities.off_if_unmigrated(&error)) =>
                     {
-                        ids = mysql_claims::candidate_ids(&mut conn, queue, limit, self.order())
-                            .await;
+                        retries -= 1;
                     }
-                    _ => break,
+                    ids => break ids,
                 }
-            }
+            };
             let ids = ids.map_err(backend("reserve"))?;
             if ids.is_empty() {
                 continue;

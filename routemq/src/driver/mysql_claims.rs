@@ -21,9 +21,7 @@ use sqlx::mysql::MySqlRow;
 use sqlx::{MySql, MySqlConnection, QueryBuilder, Row};
 
 use super::bands_sql as bands;
-
-/// The database clock in naive UTC, as RouteMQ stores it.
-const NOW: &str = "UTC_TIMESTAMP(6)";
+use super::mysql::NOW;
 
 /// A claimed row: `(id, payload, attempts, unstarted)`.
 pub(super) type Candidate = (i64, String, i32, i64);

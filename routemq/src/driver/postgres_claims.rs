@@ -20,8 +20,7 @@
 //! (the `search_path`, the role), are noticed at the first claim: claims then scope the settings
 //! to a transaction of their own on the shared pool, as earlier versions did. A claim that cannot
 //! get a claim connection in a second (the server at its connection limit, or all four busy) runs
-//! that way too,
-//! and claims stay on the shared pool for the next 30 seconds.
+//! that way too, and claims stay on the shared pool for the next 30 seconds.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -202,19 +201,20 @@ fn with_settings(source: &PgConnectOptions) -> PgConnectOptions {
 /// pool's `after_connect` hook may set the `search_path` or the role, which claim connections
 /// do not run).
 async fn differs(conn: &mut PgConnection, shared: &PgPool) -> Result<Option<String>, sqlx::Error> {
-    const SEEN: &str = "SELECT current_setting('search_path'), current_user::text";
-    let (sort, path, user): (String, String, String) = sqlx::query_as(
-        "SELECT current_setting('enable_sort'), current_setting('search_path'), current_user::text",
-    )
-    .fetch_one(&mut *conn)
-    .await?;
+    /// What a connection sees: its schema search path and its role.
+    const SEEN: &str = "current_setting('search_path'), current_user::text";
+    let (sort, path, user): (String, String, String) =
+        sqlx::query_as(&format!("SELECT current_setting('enable_sort'), {SEEN}"))
+            .fetch_one(&mut *conn)
+            .await?;
     if sort != "off" {
         return Ok(Some(
             "the server ignored the startup options of a claim connection".to_owned(),
         ));
     }
-    let (shared_path, shared_user): (String, String) =
-        sqlx::query_as(SEEN).fetch_one(shared).await?;
+    let (shared_path, shared_user): (String, String) = sqlx::query_as(&format!("SELECT {SEEN}"))
+        .fetch_one(shared)
+        .await?;
     if (&path, &user) != (&shared_path, &shared_user) {
         return Ok(Some(format!(
             "a claim connection sees search_path {path:?} as {user:?}, the shared pool's \
