@@ -43,6 +43,7 @@
 //! - [`driver`]: the [`QueueDriver`] trait and the drivers.
 //! - [`worker`]: the worker, its options and shutdown.
 //! - [`testing`]: a fake queue for your own tests.
+//! - `dashboard` (feature `http`): the web dashboard and its JSON API.
 //!
 //! # Feature flags
 //!
@@ -55,6 +56,8 @@
 //! | `redis` | yes | the Redis driver |
 //! | `redis-tls` | no | `rediss://` URLs (rustls with webpki roots) |
 //! | `cli` | yes | `routemq::cli::main()` and the `routemq` admin binary |
+//! | `http` | yes | the [`dashboard`] and the `/metrics` endpoint (axum on hyper) |
+//! | `schedule` | yes | periodic jobs with cron expressions (`routemq::schedule()`) |
 //! | `otel` | no | OpenTelemetry ids for routemq's spans (with a `tracing-opentelemetry` layer) |
 //!
 //! # Platform notes
@@ -72,6 +75,9 @@ pub mod batch;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod dashboard;
 pub mod data;
 pub mod driver;
 pub mod envelope;

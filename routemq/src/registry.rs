@@ -113,6 +113,48 @@ impl JobRegistration {
     }
 }
 
+/// A job type's declaration, as `list-jobs` and the dashboard show it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct JobTypeInfo {
+    /// The wire tag.
+    pub name: &'static str,
+    /// The Rust type's path.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// Its default queue.
+    pub queue: &'static str,
+    /// Its connection, when it names one.
+    pub connection: Option<&'static str>,
+    /// `#[job(max_tries)]`.
+    pub max_tries: u32,
+    /// `#[job(timeout)]`, in seconds.
+    pub timeout: u64,
+    /// `#[job(retry_after)]`, in seconds.
+    pub retry_after: u64,
+    /// `#[job(backoff)]`.
+    pub backoff: bool,
+    /// `file:line` of the declaration.
+    pub defined_at: String,
+}
+
+impl JobRegistration {
+    /// The declaration, for listings.
+    pub fn info(&self) -> JobTypeInfo {
+        let options = self.options();
+        JobTypeInfo {
+            name: self.name(),
+            type_name: format!("{}::{}", self.site.module_path, self.site.type_name),
+            queue: options.queue,
+            connection: options.connection,
+            max_tries: options.max_tries,
+            timeout: options.timeout,
+            retry_after: options.retry_after,
+            backoff: options.backoff,
+            defined_at: format!("{}:{}", self.site.file, self.site.line),
+        }
+    }
+}
+
 impl fmt::Debug for JobRegistration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JobRegistration")

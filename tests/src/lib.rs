@@ -9,6 +9,7 @@ pub mod conformance;
 pub mod databases;
 pub mod harness;
 pub mod hostile;
+pub mod http;
 pub mod interop;
 pub mod jobs;
 pub mod ledger;
@@ -111,7 +112,7 @@ macro_rules! conformance_suite {
             batch_callbacks_run_once_under_racing_completions,
             a_failure_runs_catch_and_cancels_unless_allowed, cancelled_batches_skip_their_jobs,
             batch_records_are_compare_and_set, rewriting_payloads_spares_leased_jobs,
-            rewriting_beside_a_busy_worker_loses_nothing
+            rewriting_beside_a_busy_worker_loses_nothing, workers_record_their_presence
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {

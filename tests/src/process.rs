@@ -102,6 +102,11 @@ impl Process {
         Self(child, log)
     }
 
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+
     /// Sends signal `name` (`TERM`, `INT`, `KILL`) to the process.
     ///
     /// # Panics

@@ -235,22 +235,8 @@ impl Render for StatsList {
 }
 
 #[derive(Serialize)]
-struct JobInfo {
-    name: &'static str,
-    #[serde(rename = "type")]
-    type_name: String,
-    queue: &'static str,
-    connection: Option<&'static str>,
-    max_tries: u32,
-    timeout: u64,
-    retry_after: u64,
-    backoff: bool,
-    defined_at: String,
-}
-
-#[derive(Serialize)]
 #[serde(transparent)]
-struct JobList(Vec<JobInfo>);
+struct JobList(Vec<crate::registry::JobTypeInfo>);
 
 impl Render for JobList {
     fn headers(&self) -> Vec<String> {
@@ -345,7 +331,10 @@ pub struct PauseArgs {
 pub(super) async fn run(command: Command) -> Result<(), Failure> {
     let pausing = matches!(command, Command::QueuePause(_));
     match command {
-        Command::QueueWork(_) | Command::QueueSchedule(_) | Command::QueueScheduleList(_) => Ok(()),
+        Command::QueueWork(_)
+        | Command::QueueDashboard(_)
+        | Command::QueueSchedule(_)
+        | Command::QueueScheduleList(_) => Ok(()),
         Command::QueueKeygen(format) => super::keys::keygen(format.format),
         Command::QueueReencrypt(common) => super::keys::reencrypt(common).await,
         Command::QueueCancel(args) => super::cancel::run(args).await,
@@ -498,17 +487,7 @@ pub(super) async fn run(command: Command) -> Result<(), Failure> {
             let jobs = registry
                 .registrations()
                 .into_iter()
-                .map(|r| JobInfo {
-                    name: r.name(),
-                    type_name: format!("{}::{}", r.site().module_path, r.site().type_name),
-                    queue: r.options().queue,
-                    connection: r.options().connection,
-                    max_tries: r.options().max_tries,
-                    timeout: r.options().timeout,
-                    retry_after: r.options().retry_after,
-                    backoff: r.options().backoff,
-                    defined_at: format!("{}:{}", r.site().file, r.site().line),
-                })
+                .map(|r| r.info())
                 .collect();
             print(&JobList(jobs), common.format.format)
         }

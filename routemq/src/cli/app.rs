@@ -161,6 +161,7 @@ impl App {
         }
         match command {
             Command::QueueWork(args) => work::run(args, self.extensions, self.schedule).await,
+            Command::QueueDashboard(args) => super::dashboard::run(args, self.schedule).await,
             Command::QueueSchedule(_) => schedule::run(self.schedule).await,
             Command::QueueScheduleList(common) => schedule::list(self.schedule, common).await,
             other => admin::run(other).await,

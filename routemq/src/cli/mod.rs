@@ -12,7 +12,8 @@
 //!
 //! | command | what it does |
 //! |---|---|
-//! | `queue-work` | runs a worker (`--queue a,b --connection C --concurrency N --sleep S --max-jobs N --max-time S --max-tries N --timeout S --stop-when-empty --limit Q=N --rate Q=N/PERIOD`) |
+//! | `queue-work` | runs a worker (`--queue a,b --connection C --concurrency N --sleep S --max-jobs N --max-time S --max-tries N --timeout S --stop-when-empty --limit Q=N --rate Q=N/PERIOD --metrics-addr ADDR --dashboard ADDR`) |
+//! | `queue-dashboard` | serves the [web dashboard](crate::dashboard) (`--addr 127.0.0.1:8080 --read-only`) |
 //! | `queue-failed` | lists failed jobs (`--queue Q`) |
 //! | `queue-failed-show ID` | shows one failed job (`--decrypt`: an encrypted job's data too) |
 //! | `queue-retry ID` / `queue-retry --all` | pushes failed jobs back to their queue |
@@ -42,6 +43,7 @@ mod admin;
 mod app;
 mod batches;
 mod cancel;
+mod dashboard;
 mod keys;
 mod output;
 mod schedule;
@@ -76,6 +78,8 @@ pub struct Cli {
 pub enum Command {
     /// Run a worker that processes jobs until stopped (SIGTERM/SIGINT drains; a second signal stops at once).
     QueueWork(work::WorkArgs),
+    /// Serve the web dashboard (queues, workers, failed jobs, job types) until SIGTERM or SIGINT.
+    QueueDashboard(dashboard::DashboardArgs),
     /// List failed jobs.
     QueueFailed(QueueFilter),
     /// Show one failed job.

@@ -61,6 +61,13 @@ pub struct WorkArgs {
     /// (e.g. 127.0.0.1:9090 or localhost:9090).
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<String>,
+    /// Also serve the web dashboard at http://ADDR/ (see `queue-dashboard`; loopback unless
+    /// ROUTEMQ_DASHBOARD_TOKEN or ROUTEMQ_DASHBOARD_USER/PASSWORD is set).
+    #[arg(long, value_name = "ADDR")]
+    pub dashboard: Option<String>,
+    /// With --dashboard: hide retry, forget and flush, and refuse every POST.
+    #[arg(long, requires = "dashboard")]
+    pub dashboard_read_only: bool,
 }
 
 fn usage(message: String) -> Failure {
@@ -125,8 +132,17 @@ pub(super) async fn run(
         .validate()
         .map_err(|error| usage(error.to_string()))?;
     let metrics_addr = match &args.metrics_addr {
-        Some(addr) => Some(resolve(addr).await?),
+        Some(addr) => Some(super::dashboard::resolve("--metrics-addr", addr).await?),
         None => None,
+    };
+    let dashboard_addr = match &args.dashboard {
+        Some(addr) => Some(super::dashboard::resolve("--dashboard", addr).await?),
+        None => None,
+    };
+    let dashboard_schedule = if args.schedule {
+        schedule.clone()
+    } else {
+        Schedule::default()
     };
     let scheduler = if args.schedule {
         let scheduler = super::schedule::scheduler(schedule, queue())?;
@@ -148,6 +164,19 @@ pub(super) async fn run(
                 message: format!("cannot serve metrics on {addr}: {error}"),
                 code: 1,
             })?,
+        ),
+        None => None,
+    };
+    let _dashboard = match dashboard_addr {
+        Some(addr) => Some(
+            super::dashboard::serve(
+                addr,
+                std::sync::Arc::clone(&driver),
+                connection.clone(),
+                args.dashboard_read_only,
+                dashboard_schedule,
+            )
+            .await?,
         ),
         None => None,
     };
@@ -207,15 +236,4 @@ where
         out.insert(queue, parsed);
     }
     Ok(out)
-}
-
-/// The first address `--metrics-addr` resolves to (`127.0.0.1:9090`, `localhost:9090`, `[::1]:9090`).
-async fn resolve(addr: &str) -> Result<std::net::SocketAddr, Failure> {
-    let invalid = |reason: String| usage(format!("--metrics-addr {addr}: {reason}"));
-    let mut found = tokio::net::lookup_host(addr)
-        .await
-        .map_err(|error| invalid(format!("not a HOST:PORT that resolves ({error})")))?;
-    found
-        .next()
-        .ok_or_else(|| invalid("resolves to no address".to_owned()))
 }

@@ -313,7 +313,7 @@ batch_ops!(
     not(any(feature = "postgres", feature = "mysql", feature = "sqlite")),
     allow(dead_code)
 )]
-fn missing_table(error: &sqlx::Error) -> bool {
+pub(crate) fn missing_table(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db)
         if matches!(db.code().as_deref(), Some("42P01" | "42S02"))
             || db.message().contains("no such table"))

@@ -17,7 +17,7 @@ use super::slots::{LocalSlots, Slot};
 use super::wake::WakeSignal;
 use super::{
     BatchPrune, BatchRow, BatchWrite, DriverError, Edit, Editor, FailedJob, Failure, Lease, NewJob,
-    QueueDriver, QueueStats, Reaped, Removal, ReservedJob, Rewritten,
+    QueueDriver, QueueStats, Reaped, Removal, ReservedJob, Rewritten, WorkerRow,
 };
 
 #[derive(Debug)]
@@ -57,6 +57,8 @@ struct State {
     next_failed_id: u64,
     slots: LocalSlots,
     batches: LocalBatches,
+    /// Worker presence records by id.
+    workers: BTreeMap<String, WorkerRow>,
 }
 
 /// Jobs in process memory. Cheap to create; each instance is its own store.
@@ -284,6 +286,35 @@ fn failed_id(id: &str) -> Result<u64, DriverError> {
 impl QueueDriver for MemoryDriver {
     fn kind(&self) -> &'static str {
         "memory"
+    }
+
+    async fn worker_beat(&self, row: &WorkerRow) -> Result<bool, DriverError> {
+        self.lock().workers.insert(row.id.clone(), row.clone());
+        Ok(true)
+    }
+
+    async fn worker_rows(&self, since: i64) -> Result<Option<Vec<WorkerRow>>, DriverError> {
+        let state = self.lock();
+        let fresh = state.workers.values().filter(|row| row.beat_at >= since);
+        Ok(Some(fresh.cloned().collect()))
+    }
+
+    async fn worker_prune(&self, before: i64) -> Result<u64, DriverError> {
+        let mut state = self.lock();
+        let had = state.workers.len();
+        state.workers.retain(|_, row| row.beat_at >= before);
+        Ok((had - state.workers.len()) as u64)
+    }
+
+    async fn failed_recent(
+        &self,
+        queue: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<FailedJob>, DriverError> {
+        let state = self.lock();
+        let newest = state.failed.values().rev();
+        let of_queue = newest.filter(|f| queue.is_none_or(|q| f.queue == q));
+        Ok(of_queue.take(limit).cloned().collect())
     }
 
     async fn acquire_slot(

@@ -41,6 +41,8 @@ pub mod sqlite;
 #[cfg(feature = "_sql")]
 mod tables_sql;
 mod wake;
+#[cfg(feature = "_sql")]
+mod workers_sql;
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
@@ -195,6 +197,18 @@ pub struct FailedJob {
 
 fn serialize_time<S: serde::Serializer>(at: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&crate::time::iso_utc(*at))
+}
+
+/// A worker's presence record as a driver stores it: written by each running worker every few
+/// seconds (see [`WorkerInfo`](crate::worker::WorkerInfo)), read by the dashboard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerRow {
+    /// The worker's id (`host:pid:random`).
+    pub id: String,
+    /// When it last beat, in milliseconds since the Unix epoch.
+    pub beat_at: i64,
+    /// Its [`WorkerInfo`](crate::worker::WorkerInfo), as JSON.
+    pub doc: String,
 }
 
 /// Per-queue counts (RouteMQ's `stats`).
@@ -635,6 +649,40 @@ pub trait QueueDriver: Send + Sync + fmt::Debug {
             driver: self.kind(),
             operation: "rewriting stored payloads",
         })
+    }
+
+    /// Stores a worker's presence record, replacing its previous one. `Ok(false)`: this driver
+    /// keeps no presence records (the default; the dashboard then lists no workers).
+    async fn worker_beat(&self, _row: &WorkerRow) -> Result<bool, DriverError> {
+        Ok(false)
+    }
+
+    /// The presence records that beat at or after `since` (milliseconds since the Unix epoch),
+    /// ordered by id; a read only (a read-only user or a replica serves it). `None`: this driver
+    /// keeps none.
+    async fn worker_rows(&self, _since: i64) -> Result<Option<Vec<WorkerRow>>, DriverError> {
+        Ok(None)
+    }
+
+    /// Deletes the presence records that last beat before `before` (milliseconds since the Unix
+    /// epoch); returns how many.
+    async fn worker_prune(&self, _before: i64) -> Result<u64, DriverError> {
+        Ok(0)
+    }
+
+    /// The newest `limit` failed jobs of a queue (or of every queue), newest first. The default
+    /// reads [`failed_list`](Self::failed_list) whole; the bundled drivers read only these.
+    async fn failed_recent(
+        &self,
+        queue: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<FailedJob>, DriverError> {
+        let mut jobs = self.failed_list(queue).await?;
+        // Stable, from newest to oldest as stored: jobs failed at the same time stay in order.
+        jobs.reverse();
+        jobs.sort_by(|a, b| b.failed_at.cmp(&a.failed_at));
+        jobs.truncate(limit);
+        Ok(jobs)
     }
 
     /// Retries every failed job of a queue (or all). Returns how many.

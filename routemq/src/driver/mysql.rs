@@ -26,9 +26,10 @@ use super::slots_sql;
 use super::sql;
 use super::tables_sql::mysql as tables;
 use super::wake::WakeSignal;
+use super::workers_sql;
 use super::{
     BatchPrune, BatchRow, BatchWrite, DriverError, Editor, FailedJob, Failure, Lease, NewJob,
-    QueueDriver, QueueStats, Reaped, Removal, ReservedJob, Rewritten,
+    QueueDriver, QueueStats, Reaped, Removal, ReservedJob, Rewritten, WorkerRow,
 };
 
 pub(super) const NOW: &str = "UTC_TIMESTAMP(6)";
@@ -736,6 +737,26 @@ impl QueueDriver for MySqlDriver {
         batches_sql::mysql::prune(&self.pool, prune).await
     }
 
+    async fn worker_beat(&self, row: &WorkerRow) -> Result<bool, DriverError> {
+        workers_sql::mysql::beat(&self.pool, row).await
+    }
+
+    async fn worker_rows(&self, since: i64) -> Result<Option<Vec<WorkerRow>>, DriverError> {
+        workers_sql::mysql::rows(&self.pool, since).await
+    }
+
+    async fn worker_prune(&self, before: i64) -> Result<u64, DriverError> {
+        workers_sql::mysql::prune(&self.pool, before).await
+    }
+
+    async fn failed_recent(
+        &self,
+        queue: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<FailedJob>, DriverError> {
+        tables::failed_recent(&self.pool, queue, limit).await
+    }
+
     async fn migrate(&self) -> Result<(), DriverError> {
         let mut conn = self
             .pool
@@ -748,7 +769,11 @@ impl QueueDriver for MySqlDriver {
             .await
             .map_err(backend("create tables"))?;
         let mut result = Ok(());
-        for statement in SCHEMA.iter().chain(batches_sql::MYSQL_SCHEMA) {
+        for statement in SCHEMA
+            .iter()
+            .chain(batches_sql::MYSQL_SCHEMA)
+            .chain(workers_sql::MYSQL_SCHEMA)
+        {
             if let Err(error) = sqlx::query(statement).execute(&mut *conn).await {
                 result = Err(DriverError::backend("create tables", error));
                 break;

@@ -28,9 +28,10 @@ use super::slots_sql;
 use super::sql;
 use super::tables_sql::postgres as tables;
 use super::wake::{WakeFeed, WakeSignal, reconnect_pause};
+use super::workers_sql;
 use super::{
     BatchPrune, BatchRow, BatchWrite, DriverError, Editor, FailedJob, Failure, Lease, NewJob,
-    QueueDriver, QueueStats, Reaped, Removal, ReservedJob, Rewritten,
+    QueueDriver, QueueStats, Reaped, Removal, ReservedJob, Rewritten, WorkerRow,
 };
 
 /// The NOTIFY channel that announces new jobs.
@@ -592,6 +593,26 @@ impl QueueDriver for PostgresDriver {
         batches_sql::postgres::prune(&self.pool, prune).await
     }
 
+    async fn worker_beat(&self, row: &WorkerRow) -> Result<bool, DriverError> {
+        workers_sql::postgres::beat(&self.pool, row).await
+    }
+
+    async fn worker_rows(&self, since: i64) -> Result<Option<Vec<WorkerRow>>, DriverError> {
+        workers_sql::postgres::rows(&self.pool, since).await
+    }
+
+    async fn worker_prune(&self, before: i64) -> Result<u64, DriverError> {
+        workers_sql::postgres::prune(&self.pool, before).await
+    }
+
+    async fn failed_recent(
+        &self,
+        queue: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<FailedJob>, DriverError> {
+        tables::failed_recent(&self.pool, queue, limit).await
+    }
+
     async fn migrate(&self) -> Result<(), DriverError> {
         // Already there: take no lock (CREATE INDEX IF NOT EXISTS would lock the tables anyway).
         let present: bool = sqlx::query_scalar(
@@ -602,6 +623,7 @@ impl QueueDriver for PostgresDriver {
                 AND to_regclass('queue_slots_expires_at') IS NOT NULL
                 AND to_regclass('queue_batch_jobs') IS NOT NULL
                 AND to_regclass('queue_batches_finished_at') IS NOT NULL
+                AND to_regclass('queue_workers') IS NOT NULL
                 AND (SELECT count(*) FROM information_schema.columns
                      WHERE table_schema = current_schema() AND table_name = 'queue_jobs'
                        AND column_name IN ('unstarted', 'priority')) = 2",
@@ -616,7 +638,11 @@ impl QueueDriver for PostgresDriver {
                 .execute(&mut *tx)
                 .await
                 .map_err(backend("create tables"))?;
-            for statement in SCHEMA.iter().chain(batches_sql::SCHEMA) {
+            for statement in SCHEMA
+                .iter()
+                .chain(batches_sql::SCHEMA)
+                .chain(workers_sql::SCHEMA)
+            {
                 sqlx::query(statement)
                     .execute(&mut *tx)
                     .await

@@ -27,9 +27,10 @@ use super::slots_sql::{self, column_key};
 use super::sql::{self, SqlTime};
 use super::tables_sql::sqlite as tables;
 use super::wake::WakeSignal;
+use super::workers_sql;
 use super::{
     BatchPrune, BatchRow, BatchWrite, DriverError, Editor, FailedJob, Failure, Lease, NewJob,
-    QueueDriver, QueueStats, Reaped, Removal, ReservedJob, Rewritten,
+    QueueDriver, QueueStats, Reaped, Removal, ReservedJob, Rewritten, WorkerRow,
 };
 
 /// The default database file.
@@ -396,8 +397,32 @@ impl QueueDriver for SqliteDriver {
         batches_sql::sqlite::prune(&self.pool, prune).await
     }
 
+    async fn worker_beat(&self, row: &WorkerRow) -> Result<bool, DriverError> {
+        workers_sql::sqlite::beat(&self.pool, row).await
+    }
+
+    async fn worker_rows(&self, since: i64) -> Result<Option<Vec<WorkerRow>>, DriverError> {
+        workers_sql::sqlite::rows(&self.pool, since).await
+    }
+
+    async fn worker_prune(&self, before: i64) -> Result<u64, DriverError> {
+        workers_sql::sqlite::prune(&self.pool, before).await
+    }
+
+    async fn failed_recent(
+        &self,
+        queue: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<FailedJob>, DriverError> {
+        tables::failed_recent(&self.pool, queue, limit).await
+    }
+
     async fn migrate(&self) -> Result<(), DriverError> {
-        for statement in SCHEMA.iter().chain(batches_sql::SCHEMA) {
+        for statement in SCHEMA
+            .iter()
+            .chain(batches_sql::SCHEMA)
+            .chain(workers_sql::SCHEMA)
+        {
             retry_busy("create tables", || {
                 sqlx::query(statement).execute(&self.pool)
             })

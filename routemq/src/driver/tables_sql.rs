@@ -12,6 +12,8 @@ use super::{DriverError, FailedJob, Lease, ReservedJob};
 pub(crate) struct Statements {
     /// Binds the queue twice (`None`: every queue); columns as [`failed_job`] reads them.
     pub(crate) failed_list: &'static str,
+    /// Binds the queue twice, then the limit; newest first.
+    pub(crate) failed_recent: &'static str,
     /// Binds the id.
     pub(crate) failed_get: &'static str,
     /// Binds the id.
@@ -69,6 +71,11 @@ pub(crate) const POSTGRES: Statements = Statements {
         failed_columns!(postgres),
         " FROM queue_failed_jobs WHERE $1::varchar IS NULL OR queue = $2 ORDER BY id"
     ),
+    failed_recent: concat!(
+        "SELECT ",
+        failed_columns!(postgres),
+        " FROM queue_failed_jobs WHERE $1::varchar IS NULL OR queue = $2 ORDER BY id DESC LIMIT $3"
+    ),
     failed_get: concat!(
         "SELECT ",
         failed_columns!(postgres),
@@ -88,6 +95,11 @@ pub(crate) const MYSQL: Statements = Statements {
         failed_columns!(mysql),
         " FROM queue_failed_jobs WHERE ? IS NULL OR queue = ? ORDER BY id"
     ),
+    failed_recent: concat!(
+        "SELECT ",
+        failed_columns!(mysql),
+        " FROM queue_failed_jobs WHERE ? IS NULL OR queue = ? ORDER BY id DESC LIMIT ?"
+    ),
     failed_get: concat!(
         "SELECT ",
         failed_columns!(mysql),
@@ -106,6 +118,11 @@ pub(crate) const SQLITE: Statements = Statements {
         "SELECT ",
         failed_columns!(sqlite),
         " FROM queue_failed_jobs WHERE ?1 IS NULL OR queue = ?2 ORDER BY id"
+    ),
+    failed_recent: concat!(
+        "SELECT ",
+        failed_columns!(sqlite),
+        " FROM queue_failed_jobs WHERE ?1 IS NULL OR queue = ?2 ORDER BY id DESC LIMIT ?3"
     ),
     failed_get: concat!(
         "SELECT ",
@@ -207,6 +224,26 @@ macro_rules! table_ops {
                     sqlx::query($statements.failed_list)
                         .bind(queue)
                         .bind(queue)
+                        .fetch_all(pool)
+                })
+                .await?;
+                rows.iter()
+                    .map(failed_job)
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| DriverError::backend("list failed jobs", e))
+            }
+
+            pub(crate) async fn failed_recent(
+                pool: &Pool<Db>,
+                queue: Option<&str>,
+                limit: usize,
+            ) -> Result<Vec<FailedJob>, DriverError> {
+                let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+                let rows = $run("list failed jobs", || {
+                    sqlx::query($statements.failed_recent)
+                        .bind(queue)
+                        .bind(queue)
+                        .bind(limit)
                         .fetch_all(pool)
                 })
                 .await?;

@@ -1,4 +1,5 @@
-//! The worker's background tasks: lease heartbeats, the reaper, and the cancellation poll.
+//! The worker's background tasks: lease heartbeats, the reaper, the cancellation poll, and the
+//! worker's presence beats.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +35,12 @@ pub(crate) fn spawn_lease_keepers(shared: &Arc<Shared>) -> LeaseKeepers {
     ];
     if !shared.options.reaper_interval.is_zero() {
         tasks.push(tokio::spawn(reaper(Arc::clone(shared), stop.clone())));
+    }
+    if !shared.options.presence_interval.is_zero() {
+        tasks.push(tokio::spawn(super::presence::beat(
+            Arc::clone(shared),
+            stop.clone(),
+        )));
     }
     LeaseKeepers { stop, tasks }
 }

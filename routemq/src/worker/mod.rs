@@ -34,12 +34,14 @@
 //! # Ok(()) }
 //! ```
 
+pub mod activity;
 mod background;
 mod batch;
 mod cancels;
 mod chain;
 mod hooks;
 mod prefetch_size;
+pub mod presence;
 mod queue_limits;
 mod reserver;
 mod runner;
@@ -63,6 +65,7 @@ use tokio::time::Instant;
 )]
 pub(crate) use background::{backoff, retrying};
 pub use hooks::{Hook, JobEvent, Lifecycle};
+pub use presence::WorkerInfo;
 #[cfg_attr(not(feature = "cli"), allow(unused_imports))]
 pub(crate) use queue_limits::parse_assignment;
 pub use queue_limits::{InvalidRate, Rate};
@@ -142,6 +145,9 @@ pub struct WorkerOptions {
     /// Batches on the connection finished longer ago than this are deleted on each reaper pass
     /// (`QUEUE_BATCH_RETENTION_HOURS`).
     pub batch_retention: Option<Duration>,
+    /// How often the worker records itself in the store for the dashboard ([`presence`];
+    /// default 5 s, zero turns it off).
+    pub presence_interval: Duration,
 }
 
 impl Default for WorkerOptions {
@@ -174,6 +180,7 @@ impl WorkerOptions {
             batch_retention: settings.batch_retention,
             queue_limits: BTreeMap::new(),
             queue_rates: BTreeMap::new(),
+            presence_interval: Duration::from_secs(5),
         }
     }
 }
@@ -315,6 +322,7 @@ impl WorkerOptions {
             ("reaper_interval", self.reaper_interval, true),
             ("sleep", self.sleep, true),
             ("shutdown_grace", self.shutdown_grace, true),
+            ("presence_interval", self.presence_interval, true),
         ];
         for (option, value, zero_allowed) in checks {
             if value > max || (value.is_zero() && !zero_allowed) {
@@ -388,6 +396,8 @@ pub(crate) struct Shared {
     pub(crate) gate: Arc<queue_limits::QueueGate>,
     /// The running jobs' cancellation requests.
     pub(crate) cancels: cancels::Cancels,
+    /// What the worker did lately, for its presence record.
+    pub(crate) activity: activity::Activity,
     counters: Counters,
 }
 
@@ -429,7 +439,7 @@ impl Shared {
         }
     }
 
-    fn report(&self) -> WorkerReport {
+    pub(crate) fn report(&self) -> WorkerReport {
         let c = &self.counters;
         WorkerReport {
             processed: c.processed.load(Ordering::Relaxed),
@@ -589,6 +599,7 @@ impl Worker {
             writes,
             extensions: self.extensions,
             cancels: cancels::Cancels::default(),
+            activity: activity::Activity::default(),
             counters: Counters::default(),
         });
         let background = background::spawn_lease_keepers(&shared);

@@ -278,7 +278,12 @@ async fn decoded(
         let verdict = attempt.limit_retries(verdict).await;
         attempt.continue_chain(verdict).await
     };
-    attempt.settle(verdict).await
+    let elapsed = attempt.elapsed;
+    let outcome = attempt.settle(verdict).await;
+    shared
+        .activity
+        .record(registration.name(), elapsed, outcome);
+    outcome
 }
 
 impl Attempt<'_> {

@@ -44,6 +44,30 @@ pub async fn failed_store_operations(h: Harness) {
             == 3
     );
 
+    // The newest of a queue, newest first, and no more than asked for.
+    let recent = h
+        .driver
+        .failed_recent(Some(&h.queue), 1)
+        .await
+        .expect("recent");
+    assert_eq!(recent.len(), 1);
+    assert_eq!(recent[0], mine[1], "the newer of the two");
+    let both = h
+        .driver
+        .failed_recent(Some(&h.queue), 10)
+        .await
+        .expect("recent");
+    assert_eq!(both, [mine[1].clone(), mine[0].clone()]);
+    assert!(
+        h.driver
+            .failed_recent(Some(&h.queue), 0)
+            .await
+            .expect("recent")
+            .is_empty()
+    );
+    let everywhere = h.driver.failed_recent(None, 1).await.expect("recent");
+    assert_eq!(everywhere.len(), 1);
+
     let shown = h
         .driver
         .failed_get(&mine[0].id)

@@ -11,6 +11,7 @@ mod leases;
 mod order;
 mod pauses;
 mod prefetch;
+mod presence;
 mod priorities;
 mod retries;
 mod rewrites;
@@ -52,6 +53,7 @@ pub use prefetch::{
     prefetched_jobs_count_their_attempt_when_they_start,
     refunding_a_prefetched_job_changes_no_attempt,
 };
+pub use presence::workers_record_their_presence;
 pub use priorities::{higher_priorities_start_first, retried_jobs_keep_their_priority};
 pub use retries::{
     attempts_count_across_retries, failed_hook_runs_once_after_last_try,

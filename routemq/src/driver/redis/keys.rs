@@ -14,10 +14,12 @@
 //! | `routemq:queue:batches::jobs:{id}` | hash | a batch's jobs: job id → outcome (ours) |
 //! | `routemq:queue:batches::index` | sorted set | batch ids by creation time, in ms (ours) |
 //! | `routemq:queue:batches::finished` | sorted set | finished batch ids by finish time, in ms (ours) |
+//! | `routemq:queue:workers::beats` | sorted set | running workers' ids by last beat, in ms (ours) |
+//! | `routemq:queue:workers::docs` | hash | running workers: id → presence record (ours) |
 //!
 //! With hash tags on (`REDIS_HASH_TAGS=true`), the queue name is wrapped in braces in every key
 //! (`routemq:queue:{emails}`, `routemq:queue:failed:{emails}`, ...) so that all keys of a queue
-//! share one cluster slot; every batch key carries the tag `{batches}`
+//! share one cluster slot; every batch key carries the tag `{batches}`, every worker key `{workers}`
 //! (`routemq:queue:batches::{batches}:index`). That layout is not the one RouteMQ (Python) reads.
 
 /// The keys of batches: two sorted sets, and the prefixes of each batch's two hashes.
@@ -31,6 +33,15 @@ pub(crate) struct BatchKeys {
     pub(crate) record: String,
     /// Prefix of a batch's outcomes hash (the id follows).
     pub(crate) jobs: String,
+}
+
+/// The keys of worker presence records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WorkerKeys {
+    /// Worker ids by last beat.
+    pub(crate) beats: String,
+    /// Worker id → presence record.
+    pub(crate) docs: String,
 }
 
 /// How keys are named.
@@ -121,6 +132,16 @@ impl KeyLayout {
         }
     }
 
+    /// The keys of worker presence records (one cluster slot with hash tags).
+    pub(crate) fn workers(&self) -> WorkerKeys {
+        let tag = if self.hash_tags { "{workers}:" } else { "" };
+        let base = format!("{}workers::{tag}", self.prefix);
+        WorkerKeys {
+            beats: format!("{base}beats"),
+            docs: format!("{base}docs"),
+        }
+    }
+
     /// The pub/sub channel that announces new ready jobs.
     pub(crate) fn wake_channel(&self) -> String {
         format!("{}wake", self.prefix)
@@ -142,7 +163,10 @@ impl KeyLayout {
     /// The queue a key belongs to, if it is one of ours.
     pub(crate) fn queue_of(&self, key: &str) -> Option<String> {
         let rest = key.strip_prefix(&self.prefix)?;
-        if rest.starts_with("slots::") || rest.starts_with("batches::") {
+        if ["slots::", "batches::", "workers::"]
+            .iter()
+            .any(|ours| rest.starts_with(ours))
+        {
             return None;
         }
         let rest = rest.strip_prefix("failed:").unwrap_or(rest);
@@ -198,6 +222,11 @@ mod tests {
         assert_eq!(layout.queue_of("routemq:queue:wake"), None);
         assert_eq!(layout.queue_of(&layout.slot("emails")), None);
         assert_eq!(layout.queue_of(&layout.batches().index), None);
+        assert_eq!(layout.queue_of(&layout.workers().docs), None);
+        assert_eq!(
+            KeyLayout::new("p:", true).workers().beats,
+            "p:workers::{workers}:beats"
+        );
         let tagged_batches = KeyLayout::new("p:", true).batches();
         assert_eq!(tagged_batches.index, "p:batches::{batches}:index");
         assert_eq!(

@@ -25,6 +25,7 @@ mod remove;
 mod rewrite;
 mod scripts;
 mod slot_reads;
+mod workers;
 
 use std::time::{Duration, SystemTime};
 
@@ -40,7 +41,7 @@ use super::slots::{Slot, ttl_micros};
 use super::wake::{WakeFeed, WakeSignal, reconnect_pause};
 use super::{
     BatchPrune, BatchRow, BatchWrite, DriverError, Editor, FailedJob, Failure, Lease, NewJob,
-    QueueDriver, QueueStats, Reaped, Removal, ReservedJob, Rewritten, out_of_tries,
+    QueueDriver, QueueStats, Reaped, Removal, ReservedJob, Rewritten, WorkerRow, out_of_tries,
 };
 use crate::envelope::push_str_literal;
 use crate::time::{iso_utc, parse_utc};
@@ -408,11 +409,21 @@ impl RedisDriver {
     }
 
     async fn failed_records(&self, queue: &str) -> Result<Vec<String>, DriverError> {
+        self.failed_records_in(queue, 0, -1).await
+    }
+
+    /// A queue's failed records from index `start` to `stop` (`LRANGE`'s; oldest first).
+    async fn failed_records_in(
+        &self,
+        queue: &str,
+        start: isize,
+        stop: isize,
+    ) -> Result<Vec<String>, DriverError> {
         let keys = self.layout.queue(queue);
         let raw: Vec<Vec<u8>> = redis::cmd("LRANGE")
             .arg(&keys.failed)
-            .arg(0)
-            .arg(-1)
+            .arg(start)
+            .arg(stop)
             .query_async(&mut self.con())
             .await
             .map_err(backend("list failed jobs"))?;
@@ -491,6 +502,40 @@ impl QueueDriver for RedisDriver {
 
     async fn batch_prune(&self, prune: BatchPrune) -> Result<u64, DriverError> {
         batches::prune(self, prune).await
+    }
+
+    async fn worker_beat(&self, row: &WorkerRow) -> Result<bool, DriverError> {
+        workers::beat(self, row).await
+    }
+
+    async fn worker_rows(&self, since: i64) -> Result<Option<Vec<WorkerRow>>, DriverError> {
+        workers::rows(self, since).await
+    }
+
+    async fn worker_prune(&self, before: i64) -> Result<u64, DriverError> {
+        workers::prune(self, before).await
+    }
+
+    async fn failed_recent(
+        &self,
+        queue: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<FailedJob>, DriverError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // Failed records are appended: a queue's newest are at the end of its list.
+        let start = -isize::try_from(limit).unwrap_or(isize::MAX);
+        let queues = super::queue_or_all(self, queue).await?;
+        let mut jobs = Vec::new();
+        for queue in queues {
+            let newest = self.failed_records_in(&queue, start, -1).await?;
+            jobs.extend(newest.iter().rev().filter_map(|r| failed_job(r, &queue)));
+        }
+        // Stable: jobs failed at the same time stay newest first.
+        jobs.sort_by(|a, b| b.failed_at.cmp(&a.failed_at));
+        jobs.truncate(limit);
+        Ok(jobs)
     }
 
     async fn rewrite_payloads(&self, edit: Editor<'_>) -> Result<Rewritten, DriverError> {

@@ -36,3 +36,4 @@ script!(BATCH_CREATE, "batch_create.lua");
 script!(BATCH_WRITE, "batch_write.lua");
 script!(BATCH_PRUNE, "batch_prune.lua");
 script!(REWRITE, "rewrite.lua");
+script!(WORKERS_PRUNE, "workers_prune.lua");

@@ -1,0 +1,84 @@
+//! `queue-dashboard`, and the dashboard `queue-work --dashboard` serves beside a worker.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use clap::Args;
+
+use super::Failure;
+use crate::dashboard::{Auth, Dashboard, DashboardError, DashboardServer};
+use crate::driver::QueueDriver;
+use crate::queue;
+use crate::schedule::Schedule;
+use crate::worker::Shutdown;
+
+/// `queue-dashboard` flags.
+#[derive(Debug, Clone, Args)]
+pub struct DashboardArgs {
+    /// Where to serve it: HOST:PORT. Loopback by default; any other address needs
+    /// ROUTEMQ_DASHBOARD_TOKEN (or ROUTEMQ_DASHBOARD_USER and ROUTEMQ_DASHBOARD_PASSWORD).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: String,
+    /// Hide retry, forget and flush, and refuse every POST.
+    #[arg(long)]
+    pub read_only: bool,
+    /// The connection to show (default: QUEUE_CONNECTION, else sqlite).
+    #[arg(long)]
+    pub connection: Option<String>,
+}
+
+/// Serves the dashboard until SIGTERM or SIGINT.
+pub(super) async fn run(args: DashboardArgs, schedule: Schedule) -> Result<(), Failure> {
+    let addr = resolve("--addr", &args.addr).await?;
+    let settings = queue().settings()?;
+    let connection = args
+        .connection
+        .clone()
+        .unwrap_or_else(|| settings.default_connection.clone());
+    let driver = queue().connection(&connection).await?;
+    let _server = serve(addr, driver, connection, args.read_only, schedule).await?;
+    let shutdown = Shutdown::new();
+    let signals = tokio::spawn(shutdown.clone().on_signals());
+    shutdown.drained().await;
+    signals.abort();
+    Ok(())
+}
+
+/// Starts a dashboard of `driver` on `addr`, with the authentication the environment gives and
+/// the binary's schedules.
+pub(super) async fn serve(
+    addr: SocketAddr,
+    driver: Arc<dyn QueueDriver>,
+    connection: String,
+    read_only: bool,
+    schedule: Schedule,
+) -> Result<DashboardServer, Failure> {
+    let mut dashboard = Dashboard::new(driver, connection)
+        .auth(Auth::from_env()?)
+        .read_only(read_only);
+    if !schedule.is_empty() {
+        let scheduler = super::schedule::scheduler(schedule, queue())?;
+        dashboard = dashboard.schedules(scheduler);
+    }
+    dashboard.serve(addr).await.map_err(|error| Failure {
+        code: match error {
+            DashboardError::AuthRequired { .. } => 2,
+            DashboardError::Bind { .. } => 1,
+        },
+        message: error.to_string(),
+    })
+}
+
+/// The first address `value` resolves to (`127.0.0.1:8080`, `localhost:8080`, `[::1]:8080`).
+pub(super) async fn resolve(flag: &str, value: &str) -> Result<SocketAddr, Failure> {
+    let invalid = |reason: String| Failure {
+        message: format!("{flag} {value}: {reason}"),
+        code: 2,
+    };
+    let mut found = tokio::net::lookup_host(value)
+        .await
+        .map_err(|error| invalid(format!("not a HOST:PORT that resolves ({error})")))?;
+    found
+        .next()
+        .ok_or_else(|| invalid("resolves to no address".to_owned()))
+}
