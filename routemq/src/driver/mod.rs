@@ -680,7 +680,7 @@ pub trait QueueDriver: Send + Sync + fmt::Debug {
         let mut jobs = self.failed_list(queue).await?;
         // Stable, from newest to oldest as stored: jobs failed at the same time stay in order.
         jobs.reverse();
-        jobs.sort_by(|a, b| b.failed_at.cmp(&a.failed_at));
+        jobs.sort_by_key(|job| std::cmp::Reverse(job.failed_at));
         jobs.truncate(limit);
         Ok(jobs)
     }

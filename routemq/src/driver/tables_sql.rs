@@ -227,10 +227,7 @@ macro_rules! table_ops {
                         .fetch_all(pool)
                 })
                 .await?;
-                rows.iter()
-                    .map(failed_job)
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| DriverError::backend("list failed jobs", e))
+                failed_jobs(&rows)
             }
 
             pub(crate) async fn failed_recent(
@@ -247,6 +244,11 @@ macro_rules! table_ops {
                         .fetch_all(pool)
                 })
                 .await?;
+                failed_jobs(&rows)
+            }
+
+            /// Failed records read with the dialect's failed columns.
+            fn failed_jobs(rows: &[DbRow]) -> Result<Vec<FailedJob>, DriverError> {
                 rows.iter()
                     .map(failed_job)
                     .collect::<Result<_, _>>()

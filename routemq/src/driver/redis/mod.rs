@@ -533,7 +533,7 @@ impl QueueDriver for RedisDriver {
             jobs.extend(newest.iter().rev().filter_map(|r| failed_job(r, &queue)));
         }
         // Stable: jobs failed at the same time stay newest first.
-        jobs.sort_by(|a, b| b.failed_at.cmp(&a.failed_at));
+        jobs.sort_by_key(|job| std::cmp::Reverse(job.failed_at));
         jobs.truncate(limit);
         Ok(jobs)
     }
