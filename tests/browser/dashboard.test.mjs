@@ -125,7 +125,7 @@ after(async () => {
 
 let main;
 
-test("the overview's counts change while a worker runs, without a reload", { skip }, async () => {
+test("the overview's counts change while a worker runs, without a reload", { skip, timeout: 90000 }, async () => {
   main = await dashboard();
   const page = await open(main.base + "/#/");
   await until("the queue's 60 ready jobs", async () => (await cell(page, "ready").textContent().catch(() => "")) === String(JOBS));
@@ -133,16 +133,20 @@ test("the overview's counts change while a worker runs, without a reload", { ski
   page.on("framenavigated", (frame) => { if (frame === page.mainFrame()) navigations.push(frame.url()); });
   const worker = start(["queue-work", "--queue", queue, "--concurrency", "2", "--stop-when-empty", "--sleep", "0.1"]);
   const seen = new Set();
-  let shotTaken = false;
-  for (;;) {
+  let sawRunning = false, shotTaken = false;
+  const deadline = Date.now() + 60000;
+  while (worker.exitCode === null) {
+    assert.ok(Date.now() < deadline, "the worker drains 60 jobs within a minute");
     const ready = await cell(page, "ready").textContent().catch(() => null);
     if (ready !== null) seen.add(Number(ready));
-    if (!shotTaken && await page.locator("#workers .pill.running").count() > 0 && Number(ready) < JOBS / 2
-        && Number(await page.locator("#workers td.processed").first().textContent()) > 0) {
+    const running = await page.locator(`#workers tr:has(td:text-is("${queue}")) .pill.running`).count() > 0;
+    sawRunning ||= running;
+    // Best effort: once the worker's record shows jobs done (its second beat, after 5 s).
+    const processed = Number(await page.locator("#workers td.processed").first().textContent().catch(() => "0"));
+    if (!shotTaken && running && processed > 0) {
       await shot(page, "dashboard-overview.png");
       shotTaken = true;
     }
-    if (worker.exitCode !== null) break;
     await new Promise((ok) => setTimeout(ok, 200));
   }
   assert.equal(await worker.exited, 0, worker.log);
@@ -150,7 +154,7 @@ test("the overview's counts change while a worker runs, without a reload", { ski
   assert.equal(await cell(page, "ready").textContent(), "0");
   const between = [...seen].filter((n) => n > 0 && n < JOBS);
   assert.ok(between.length >= 1, `counts seen while it ran: ${[...seen]}`);
-  assert.ok(shotTaken || !SHOTS, "saw the worker running");
+  assert.ok(sawRunning, "the worker showed as running while it ran");
   assert.deepEqual(navigations, [], "updated in place");
   assert.deepEqual(page.errors, []);
   await page.context().close();

@@ -120,7 +120,8 @@ async fn the_api_reads_and_acts_on_the_store() {
     assert_eq!(succeeded, 5);
 
     let types = call(port, "GET", "/api/job-types", &[], "").await.json();
-    let record = types
+    assert_eq!(types["workers_error"], serde_json::Value::Null);
+    let record = types["items"]
         .as_array()
         .expect("types")
         .iter()

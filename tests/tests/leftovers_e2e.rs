@@ -5,7 +5,7 @@
 //! worker pass with the retention settings. Afterwards the store holds nothing that does not
 //! expire by itself within eight days: no job, failed job, batch or slot row on SQL; on Redis only
 //! queue counters, each with its expiry, and the workers' presence records, which expire an hour
-//! after the last worker's beat (on SQL, running workers and readers delete them after an hour).
+//! after the last worker's beat (on SQL, a running worker deletes those older than an hour).
 
 use std::sync::{Arc, Once};
 use std::time::Duration;

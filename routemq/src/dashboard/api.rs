@@ -81,7 +81,7 @@ async fn overview(State(shared): State<Shared>) -> Answer {
 async fn failed_list(State(shared): State<Shared>, Query(filter): Query<Filter>) -> Answer {
     let driver = &shared.0.driver;
     let queue = filter.queue.as_deref().filter(|q| !q.is_empty());
-    let jobs = driver.failed_recent(queue, failed::SCANNED).await?;
+    let jobs = driver.failed_recent(queue, failed::SCANNED + 1).await?;
     let queues = driver.queues().await?;
     answer(failed::page(jobs, queues, &filter, SystemTime::now()))
 }

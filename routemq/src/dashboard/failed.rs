@@ -69,6 +69,9 @@ pub(crate) fn page(
     filter: &Filter,
     now: SystemTime,
 ) -> Page {
+    // One more than shown was asked for: it tells whether older ones were left out.
+    let capped = jobs.len() > SCANNED;
+    jobs.truncate(SCANNED);
     let scanned = jobs.len();
     // Newest first; ids break ties (numeric ones by value).
     jobs.sort_by(|a, b| {
@@ -133,7 +136,7 @@ pub(crate) fn page(
     Page {
         total,
         scanned,
-        capped: scanned >= SCANNED,
+        capped,
         page,
         per_page,
         items,
@@ -238,6 +241,26 @@ mod tests {
         assert_eq!((second.total, second.items.len()), (3, 1));
         assert_eq!(second.items[0].id, "1");
         assert_eq!(second.queues, ["emails", "other", "reports"]);
+    }
+
+    #[test]
+    fn says_when_older_jobs_were_left_out() {
+        let many = |n: usize| -> Vec<FailedJob> {
+            (0..n)
+                .map(|i| failed(i as u32, "q", "app.Job", "Failed: x", 1))
+                .collect()
+        };
+        let all = page(many(SCANNED), vec![], &Filter::default(), SystemTime::now());
+        assert!(!all.capped);
+        assert_eq!((all.scanned, all.total), (SCANNED, SCANNED));
+        let more = page(
+            many(SCANNED + 1),
+            vec![],
+            &Filter::default(),
+            SystemTime::now(),
+        );
+        assert!(more.capped, "one more than read was there");
+        assert_eq!((more.scanned, more.total), (SCANNED, SCANNED));
     }
 
     #[test]

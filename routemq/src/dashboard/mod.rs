@@ -15,11 +15,14 @@
 //!     .serve("127.0.0.1:8080".parse()?)
 //!     .await?;
 //! println!("dashboard at http://{}/", server.addr());
+//! tokio::signal::ctrl_c().await?; // it serves until `server` is dropped
 //! # Ok(()) }
 //! ```
 //!
 //! The pages are HTML, CSS and JavaScript compiled into the binary (no CDN: it works offline),
-//! and read a small JSON API, refreshed every two seconds:
+//! and read a small JSON API (the overview every 2 s, job types and batches every 4 s; the
+//! failed-job pages when opened, filtered or acted on). Times are ISO 8601 text, except in
+//! worker records (milliseconds since the Unix epoch):
 //!
 //! | route | what it gives |
 //! |---|---|
@@ -29,7 +32,7 @@
 //! | `GET /api/failed/{id}` | one failed job: envelope and data pretty-printed, exception, time |
 //! | `POST /api/failed/{id}/retry`, `POST /api/failed/{id}/forget` | as `queue-retry ID`, `queue-forget ID` |
 //! | `POST /api/failed/retry-all`, `POST /api/failed/flush` | as `queue-retry --all`, `queue-flush` (body `{"queue": ..}` or `{}`) |
-//! | `GET /api/job-types` | the job types linked in, their `#[job]` options, recent runs, failure rate, p50/p95 runtimes |
+//! | `GET /api/job-types` | `{items, workers_error}`: the job types linked in, their `#[job]` options, recent runs, failure rate, p50/p95 runtimes |
 //! | `GET /api/batches`, `GET /api/schedules` | batches with their progress; schedules with their next and last run |
 //! | `GET /metrics`, `GET /health` | Prometheus metrics, and `ok` |
 //!
@@ -77,6 +80,7 @@ pub struct Dashboard {
 
 /// A running dashboard; dropping it stops the server.
 #[derive(Debug)]
+#[must_use = "the dashboard stops when this is dropped"]
 pub struct DashboardServer {
     server: serve::Server,
 }
@@ -90,6 +94,7 @@ impl DashboardServer {
 
 /// Why a dashboard did not start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DashboardError {
     /// A non-loopback address without [`Auth`].
     #[error(
@@ -108,6 +113,15 @@ pub enum DashboardError {
         /// What the system said.
         source: std::io::Error,
     },
+}
+
+/// Refuses a non-loopback `addr` without authentication.
+pub(crate) fn check_auth(addr: SocketAddr, auth: &Auth) -> Result<(), DashboardError> {
+    if addr.ip().is_loopback() || *auth != Auth::None {
+        Ok(())
+    } else {
+        Err(DashboardError::AuthRequired { addr })
+    }
 }
 
 /// What every request handler reads.
@@ -176,11 +190,8 @@ impl Dashboard {
 
     /// Binds `addr` and serves the dashboard. A non-loopback address without [`Auth`] is refused.
     pub async fn serve(self, addr: SocketAddr) -> Result<DashboardServer, DashboardError> {
-        let loopback = addr.ip().is_loopback();
-        if !loopback && matches!(self.auth, Auth::None) {
-            return Err(DashboardError::AuthRequired { addr });
-        }
-        let router = self.router(loopback);
+        check_auth(addr, &self.auth)?;
+        let router = self.router(addr.ip().is_loopback());
         let server = serve::start(addr, router)
             .await
             .map_err(|source| DashboardError::Bind { addr, source })?;

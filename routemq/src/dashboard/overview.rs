@@ -9,8 +9,9 @@ use serde::Serialize;
 use crate::driver::{DriverError, QueueDriver, QueueStats, epoch_millis};
 use crate::registry::Registry;
 use crate::worker::WorkerInfo;
-use crate::worker::activity::{MINUTES, MinuteCount, TypeActivity};
+use crate::worker::activity::MINUTES;
 use crate::worker::presence::workers;
+use crate::worker::{MinuteCount, TypeActivity};
 
 /// A worker as the overview lists it.
 #[derive(Debug, Serialize)]
@@ -169,10 +170,22 @@ pub(crate) struct JobTypeView {
     p95_seconds: Option<f64>,
 }
 
-/// `GET /api/job-types`: the types linked into this binary and those the workers ran, with the
-/// recent runs summed over every worker of the last hour.
-pub(crate) async fn job_types(driver: &dyn QueueDriver) -> Vec<JobTypeView> {
-    let infos = recorded(driver).await.workers;
+/// `GET /api/job-types`.
+#[derive(Debug, Serialize)]
+pub(crate) struct JobTypes {
+    items: Vec<JobTypeView>,
+    /// Why the workers' records (the runs) could not be read, if they could not.
+    workers_error: Option<String>,
+}
+
+/// The types linked into this binary and those the workers ran, with the recent runs summed over
+/// every worker of the last hour.
+pub(crate) async fn job_types(driver: &dyn QueueDriver) -> JobTypes {
+    let Recorded {
+        workers: infos,
+        error: workers_error,
+        ..
+    } = recorded(driver).await;
     let mut runs: BTreeMap<String, TypeActivity> = BTreeMap::new();
     for (name, activity) in infos.iter().flat_map(|w| &w.job_types) {
         runs.entry(name.clone()).or_default().merge(activity);
@@ -202,5 +215,8 @@ pub(crate) async fn job_types(driver: &dyn QueueDriver) -> Vec<JobTypeView> {
         .collect();
     // The busiest first, then by name.
     views.sort_by(|a, b| b.runs.cmp(&a.runs).then_with(|| a.name.cmp(&b.name)));
-    views
+    JobTypes {
+        items: views,
+        workers_error,
+    }
 }

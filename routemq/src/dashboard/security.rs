@@ -23,6 +23,7 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 
 /// How the dashboard checks who is asking.
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Auth {
     /// No check: allowed on loopback addresses only.
     None,

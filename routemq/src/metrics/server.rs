@@ -24,6 +24,7 @@ use crate::driver::QueueDriver;
 
 /// A running metrics endpoint; dropping it stops the server.
 #[derive(Debug)]
+#[must_use = "the endpoint stops when this is dropped"]
 pub struct MetricsServer {
     server: Server,
 }

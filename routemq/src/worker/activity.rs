@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::Outcome;
 
 /// Minutes of per-minute counts kept.
-pub const MINUTES: usize = 60;
+pub(crate) const MINUTES: usize = 60;
 
 /// How long one runtime window lasts; a record covers the current window and the one before.
 const WINDOW: Duration = Duration::from_secs(600);
@@ -20,7 +20,7 @@ const WINDOW: Duration = Duration::from_secs(600);
 const SMALLEST: f64 = 1e-4;
 /// Each bucket's upper bound is this many times the one before (a quantile is within 5 %).
 const GROWTH: f64 = 1.1;
-/// The last bucket (about 21 hours); longer runtimes are counted in it.
+/// The last bucket (from about 20 hours); longer runtimes are counted in it.
 const LAST_BUCKET: u16 = 215;
 
 /// Jobs that ended in one minute.
@@ -41,7 +41,7 @@ pub struct TypeActivity {
     pub runs: u64,
     /// Attempts that failed.
     pub failures: u64,
-    /// Runtimes: bucket index → attempts (see [`bucket_bound`]).
+    /// Runtimes: bucket index → attempts (bucket `i` ends at 0.1 ms × 1.1^i).
     pub runtimes: BTreeMap<u16, u64>,
 }
 
@@ -56,7 +56,7 @@ impl TypeActivity {
     }
 
     /// The runtime below which a fraction `q` (0 to 1) of the runs ended, in seconds (the
-    /// geometric middle of its bucket, within 5 %); `None` without runs.
+    /// geometric middle of its bucket: within 5 % from 0.1 ms to 20 hours); `None` without runs.
     pub fn quantile(&self, q: f64) -> Option<f64> {
         let total: u64 = self.runtimes.values().sum();
         if total == 0 {
@@ -75,7 +75,7 @@ impl TypeActivity {
 }
 
 /// The runtime bucket of `seconds`.
-pub fn bucket_of(seconds: f64) -> u16 {
+pub(crate) fn bucket_of(seconds: f64) -> u16 {
     if seconds.is_nan() || seconds <= SMALLEST {
         return 0;
     }
@@ -88,7 +88,7 @@ pub fn bucket_of(seconds: f64) -> u16 {
 }
 
 /// The upper bound of runtime bucket `bucket`, in seconds.
-pub fn bucket_bound(bucket: u16) -> f64 {
+pub(crate) fn bucket_bound(bucket: u16) -> f64 {
     SMALLEST * GROWTH.powi(i32::from(bucket))
 }
 
@@ -181,6 +181,11 @@ impl Activity {
     pub(crate) fn snapshot(&self) -> (Vec<MinuteCount>, BTreeMap<String, TypeActivity>) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.roll(Instant::now());
+        let first = crate::driver::epoch_millis(std::time::SystemTime::now()) / 60_000 * 60_000
+            - 60_000 * (MINUTES as i64 - 1);
+        while state.minutes.front().is_some_and(|m| m.minute < first) {
+            state.minutes.pop_front();
+        }
         let mut types = state.previous.clone();
         for (name, activity) in &state.current {
             types.entry(name.clone()).or_default().merge(activity);

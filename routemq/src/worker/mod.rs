@@ -34,7 +34,7 @@
 //! # Ok(()) }
 //! ```
 
-pub mod activity;
+pub(crate) mod activity;
 mod background;
 mod batch;
 mod cancels;
@@ -59,6 +59,7 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+pub use activity::{MinuteCount, TypeActivity};
 #[cfg_attr(
     not(any(feature = "http", feature = "schedule")),
     allow(unused_imports)

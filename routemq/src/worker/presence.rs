@@ -28,8 +28,9 @@ const MISSED_BEATS: u32 = 3;
 /// stopped beating more than [`KEPT_FOR`] ago.
 const PRUNE_EVERY: u32 = 60;
 
-/// What a worker says about itself in each beat.
+/// What a worker says about itself in each beat. Times are milliseconds since the Unix epoch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct WorkerInfo {
     /// `host:pid:random`, unique per run.
     pub id: String,
@@ -61,7 +62,7 @@ pub struct WorkerInfo {
     pub retried: u64,
     /// Jobs moved to the failed store.
     pub failed: u64,
-    /// Jobs finished per minute, the last hour's, oldest first.
+    /// Jobs finished per minute, oldest first: the minutes of the last hour in which any ended.
     pub minutes: Vec<MinuteCount>,
     /// Recent runs by job type (the last 10 to 20 minutes).
     pub job_types: BTreeMap<String, TypeActivity>,
@@ -99,7 +100,7 @@ pub async fn workers(driver: &dyn QueueDriver) -> Result<Option<Vec<WorkerInfo>>
 /// Longest host name kept in a record (the id must fit a 191-character key).
 const MAX_HOST: usize = 160;
 
-/// How long the last beat, at stop, may take: a store that is down does not hold up shutdown.
+/// How long the last beat (and a prune) may take: a store that is down does not hold up shutdown.
 const LAST_BEAT_WAIT: Duration = Duration::from_secs(2);
 
 /// This machine's name (at most [`MAX_HOST`] characters): `HOSTNAME`, else the kernel's, else
@@ -132,26 +133,34 @@ pub(crate) async fn beat(shared: Arc<Shared>, stop: CancellationToken) {
     let mut beats: u32 = 0;
     loop {
         let stopping = tokio::select! {
-            _ = ticker.tick() => false,
+            biased;
             () = stop.cancelled() => true,
+            _ = ticker.tick() => false,
         };
         let row = identity.row(&shared, stopping);
-        let wait = if stopping {
-            LAST_BEAT_WAIT
+        let written = if stopping {
+            bounded(LAST_BEAT_WAIT, shared.driver.worker_beat(&row)).await
         } else {
-            interval.max(LAST_BEAT_WAIT)
+            // A beat still waiting on the store when the worker stops gives way to the last one.
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => continue,
+                written = bounded(interval.max(LAST_BEAT_WAIT), shared.driver.worker_beat(&row)) => written,
+            }
         };
-        let written = tokio::time::timeout(wait, shared.driver.worker_beat(&row))
-            .await
-            .unwrap_or_else(|_| Err(DriverError::backend("record a worker", "timed out")));
         match written {
             Ok(true) => {
                 warned = false;
-                if !stopping
-                    && beats.is_multiple_of(PRUNE_EVERY)
-                    && let Err(error) = shared.driver.worker_prune(millis_ago(KEPT_FOR)).await
-                {
-                    tracing::debug!(%error, "could not delete old worker records");
+                if !stopping && beats.is_multiple_of(PRUNE_EVERY) {
+                    let before = millis_ago(KEPT_FOR);
+                    let pruned = tokio::select! {
+                        biased;
+                        () = stop.cancelled() => continue,
+                        pruned = bounded(LAST_BEAT_WAIT, shared.driver.worker_prune(before)) => pruned,
+                    };
+                    if let Err(error) = pruned {
+                        tracing::debug!(%error, "could not delete old worker records");
+                    }
                 }
                 beats = beats.wrapping_add(1);
             }
@@ -167,6 +176,16 @@ pub(crate) async fn beat(shared: Arc<Shared>, stop: CancellationToken) {
             return;
         }
     }
+}
+
+/// `call`, or a timeout error after `limit`.
+async fn bounded<T>(
+    limit: Duration,
+    call: impl std::future::Future<Output = Result<T, DriverError>>,
+) -> Result<T, DriverError> {
+    tokio::time::timeout(limit, call)
+        .await
+        .unwrap_or_else(|_| Err(DriverError::backend("record a worker", "timed out")))
 }
 
 /// What stays the same across a worker's beats.

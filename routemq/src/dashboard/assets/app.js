@@ -248,10 +248,11 @@ async function showFailedJob(id, gen) {
 // ---- job types, batches, schedules -------------------------------------------------------
 
 async function showTypes(gen) {
-  const types = await api("api/job-types");
+  const { items: types, workers_error: error } = await api("api/job-types");
   page(gen,
     h("h1", {}, "Job types"),
     h("p", { class: "muted" }, "Runs of the last 10–20 minutes, summed over the workers of the last hour."),
+    error ? h("p", { class: "bad" }, "Cannot read the workers' records: ", error) : null,
     types.length ? h("table", { id: "job-types" },
       h("thead", {}, h("tr", {}, ["Job", "Queue", "Max tries", "Timeout", "Retry after", "Runs", "Failure rate", "p50", "p95", "Defined at"].map(t => h("th", {}, t)))),
       h("tbody", {}, types.map(t => {
@@ -298,7 +299,7 @@ async function showSchedules(gen) {
         h("td", {}, s.name), h("td", {}, s.job), h("td", {}, h("code", {}, s.cron)), h("td", {}, s.timezone),
         h("td", {}, s.queue || "(the job's)"), h("td", {}, s.next_run ? localTime(s.next_run) : "–"),
         h("td", {}, s.last_run ? localTime(s.last_run) : "–")))))
-      : h("p", { class: "muted" }, "This binary registers no schedules (routemq::cli::App::schedule)."));
+      : h("p", { class: "muted" }, "No schedules are served here: this binary registers none (routemq::cli::App::schedule), or this is queue-work without --schedule."));
 }
 
 // ---- routing -----------------------------------------------------------------------------

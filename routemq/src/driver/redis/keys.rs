@@ -14,8 +14,8 @@
 //! | `routemq:queue:batches::jobs:{id}` | hash | a batch's jobs: job id → outcome (ours) |
 //! | `routemq:queue:batches::index` | sorted set | batch ids by creation time, in ms (ours) |
 //! | `routemq:queue:batches::finished` | sorted set | finished batch ids by finish time, in ms (ours) |
-//! | `routemq:queue:workers::beats` | sorted set | running workers' ids by last beat, in ms (ours) |
-//! | `routemq:queue:workers::docs` | hash | running workers: id → presence record (ours) |
+//! | `routemq:queue:workers::beats` | sorted set | the ids of workers that beat in the last hour, by last beat, in ms (ours) |
+//! | `routemq:queue:workers::docs` | hash | those workers: id → presence record (ours) |
 //!
 //! With hash tags on (`REDIS_HASH_TAGS=true`), the queue name is wrapped in braces in every key
 //! (`routemq:queue:{emails}`, `routemq:queue:failed:{emails}`, ...) so that all keys of a queue
