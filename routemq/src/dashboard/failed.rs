@@ -56,8 +56,16 @@ pub(crate) struct Page {
     job_types: Vec<String>,
 }
 
-/// The job class an envelope names (`?` when the payload does not decode).
+/// The job class an envelope names (`?` when the payload does not decode). Envelopes are
+/// written with `class` first (RouteMQ's field order), so it is read without decoding the rest.
 pub(crate) fn class_of(payload: &str) -> String {
+    if let Some(rest) = payload.strip_prefix(r#"{"class": ""#)
+        && let Some(end) = rest.find(['"', '\\'])
+        && rest[end..].starts_with('"')
+        && end > 0
+    {
+        return rest[..end].to_owned();
+    }
     Envelope::decode(payload).map_or_else(|_| "?".to_owned(), |e| e.class().to_owned())
 }
 
@@ -241,6 +249,21 @@ mod tests {
         assert_eq!((second.total, second.items.len()), (3, 1));
         assert_eq!(second.items[0].id, "1");
         assert_eq!(second.queues, ["emails", "other", "reports"]);
+    }
+
+    #[test]
+    fn the_class_is_read_from_the_envelope() {
+        let written = r#"{"class": "app.SendEmail", "data": {}, "max_tries": 3}"#;
+        assert_eq!(class_of(written), "app.SendEmail");
+        let escaped = r#"{"class": "app.\u00e9", "data": {}}"#;
+        assert_eq!(
+            class_of(escaped),
+            "app.\u{e9}",
+            "escapes go through the decoder"
+        );
+        let compact = r#"{"data":{},"class":"app.Other","max_tries":3}"#;
+        assert_eq!(class_of(compact), "app.Other");
+        assert_eq!(class_of("not json"), "?");
     }
 
     #[test]
