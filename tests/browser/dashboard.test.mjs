@@ -13,7 +13,6 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -41,20 +40,11 @@ if (skip) console.log(skip);
 const children = [];
 let dir, env, queue, browser;
 
-function freePort() {
-  return new Promise((ok, fail) => {
-    const server = net.createServer();
-    server.on("error", fail);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => ok(port));
-    });
-  });
-}
-
 function start(args, extraEnv) {
-  const child = spawn(WORKER, args, { env: { ...env, ...extraEnv }, stdio: ["ignore", "ignore", "pipe"] });
+  const child = spawn(WORKER, args, { env: { ...env, ...extraEnv }, stdio: ["ignore", "pipe", "pipe"] });
   child.log = "";
+  child.out = "";
+  child.stdout.on("data", (chunk) => { child.out += chunk; });
   child.stderr.on("data", (chunk) => { child.log += chunk; });
   child.exited = new Promise((ok) => child.on("exit", (code) => ok(code)));
   children.push(child);
@@ -71,13 +61,15 @@ async function until(what, condition, ms = 15000) {
   }
 }
 
+// A dashboard on a port of the system's choice, which it prints on stdout.
 async function dashboard(extraArgs = [], extraEnv = {}) {
-  const port = await freePort();
-  const child = start(["queue-dashboard", "--addr", `127.0.0.1:${port}`, ...extraArgs], extraEnv);
-  const base = `http://127.0.0.1:${port}`;
-  await until("the dashboard to serve", async () => {
-    try { return (await fetch(base + "/health")).ok; } catch (_) { return false; }
+  const child = start(["queue-dashboard", "--addr", "127.0.0.1:0", ...extraArgs], extraEnv);
+  const base = await until("the dashboard's address", () => {
+    assert.equal(child.exitCode, null, "queue-dashboard exited: " + child.log);
+    const found = child.out.match(/dashboard at (http:\/\/127\.0\.0\.1:\d+)\//);
+    return found && found[1];
   });
+  assert.ok((await fetch(base + "/health")).ok);
   return { base, child };
 }
 

@@ -112,17 +112,6 @@ fn unchunk(mut body: &str) -> String {
     out
 }
 
-/// A port that was free a moment ago on 127.0.0.1, for a server process to bind.
-///
-/// # Panics
-/// When no port can be bound.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 /// `GET path` until it answers (a server process starting), at most ten seconds.
 ///
 /// # Panics

@@ -70,36 +70,64 @@ pub fn run_bounded(mut command: Command, limit: Duration) -> Output {
 /// A worker process (the tests crate's `test-worker` binary, passed in by path), killed if the
 /// test ends early. Its log (stderr, at `warn`) goes to a file, shown when it does not stop.
 #[derive(Debug)]
-pub struct Process(Child, std::path::PathBuf);
+pub struct Process(Child, std::path::PathBuf, std::path::PathBuf);
 
 impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
         let _ = std::fs::remove_file(&self.1);
+        let _ = std::fs::remove_file(&self.2);
     }
 }
 
 impl Process {
-    /// Starts `binary` with `args` and `env` (and no `DATABASE_URL` of the caller's), output
-    /// discarded.
+    /// Starts `binary` with `args` and `env` (and no `DATABASE_URL` of the caller's); its stdout
+    /// is kept for [`Process::stdout`].
     pub fn start(binary: &str, env: &[(String, String)], args: &[String]) -> Self {
-        let log = std::env::temp_dir().join(format!(
-            "{}.log",
-            crate::ledger::unique_key("routemq-worker")
-        ));
+        let base = crate::ledger::unique_key("routemq-worker");
+        let log = std::env::temp_dir().join(format!("{base}.log"));
+        let out = std::env::temp_dir().join(format!("{base}.out"));
         let stderr = std::fs::File::create(&log).expect("log file");
+        let stdout = std::fs::File::create(&out).expect("stdout file");
         let child = Command::new(binary)
             .args(args)
             .env("RUST_LOG", "warn")
             .env_remove("DATABASE_URL")
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(stderr)
             .spawn()
             .expect("spawn worker");
-        Self(child, log)
+        Self(child, log, out)
+    }
+
+    /// What the process printed on stdout so far.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.2).unwrap_or_default()
+    }
+
+    /// The port of the `http://127.0.0.1:PORT/` address the process printed (a dashboard bound to
+    /// port 0), waiting up to ten seconds for it.
+    ///
+    /// # Panics
+    /// When none is printed by then.
+    pub fn printed_port(&self) -> u16 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = self.stdout();
+            if let Some(port) = out
+                .split("http://127.0.0.1:")
+                .nth(1)
+                .and_then(|rest| rest.split('/').next())
+                .and_then(|port| port.parse().ok())
+            {
+                return port;
+            }
+            assert!(Instant::now() < deadline, "no address printed: {out:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The process id.

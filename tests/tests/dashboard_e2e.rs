@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use routemq::driver::QueueDriver;
-use routemq_tests::http::{free_port, request, wait_until_served};
+use routemq_tests::http::{request, wait_until_served};
 use routemq_tests::process::{Process, run_command};
 use routemq_tests::process_env::{Env, Stage, drain_args, sqlite, with_vars};
 use routemq_tests::process_jobs::Ledgered;
@@ -31,16 +31,16 @@ async fn prove(driver: Arc<dyn QueueDriver>, connection: &str, env: Env) {
             .await
             .expect("dispatch");
     }
-    let port = free_port();
-    let _dashboard = Process::start(
+    let dashboard = Process::start(
         WORKER,
         &env,
         &[
             "queue-dashboard".to_owned(),
             "--addr".to_owned(),
-            format!("127.0.0.1:{port}"),
+            "127.0.0.1:0".to_owned(),
         ],
     );
+    let port = tokio::task::block_in_place(|| dashboard.printed_port());
     let env_for_worker = env.clone();
     let queue_for_worker = queue.clone();
     let (session, worked) = tokio::task::spawn_blocking(move || {
@@ -157,7 +157,6 @@ async fn a_worker_serves_the_dashboard_beside_it() {
             ("TEST_WORKER_SCHEDULE_QUEUE", queue.to_owned()),
         ],
     );
-    let port = free_port();
     let mut worker = Process::start(
         WORKER,
         &env,
@@ -167,9 +166,10 @@ async fn a_worker_serves_the_dashboard_beside_it() {
             queue.to_owned(),
             "--schedule".to_owned(),
             "--dashboard".to_owned(),
-            format!("127.0.0.1:{port}"),
+            "127.0.0.1:0".to_owned(),
         ],
     );
+    let port = tokio::task::block_in_place(|| worker.printed_port());
     let (overview, schedules) = tokio::task::spawn_blocking(move || {
         wait_until_served(port, "/health");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

@@ -15,8 +15,9 @@ use crate::worker::Shutdown;
 /// `queue-dashboard` flags.
 #[derive(Debug, Clone, Args)]
 pub struct DashboardArgs {
-    /// Where to serve it: HOST:PORT. Loopback by default; any other address needs
-    /// ROUTEMQ_DASHBOARD_TOKEN (or ROUTEMQ_DASHBOARD_USER and ROUTEMQ_DASHBOARD_PASSWORD).
+    /// Where to serve it: HOST:PORT (port 0: any free port; the address is printed on stdout).
+    /// Loopback by default; any other address needs ROUTEMQ_DASHBOARD_TOKEN (or
+    /// ROUTEMQ_DASHBOARD_USER and ROUTEMQ_DASHBOARD_PASSWORD).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: String,
     /// Hide retry, forget and flush, and refuse every POST.
@@ -65,13 +66,16 @@ pub(super) async fn serve(
         let scheduler = super::schedule::scheduler(schedule, queue())?;
         dashboard = dashboard.schedules(scheduler);
     }
-    dashboard.serve(addr).await.map_err(|error| Failure {
+    let server = dashboard.serve(addr).await.map_err(|error| Failure {
         code: match error {
             DashboardError::AuthRequired { .. } => 2,
-            DashboardError::Bind { .. } => 1,
+            _ => 1,
         },
         message: error.to_string(),
-    })
+    })?;
+    // On stdout, for scripts (with port 0 the port is the system's choice).
+    println!("dashboard at http://{}/", server.addr());
+    Ok(server)
 }
 
 /// The first address `value` resolves to (`127.0.0.1:8080`, `localhost:8080`, `[::1]:8080`).
