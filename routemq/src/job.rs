@@ -335,7 +335,7 @@ impl JobContext {
         &self.data
     }
 
-    /// The id of the batch the job belongs to, if it is in one (see [`batch`](crate::batch)).
+    /// The id of the batch the job belongs to, if it is in one (see [`batch`](mod@crate::batch)).
     pub fn batch_id(&self) -> Option<&str> {
         self.batch.as_deref()
     }

@@ -34,12 +34,12 @@
 //! (`queue-work`, `queue-failed`, ...), or builds a [`Worker`] in code.
 //!
 //! # Modules
-//! - [`job`]: the [`Job`] trait, [`JobContext`], [`JobError`].
+//! - [`job`](mod@job): the [`Job`] trait, [`JobContext`], [`JobError`].
 //! - [`middleware`]: code that wraps `handle` (run, skip, postpone, fail).
 //! - [`data`]: shared application state for handlers ([`AppData`], [`JobContext::data`]).
 //! - [`envelope`]: the RouteMQ wire format.
 //! - [`registry`]: the type-tag registry filled by `#[job]`.
-//! - [`queue`]: [`QueueManager`], connections, dispatch builders.
+//! - [`queue`](mod@queue): [`QueueManager`], connections, dispatch builders.
 //! - [`driver`]: the [`QueueDriver`] trait and the drivers.
 //! - [`worker`]: the worker, its options and shutdown.
 //! - [`testing`]: a fake queue for your own tests.
@@ -56,7 +56,7 @@
 //! | `redis` | yes | the Redis driver |
 //! | `redis-tls` | no | `rediss://` URLs (rustls with webpki roots) |
 //! | `cli` | yes | `routemq::cli::main()` and the `routemq` admin binary |
-//! | `http` | yes | the [`dashboard`] and the `/metrics` endpoint (axum on hyper) |
+//! | `http` | yes | the `dashboard` and the `/metrics` endpoint (axum on hyper) |
 //! | `schedule` | yes | periodic jobs with cron expressions (`routemq::schedule()`) |
 //! | `otel` | no | OpenTelemetry ids for routemq's spans (with a `tracing-opentelemetry` layer) |
 //!

@@ -28,7 +28,7 @@ pub struct Reencrypted {
     /// is; batches whose document cannot be read count here too.
     pub unreadable: u64,
     /// Whether the last read of the store found nothing left to seal again (else the store
-    /// kept changing under [`READS`] reads: run it again).
+    /// kept changing under repeated reads: run it again).
     pub verified: bool,
 }
 

@@ -2,7 +2,7 @@
 //! browser, on every driver, with no other service to run.
 //!
 //! `queue-dashboard --addr 127.0.0.1:8080` serves it from any binary that calls
-//! [`routemq::cli::main()`](crate::cli::main), and `queue-work --dashboard ADDR` beside a worker.
+//! `routemq::cli::main()` (the `cli` feature), and `queue-work --dashboard ADDR` beside a worker.
 //! In code:
 //!
 //! ```no_run

@@ -390,8 +390,8 @@ pub trait QueueDriver: Send + Sync + fmt::Debug {
 
     /// Leases up to `max` ready jobs like [`reserve`](Self::reserve), for a worker's prefetch
     /// buffer: the reservation counts no attempt until [`start`](Self::start) says the job is about
-    /// to run, and each job says so in [`ReservedJob::prefetched`] (the lease it will have once
-    /// started, and its stall count). A prefetched lease that expires (its worker died) goes back to
+    /// to run, and each prefetched job carries the lease it will have once started, and its stall
+    /// count. A prefetched lease that expires (its worker died) goes back to
     /// its queue with its attempts as they were and one more stall; a refunding
     /// [`release`](Self::release) of it (a worker stopping) leaves both as they were.
     ///
@@ -607,7 +607,7 @@ pub trait QueueDriver: Send + Sync + fmt::Debug {
         })
     }
 
-    /// Stores a new batch (see [`batch`](crate::batch)). The built-in drivers store batches
+    /// Stores a new batch (see [`batch`](mod@crate::batch)). The built-in drivers store batches
     /// beside the jobs; the default answers [`DriverError::Unsupported`].
     async fn batch_create(&self, _batch: &BatchRow) -> Result<(), DriverError> {
         Err(unsupported_batches(self.kind()))

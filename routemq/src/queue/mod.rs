@@ -252,7 +252,7 @@ impl QueueManager {
     }
 
     /// Cancels job `id` on the default connection: deleted if queued or delayed, stopped within a
-    /// second if running (see [`cancel`](self::cancel)).
+    /// second if running (see [`cancel`]).
     pub async fn cancel(&self, id: &str) -> Result<cancel::Cancellation, QueueError> {
         let connection = self.default_connection()?.to_owned();
         self.cancel_on(&connection, id).await

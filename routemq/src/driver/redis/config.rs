@@ -41,7 +41,7 @@ pub fn url(lookup: impl Fn(&str) -> Option<String>) -> Result<String, ConfigErro
     Ok(format!("redis://{auth}{}:{port}/{db}", host.trim()))
 }
 
-/// The Redis URL from the environment (see [`url`]).
+/// The Redis URL from the environment (see [`url()`]).
 pub fn url_from_env() -> Result<String, ConfigError> {
     url(crate::config::env_var)
 }
