@@ -6,6 +6,10 @@ let session = null;
 let timer = null;
 // Bumped at each navigation: an answer that arrives for an earlier page is dropped.
 let generation = 0;
+// The navigation whose page is on screen.
+let drawn = -1;
+// An action's result, shown once instead of the next "updated" line.
+let flash = null;
 
 function h(tag, props, ...children) {
   const el = document.createElement(tag);
@@ -39,7 +43,11 @@ async function api(path, options) {
   const response = await fetch(path, init);
   let body = null;
   try { body = await response.json(); } catch (_) { body = null; }
-  if (!response.ok) throw new Error((body && body.error) || response.status + " " + response.statusText);
+  if (!response.ok) {
+    const error = new Error((body && body.error) || response.status + " " + response.statusText);
+    error.status = response.status;
+    throw error;
+  }
   return body;
 }
 
@@ -72,6 +80,7 @@ function page(gen, ...children) {
   if (gen !== generation) return;
   const shown = children.flat().filter((child) => child !== null && child !== undefined && child !== false);
   document.getElementById("page").replaceChildren(...shown);
+  drawn = gen;
 }
 
 function schedule(gen, fn, ms) {
@@ -160,18 +169,24 @@ function params() {
 
 function go(path, query) {
   const q = query ? query.toString() : "";
-  location.hash = path + (q ? "?" + q : "");
+  const hash = path + (q ? "?" + q : "");
+  // The same hash fires no hashchange: load the page again ourselves.
+  if (location.hash === hash) navigate();
+  else location.hash = hash;
 }
 
 function options(values, selected, all) {
-  return [h("option", { value: "" }, all)].concat(values.map(v => h("option", { value: v, selected: v === selected }, v)));
+  // A value chosen in the address stays shown even when this page's jobs do not have it.
+  const choices = selected && !values.includes(selected) ? values.concat([selected]) : values;
+  return [h("option", { value: "" }, all)].concat(choices.map(v => h("option", { value: v, selected: v === selected }, v)));
 }
 
 async function act(label, path, body, after) {
   if (!confirm(label)) return;
   try {
     const result = await api(path, { method: "POST", body });
-    status(Object.entries(result).map(([k, v]) => `${k}: ${v}`).join(", "));
+    flash = Object.entries(result).map(([k, v]) => `${k}: ${v}`).join(", ");
+    status(flash);
     after();
   } catch (error) {
     status(error.message, true);
@@ -263,7 +278,7 @@ async function showTypes(gen) {
           h("td", { class: "num" }, d.timeout !== undefined ? d.timeout + " s" : "–"),
           h("td", { class: "num" }, d.retry_after !== undefined ? d.retry_after + " s" + (d.backoff ? " (backoff)" : "") : "–"),
           h("td", { class: "num runs" }, t.runs),
-          h("td", { class: "num" + (t.failures ? " bad" : "") }, t.failure_rate === null ? "–" : (t.failure_rate * 100).toFixed(1) + " %"),
+          h("td", { class: "num rate" + (t.failures ? " bad" : "") }, t.failure_rate === null ? "–" : (t.failure_rate * 100).toFixed(1) + " %"),
           h("td", { class: "num p50" }, seconds(t.p50_seconds)), h("td", { class: "num p95" }, seconds(t.p95_seconds)),
           h("td", { class: "muted" }, d.defined_at || ""));
       }))) : h("p", { class: "muted" }, "No job types are linked into this binary, and no worker ran any in the last hour."));
@@ -307,11 +322,16 @@ async function showSchedules(gen) {
 async function refresh(show, gen) {
   try {
     await show(gen);
-    if (gen === generation) status("updated " + new Date().toLocaleTimeString());
+    if (gen === generation) {
+      status(flash || "updated " + new Date().toLocaleTimeString());
+      flash = null;
+    }
   } catch (error) {
     if (gen !== generation) return;
     status(error.message, true);
-    schedule(gen, () => refresh(show, gen), REFRESH_MS * 2);
+    // Never leave the previous page's content under this page's tab.
+    if (drawn !== gen) page(gen, h("p", { class: "bad", id: "load-error" }, "Cannot load this page: ", error.message));
+    if (error.status !== 404) schedule(gen, () => refresh(show, gen), REFRESH_MS * 2);
   }
 }
 
