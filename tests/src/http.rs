@@ -96,6 +96,33 @@ pub fn request(
     }
 }
 
+/// [`request`] from async code, on a blocking thread.
+///
+/// # Panics
+/// As [`request`] does.
+pub async fn call(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Response {
+    let (method, path, body) = (method.to_owned(), path.to_owned(), body.to_owned());
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        request(port, &method, &path, &headers, &body)
+    })
+    .await
+    .expect("request")
+}
+
 /// A chunked body's data.
 fn unchunk(mut body: &str) -> String {
     let mut out = String::new();

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use routemq::driver::QueueDriver;
-use routemq_tests::http::{request, wait_until_served};
+use routemq_tests::http::{call, request, wait_until_served};
 use routemq_tests::process::{Process, run_command};
 use routemq_tests::process_env::{Env, Stage, drain_args, sqlite, with_vars};
 use routemq_tests::process_jobs::Ledgered;
@@ -59,11 +59,7 @@ async fn prove(driver: Arc<dyn QueueDriver>, connection: &str, env: Env) {
     let ready_before = queue_row(&before, &queue)["ready"].as_u64();
     assert_eq!(ready_before, Some(4), "{before}");
 
-    let get = |path: String| async move {
-        tokio::task::spawn_blocking(move || request(port, "GET", &path, &[], ""))
-            .await
-            .expect("request")
-    };
+    let get = |path: String| async move { call(port, "GET", &path, &[], "").await };
     let overview = get("/api/overview".to_owned()).await.json();
     let row = queue_row(&overview, &queue);
     assert_eq!(
@@ -96,17 +92,8 @@ async fn prove(driver: Arc<dyn QueueDriver>, connection: &str, env: Env) {
     );
 
     let csrf = session["csrf"].as_str().expect("csrf").to_owned();
-    let retried = tokio::task::spawn_blocking(move || {
-        request(
-            port,
-            "POST",
-            &format!("/api/failed/{id}/retry"),
-            &[("X-CSRF-Token", &csrf)],
-            "{}",
-        )
-    })
-    .await
-    .expect("request");
+    let retry = format!("/api/failed/{id}/retry");
+    let retried = call(port, "POST", &retry, &[("X-CSRF-Token", &csrf)], "{}").await;
     assert_eq!(retried.status, 200, "{}", retried.body);
     assert!(
         driver

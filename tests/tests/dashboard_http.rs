@@ -8,7 +8,7 @@ use std::time::Duration;
 use routemq::dashboard::{Auth, Dashboard, DashboardError};
 use routemq::driver::QueueDriver;
 use routemq::driver::memory::MemoryDriver;
-use routemq_tests::http::{Response, request};
+use routemq_tests::http::call;
 use routemq_tests::jobs::{AlwaysFail, Record};
 
 const XSS: &str = "<script>alert('owned')</script>";
@@ -24,37 +24,20 @@ async fn serve(dashboard: Dashboard) -> u16 {
     port
 }
 
-async fn call(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> Response {
-    let (method, path, body) = (method.to_owned(), path.to_owned(), body.to_owned());
-    let headers: Vec<(String, String)> = headers
-        .iter()
-        .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
-        .collect();
-    tokio::task::spawn_blocking(move || {
-        let headers: Vec<(&str, &str)> = headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect();
-        request(port, &method, &path, &headers, &body)
-    })
-    .await
-    .expect("request")
-}
-
-/// A store with five succeeded jobs and one failed job whose data holds markup.
-async fn store_with_a_failed_job(queue: &str) -> Arc<dyn QueueDriver> {
+/// A memory store, and a manager whose default connection `memory` it is.
+fn memory_store() -> (Arc<dyn QueueDriver>, routemq::QueueManager) {
     let driver: Arc<dyn QueueDriver> = Arc::new(MemoryDriver::new());
     let manager = routemq::QueueManager::new(routemq::Settings {
         default_connection: "memory".to_owned(),
         ..routemq::Settings::default()
     });
     manager.register("memory", Arc::clone(&driver));
+    (driver, manager)
+}
+
+/// A store with five succeeded jobs and one failed job whose data holds markup.
+async fn store_with_a_failed_job(queue: &str) -> Arc<dyn QueueDriver> {
+    let (driver, manager) = memory_store();
     for n in 0..5 {
         manager
             .push(Record {
@@ -378,12 +361,7 @@ async fn a_non_loopback_address_needs_authentication() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_are_listed_with_their_progress() {
-    let driver: Arc<dyn QueueDriver> = Arc::new(MemoryDriver::new());
-    let manager = routemq::QueueManager::new(routemq::Settings {
-        default_connection: "memory".to_owned(),
-        ..routemq::Settings::default()
-    });
-    manager.register("memory", Arc::clone(&driver));
+    let (driver, manager) = memory_store();
     let jobs = (0..3).map(|n| Record {
         key: "dash-batch".to_owned(),
         n,

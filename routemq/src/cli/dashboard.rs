@@ -32,7 +32,7 @@ pub struct DashboardArgs {
 pub(super) async fn run(args: DashboardArgs, schedule: Schedule) -> Result<(), Failure> {
     let addr = resolve("--addr", &args.addr).await?;
     // Refused before anything else (even an unreachable store): exit code 2.
-    crate::dashboard::check_auth(addr, &Auth::from_env()?.checked()).map_err(|error| Failure {
+    crate::dashboard::check_auth(addr, &Auth::from_env()?).map_err(|error| Failure {
         message: error.to_string(),
         code: 2,
     })?;

@@ -63,6 +63,15 @@ fn not_found(id: &str) -> ApiError {
     )
 }
 
+/// What a lookup by failed-job id found, or 404 (no such job, or an id this store cannot hold).
+fn found<T>(id: &str, looked_up: Result<Option<T>, DriverError>) -> Result<T, ApiError> {
+    match looked_up {
+        Ok(Some(value)) => Ok(value),
+        Ok(None) | Err(DriverError::InvalidId(_)) => Err(not_found(id)),
+        Err(error) => Err(error.into()),
+    }
+}
+
 async fn session(State(shared): State<Shared>) -> Answer {
     let context = &shared.0;
     answer(json!({
@@ -87,33 +96,21 @@ async fn failed_list(State(shared): State<Shared>, Query(filter): Query<Filter>)
 }
 
 async fn failed_show(State(shared): State<Shared>, Path(id): Path<String>) -> Answer {
-    match shared.0.driver.failed_get(&id).await {
-        Ok(Some(job)) => Ok(Json(failed::detail(&job))),
-        Ok(None) | Err(DriverError::InvalidId(_)) => Err(not_found(&id)),
-        Err(error) => Err(error.into()),
-    }
+    let job = found(&id, shared.0.driver.failed_get(&id).await)?;
+    Ok(Json(failed::detail(&job)))
 }
 
 async fn retry(State(shared): State<Shared>, Path(id): Path<String>) -> Answer {
-    match shared.0.driver.failed_retry(&id).await {
-        Ok(Some(job_id)) => {
-            tracing::info!(failed_id = %id, %job_id, "failed job retried from the dashboard");
-            answer(json!({ "retried": 1, "job_id": job_id }))
-        }
-        Ok(None) | Err(DriverError::InvalidId(_)) => Err(not_found(&id)),
-        Err(error) => Err(error.into()),
-    }
+    let job_id = found(&id, shared.0.driver.failed_retry(&id).await)?;
+    tracing::info!(failed_id = %id, %job_id, "failed job retried from the dashboard");
+    answer(json!({ "retried": 1, "job_id": job_id }))
 }
 
 async fn forget(State(shared): State<Shared>, Path(id): Path<String>) -> Answer {
-    match shared.0.driver.failed_forget(&id).await {
-        Ok(true) => {
-            tracing::info!(failed_id = %id, "failed job forgotten from the dashboard");
-            answer(json!({ "forgotten": true }))
-        }
-        Ok(false) | Err(DriverError::InvalidId(_)) => Err(not_found(&id)),
-        Err(error) => Err(error.into()),
-    }
+    let forgotten = shared.0.driver.failed_forget(&id).await;
+    found(&id, forgotten.map(|gone| gone.then_some(())))?;
+    tracing::info!(failed_id = %id, "failed job forgotten from the dashboard");
+    answer(json!({ "forgotten": true }))
 }
 
 /// The body of the bulk actions: one queue, or every queue.
