@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::driver::{DriverError, QueueDriver, QueueStats, epoch_millis};
 use crate::registry::Registry;
 use crate::worker::WorkerInfo;
-use crate::worker::activity::MINUTES;
+use crate::worker::activity::{MINUTE_MS, MINUTES, first_minute};
 use crate::worker::presence::workers;
 use crate::worker::{MinuteCount, TypeActivity};
 
@@ -99,16 +99,15 @@ pub(crate) async fn overview(driver: &dyn QueueDriver) -> Result<Overview, Drive
     for name in names {
         queues.push(driver.stats(&name).await?);
     }
-    let this_minute = now / 60_000 * 60_000;
-    let first = this_minute - 60_000 * (MINUTES as i64 - 1);
+    let first = first_minute(now);
     let mut throughput: Vec<MinuteCount> = (0..MINUTES as i64)
         .map(|i| MinuteCount {
-            minute: first + i * 60_000,
+            minute: first + i * MINUTE_MS,
             ..MinuteCount::default()
         })
         .collect();
     for minute in infos.iter().flat_map(|w| &w.minutes) {
-        if let Some(slot) = usize::try_from((minute.minute - first) / 60_000)
+        if let Some(slot) = usize::try_from((minute.minute - first) / MINUTE_MS)
             .ok()
             .filter(|_| minute.minute >= first)
             .and_then(|i| throughput.get_mut(i))

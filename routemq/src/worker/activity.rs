@@ -13,6 +13,24 @@ use super::Outcome;
 /// Minutes of per-minute counts kept.
 pub(crate) const MINUTES: usize = 60;
 
+/// One minute, in milliseconds.
+pub(crate) const MINUTE_MS: i64 = 60_000;
+
+/// The start of the minute that `millis` (since the Unix epoch) falls in.
+pub(crate) fn minute_of(millis: i64) -> i64 {
+    millis / MINUTE_MS * MINUTE_MS
+}
+
+/// The start of the oldest of the last [`MINUTES`] minutes up to `millis`.
+pub(crate) fn first_minute(millis: i64) -> i64 {
+    minute_of(millis) - MINUTE_MS * (MINUTES as i64 - 1)
+}
+
+/// Now, in milliseconds since the Unix epoch.
+fn now_millis() -> i64 {
+    crate::driver::epoch_millis(std::time::SystemTime::now())
+}
+
 /// How long one runtime window lasts; a record covers the current window and the one before.
 const WINDOW: Duration = Duration::from_secs(600);
 
@@ -142,7 +160,7 @@ impl Activity {
         if !failed && outcome != Outcome::Succeeded {
             return;
         }
-        let minute = crate::driver::epoch_millis(std::time::SystemTime::now()) / 60_000 * 60_000;
+        let minute = minute_of(now_millis());
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if state
             .minutes
@@ -181,8 +199,7 @@ impl Activity {
     pub(crate) fn snapshot(&self) -> (Vec<MinuteCount>, BTreeMap<String, TypeActivity>) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.roll(Instant::now());
-        let first = crate::driver::epoch_millis(std::time::SystemTime::now()) / 60_000 * 60_000
-            - 60_000 * (MINUTES as i64 - 1);
+        let first = first_minute(now_millis());
         while state.minutes.front().is_some_and(|m| m.minute < first) {
             state.minutes.pop_front();
         }
