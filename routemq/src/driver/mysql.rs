@@ -34,6 +34,15 @@ use super::{
 
 pub(super) const NOW: &str = "UTC_TIMESTAMP(6)";
 
+/// How a transaction that locks jobs by id begins (a claim, a start, a move to the failed store):
+/// at READ COMMITTED, under which InnoDB lets go of a row it locked but that does not match (a
+/// job another worker took meanwhile) as soon as it has looked at it. At the default REPEATABLE
+/// READ the lock lasts until the transaction ends, and a worker cut off from the server in the
+/// middle of one (its connection still open on the server's side) kept it, blocking the
+/// heartbeats and the acknowledgement of the job's holder until its lease ran out and the job
+/// ran twice.
+const BEGIN: &str = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANSACTION";
+
 /// RouteMQ's tables and columns, without RouteMQ's index on `queue_jobs (queue)`: its
 /// `(queue, reserved_at)` index starts with the same column and serves the same lookups (the
 /// reaper's, by lease age; RouteMQ's own pop, by id), and every index costs each insert, claim
@@ -469,7 +478,9 @@ impl MySqlDriver {
             if ids.is_empty() {
                 continue;
             }
-            let mut tx = conn.begin().await.map_err(backend("reserve"))?;
+            let mut tx = Connection::begin_with(&mut *conn, BEGIN)
+                .await
+                .map_err(backend("reserve"))?;
             let rows =
                 mysql_claims::lock(&mut tx, queue, limit, unstarted, self.order(), &ids).await;
             let rows = match rows {
@@ -548,13 +559,16 @@ impl MySqlDriver {
         expired_before: Option<Duration>,
     ) -> Result<bool, DriverError> {
         let id = sql::lease_id(lease)?;
-        let mut tx = self.pool.begin().await.map_err(backend("fail"))?;
+        let mut tx = self.pool.begin_with(BEGIN).await.map_err(backend("fail"))?;
+        // Read as a range, so that a job another worker holds now is not kept locked (see
+        // `mysql_claims::push_id_range`).
         let row: Option<(String, String)> = sqlx::query_as(&format!(
-            "SELECT queue, payload FROM queue_jobs
-             WHERE id = ? AND attempts = ? AND reserved_at IS NOT NULL
+            "SELECT queue, payload FROM queue_jobs FORCE INDEX (PRIMARY)
+             WHERE id >= ? AND id <= ? AND attempts = ? AND reserved_at IS NOT NULL
                AND (? IS NULL OR reserved_at < DATE_SUB({NOW}, INTERVAL ? MICROSECOND))
              FOR UPDATE"
         ))
+        .bind(id)
         .bind(id)
         .bind(sql::stored_attempts(lease))
         .bind(expired_before.map(micros))
@@ -854,16 +868,32 @@ impl QueueDriver for MySqlDriver {
     ) -> Result<Vec<Option<Lease>>, DriverError> {
         let finished = sql::lease_keys(finished)?;
         let starting_keys = sql::prefetched_keys(starting)?;
-        let mut tx = self.pool.begin().await.map_err(backend("ack"))?;
+        let mut tx = self.pool.begin_with(BEGIN).await.map_err(backend("ack"))?;
         delete_leases(&mut tx, &finished).await?;
         let mut started = std::collections::HashSet::new();
         for chunk in starting_keys.chunks(INSERT_CHUNK) {
-            // MySQL's UPDATE cannot say which rows it changed: lock the held ones, then count them.
+            // MySQL's UPDATE cannot say which rows it changed: lock the held ones, then count them
+            // (read as ranges, the attempts matched apart, so that a job another worker holds now
+            // is not kept locked: see `mysql_claims::push_id_range`).
             let mut select = QueryBuilder::<MySql>::new(
-                "SELECT id FROM queue_jobs WHERE reserved_at IS NOT NULL AND (",
+                "SELECT id FROM queue_jobs FORCE INDEX (PRIMARY) WHERE reserved_at IS NOT NULL AND ",
             );
-            sql::push_lease_matches(&mut select, chunk);
-            select.push(") FOR UPDATE");
+            let ids: Vec<i64> = chunk
+                .iter()
+                .map(|(id, _)| *id)
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            mysql_claims::push_id_range(&mut select, &ids);
+            select.push(" AND attempts = CASE id");
+            for (id, attempts) in chunk {
+                select
+                    .push(" WHEN ")
+                    .push_bind(*id)
+                    .push(" THEN ")
+                    .push_bind(*attempts);
+            }
+            select.push(" END FOR UPDATE");
             let held: Vec<i64> = select
                 .build_query_scalar()
                 .fetch_all(&mut *tx)

@@ -16,6 +16,14 @@
 //! were taken. Primary-key lookups lock only the rows they read. Only if every candidate was
 //! taken by other workers in between does the claim fall back to the locking range scan, which
 //! reads on past them (and may then hold the next queue's head for that one claim).
+//!
+//! A candidate may have been taken by another worker between the two steps. The claim must not
+//! keep a lock on such a row: a worker cut off from the server in the middle of its claim keeps
+//! its locks until the server notices, and a lock on another worker's job would hold back that
+//! worker's heartbeats and acknowledgement until its lease ran out and the job ran twice. So the
+//! transaction runs at READ COMMITTED (see `mysql::BEGIN`), under which InnoDB lets go of a row
+//! that fails the `WHERE` as soon as it has read it, and reads the candidates as a range of the
+//! primary key ([`push_id_range`]): a constant lookup keeps its lock whatever the isolation.
 
 use sqlx::mysql::MySqlRow;
 use sqlx::{MySql, MySqlConnection, QueryBuilder, Row};
@@ -79,14 +87,11 @@ pub(super) async fn lock(
         let take = &ids[next..ids.len().min(next + wanted - claimed.len())];
         next += take.len();
         let mut lock = QueryBuilder::<MySql>::new(format!(
-            "SELECT id, payload, attempts, {unstarted} FROM queue_jobs
-             WHERE reserved_at IS NULL AND available_at <= {NOW} AND id IN ("
+            "SELECT id, payload, attempts, {unstarted} FROM queue_jobs FORCE INDEX (PRIMARY)
+             WHERE reserved_at IS NULL AND available_at <= {NOW} AND "
         ));
-        let mut list = lock.separated(", ");
-        for id in take {
-            list.push_bind(*id);
-        }
-        lock.push(") FOR UPDATE SKIP LOCKED");
+        push_id_range(&mut lock, take);
+        lock.push(" FOR UPDATE SKIP LOCKED");
         for row in lock.build().fetch_all(&mut *tx).await? {
             claimed.push(candidate(&row)?);
         }
@@ -150,6 +155,29 @@ async fn read(
     .bind(limit)
     .fetch_all(&mut *tx)
     .await
+}
+
+/// Pushes a condition that `id` is one of `ids` (at least one, no repeats), written so that InnoDB
+/// reads them as ranges of the primary key: a query that selects `FORCE INDEX (PRIMARY)` and
+/// locks at READ COMMITTED then keeps no lock on a row that fails the rest of its `WHERE`. One
+/// id is `id >= ? AND id <= ?`: `id = ?`, `id IN (?)` and even `id BETWEEN ? AND ?` become a
+/// constant lookup, whose lock lasts until the transaction ends (tested on MariaDB 10.11 by
+/// `tests/tests/mysql_stalled_claims.rs`).
+pub(super) fn push_id_range(query: &mut QueryBuilder<'_, MySql>, ids: &[i64]) {
+    if let [id] = ids {
+        query
+            .push("id >= ")
+            .push_bind(*id)
+            .push(" AND id <= ")
+            .push_bind(*id);
+        return;
+    }
+    query.push("id IN (");
+    let mut list = query.separated(", ");
+    for id in ids {
+        list.push_bind(*id);
+    }
+    query.push(")");
 }
 
 fn candidate(row: &MySqlRow) -> Result<Candidate, sqlx::Error> {

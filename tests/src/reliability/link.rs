@@ -8,9 +8,13 @@
 //! - partition: nothing passes in either direction and connections stay open, as when packets
 //!   are dropped on the way; what was sent arrives once the link heals, if the peers are still
 //!   waiting.
+//!
+//! Apart from the mode, the link can hold the client's writes that contain given bytes (a
+//! statement's text, say) until told otherwise: a client cut off at a chosen point of its
+//! conversation with the server, for tests that need that point exactly.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -33,6 +37,10 @@ pub enum Mode {
 struct State {
     kind: AtomicU8,
     value: AtomicU64,
+    /// The client's writes containing any of these are held.
+    holds: Mutex<Vec<Vec<u8>>>,
+    /// How many client writes have been held so far.
+    held: AtomicU64,
 }
 
 impl State {
@@ -55,6 +63,16 @@ impl State {
             3 => Mode::Partition,
             _ => Mode::Clear,
         }
+    }
+
+    fn holds(&self, chunk: &[u8]) -> bool {
+        let holds = self
+            .holds
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        holds
+            .iter()
+            .any(|pattern| chunk.windows(pattern.len()).any(|window| window == pattern))
     }
 }
 
@@ -104,6 +122,23 @@ impl FaultyLink {
     pub fn set(&self, mode: Mode) {
         self.state.set(mode);
     }
+
+    /// From now on, holds each write from a client that contains one of `patterns` (none: lets
+    /// everything through), including writes already held: a held write that matches none of
+    /// the new patterns goes on.
+    pub fn hold(&self, patterns: &[&[u8]]) {
+        *self
+            .state
+            .holds
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            patterns.iter().map(|pattern| pattern.to_vec()).collect();
+    }
+
+    /// How many writes from clients have been held so far (whether or not they went on since).
+    pub fn held(&self) -> u64 {
+        self.state.held.load(Ordering::SeqCst)
+    }
 }
 
 impl Drop for FaultyLink {
@@ -120,8 +155,8 @@ async fn carry(client: TcpStream, server: TcpStream, state: Arc<State>) {
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
     tokio::select! {
-        () = pump(client_read, server_write, Arc::clone(&state)) => {}
-        () = pump(server_read, client_write, state) => {}
+        () = pump(client_read, server_write, Arc::clone(&state), true) => {}
+        () = pump(server_read, client_write, state, false) => {}
     }
 }
 
@@ -129,6 +164,7 @@ async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     state: Arc<State>,
+    from_client: bool,
 ) {
     let mut buffer = vec![0u8; 64 * 1024];
     loop {
@@ -136,6 +172,12 @@ async fn pump(
             Ok(0) | Err(_) => return,
             Ok(read) => read,
         };
+        if from_client && state.holds(&buffer[..read]) {
+            state.held.fetch_add(1, Ordering::SeqCst);
+            while state.holds(&buffer[..read]) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
         loop {
             match state.get() {
                 Mode::Clear => break,
