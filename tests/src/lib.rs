@@ -20,16 +20,17 @@ pub mod process;
 pub mod process_env;
 pub mod process_jobs;
 pub mod raw_store;
+pub mod redis_cluster;
 pub mod reliability;
 pub mod services;
 pub mod sqlite_files;
 
 pub use harness::{Factory, Harness};
 
-/// Generates the four tests of an end-to-end proof through worker processes, one per driver
-/// (`on_sqlite`, `on_postgres`, `on_mysql`, `on_redis`): each calls `$prove(driver, connection,
-/// env)` with a fresh store of its own (a file, a database, a Redis key prefix) named after
-/// `$name`, and `env` pointing a `test-worker` process at it.
+/// Generates the five tests of an end-to-end proof through worker processes, one per driver
+/// (`on_sqlite`, `on_postgres`, `on_mysql`, `on_redis`, `on_redis_cluster`): each calls
+/// `$prove(driver, connection, env)` with a fresh store of its own (a file, a database, a Redis
+/// key prefix) named after `$name`, and `env` pointing a `test-worker` process at it.
 #[macro_export]
 macro_rules! on_every_driver {
     ($prove:ident, $name:literal) => {
@@ -69,6 +70,14 @@ macro_rules! on_every_driver {
         async fn on_redis() {
             $crate::process_env::with_redis(concat!("routemq-", $name), |driver, env| {
                 $prove(driver, "redis", env)
+            })
+            .await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn on_redis_cluster() {
+            $crate::process_env::with_redis_cluster(concat!("routemq-", $name), |driver, env| {
+                $prove(driver, "redis-cluster", env)
             })
             .await;
         }

@@ -57,6 +57,39 @@ where
     }
 }
 
+/// [`with_redis`] on the test Redis Cluster (see [`crate::redis_cluster`]): the driver and the
+/// worker's environment (`QUEUE_CONNECTION=redis-cluster`, `REDIS_CLUSTER_NODES`) use a key
+/// prefix of the test's own, whose keys are deleted afterwards.
+///
+/// # Panics
+/// When the test does, or the cluster cannot be reached.
+pub async fn with_redis_cluster<F, Fut>(name: &str, test: F)
+where
+    F: FnOnce(Arc<dyn QueueDriver>, Env) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    use routemq::driver::redis::{KeyLayout, RedisDriver};
+    let Some(nodes) = crate::redis_cluster::cluster_nodes() else {
+        return;
+    };
+    let prefix = format!("{}:", unique_key(name));
+    let driver = RedisDriver::connect_cluster(&nodes, KeyLayout::new(prefix.clone(), true))
+        .await
+        .expect("connect to the cluster");
+    let env = vec![
+        ("QUEUE_CONNECTION".to_owned(), "redis-cluster".to_owned()),
+        ("REDIS_CLUSTER_NODES".to_owned(), nodes.join(",")),
+        ("REDIS_PREFIX".to_owned(), prefix.clone()),
+    ];
+    let result = tokio::spawn(test(Arc::new(driver), env)).await;
+    for node in &nodes {
+        delete_redis_keys(node, &prefix).await;
+    }
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic.into_panic());
+    }
+}
+
 /// `env` with `extra` variables added (later ones win).
 pub fn with_vars(env: &[(String, String)], extra: &[(&str, String)]) -> Env {
     let mut env = env.to_vec();

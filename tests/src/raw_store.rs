@@ -14,7 +14,7 @@ fn var<'a>(env: &'a Env, name: &str) -> &'a str {
 }
 
 /// `$sql(pool, slot columns)` on the SQL store `env` points at (SQLite's database, not its
-/// file), or `$redis(url, prefix)` on Redis.
+/// file), or `$redis(urls, prefix)` on Redis (a cluster's: every node's).
 macro_rules! per_store {
     ($connection:expr, $env:expr, $sql:ident, $redis:ident) => {{
         let env = $env;
@@ -39,7 +39,11 @@ macro_rules! per_store {
                 // Slot names and holders are VARBINARY there.
                 $sql(&pool, ["CAST(name AS CHAR)", "CAST(holder AS CHAR)"]).await
             }
-            "redis" => $redis(var(env, "REDIS_URL"), var(env, "REDIS_PREFIX")).await,
+            "redis" => $redis(&[var(env, "REDIS_URL")], var(env, "REDIS_PREFIX")).await,
+            "redis-cluster" => {
+                let nodes: Vec<&str> = var(env, "REDIS_CLUSTER_NODES").split(',').collect();
+                $redis(&nodes, var(env, "REDIS_PREFIX")).await
+            }
             other => panic!("no store reader for {other}"),
         }
     }};
@@ -104,25 +108,51 @@ where
     out
 }
 
-/// A connection to `url`, and every key under `prefix`.
-async fn redis_keys(url: &str, prefix: &str) -> (redis::aio::MultiplexedConnection, Vec<String>) {
-    let client = redis::Client::open(url).expect("redis url");
-    let mut con = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect");
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut con)
-        .await
-        .expect("keys");
-    (con, keys)
+/// For each primary among `urls` (one server, or a cluster's nodes: a replica's keys are
+/// copies), a connection to it and every key under `prefix` it holds.
+async fn redis_keys(
+    urls: &[&str],
+    prefix: &str,
+) -> Vec<(redis::aio::MultiplexedConnection, Vec<String>)> {
+    let mut out = Vec::new();
+    for url in urls {
+        let client = redis::Client::open(*url).expect("redis url");
+        let mut con = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect");
+        let role: Vec<redis::Value> = redis::cmd("ROLE")
+            .query_async(&mut con)
+            .await
+            .expect("role");
+        if role.first() != Some(&redis::Value::BulkString(b"master".to_vec())) {
+            continue;
+        }
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}*"))
+            .query_async(&mut con)
+            .await
+            .expect("keys");
+        out.push((con, keys));
+    }
+    out
 }
 
 /// Every value of every key under `prefix`, read by type.
-async fn redis_values(url: &str, prefix: &str) -> String {
-    let (mut con, keys) = redis_keys(url, prefix).await;
-    let mut out = keys.join("\n");
+async fn redis_values(urls: &[&str], prefix: &str) -> String {
+    let mut out = String::new();
+    for (con, keys) in redis_keys(urls, prefix).await {
+        out.push_str(&keys.join("\n"));
+        out.push_str(&redis_node_values(con, keys).await);
+    }
+    out
+}
+
+async fn redis_node_values(
+    mut con: redis::aio::MultiplexedConnection,
+    keys: Vec<String>,
+) -> String {
+    let mut out = String::new();
     for key in keys {
         let kind: String = redis::cmd("TYPE")
             .arg(&key)
@@ -253,8 +283,18 @@ where
     out
 }
 
-async fn redis_leftovers(url: &str, prefix: &str) -> Vec<Leftover> {
-    let (mut con, keys) = redis_keys(url, prefix).await;
+async fn redis_leftovers(urls: &[&str], prefix: &str) -> Vec<Leftover> {
+    let mut out = Vec::new();
+    for (con, keys) in redis_keys(urls, prefix).await {
+        out.extend(redis_node_leftovers(con, keys).await);
+    }
+    out
+}
+
+async fn redis_node_leftovers(
+    mut con: redis::aio::MultiplexedConnection,
+    keys: Vec<String>,
+) -> Vec<Leftover> {
     let mut out = Vec::new();
     for key in keys {
         let ttl: i64 = redis::cmd("PTTL")

@@ -41,7 +41,8 @@ pub fn mysql_url() -> Option<String> {
     service_url("ROUTEMQ_TEST_MYSQL_URL")
 }
 
-/// Deletes every key under `prefix` on the Redis at `url` (a test's own keys), ignoring errors.
+/// Deletes every key under `prefix` on the Redis at `url` (a test's own keys), ignoring errors;
+/// one at a time, since a cluster node refuses a `DEL` of keys in different slots.
 pub async fn delete_redis_keys(url: &str, prefix: &str) {
     let Ok(client) = redis::Client::open(url) else {
         return;
@@ -55,6 +56,10 @@ pub async fn delete_redis_keys(url: &str, prefix: &str) {
         .await
         .unwrap_or_default();
     if !keys.is_empty() {
-        let _: Result<(), _> = redis::cmd("DEL").arg(&keys).query_async(&mut con).await;
+        let mut pipe = redis::pipe();
+        for key in &keys {
+            pipe.cmd("DEL").arg(key).ignore();
+        }
+        let _: Result<(), _> = pipe.query_async(&mut con).await;
     }
 }

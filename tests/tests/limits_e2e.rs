@@ -325,6 +325,14 @@ async fn limits_hold_across_worker_processes_on_redis() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_hold_across_worker_processes_on_a_redis_cluster() {
+    routemq_tests::process_env::with_redis_cluster("routemq-limits", |driver, env| {
+        prove(driver, "redis-cluster", env, "limits-cluster")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_hold_across_workers_sharing_a_memory_driver() {
     let driver: Arc<dyn QueueDriver> = Arc::new(MemoryDriver::new());
     let manager = QueueManager::new(Settings::default());

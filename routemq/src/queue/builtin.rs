@@ -8,6 +8,7 @@
 //! | `mysql` | MySQL / MariaDB | the same |
 //! | `database` | RouteMQ's name: PostgreSQL, MySQL or SQLite | the kind of `DATABASE_URL`, else `DB_CONNECTION` (default `mysql`) |
 //! | `redis` | Redis | `REDIS_URL`, or `REDIS_HOST`/`REDIS_PORT`/`REDIS_DB`/`REDIS_PASSWORD`/`REDIS_USERNAME` |
+//! | `redis-cluster` | Redis Cluster | `REDIS_CLUSTER_NODES` |
 
 use std::sync::Arc;
 
@@ -28,6 +29,8 @@ pub(super) const NAMES: &[&str] = &[
     "database",
     #[cfg(feature = "redis")]
     "redis",
+    #[cfg(feature = "redis")]
+    "redis-cluster",
 ];
 
 /// Connects the built-in connection `name` with the environment's settings.
@@ -45,7 +48,14 @@ pub(super) async fn connect(name: &str) -> Result<Arc<dyn QueueDriver>, DriverEr
         "redis" => Ok(Arc::new(
             crate::driver::redis::RedisDriver::from_env().await?,
         )),
-        other => Err(not_built(other, other)),
+        #[cfg(feature = "redis")]
+        "redis-cluster" => Ok(Arc::new(
+            crate::driver::redis::RedisDriver::cluster_from_env().await?,
+        )),
+        other => Err(not_built(
+            other,
+            other.strip_suffix("-cluster").unwrap_or(other),
+        )),
     }
 }
 

@@ -7,9 +7,9 @@ use routemq::driver::QueueDriver;
 /// One driver under test: its name and how to open it (the same way in every process).
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// `sqlite`, `postgres`, `mysql` or `redis`.
+    /// `sqlite`, `postgres`, `mysql`, `redis` or `redis-cluster`.
     pub driver: String,
-    /// A file path (SQLite) or a server URL.
+    /// A file path (SQLite), a server URL, or a cluster's node URLs, comma-separated.
     pub location: String,
 }
 
@@ -18,7 +18,7 @@ impl Target {
     /// its variable is skipped, or an error under `ROUTEMQ_TEST_REQUIRE_SERVICES=1`.
     pub fn select(which: &str) -> Result<Vec<Target>, String> {
         let names: Vec<&str> = if which == "all" {
-            vec!["sqlite", "postgres", "mysql", "redis"]
+            vec!["sqlite", "postgres", "mysql", "redis", "redis-cluster"]
         } else {
             vec![which]
         };
@@ -42,9 +42,14 @@ impl Target {
                 "postgres" => std::env::var("ROUTEMQ_TEST_POSTGRES_URL").ok(),
                 "mysql" => std::env::var("ROUTEMQ_TEST_MYSQL_URL").ok(),
                 "redis" => std::env::var("ROUTEMQ_TEST_REDIS_URL").ok(),
+                // `start`: the six loopback nodes of `redis_cluster`, up for the whole run.
+                "redis-cluster" => std::env::var(crate::redis_cluster::VARIABLE)
+                    .ok()
+                    .and_then(|_| crate::redis_cluster::cluster_nodes())
+                    .map(|nodes| nodes.join(",")),
                 other => {
                     return Err(format!(
-                        "unknown driver `{other}` (sqlite, postgres, mysql, redis or all)"
+                        "unknown driver `{other}` (sqlite, postgres, mysql, redis, redis-cluster or all)"
                     ));
                 }
             };
@@ -54,9 +59,10 @@ impl Target {
                     location,
                 }),
                 None if required => {
-                    return Err(format!(
-                        "{name}: its ROUTEMQ_TEST_*_URL variable is not set"
-                    ));
+                    return Err(format!("{name}: its ROUTEMQ_TEST_* variable is not set"));
+                }
+                None if name == "redis-cluster" => {
+                    eprintln!("skipped {name}: set {}", crate::redis_cluster::VARIABLE);
                 }
                 None => eprintln!(
                     "skipped {name}: set ROUTEMQ_TEST_{}_URL",
@@ -104,6 +110,15 @@ impl Target {
                 let layout = routemq::driver::redis::KeyLayout::new("routemq-reliability:", false);
                 Arc::new(
                     routemq::driver::redis::RedisDriver::connect(location, layout)
+                        .await
+                        .map_err(|e| e.to_string())?,
+                )
+            }
+            "redis-cluster" => {
+                let layout = routemq::driver::redis::KeyLayout::new("routemq-reliability:", true);
+                let nodes: Vec<&str> = location.split(',').collect();
+                Arc::new(
+                    routemq::driver::redis::RedisDriver::connect_cluster(&nodes, layout)
                         .await
                         .map_err(|e| e.to_string())?,
                 )

@@ -3,6 +3,7 @@
 
 mod disk_full;
 mod drivers;
+mod failover;
 mod faults;
 pub mod link;
 mod network;

@@ -24,6 +24,7 @@ pub(super) async fn restarts(target: &Target, size: Size) -> Vec<Row> {
         "redis" => &[Kind::RedisAlways, Kind::RedisEverysec],
         "postgres" => &[Kind::Postgres],
         "mysql" => &[Kind::Mariadb],
+        "redis-cluster" => return super::failover::failovers(size).await,
         _ => &[],
     };
     let mut rows = Vec::new();
@@ -46,9 +47,9 @@ const SLACK: usize = 128;
 /// Where a crash falls in the ledger: its length at the kill, and once the broker was started
 /// again.
 #[derive(Debug, Clone, Copy)]
-struct Crash {
-    killed: usize,
-    restarted: usize,
+pub(super) struct Crash {
+    pub(super) killed: usize,
+    pub(super) restarted: usize,
 }
 
 impl Crash {
@@ -81,43 +82,7 @@ async fn restart_run(kind: Kind, size: Size, row: &mut Row) -> Result<(), String
         .collect::<Result<Vec<_>, _>>()?;
     let total = size.jobs / 2;
     let produced = Arc::new(AtomicU64::new(0));
-    let producer = {
-        let (run, produced) = (Arc::clone(&run), Arc::clone(&produced));
-        Owned::spawn(async move {
-            // Jobs whose push failed before it succeeded: a failed push may have been stored, so
-            // such a job can be queued twice.
-            let (mut dispatched, mut retried) = (BTreeSet::new(), BTreeSet::new());
-            for n in 0..total {
-                if n % 50 == 0 {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-                // Retried until the broker is back: only a successful return counts.
-                let deadline = Instant::now() + Duration::from_secs(60);
-                loop {
-                    let pushed = run
-                        .manager
-                        .push(run.job(n, 40, false))
-                        .on_queue(run.queue.clone())
-                        .await;
-                    match pushed {
-                        Ok(_) => {
-                            dispatched.insert(n);
-                            break;
-                        }
-                        Err(error) if Instant::now() >= deadline => {
-                            return Err(format!("dispatch kept failing: {error}"));
-                        }
-                        Err(_) => {
-                            retried.insert(n);
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                    }
-                }
-                produced.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok((dispatched, retried))
-        })
-    };
+    let producer = produce(Arc::clone(&run), total, Arc::clone(&produced));
     // The first crash mid-enqueue, the second mid-drain.
     while produced.load(Ordering::Relaxed) < total / 3 && !producer.is_finished() {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -154,9 +119,52 @@ async fn restart_run(kind: Kind, size: Size, row: &mut Row) -> Result<(), String
     Ok(())
 }
 
+/// What a producer that dispatches jobs `0..total` one by one returns: the jobs dispatched (with
+/// a successful return), and those whose push failed first (and may have been stored then).
+pub(super) type Produced = Result<(BTreeSet<u64>, BTreeSet<u64>), String>;
+
+/// A producer of jobs `0..total` on `run`'s queue, each retried until a push returns `Ok` (for
+/// up to a minute), counting them in `produced`.
+pub(super) fn produce(run: Arc<Run>, total: u64, produced: Arc<AtomicU64>) -> Owned<Produced> {
+    Owned::spawn(async move {
+        // Jobs whose push failed before it succeeded: a failed push may have been stored, so
+        // such a job can be queued twice.
+        let (mut dispatched, mut retried) = (BTreeSet::new(), BTreeSet::new());
+        for n in 0..total {
+            if n % 50 == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            // Retried until the broker is back: only a successful return counts.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let pushed = run
+                    .manager
+                    .push(run.job(n, 40, false))
+                    .on_queue(run.queue.clone())
+                    .await;
+                match pushed {
+                    Ok(_) => {
+                        dispatched.insert(n);
+                        break;
+                    }
+                    Err(error) if Instant::now() >= deadline => {
+                        return Err(format!("dispatch kept failing: {error}"));
+                    }
+                    Err(_) => {
+                        retried.insert(n);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+            produced.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok((dispatched, retried))
+    })
+}
+
 /// How many jobs that completed more than once were under way at a crash (the runs a crash can
 /// repeat), or were pushed again after a push that failed (and may have been stored).
-fn explained_by_crashes(run: &Run, crashes: &[Crash], retried: &BTreeSet<u64>) -> u64 {
+pub(super) fn explained_by_crashes(run: &Run, crashes: &[Crash], retried: &BTreeSet<u64>) -> u64 {
     let mut first: BTreeMap<u64, (Option<usize>, Option<usize>, u32)> = BTreeMap::new();
     for (i, line) in read_ledger(&run.ledger).iter().enumerate() {
         let entry = first.entry(line.n).or_default();

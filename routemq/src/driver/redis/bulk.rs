@@ -6,7 +6,8 @@
 //! and each chunk of 1,000 is stored in one transaction (`MULTI`: `RPUSH` of the ready ones,
 //! `ZADD` of the delayed and the prioritized ones, `PERSIST` of the counter, and a wake-up
 //! `PUBLISH`), the next chunk being built while one is on its way. Each chunk is atomic, as with
-//! the script; a huge dispatch never blocks Redis in one step. The records are byte for byte
+//! the script; a huge dispatch never blocks Redis in one step. (On a cluster the `PUBLISH` follows
+//! the transaction: a channel has a slot of its own, and a cluster's `MULTI` stays in one slot.) The records are byte for byte
 //! those `push.lua` writes. Two dispatchers' runs may interleave chunk by chunk, so the list
 //! keeps arrival order, not id order. A run that fails part-way returns the error: the chunks
 //! before the failed one are stored, the ids of the rest stay unused (and the counter without an
@@ -73,20 +74,29 @@ pub(super) async fn push_run(
     let first = last - count + 1;
     let now_epoch = epoch(now);
     let channel = driver.layout.wake_channel();
+    let publish_apart = con.is_cluster();
     let mut ids = Vec::with_capacity(jobs.len());
     // The next chunk's records are built while the one before is on its way: one chunk in
     // flight at a time, so chunks are stored in order and a failed one stops the run.
     let mut in_flight = None;
     for (c, chunk) in jobs.chunks(CHUNK).enumerate() {
         let base = first + i64::try_from(c * CHUNK).unwrap_or(i64::MAX);
-        let transaction =
-            chunk_transaction(&keys, queue, chunk, base, now_epoch, created_at, &channel);
+        let inside = (!publish_apart).then_some(channel.as_str());
+        let (transaction, wakes) =
+            chunk_transaction(&keys, queue, chunk, base, now_epoch, created_at, inside);
+        let mut wake = redis::cmd("PUBLISH");
+        wake.arg(&channel).arg(queue);
+        let wake = (publish_apart && wakes).then_some(wake);
         if let Some(previous) = in_flight.take() {
             settle(previous).await?;
         }
         let mut con = con.clone();
         in_flight = Some(tokio::spawn(async move {
-            transaction.query_async::<()>(&mut con).await
+            transaction.query_async::<()>(&mut con).await?;
+            match wake {
+                Some(wake) => wake.query_async::<()>(&mut con).await,
+                None => Ok(()),
+            }
         }));
         // Let the send start before building the next chunk: a task spawned from a runtime
         // worker waits in that worker's own slot until the spawning task yields.
@@ -108,7 +118,8 @@ async fn settle(chunk: tokio::task::JoinHandle<redis::RedisResult<()>>) -> Resul
     }
 }
 
-/// One chunk's `MULTI … EXEC`: its jobs numbered from `base`.
+/// One chunk's `MULTI … EXEC`: its jobs numbered from `base`, with the wake-up on `channel`
+/// when there is one; and whether the chunk holds jobs that are ready now (that wake workers).
 fn chunk_transaction(
     keys: &QueueKeys,
     queue: &str,
@@ -116,8 +127,8 @@ fn chunk_transaction(
     base: i64,
     now: f64,
     created_at: &str,
-    channel: &str,
-) -> redis::Pipeline {
+    channel: Option<&str>,
+) -> (redis::Pipeline, bool) {
     let mut ready = Vec::new();
     let mut delayed = Vec::new();
     let mut prioritized = Vec::new();
@@ -145,10 +156,11 @@ fn chunk_transaction(
         pipe.zadd_multiple(&keys.prio, &prioritized).ignore();
     }
     pipe.cmd("PERSIST").arg(&keys.seq).ignore();
-    if ready.len() + prioritized.len() > 0 {
+    let wakes = ready.len() + prioritized.len() > 0;
+    if let Some(channel) = channel.filter(|_| wakes) {
         pipe.cmd("PUBLISH").arg(channel).arg(queue).ignore();
     }
-    pipe
+    (pipe, wakes)
 }
 
 #[cfg(test)]

@@ -1,5 +1,8 @@
-//! Where the Redis server is: `REDIS_URL`, or RouteMQ's `REDIS_HOST`/`PORT`/`DB`/`PASSWORD`/`USERNAME`.
-//! Passwords never appear in logs or errors: [`redact`] hides them.
+//! Where the Redis server is: `REDIS_URL`, or RouteMQ's `REDIS_HOST`/`PORT`/`DB`/`PASSWORD`/`USERNAME`;
+//! for a cluster, `REDIS_CLUSTER_NODES`. Passwords never appear in logs or errors: [`redact`]
+//! hides them.
+
+use std::time::Duration;
 
 pub use crate::config::redact_url as redact;
 use crate::config::{ConfigError, number_var, percent_encode};
@@ -46,6 +49,57 @@ pub fn url_from_env() -> Result<String, ConfigError> {
     url(crate::config::env_var)
 }
 
+/// The cluster nodes of `REDIS_CLUSTER_NODES`: comma-separated `redis://` (or `rediss://`) URLs
+/// of some of the cluster's nodes.
+pub fn cluster_nodes(lookup: impl Fn(&str) -> Option<String>) -> Result<Vec<String>, ConfigError> {
+    const VARIABLE: &str = "REDIS_CLUSTER_NODES";
+    let invalid = |value: &str| ConfigError {
+        variable: VARIABLE.to_owned(),
+        value: redact(value),
+        expected: "comma-separated redis:// or rediss:// URLs of the cluster's nodes",
+    };
+    let value = lookup(VARIABLE).ok_or_else(|| invalid(""))?;
+    let nodes: Vec<String> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|node| !node.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let tcp = |node: &String| node.starts_with("redis://") || node.starts_with("rediss://");
+    if nodes.is_empty() || !nodes.iter().all(tcp) {
+        return Err(invalid(&value));
+    }
+    Ok(nodes)
+}
+
+/// The key prefix: `REDIS_PREFIX`, by default RouteMQ's `routemq:queue:`.
+pub fn prefix(lookup: impl Fn(&str) -> Option<String>) -> String {
+    lookup("REDIS_PREFIX").unwrap_or_else(|| super::KeyLayout::default().prefix().to_owned())
+}
+
+/// `REDIS_WAIT_REPLICAS` (how many replicas must confirm each dispatch; unset or 0: none) and
+/// `REDIS_WAIT_TIMEOUT_MS` (how long a dispatch waits for them, default 1000).
+pub fn replicas(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Option<(u32, Duration)>, ConfigError> {
+    let replicas = number_var(
+        &lookup,
+        "REDIS_WAIT_REPLICAS",
+        0..=1_000,
+        "a number of replicas",
+    )?;
+    let timeout = number_var(
+        &lookup,
+        "REDIS_WAIT_TIMEOUT_MS",
+        1..=3_600_000,
+        "milliseconds, from 1 to 3600000",
+    )?
+    .unwrap_or(1_000);
+    Ok(replicas
+        .filter(|replicas| *replicas > 0)
+        .map(|replicas| (replicas, Duration::from_millis(u64::from(timeout)))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +139,47 @@ mod tests {
             ("REDIS_HOST", "x"),
         ];
         assert_eq!(url(vars(&both)).expect("url"), "redis://127.0.0.1:6379/9");
+    }
+
+    #[test]
+    fn cluster_nodes_and_replicas() {
+        let nodes = [(
+            "REDIS_CLUSTER_NODES",
+            " redis://10.0.0.1:7000, redis://:pw@10.0.0.2:7000 ,",
+        )];
+        assert_eq!(
+            cluster_nodes(vars(&nodes)).expect("nodes"),
+            ["redis://10.0.0.1:7000", "redis://:pw@10.0.0.2:7000"]
+        );
+        for bad in [
+            vec![],
+            vec![("REDIS_CLUSTER_NODES", ",")],
+            vec![("REDIS_CLUSTER_NODES", "10.0.0.1:7000")],
+            vec![("REDIS_CLUSTER_NODES", "redis://a:1,unix:///tmp/r.sock")],
+        ] {
+            let error = cluster_nodes(vars(&bad)).expect_err("not a node list");
+            assert_eq!(error.variable, "REDIS_CLUSTER_NODES");
+        }
+        assert_eq!(replicas(vars(&[])).expect("unset"), None);
+        assert_eq!(
+            replicas(vars(&[("REDIS_WAIT_REPLICAS", "0")])).expect("off"),
+            None
+        );
+        assert_eq!(
+            replicas(vars(&[
+                ("REDIS_WAIT_REPLICAS", "1"),
+                ("REDIS_WAIT_TIMEOUT_MS", "250")
+            ]))
+            .expect("set"),
+            Some((1, Duration::from_millis(250)))
+        );
+        assert_eq!(
+            replicas(vars(&[("REDIS_WAIT_REPLICAS", "one")]))
+                .expect_err("a number")
+                .variable,
+            "REDIS_WAIT_REPLICAS"
+        );
+        assert_eq!(prefix(vars(&[("REDIS_PREFIX", "app:")])), "app:");
     }
 
     #[test]

@@ -87,6 +87,20 @@ impl KeyLayout {
         &self.prefix
     }
 
+    /// Whether keys carry hash tags (the Redis Cluster layout).
+    pub fn hash_tags(&self) -> bool {
+        self.hash_tags
+    }
+
+    /// This layout with hash tags.
+    #[must_use]
+    pub fn with_hash_tags(self) -> Self {
+        Self {
+            hash_tags: true,
+            ..self
+        }
+    }
+
     fn tagged(&self, queue: &str) -> String {
         if self.hash_tags {
             format!("{{{queue}}}")

@@ -19,6 +19,7 @@
 mod batches;
 mod bulk;
 pub mod config;
+mod connection;
 pub mod keys;
 mod lease;
 mod remove;
@@ -32,6 +33,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
 use serde::Deserialize;
 use tokio::sync::watch;
 
@@ -45,19 +47,31 @@ use super::{
 };
 use crate::envelope::push_str_literal;
 use crate::time::{iso_utc, parse_utc};
+use connection::Connection;
 use lease::{count_field, read_lease};
 
 /// Most leases reaped per queue in one pass.
 const REAP_BATCH: isize = 500;
 
-/// Jobs in Redis.
+/// Jobs in Redis: on one server (with its replicas), or on a Redis Cluster
+/// ([`connect_cluster`](Self::connect_cluster)).
 pub struct RedisDriver {
-    client: redis::Client,
-    connection: ConnectionManager,
+    /// The servers the wake-up subscription may use, tried in turn (a cluster forwards every
+    /// `PUBLISH` to all its nodes, so any one of them will do).
+    subscribe_via: Vec<redis::Client>,
+    connection: Connection,
     layout: KeyLayout,
     target: String,
     wake: WakeSignal,
     subscriber: WakeFeed,
+    durability: Option<Replicated>,
+}
+
+/// How many replicas must have a dispatch before it counts as stored (`WAIT` after each push).
+#[derive(Debug, Clone, Copy)]
+struct Replicated {
+    replicas: u32,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for RedisDriver {
@@ -135,7 +149,7 @@ fn by_queue(leases: &[Lease]) -> std::collections::BTreeMap<&str, Vec<usize>> {
 /// One step of a `ZSCAN` or `HSCAN` (`command`) of `key` from `cursor`, `count` entries asked
 /// for: the next cursor (0 at the end) and the entries, flat (member, score or field, value).
 async fn scan_step(
-    con: &mut ConnectionManager,
+    con: &mut Connection,
     command: &str,
     key: &str,
     cursor: u64,
@@ -179,7 +193,69 @@ impl RedisDriver {
         let connection = ConnectionManager::new_with_config(client.clone(), settings)
             .await
             .map_err(connect)?;
-        Ok(Self::with_target(client, connection, layout, target))
+        Ok(Self::with_target(
+            vec![client],
+            Connection::Single(connection),
+            layout,
+            target,
+        ))
+    }
+
+    /// Connects to a Redis Cluster through any of its `nodes` (`redis://host:port` URLs; the
+    /// client learns the rest of the cluster from them). The layout is made hash-tagged whatever
+    /// `layout` says, so that each queue's keys share one slot. The cluster client follows
+    /// `MOVED` and `ASK` redirections, and after a failover finds the promoted replica.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), routemq::DriverError> {
+    /// use routemq::driver::redis::{KeyLayout, RedisDriver};
+    ///
+    /// let nodes = ["redis://10.0.0.1:6379", "redis://10.0.0.2:6379"];
+    /// let driver = RedisDriver::connect_cluster(&nodes, KeyLayout::default()).await?;
+    /// assert!(driver.layout().hash_tags());
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_cluster(
+        nodes: &[impl AsRef<str>],
+        layout: KeyLayout,
+    ) -> Result<Self, DriverError> {
+        let urls: Vec<&str> = nodes.iter().map(AsRef::as_ref).collect();
+        let target = format!(
+            "redis cluster {}",
+            urls.iter()
+                .map(|url| config::redact(url))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let connect = |source: redis::RedisError| DriverError::Connect {
+            target: target.clone(),
+            source: source.into(),
+        };
+        if urls.is_empty() {
+            return Err(DriverError::Connect {
+                target: target.clone(),
+                source: "no cluster node given".into(),
+            });
+        }
+        let clients = urls
+            .iter()
+            .map(|url| redis::Client::open(*url))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(connect)?;
+        let cluster = ClusterClient::builder(urls.iter().copied())
+            .connection_timeout(Duration::from_secs(5))
+            .response_timeout(Duration::from_secs(30))
+            .retries(8)
+            .max_retry_wait(2_000)
+            .build()
+            .map_err(connect)?;
+        let connection = cluster.get_async_connection().await.map_err(connect)?;
+        Ok(Self::with_target(
+            clients,
+            Connection::Cluster(connection),
+            layout.with_hash_tags(),
+            target,
+        ))
     }
 
     /// A driver on your application's own `ConnectionManager`, so jobs and the app share one
@@ -204,34 +280,69 @@ impl RedisDriver {
         layout: KeyLayout,
     ) -> Self {
         let target = format!("redis://{}", client.get_connection_info().addr());
-        Self::with_target(client, connection, layout, target)
+        Self::with_target(vec![client], Connection::Single(connection), layout, target)
     }
 
     fn with_target(
-        client: redis::Client,
-        connection: ConnectionManager,
+        subscribe_via: Vec<redis::Client>,
+        connection: Connection,
         layout: KeyLayout,
         target: String,
     ) -> Self {
         Self {
-            client,
+            subscribe_via,
             connection,
             layout,
             target,
             wake: WakeSignal::new(),
             subscriber: WakeFeed::default(),
+            durability: None,
         }
     }
 
+    /// Makes each dispatch wait until `replicas` replicas have it (`WAIT`, at most `timeout`)
+    /// before it counts as stored. Redis replicates asynchronously: without this, a primary that
+    /// fails right after acknowledging a dispatch can take it with it when a replica is promoted.
+    /// A dispatch that fewer replicas confirmed in time returns an error, though the primary has
+    /// stored it (dispatching it again may then queue it twice). Zero replicas turns it off.
+    #[must_use]
+    pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.durability = (replicas > 0).then_some(Replicated { replicas, timeout });
+        self
+    }
+
     /// Connects with the environment's settings: the URL from [`config::url_from_env`], the key
-    /// prefix `REDIS_PREFIX` (default `routemq:queue:`), and `REDIS_HASH_TAGS=true` for the cluster layout.
+    /// prefix `REDIS_PREFIX` (default `routemq:queue:`), `REDIS_HASH_TAGS=true` for the cluster
+    /// layout, and `REDIS_WAIT_REPLICAS` / `REDIS_WAIT_TIMEOUT_MS` (see
+    /// [`wait_for_replicas`](Self::wait_for_replicas)).
     pub async fn from_env() -> Result<Self, DriverError> {
         use crate::config::{bool_var, env_var};
         let url = config::url_from_env()?;
-        let prefix =
-            env_var("REDIS_PREFIX").unwrap_or_else(|| KeyLayout::default().prefix().to_owned());
         let hash_tags = bool_var(env_var, "REDIS_HASH_TAGS", false)?;
-        Self::connect(&url, KeyLayout::new(prefix, hash_tags)).await
+        let replicas = config::replicas(env_var)?;
+        let layout = KeyLayout::new(config::prefix(env_var), hash_tags);
+        Ok(Self::connect(&url, layout).await?.replicated(replicas))
+    }
+
+    /// Connects to the Redis Cluster of `REDIS_CLUSTER_NODES` (comma-separated `redis://` URLs
+    /// of some of its nodes), with `REDIS_PREFIX` and `REDIS_WAIT_REPLICAS` /
+    /// `REDIS_WAIT_TIMEOUT_MS` as [`from_env`](Self::from_env) reads them; the `redis-cluster`
+    /// connection.
+    pub async fn cluster_from_env() -> Result<Self, DriverError> {
+        use crate::config::env_var;
+        let nodes = config::cluster_nodes(env_var)?;
+        let replicas = config::replicas(env_var)?;
+        let layout = KeyLayout::new(config::prefix(env_var), true);
+        Ok(Self::connect_cluster(&nodes, layout)
+            .await?
+            .replicated(replicas))
+    }
+
+    fn replicated(self, replicas: Option<(u32, Duration)>) -> Self {
+        match replicas {
+            Some((replicas, timeout)) => self.wait_for_replicas(replicas, timeout),
+            None => self,
+        }
     }
 
     /// The server, password hidden.
@@ -244,8 +355,32 @@ impl RedisDriver {
         &self.layout
     }
 
-    fn con(&self) -> ConnectionManager {
+    fn con(&self) -> Connection {
         self.connection.clone()
+    }
+
+    /// With [`wait_for_replicas`](Self::wait_for_replicas): waits until enough replicas have the
+    /// writes made so far on the connection to the server of `queue`'s keys.
+    async fn replicate(&self, queue: &str) -> Result<(), DriverError> {
+        let Some(Replicated { replicas, timeout }) = self.durability else {
+            return Ok(());
+        };
+        let acknowledged = self
+            .con()
+            .wait_for_replicas(&self.layout.queue(queue).ready, replicas, timeout)
+            .await
+            .map_err(backend("push"))?;
+        if acknowledged < replicas {
+            return Err(DriverError::backend(
+                "push",
+                format!(
+                    "stored on the primary, but {acknowledged} of the {replicas} replicas asked \
+                     for confirmed it within {} ms (REDIS_WAIT_REPLICAS)",
+                    timeout.as_millis()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Gives `queue`'s counter its expiry if the queue holds nothing any more (see
@@ -271,13 +406,14 @@ impl RedisDriver {
     /// Starts the pub/sub listener that turns `wake` messages into the watch counter; it
     /// reconnects with backoff when Redis goes away, and wakes workers after it reconnects.
     fn start_subscriber(&self) {
-        let client = self.client.clone();
+        let clients = self.subscribe_via.clone();
         let channel = self.layout.wake_channel();
         let wake = self.wake.clone();
         let target = self.target.clone();
         self.subscriber.start_once(|| async move {
             let mut failures = 0u32;
-            loop {
+            // A cluster's nodes in turn, from the next one after a failure.
+            for client in clients.iter().cycle() {
                 match client.get_async_pubsub().await {
                     Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
                         Ok(()) => {
@@ -614,6 +750,13 @@ impl QueueDriver for RedisDriver {
             ids.extend(chunk);
             start = end;
         }
+        if self.durability.is_some() {
+            let queues: std::collections::BTreeSet<&str> =
+                jobs.iter().map(|job| job.queue.as_str()).collect();
+            for queue in queues {
+                self.replicate(queue).await?;
+            }
+        }
         Ok(ids)
     }
 
@@ -883,29 +1026,16 @@ impl QueueDriver for RedisDriver {
     }
 
     async fn queues(&self) -> Result<Vec<String>, DriverError> {
-        let mut con = self.con();
-        let mut cursor: u64 = 0;
-        let mut names = std::collections::BTreeSet::new();
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(self.layout.scan_pattern())
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut con)
-                .await
-                .map_err(backend("list queues"))?;
-            names.extend(
-                keys.iter()
-                    .filter(|k| !k.ends_with(":seq"))
-                    .filter_map(|k| self.layout.queue_of(k)),
-            );
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
+        let keys = self
+            .con()
+            .scan_keys(&self.layout.scan_pattern())
+            .await
+            .map_err(backend("list queues"))?;
+        let names: std::collections::BTreeSet<String> = keys
+            .iter()
+            .filter(|k| !k.ends_with(":seq"))
+            .filter_map(|k| self.layout.queue_of(k))
+            .collect();
         Ok(names.into_iter().collect())
     }
 
@@ -918,8 +1048,9 @@ impl QueueDriver for RedisDriver {
                 .arg(0)
                 .arg("WITHSCORES");
         }
-        let firsts: Vec<Vec<(String, f64)>> = pipe
-            .query_async(&mut self.con())
+        let firsts: Vec<Vec<(String, f64)>> = self
+            .con()
+            .spread(&pipe)
             .await
             .map_err(backend("next due"))?;
         let now = epoch(SystemTime::now());

@@ -7,7 +7,7 @@
 
 use std::borrow::Cow;
 
-use redis::aio::ConnectionManager;
+use super::connection::Connection;
 use serde::Deserialize;
 
 use super::keys::QueueKeys;
@@ -78,7 +78,7 @@ pub(super) async fn remove(driver: &RedisDriver, id: &str) -> Result<Removal, Dr
 /// the tail only move records towards the chunks not read yet: no record present throughout the
 /// scan is missed. Returns the record removed.
 async fn remove_ready(
-    con: &mut ConnectionManager,
+    con: &mut Connection,
     keys: &QueueKeys,
     id: &str,
 ) -> Result<Option<String>, DriverError> {
@@ -111,7 +111,7 @@ async fn remove_ready(
 /// Scans a sorted set, the delayed or the prioritized jobs (`ZSCAN` returns every member present
 /// throughout the scan). Returns the record removed.
 async fn remove_scanned(
-    con: &mut ConnectionManager,
+    con: &mut Connection,
     key: &str,
     id: &str,
 ) -> Result<Option<String>, DriverError> {

@@ -6,7 +6,7 @@
 //! moved meanwhile is read again, up to [`PASSES`] times; leased jobs (the in-flight hash) are
 //! read and counted, never written.
 
-use redis::aio::ConnectionManager;
+use super::connection::Connection;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -76,7 +76,7 @@ const OPERATION: &str = "rewriting payloads";
 
 /// Replaces `pairs` (old, new) in `structure`, read from the window `window` of a list.
 async fn replace(
-    con: &mut ConnectionManager,
+    con: &mut Connection,
     structure: Structure<'_>,
     window: (isize, isize),
     pairs: &[(String, String)],
@@ -115,7 +115,7 @@ fn changes(edit: Editor<'_>, records: &[String], scan: &mut Scan) -> Vec<(String
 
 /// One read of `structure`, replacing as it goes.
 async fn scan(
-    con: &mut ConnectionManager,
+    con: &mut Connection,
     structure: Structure<'_>,
     edit: Editor<'_>,
 ) -> Result<Scan, DriverError> {
@@ -162,7 +162,7 @@ async fn scan(
 /// counts what it changed in `rewritten` (`failed`: a failed list). Records that still moved on
 /// the last pass count as leased.
 async fn rewrite_structure(
-    con: &mut ConnectionManager,
+    con: &mut Connection,
     structure: Structure<'_>,
     failed: bool,
     edit: Editor<'_>,
@@ -188,7 +188,7 @@ async fn rewrite_structure(
 /// Counts the leased jobs of one queue whose payload would change: the records in `leased`,
 /// and those still inside `inflight` values (leases taken before the two were kept apart).
 async fn count_leased(
-    con: &mut ConnectionManager,
+    con: &mut Connection,
     keys: &QueueKeys,
     edit: Editor<'_>,
     rewritten: &mut Rewritten,

@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::{RedisDriver, backend, scripts};
 use crate::driver::DriverError;
 
-/// Which slot names have a holder: one pipelined `EXISTS` per name (a slot's key expires with
+/// Which slot names have a holder: one `EXISTS` per name, pipelined (at once on a cluster) (a slot's key expires with
 /// its last holder).
 pub(super) async fn held_slots(
     driver: &RedisDriver,
@@ -18,7 +18,9 @@ pub(super) async fn held_slots(
     for name in names {
         pipe.cmd("EXISTS").arg(driver.layout.slot(name));
     }
-    pipe.query_async(&mut driver.con())
+    driver
+        .con()
+        .spread(&pipe)
         .await
         .map_err(backend("read slots"))
 }

@@ -118,6 +118,26 @@ async fn clear(connection: &str, queue: &str) -> Result<(), BoxError> {
                 .query_async(&mut con)
                 .await?;
         }
+        "redis-cluster" => {
+            // One slot: the queue's keys carry its hash tag.
+            let nodes = url("redis-cluster");
+            let client = routemq::redis::cluster::ClusterClient::new(nodes.split(','))?;
+            let mut con = client.get_async_connection().await?;
+            for suffix in [
+                "",
+                ":delayed",
+                ":inflight",
+                ":leased",
+                ":leases",
+                ":seq",
+                ":prio",
+            ] {
+                let _: i64 = routemq::redis::cmd("UNLINK")
+                    .arg(format!("bench:routemq:{{{queue}}}{suffix}"))
+                    .query_async(&mut con)
+                    .await?;
+            }
+        }
         "postgres" | "mysql" => {
             let placeholder = if connection == "postgres" { "$1" } else { "?" };
             let pool = sql_pool::connect(connection, 1).await?;

@@ -26,8 +26,8 @@ const TICKS: f64 = 100.0;
 /// Where the broker's usage is read from.
 #[derive(Debug)]
 pub(crate) enum Broker {
-    /// A Redis server, through `INFO`.
-    Redis(Box<routemq::redis::Client>),
+    /// Redis servers (one, or a cluster's nodes), through `INFO`, summed.
+    Redis(Vec<routemq::redis::Client>),
     /// A server process on this machine and its children.
     Process(u32),
     /// The broker runs inside this process.
@@ -55,10 +55,12 @@ impl Broker {
     /// this `/proc` gives [`Broker::Unseen`].
     pub(crate) async fn find(kind: &str) -> Result<Self, BoxError> {
         let root = match kind {
-            "redis" => {
-                return Ok(Self::Redis(Box::new(routemq::redis::Client::open(url(
-                    kind,
-                ))?)));
+            "redis" | "redis-cluster" => {
+                let clients = url(kind)
+                    .split(',')
+                    .map(routemq::redis::Client::open)
+                    .collect::<Result<Vec<_>, _>>()?;
+                return Ok(Self::Redis(clients));
             }
             "postgres" => {
                 let pool = sql_pool::connect(kind, 1).await?;
@@ -106,24 +108,29 @@ impl Broker {
     /// The broker's usage now; `None` when it runs in this process.
     pub(crate) async fn usage(&self) -> Result<Option<Usage>, BoxError> {
         match self {
-            Self::Redis(client) => {
-                let mut con = client.get_multiplexed_async_connection().await?;
-                let info: String = routemq::redis::cmd("INFO")
-                    .arg("cpu")
-                    .arg("memory")
-                    .query_async(&mut con)
-                    .await?;
-                let field = |name: &str| -> Result<f64, BoxError> {
-                    let line = info
-                        .lines()
-                        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
-                        .ok_or_else(|| format!("INFO has no {name}"))?;
-                    Ok(line.trim().parse()?)
+            Self::Redis(clients) => {
+                let mut total = Usage {
+                    cpu: 0.0,
+                    memory: 0,
                 };
-                Ok(Some(Usage {
-                    cpu: field("used_cpu_user")? + field("used_cpu_sys")?,
-                    memory: field("used_memory_rss")? as u64,
-                }))
+                for client in clients {
+                    let mut con = client.get_multiplexed_async_connection().await?;
+                    let info: String = routemq::redis::cmd("INFO")
+                        .arg("cpu")
+                        .arg("memory")
+                        .query_async(&mut con)
+                        .await?;
+                    let field = |name: &str| -> Result<f64, BoxError> {
+                        let line = info
+                            .lines()
+                            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+                            .ok_or_else(|| format!("INFO has no {name}"))?;
+                        Ok(line.trim().parse()?)
+                    };
+                    total.cpu += field("used_cpu_user")? + field("used_cpu_sys")?;
+                    total.memory += field("used_memory_rss")? as u64;
+                }
+                Ok(Some(total))
             }
             Self::Process(root) => Ok(Some(process_tree(*root)?)),
             Self::InProcess | Self::Unseen(_) => Ok(None),

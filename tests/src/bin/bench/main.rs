@@ -1,7 +1,7 @@
 //! The benchmark binary, with the interface of the shared harness:
 //!
 //! ```text
-//! bench <memory|sqlite|postgres|mysql|redis> <drain|enqueue|latency|backlog> [--n N] [--concurrency C]
+//! bench <memory|sqlite|postgres|mysql|redis|redis-cluster> <drain|enqueue|latency|backlog> [--n N] [--concurrency C]
 //!       [--prefetch P] [--job-ms MS] [--backlog B] [--delayed D]
 //! bench <raw-redis|raw-postgres|raw-mysql|raw-sqlite> <drain|enqueue> [--n N] [--concurrency C] [--k K]
 //!       [--pad BYTES]
@@ -22,7 +22,8 @@
 //! broker's memory (`broker_memory_mb`; see `broker.rs`). routemq goes through the public API a
 //! user would use: a `#[job]` type, `push`/`bulk`, and the `Worker`.
 //!
-//! Servers: `REDIS_URL` (default `redis://127.0.0.1:6379/7`), `DATABASE_URL` for PostgreSQL (default
+//! Servers: `REDIS_URL` (default `redis://127.0.0.1:6379/7`), `REDIS_CLUSTER_NODES` (a cluster's
+//! node URLs, comma-separated; no default), `DATABASE_URL` for PostgreSQL (default
 //! `postgres://postgres@127.0.0.1:5432/test`), `MYSQL_URL` (default `mysql://root@127.0.0.1:3306/test`),
 //! `SQLITE_PATH` (default a file in the temporary folder). Every run uses a queue (raw: a key or
 //! table) of its own.
@@ -111,7 +112,7 @@ pub(crate) struct Args {
 
 fn parse_args() -> Result<Args, String> {
     let raw: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: bench <memory|sqlite|postgres|mysql|redis|raw-redis|raw-postgres|raw-mysql|raw-sqlite> <drain|enqueue|latency|backlog> [--n N] [--concurrency C] [--prefetch P] [--job-ms MS] [--k K] [--pad BYTES] [--backlog B] [--delayed D]";
+    let usage = "usage: bench <memory|sqlite|postgres|mysql|redis|redis-cluster|raw-redis|raw-postgres|raw-mysql|raw-sqlite> <drain|enqueue|latency|backlog> [--n N] [--concurrency C] [--prefetch P] [--job-ms MS] [--k K] [--pad BYTES] [--backlog B] [--delayed D]";
     let (Some(connection), Some(workload)) = (raw.first(), raw.get(1)) else {
         return Err(usage.to_owned());
     };
@@ -159,6 +160,7 @@ pub(crate) fn url(connection: &str) -> String {
         "postgres" => env("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test"),
         "mysql" => env("MYSQL_URL", "mysql://root@127.0.0.1:3306/test"),
         "redis" => env("REDIS_URL", "redis://127.0.0.1:6379/7"),
+        "redis-cluster" => env("REDIS_CLUSTER_NODES", ""),
         _ => {
             let default =
                 std::env::temp_dir().join(format!("routemq-bench-{}.sqlite", std::process::id()));
@@ -185,6 +187,15 @@ async fn driver(connection: &str) -> Result<Arc<dyn QueueDriver>, BoxError> {
         "redis" => {
             let layout = routemq::driver::redis::KeyLayout::new("bench:routemq:", false);
             Arc::new(routemq::driver::redis::RedisDriver::connect(&url("redis"), layout).await?)
+        }
+        "redis-cluster" => {
+            let nodes = url("redis-cluster");
+            if nodes.is_empty() {
+                return Err("set REDIS_CLUSTER_NODES to the cluster's node URLs".into());
+            }
+            let nodes: Vec<&str> = nodes.split(',').collect();
+            let layout = routemq::driver::redis::KeyLayout::new("bench:routemq:", true);
+            Arc::new(routemq::driver::redis::RedisDriver::connect_cluster(&nodes, layout).await?)
         }
         other => return Err(format!("unknown connection {other}").into()),
     })
