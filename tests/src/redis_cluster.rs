@@ -49,6 +49,8 @@ pub fn cluster_nodes() -> Option<Vec<String>> {
 /// killed, and its directory removed, when it is dropped.
 #[derive(Debug)]
 pub struct LocalCluster {
+    /// The address the nodes announce (and clients reach them at).
+    address: String,
     ports: Vec<u16>,
     dir: PathBuf,
     servers: Mutex<Vec<(u16, Child)>>,
@@ -57,14 +59,21 @@ pub struct LocalCluster {
 impl LocalCluster {
     /// Starts the servers, joins them into a cluster and waits until it serves every slot.
     pub fn start() -> Result<Self, String> {
+        Self::start_at("127.0.0.1")
+    }
+
+    /// [`start`](Self::start) with the nodes on `address` too (a local address: a bridge's, for
+    /// hosts in network namespaces), which they announce to clients.
+    pub fn start_at(address: &str) -> Result<Self, String> {
         remove_stale_dirs();
         let dir = std::env::temp_dir().join(format!(
             "routemq-cluster-{}-{:08x}",
             std::process::id(),
             fastrand::u32(..)
         ));
-        let ports = spare_ports(6)?;
+        let ports = spare_ports(address, 6)?;
         let cluster = Self {
+            address: address.to_owned(),
             ports: ports.clone(),
             dir,
             servers: Mutex::new(Vec::new()),
@@ -79,7 +88,7 @@ impl LocalCluster {
         create
             .arg("--cluster")
             .arg("create")
-            .args(ports.iter().map(|port| format!("127.0.0.1:{port}")))
+            .args(ports.iter().map(|port| format!("{address}:{port}")))
             .args(["--cluster-replicas", "1", "--cluster-yes"]);
         let output = create
             .stdin(Stdio::null())
@@ -109,11 +118,11 @@ impl LocalCluster {
         Ok(cluster)
     }
 
-    /// `redis://127.0.0.1:PORT` of every node.
+    /// `redis://ADDRESS:PORT` of every node.
     pub fn nodes(&self) -> Vec<String> {
         self.ports
             .iter()
-            .map(|port| format!("redis://127.0.0.1:{port}"))
+            .map(|port| format!("redis://{}:{port}", self.address))
             .collect()
     }
 
@@ -159,7 +168,7 @@ impl LocalCluster {
                         window[0].parse::<u16>(),
                         window[1].parse::<u16>(),
                         window[3].parse::<u16>(),
-                    ) && window[2] == "127.0.0.1"
+                    ) && window[2] == self.address
                         && (start..=end).contains(&slot)
                     {
                         return Some(port);
@@ -216,6 +225,21 @@ impl LocalCluster {
         command
             .args(["--pdeathsig", "KILL", "redis-server"])
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(
+                (self.address != "127.0.0.1")
+                    // The bridge is this machine's own: no password, as on loopback.
+                    .then(|| {
+                        [
+                            self.address.as_str(),
+                            "--cluster-announce-ip",
+                            &self.address,
+                            "--protected-mode",
+                            "no",
+                        ]
+                    })
+                    .into_iter()
+                    .flatten(),
+            )
             .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
             .args(["--cluster-config-file", "nodes.conf"])
             .args(["--appendonly", "no", "--save", ""])
@@ -293,15 +317,24 @@ fn spawn(command: Command) -> std::io::Result<Child> {
         .map_err(|_| std::io::Error::other("the spawner thread is gone"))?
 }
 
-/// `count` loopback ports that are free, with their cluster bus ports (+10000) free too.
-fn spare_ports(count: usize) -> Result<Vec<u16>, String> {
+/// `count` ports that are free on `address` and loopback, with their cluster bus ports (+10000)
+/// free too, below the kernel's ephemeral range (from 32768), and never handed out twice in
+/// this process (two clusters starting at once cannot pick the same ones).
+fn spare_ports(address: &str, count: usize) -> Result<Vec<u16>, String> {
+    static TAKEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut taken = TAKEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let free = |port: u16| {
+        TcpListener::bind(("127.0.0.1", port)).is_ok() && TcpListener::bind((address, port)).is_ok()
+    };
     let mut ports = Vec::new();
-    for _ in 0..1_000 {
-        let port = fastrand::u16(20_000..30_000);
-        let free = |port: u16| TcpListener::bind(("127.0.0.1", port)).is_ok();
-        if !ports.contains(&port) && free(port) && free(port + 10_000) {
+    for _ in 0..2_000 {
+        let port = fastrand::u16(20_000..22_700);
+        if !taken.contains(&port) && !ports.contains(&port) && free(port) && free(port + 10_000) {
             ports.push(port);
             if ports.len() == count {
+                taken.extend(&ports);
                 return Ok(ports);
             }
         }

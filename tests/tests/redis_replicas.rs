@@ -35,6 +35,41 @@ async fn a_dispatch_no_replica_confirms_is_an_error_and_stays_stored() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatch_waiting_for_replicas_holds_up_no_other_operation() {
+    let Some(url) = redis_url() else { return };
+    let prefix = format!("{}:", unique_key("routemq-wait"));
+    let driver = std::sync::Arc::new(
+        RedisDriver::connect(&url, KeyLayout::new(prefix.clone(), false))
+            .await
+            .expect("connect")
+            .wait_for_replicas(1, Duration::from_secs(3)),
+    );
+    let waiting = {
+        let driver = std::sync::Arc::clone(&driver);
+        tokio::spawn(async move {
+            driver
+                .push(&[NewJob::new("waited", "{}", Duration::ZERO)])
+                .await
+        })
+    };
+    // While the dispatch waits for a replica the server does not have, the driver's other
+    // operations go on: a reservation, and the size of a queue.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let reserved = driver.reserve(&["other".to_owned()], 1).await;
+    let size = driver.size("waited").await;
+    let still_waiting = !waiting.is_finished();
+    let pushed = waiting.await.expect("joins");
+    delete_redis_keys(&url, &prefix).await;
+    assert!(reserved.expect("reserve").is_empty());
+    assert_eq!(size.expect("size"), 1, "stored before the wait");
+    assert!(
+        still_waiting,
+        "the reservation did not queue behind the WAIT"
+    );
+    assert!(pushed.is_err(), "no replica confirmed it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_dispatch_returns_once_a_replica_has_it() {
     let Some(nodes) = cluster_nodes() else { return };
     let prefix = format!("{}:", unique_key("routemq-wait"));

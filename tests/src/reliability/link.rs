@@ -87,7 +87,13 @@ pub struct FaultyLink {
 impl FaultyLink {
     /// A link to `upstream` (`host:port`) on a spare loopback port.
     pub async fn start(upstream: String) -> Result<Self, String> {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        Self::start_at("127.0.0.1", upstream).await
+    }
+
+    /// A link to `upstream` on a spare port of the local address `address` (a bridge's, for
+    /// hosts in network namespaces: see [`netns`](super::netns)).
+    pub async fn start_at(address: &str, upstream: String) -> Result<Self, String> {
+        let listener = TcpListener::bind((address, 0))
             .await
             .map_err(|e| e.to_string())?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
@@ -203,9 +209,19 @@ async fn pump(
 
 /// `url` with its `127.0.0.1:PORT` pointed at `port` instead.
 pub fn through(url: &str, port: u16) -> Option<String> {
-    let at = url.find("127.0.0.1:")? + "127.0.0.1:".len();
-    let digits = url[at..].bytes().take_while(u8::is_ascii_digit).count();
-    Some(format!("{}{port}{}", &url[..at], &url[at + digits..]))
+    via(url, "127.0.0.1", port)
+}
+
+/// `url` with its `127.0.0.1:PORT` pointed at `host:port` instead.
+pub fn via(url: &str, host: &str, port: u16) -> Option<String> {
+    let at = url.find("127.0.0.1:")?;
+    let after = at + "127.0.0.1:".len();
+    let digits = url[after..].bytes().take_while(u8::is_ascii_digit).count();
+    Some(format!(
+        "{}{host}:{port}{}",
+        &url[..at],
+        &url[after + digits..]
+    ))
 }
 
 /// The `host:port` a URL on 127.0.0.1 points at.

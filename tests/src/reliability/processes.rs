@@ -52,8 +52,28 @@ impl WorkerProcess {
         queue: &str,
         grace: Duration,
     ) -> Result<Self, String> {
+        Self::start_on(None, target, location, queue, grace)
+    }
+
+    /// [`start`](Self::start) in the network namespace `host` (`ip netns exec`, which runs the
+    /// worker itself: the process id is the worker's), or here.
+    pub(super) fn start_on(
+        host: Option<&str>,
+        target: &Target,
+        location: &str,
+        queue: &str,
+        grace: Duration,
+    ) -> Result<Self, String> {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let child = Command::new(exe)
+        let mut command = match host {
+            Some(host) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", host]).arg(exe);
+                command
+            }
+            None => Command::new(exe),
+        };
+        let child = command
             .args([
                 "__worker",
                 &target.driver,

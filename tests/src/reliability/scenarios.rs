@@ -30,6 +30,9 @@ pub async fn run_all(targets: &[Target], size: Size) -> Vec<Row> {
         if target.driver == "postgres" {
             rows.extend(super::disk_full::postgres_disk_full().await);
         }
+        if target.driver != "sqlite" {
+            rows.extend(super::hosts::hosts(target, size).await);
+        }
         rows.push(load(target, size).await);
         rows.push(shutdown(target).await);
         rows.push(bad_input(target).await);

@@ -16,6 +16,7 @@
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
+use super::connection::Connection;
 use super::keys::QueueKeys;
 use super::{RedisDriver, backend, epoch};
 use crate::driver::{DriverError, NewJob};
@@ -53,13 +54,13 @@ fn record(queue: &str, n: i64, job: &NewJob, created_at: &str) -> String {
 /// Stores `jobs` (all for `queue`) and returns their ids, in order.
 pub(super) async fn push_run(
     driver: &RedisDriver,
+    mut con: Connection,
     queue: &str,
     jobs: &[NewJob],
     now: SystemTime,
     created_at: &str,
 ) -> Result<Vec<String>, DriverError> {
     let keys = driver.layout.queue(queue);
-    let mut con = driver.con();
     let count = i64::try_from(jobs.len()).unwrap_or(i64::MAX);
     let (last,): (i64,) = redis::pipe()
         .cmd("INCRBY")
@@ -93,10 +94,13 @@ pub(super) async fn push_run(
         let mut con = con.clone();
         in_flight = Some(tokio::spawn(async move {
             transaction.query_async::<()>(&mut con).await?;
-            match wake {
-                Some(wake) => wake.query_async::<()>(&mut con).await,
-                None => Ok(()),
+            // Best effort: the jobs are stored, and idle workers also poll.
+            if let Some(wake) = wake
+                && let Err(error) = wake.query_async::<()>(&mut con).await
+            {
+                tracing::warn!(%error, "could not announce new jobs");
             }
+            Ok(())
         }));
         // Let the send start before building the next chunk: a task spawned from a runtime
         // worker waits in that worker's own slot until the spawning task yields.

@@ -91,8 +91,8 @@ pub fn replicas(
     let timeout = number_var(
         &lookup,
         "REDIS_WAIT_TIMEOUT_MS",
-        1..=3_600_000,
-        "milliseconds, from 1 to 3600000",
+        1..=25_000,
+        "milliseconds, from 1 to 25000",
     )?
     .unwrap_or(1_000);
     Ok(replicas

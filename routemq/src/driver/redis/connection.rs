@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Value};
@@ -19,6 +19,9 @@ use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Value};
 pub(super) enum Connection {
     /// One server (or a primary that replicas follow), through a connection manager.
     Single(ConnectionManager),
+    /// One server, on one connection that does not reconnect by itself (dispatches that wait
+    /// for replicas: see `RedisDriver::wait_for_replicas`).
+    Multiplexed(MultiplexedConnection),
     /// A Redis Cluster.
     Cluster(ClusterConnection),
 }
@@ -27,6 +30,7 @@ impl ConnectionLike for Connection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Self::Single(con) => con.req_packed_command(cmd),
+            Self::Multiplexed(con) => con.req_packed_command(cmd),
             Self::Cluster(con) => con.req_packed_command(cmd),
         }
     }
@@ -39,6 +43,7 @@ impl ConnectionLike for Connection {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Self::Single(con) => con.req_packed_commands(pipeline, offset, count),
+            Self::Multiplexed(con) => con.req_packed_commands(pipeline, offset, count),
             Self::Cluster(con) => con.req_packed_commands(pipeline, offset, count),
         }
     }
@@ -46,6 +51,7 @@ impl ConnectionLike for Connection {
     fn get_db(&self) -> i64 {
         match self {
             Self::Single(con) => con.get_db(),
+            Self::Multiplexed(con) => con.get_db(),
             Self::Cluster(con) => con.get_db(),
         }
     }
@@ -62,7 +68,6 @@ impl Connection {
     /// cluster pipeline must stay within one slot.
     pub(super) async fn spread<T: FromRedisValue>(&mut self, pipe: &Pipeline) -> RedisResult<T> {
         match self {
-            Self::Single(con) => pipe.query_async(con).await,
             Self::Cluster(con) => {
                 let replies = pipe.cmd_iter().map(|cmd| {
                     let mut con = con.clone();
@@ -71,14 +76,15 @@ impl Connection {
                 let values = futures_util::future::try_join_all(replies).await?;
                 Ok(T::from_redis_value(Value::Array(values))?)
             }
+            con => pipe.query_async(con).await,
         }
     }
 
     /// Every key that matches `pattern` (a `SCAN` pattern), on every primary of a cluster.
     pub(super) async fn scan_keys(&mut self, pattern: &str) -> RedisResult<Vec<String>> {
         let routes = match self {
-            Self::Single(_) => vec![None],
             Self::Cluster(con) => primaries(con).await?.into_iter().map(Some).collect(),
+            _ => vec![None],
         };
         let mut keys = Vec::new();
         for route in routes {

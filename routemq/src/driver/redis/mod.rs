@@ -59,6 +59,8 @@ pub struct RedisDriver {
     /// The servers the wake-up subscription may use, tried in turn (a cluster forwards every
     /// `PUBLISH` to all its nodes, so any one of them will do).
     subscribe_via: Vec<redis::Client>,
+    /// A cluster's node URLs, as given.
+    cluster_nodes: Option<Vec<String>>,
     connection: Connection,
     layout: KeyLayout,
     target: String,
@@ -67,11 +69,32 @@ pub struct RedisDriver {
     durability: Option<Replicated>,
 }
 
-/// How many replicas must have a dispatch before it counts as stored (`WAIT` after each push).
-#[derive(Debug, Clone, Copy)]
+/// How many replicas must have a dispatch before it counts as stored (`WAIT` after each push),
+/// and the connection dispatches then go through: one of their own, so that a `WAIT` (which
+/// holds up everything after it on its connection) holds up no reservation, heartbeat or
+/// acknowledgement; and one that does not reconnect by itself between a dispatch and its `WAIT`
+/// (a `WAIT` on a new connection, which has written nothing, would confirm nothing).
 struct Replicated {
     replicas: u32,
     timeout: Duration,
+    link: tokio::sync::Mutex<Option<Connection>>,
+}
+
+/// How long a command may take: the longest `WAIT` ([`MAX_WAIT`]) and then some.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The longest `WAIT` a dispatch makes.
+pub const MAX_WAIT: Duration = Duration::from_secs(25);
+
+/// A cluster client for `nodes` with the driver's timeouts, sending a failed request again up to
+/// `retries` times.
+fn cluster_client(nodes: &[String], retries: u32) -> redis::RedisResult<ClusterClient> {
+    ClusterClient::builder(nodes.iter().map(String::as_str))
+        .connection_timeout(Duration::from_secs(5))
+        .response_timeout(RESPONSE_TIMEOUT)
+        .retries(retries)
+        .max_retry_wait(2_000)
+        .build()
 }
 
 impl std::fmt::Debug for RedisDriver {
@@ -187,7 +210,7 @@ impl RedisDriver {
         let client = redis::Client::open(url).map_err(connect)?;
         let settings = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(Some(Duration::from_secs(30)))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_number_of_retries(3)
             .set_max_delay(Duration::from_secs(2));
         let connection = ConnectionManager::new_with_config(client.clone(), settings)
@@ -242,20 +265,28 @@ impl RedisDriver {
             .map(|url| redis::Client::open(*url))
             .collect::<Result<Vec<_>, _>>()
             .map_err(connect)?;
-        let cluster = ClusterClient::builder(urls.iter().copied())
-            .connection_timeout(Duration::from_secs(5))
-            .response_timeout(Duration::from_secs(30))
-            .retries(8)
-            .max_retry_wait(2_000)
-            .build()
+        if layout.prefix().contains(['{', '}']) {
+            return Err(DriverError::Connect {
+                target: target.clone(),
+                source: "a cluster's key prefix (REDIS_PREFIX) cannot hold `{` or `}`: the queue \
+                         name's hash tag must be the first in every key"
+                    .into(),
+            });
+        }
+        let nodes: Vec<String> = urls.iter().map(|url| (*url).to_owned()).collect();
+        let connection = cluster_client(&nodes, 8)
+            .map_err(connect)?
+            .get_async_connection()
+            .await
             .map_err(connect)?;
-        let connection = cluster.get_async_connection().await.map_err(connect)?;
-        Ok(Self::with_target(
+        let mut driver = Self::with_target(
             clients,
             Connection::Cluster(connection),
             layout.with_hash_tags(),
             target,
-        ))
+        );
+        driver.cluster_nodes = Some(nodes);
+        Ok(driver)
     }
 
     /// A driver on your application's own `ConnectionManager`, so jobs and the app share one
@@ -291,6 +322,7 @@ impl RedisDriver {
     ) -> Self {
         Self {
             subscribe_via,
+            cluster_nodes: None,
             connection,
             layout,
             target,
@@ -300,14 +332,19 @@ impl RedisDriver {
         }
     }
 
-    /// Makes each dispatch wait until `replicas` replicas have it (`WAIT`, at most `timeout`)
-    /// before it counts as stored. Redis replicates asynchronously: without this, a primary that
-    /// fails right after acknowledging a dispatch can take it with it when a replica is promoted.
-    /// A dispatch that fewer replicas confirmed in time returns an error, though the primary has
-    /// stored it (dispatching it again may then queue it twice). Zero replicas turns it off.
+    /// Makes each dispatch wait until `replicas` replicas have it (`WAIT`, at most `timeout`,
+    /// itself at most [`MAX_WAIT`]) before it counts as stored. Redis replicates asynchronously:
+    /// without this, a primary that fails right after acknowledging a dispatch can take it with
+    /// it when a replica is promoted. A dispatch that fewer replicas confirmed in time returns an
+    /// error, though the primary has stored it (dispatching it again may then queue it twice).
+    /// Dispatches then go through a connection of their own. Zero replicas turns it off.
     #[must_use]
     pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
-        self.durability = (replicas > 0).then_some(Replicated { replicas, timeout });
+        self.durability = (replicas > 0).then(|| Replicated {
+            replicas,
+            timeout: timeout.min(MAX_WAIT),
+            link: tokio::sync::Mutex::new(None),
+        });
         self
     }
 
@@ -359,26 +396,74 @@ impl RedisDriver {
         self.connection.clone()
     }
 
-    /// With [`wait_for_replicas`](Self::wait_for_replicas): waits until enough replicas have the
-    /// writes made so far on the connection to the server of `queue`'s keys.
-    async fn replicate(&self, queue: &str) -> Result<(), DriverError> {
-        let Some(Replicated { replicas, timeout }) = self.durability else {
-            return Ok(());
+    /// The connection dispatches go through when they wait for replicas (opened on first use,
+    /// and again after a dispatch that failed).
+    async fn dispatch_connection(
+        &self,
+        replicated: &Replicated,
+    ) -> Result<Connection, DriverError> {
+        let mut link = replicated.link.lock().await;
+        if let Some(con) = link.as_ref() {
+            return Ok(con.clone());
+        }
+        let opened = match &self.cluster_nodes {
+            // No retries: a request the cluster client would send again on a new connection
+            // could be a `WAIT` that confirms nothing.
+            Some(nodes) => Connection::Cluster(
+                cluster_client(nodes, 0)
+                    .map_err(backend("push"))?
+                    .get_async_connection()
+                    .await
+                    .map_err(backend("push"))?,
+            ),
+            None => {
+                let client = self.subscribe_via.first().ok_or_else(|| {
+                    DriverError::backend("push", "the driver was made without a client")
+                })?;
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(5)))
+                    .set_response_timeout(Some(RESPONSE_TIMEOUT));
+                Connection::Multiplexed(
+                    client
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await
+                        .map_err(backend("push"))?,
+                )
+            }
         };
-        let acknowledged = self
-            .con()
-            .wait_for_replicas(&self.layout.queue(queue).ready, replicas, timeout)
-            .await
-            .map_err(backend("push"))?;
-        if acknowledged < replicas {
-            return Err(DriverError::backend(
-                "push",
-                format!(
-                    "stored on the primary, but {acknowledged} of the {replicas} replicas asked \
-                     for confirmed it within {} ms (REDIS_WAIT_REPLICAS)",
-                    timeout.as_millis()
-                ),
-            ));
+        *link = Some(opened.clone());
+        Ok(opened)
+    }
+
+    /// Waits until enough replicas have the writes `con` made so far, on the server of each
+    /// queue of `jobs` (see [`wait_for_replicas`](Self::wait_for_replicas)).
+    async fn replicate(
+        &self,
+        con: &mut Connection,
+        replicated: &Replicated,
+        jobs: &[NewJob],
+    ) -> Result<(), DriverError> {
+        let Replicated {
+            replicas, timeout, ..
+        } = *replicated;
+        let queues: std::collections::BTreeSet<&str> =
+            jobs.iter().map(|job| job.queue.as_str()).collect();
+        for queue in queues {
+            let key = self.layout.queue(queue).ready;
+            let acknowledged = con
+                .wait_for_replicas(&key, replicas, timeout)
+                .await
+                .map_err(backend("push"))?;
+            if acknowledged < replicas {
+                return Err(DriverError::backend(
+                    "push",
+                    format!(
+                        "stored on the primary, but {acknowledged} of the {replicas} replicas \
+                         asked for confirmed it within {} ms (REDIS_WAIT_REPLICAS)",
+                        timeout.as_millis()
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -401,6 +486,64 @@ impl RedisDriver {
         if let Err(error) = retired {
             tracing::warn!(%queue, %error, "could not set the expiry of an emptied queue's counter");
         }
+    }
+
+    /// Stores `jobs` through `con`: one script call per run of jobs for one queue (a script
+    /// touches one queue's keys), in dispatch order.
+    async fn store(
+        &self,
+        con: &mut Connection,
+        jobs: &[NewJob],
+    ) -> Result<Vec<String>, DriverError> {
+        let now = SystemTime::now();
+        let created_at = iso_utc(now);
+        let mut ids = Vec::with_capacity(jobs.len());
+        // One script call per queue (a script touches one queue's keys), in dispatch order.
+        let mut start = 0;
+        while start < jobs.len() {
+            let queue = &jobs[start].queue;
+            // At most PUSH_CHUNK jobs per script call: a huge bulk dispatch must not block Redis.
+            let end = jobs[start..]
+                .iter()
+                .take(PUSH_CHUNK)
+                .position(|j| &j.queue != queue)
+                .map_or((start + PUSH_CHUNK).min(jobs.len()), |n| start + n);
+            if end - start >= bulk::MIN_RUN {
+                // A long run for one queue: to the end of the run, not of the chunk.
+                let end = jobs[start..]
+                    .iter()
+                    .position(|j| &j.queue != queue)
+                    .map_or(jobs.len(), |n| start + n);
+                let run = &jobs[start..end];
+                ids.extend(bulk::push_run(self, con.clone(), queue, run, now, &created_at).await?);
+                start = end;
+                continue;
+            }
+            let keys = self.layout.queue(queue);
+            let mut invocation = scripts::PUSH.prepare_invoke();
+            invocation
+                .key(&keys.ready)
+                .key(&keys.delayed)
+                .key(&keys.seq)
+                .key(&keys.prio)
+                .arg(queue)
+                .arg(&created_at)
+                .arg(epoch(now))
+                .arg(self.layout.wake_channel());
+            for job in &jobs[start..end] {
+                invocation
+                    .arg(json_literal(&job.payload))
+                    .arg(crate::limits::clamp(job.delay).as_secs_f64())
+                    .arg(job.priority);
+            }
+            let chunk: Vec<String> = invocation
+                .invoke_async(con)
+                .await
+                .map_err(backend("push"))?;
+            ids.extend(chunk);
+            start = end;
+        }
+        Ok(ids)
     }
 
     /// Starts the pub/sub listener that turns `wake` messages into the watch counter; it
@@ -703,61 +846,21 @@ impl QueueDriver for RedisDriver {
     }
 
     async fn push(&self, jobs: &[NewJob]) -> Result<Vec<String>, DriverError> {
-        let now = SystemTime::now();
-        let created_at = iso_utc(now);
-        let mut ids = Vec::with_capacity(jobs.len());
-        // One script call per queue (a script touches one queue's keys), in dispatch order.
-        let mut start = 0;
-        while start < jobs.len() {
-            let queue = &jobs[start].queue;
-            // At most PUSH_CHUNK jobs per script call: a huge bulk dispatch must not block Redis.
-            let end = jobs[start..]
-                .iter()
-                .take(PUSH_CHUNK)
-                .position(|j| &j.queue != queue)
-                .map_or((start + PUSH_CHUNK).min(jobs.len()), |n| start + n);
-            if end - start >= bulk::MIN_RUN {
-                // A long run for one queue: to the end of the run, not of the chunk.
-                let end = jobs[start..]
-                    .iter()
-                    .position(|j| &j.queue != queue)
-                    .map_or(jobs.len(), |n| start + n);
-                ids.extend(bulk::push_run(self, queue, &jobs[start..end], now, &created_at).await?);
-                start = end;
-                continue;
-            }
-            let keys = self.layout.queue(queue);
-            let mut invocation = scripts::PUSH.prepare_invoke();
-            invocation
-                .key(&keys.ready)
-                .key(&keys.delayed)
-                .key(&keys.seq)
-                .key(&keys.prio)
-                .arg(queue)
-                .arg(&created_at)
-                .arg(epoch(now))
-                .arg(self.layout.wake_channel());
-            for job in &jobs[start..end] {
-                invocation
-                    .arg(json_literal(&job.payload))
-                    .arg(crate::limits::clamp(job.delay).as_secs_f64())
-                    .arg(job.priority);
-            }
-            let chunk: Vec<String> = invocation
-                .invoke_async(&mut self.con())
-                .await
-                .map_err(backend("push"))?;
-            ids.extend(chunk);
-            start = end;
+        let Some(replicated) = &self.durability else {
+            return self.store(&mut self.con(), jobs).await;
+        };
+        let mut con = self.dispatch_connection(replicated).await?;
+        let stored = self.store(&mut con, jobs).await;
+        let confirmed = match &stored {
+            Ok(_) => self.replicate(&mut con, replicated, jobs).await,
+            Err(_) => Ok(()),
+        };
+        if stored.is_err() || confirmed.is_err() {
+            // Perhaps the connection's fault: the next dispatch opens a new one.
+            *replicated.link.lock().await = None;
         }
-        if self.durability.is_some() {
-            let queues: std::collections::BTreeSet<&str> =
-                jobs.iter().map(|job| job.queue.as_str()).collect();
-            for queue in queues {
-                self.replicate(queue).await?;
-            }
-        }
-        Ok(ids)
+        confirmed?;
+        stored
     }
 
     async fn reserve(

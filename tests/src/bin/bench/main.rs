@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! bench <memory|sqlite|postgres|mysql|redis|redis-cluster> <drain|enqueue|latency|backlog> [--n N] [--concurrency C]
-//!       [--prefetch P] [--job-ms MS] [--backlog B] [--delayed D]
+//!       [--prefetch P] [--job-ms MS] [--backlog B] [--delayed D] [--processes P]
 //! bench <raw-redis|raw-postgres|raw-mysql|raw-sqlite> <drain|enqueue> [--n N] [--concurrency C] [--k K]
 //!       [--pad BYTES]
 //! ```
@@ -13,7 +13,8 @@
 //! harness's raw broker loops (see `raw.rs`; `--k` jobs per SQL claim, default 100; `--pad` pads
 //! each raw payload to that many bytes, to compare with routemq's records at equal size). `backlog`
 //! measures dispatch and drain on top of `--backlog` ready and `--delayed` delayed jobs (see
-//! `backlog.rs`).
+//! `backlog.rs`). `--processes P` drains with P worker processes instead of one worker in this
+//! process (see `processes.rs`).
 //!
 //! prints ONE JSON line (`system`, `workload`, `n`, `concurrency`, `seconds`, and `jobs_per_s` for
 //! drain, `single_jobs_per_s`/`bulk_jobs_per_s` for enqueue, `p50_ms`/`p99_ms` for latency). Drain
@@ -30,6 +31,7 @@
 
 mod backlog;
 mod broker;
+mod processes;
 mod raw;
 mod sql_pool;
 
@@ -108,11 +110,13 @@ pub(crate) struct Args {
     pub(crate) backlog: usize,
     /// Delayed jobs already queued before a `backlog` run.
     pub(crate) delayed: usize,
+    /// Worker processes that drain (0: one worker in this process).
+    pub(crate) processes: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
     let raw: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: bench <memory|sqlite|postgres|mysql|redis|redis-cluster|raw-redis|raw-postgres|raw-mysql|raw-sqlite> <drain|enqueue|latency|backlog> [--n N] [--concurrency C] [--prefetch P] [--job-ms MS] [--k K] [--pad BYTES] [--backlog B] [--delayed D]";
+    let usage = "usage: bench <memory|sqlite|postgres|mysql|redis|redis-cluster|raw-redis|raw-postgres|raw-mysql|raw-sqlite> <drain|enqueue|latency|backlog> [--n N] [--concurrency C] [--prefetch P] [--job-ms MS] [--k K] [--pad BYTES] [--backlog B] [--delayed D] [--processes P]";
     let (Some(connection), Some(workload)) = (raw.first(), raw.get(1)) else {
         return Err(usage.to_owned());
     };
@@ -124,6 +128,7 @@ fn parse_args() -> Result<Args, String> {
         k: 100,
         backlog: 0,
         delayed: 0,
+        processes: 0,
     };
     let mut rest = raw[2..].iter();
     while let Some(flag) = rest.next() {
@@ -139,6 +144,7 @@ fn parse_args() -> Result<Args, String> {
             "--k" => args.k = i64::try_from(number.max(1)).unwrap_or(i64::MAX),
             "--backlog" => args.backlog = number,
             "--delayed" => args.delayed = number,
+            "--processes" => args.processes = number,
             "--pad" => raw::PAD.store(number, Ordering::Relaxed),
             "--prefetch" => {
                 let _ = PREFETCH.set(number);
@@ -304,6 +310,24 @@ async fn run(args: &Args) -> Result<serde_json::Value, BoxError> {
         "job_ms": JOB_MS.load(Ordering::Relaxed),
     });
     match args.workload.as_str() {
+        "drain" if args.processes > 0 => {
+            if args.connection == "memory" {
+                return Err("the memory driver lives in one process: no --processes".into());
+            }
+            bulk(&manager, &queue, n).await?;
+            let drain = processes::drain(args, &queue);
+            let (ran, seconds) = measure(&broker, n, "", &mut out, drain).await?;
+            if ran != n as u64 || driver.size(&queue).await? != 0 {
+                return Err(format!("{ran} of {n} jobs ran, or some are left").into());
+            }
+            out["processes"] = json!(args.processes);
+            out["seconds"] = json!(seconds);
+        }
+        "drain-part" => {
+            let queue = std::env::var("BENCH_QUEUE").map_err(|_| "drain-part needs BENCH_QUEUE")?;
+            let report = worker(&driver, &queue, c, true, None).run().await?;
+            return Ok(json!({ "ran": report.succeeded }));
+        }
         "drain" => {
             bulk(&manager, &queue, n).await?;
             let drain = async { Ok(worker(&driver, &queue, c, true, None).run().await?) };
