@@ -96,11 +96,14 @@ async fn fill_and_measure(
 async fn clear(connection: &str, queue: &str) -> Result<(), BoxError> {
     let delete = "DELETE FROM queue_jobs WHERE queue = ";
     match connection {
-        "redis" => {
-            let client = routemq::redis::Client::open(url("redis"))?;
-            let mut con = client.get_multiplexed_async_connection().await?;
-            let base = format!("bench:routemq:{queue}");
-            let keys: Vec<String> = [
+        "redis" | "redis-cluster" => {
+            // On a cluster in one slot: the keys carry the queue's hash tag.
+            let base = if connection == "redis" {
+                format!("bench:routemq:{queue}")
+            } else {
+                format!("bench:routemq:{{{queue}}}")
+            };
+            let suffixes = [
                 "",
                 ":delayed",
                 ":inflight",
@@ -108,33 +111,20 @@ async fn clear(connection: &str, queue: &str) -> Result<(), BoxError> {
                 ":leases",
                 ":seq",
                 ":prio",
-            ]
-            .iter()
-            .map(|suffix| format!("{base}{suffix}"))
-            .collect();
+            ];
+            let keys: Vec<String> = suffixes.iter().map(|s| format!("{base}{s}")).collect();
             // UNLINK frees a million-member key in the background.
-            let _: i64 = routemq::redis::cmd("UNLINK")
-                .arg(&keys)
-                .query_async(&mut con)
-                .await?;
-        }
-        "redis-cluster" => {
-            // One slot: the queue's keys carry its hash tag.
-            let nodes = url("redis-cluster");
-            let client = routemq::redis::cluster::ClusterClient::new(nodes.split(','))?;
-            let mut con = client.get_async_connection().await?;
-            for suffix in [
-                "",
-                ":delayed",
-                ":inflight",
-                ":leased",
-                ":leases",
-                ":seq",
-                ":prio",
-            ] {
-                let _: i64 = routemq::redis::cmd("UNLINK")
-                    .arg(format!("bench:routemq:{{{queue}}}{suffix}"))
-                    .query_async(&mut con)
+            let mut unlink = routemq::redis::cmd("UNLINK");
+            unlink.arg(&keys);
+            if connection == "redis" {
+                let client = routemq::redis::Client::open(url("redis"))?;
+                let mut con = client.get_multiplexed_async_connection().await?;
+                let _: i64 = unlink.query_async(&mut con).await?;
+            } else {
+                let nodes = url("redis-cluster");
+                let client = routemq::redis::cluster::ClusterClient::new(nodes.split(','))?;
+                let _: i64 = unlink
+                    .query_async(&mut client.get_async_connection().await?)
                     .await?;
             }
         }
