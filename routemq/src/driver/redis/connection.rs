@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Value};
 
 /// One server or a cluster; cheap to clone (both multiplex one connection per server).
@@ -107,24 +107,23 @@ impl Connection {
         Ok(keys)
     }
 
-    /// Waits until `replicas` replicas have every write made so far on the connection to the
-    /// server that holds `key` (`WAIT`), at most `timeout`; returns how many did.
+    /// Waits until `replicas` replicas have every write made so far on this connection
+    /// (`WAIT`), at most `timeout`; returns how many did. Only meaningful on a connection to one
+    /// server that does not reconnect by itself (see `replicas`).
     pub(super) async fn wait_for_replicas(
         &mut self,
-        key: &str,
         replicas: u32,
         timeout: Duration,
     ) -> RedisResult<u32> {
-        let mut wait = redis::cmd("WAIT");
-        wait.arg(replicas).arg(
-            u64::try_from(timeout.as_millis())
-                .unwrap_or(u64::MAX)
-                .max(1),
-        );
-        let route = self
-            .is_cluster()
-            .then(|| SingleNodeRoutingInfo::SpecificNode(Route::with_key(key, SlotAddr::Master)));
-        self.on(route.as_ref(), &wait).await
+        redis::cmd("WAIT")
+            .arg(replicas)
+            .arg(
+                u64::try_from(timeout.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1),
+            )
+            .query_async(self)
+            .await
     }
 
     /// `cmd` on the server `route` names (a cluster), or on the connection's one server.

@@ -23,6 +23,7 @@ mod connection;
 pub mod keys;
 mod lease;
 mod remove;
+mod replicas;
 mod rewrite;
 mod scripts;
 mod slot_reads;
@@ -49,6 +50,8 @@ use crate::envelope::push_str_literal;
 use crate::time::{iso_utc, parse_utc};
 use connection::Connection;
 use lease::{count_field, read_lease};
+pub use replicas::MAX_WAIT;
+use replicas::{RESPONSE_TIMEOUT, Replicated};
 
 /// Most leases reaped per queue in one pass.
 const REAP_BATCH: isize = 500;
@@ -67,34 +70,6 @@ pub struct RedisDriver {
     wake: WakeSignal,
     subscriber: WakeFeed,
     durability: Option<Replicated>,
-}
-
-/// How many replicas must have a dispatch before it counts as stored (`WAIT` after each push),
-/// and the connection dispatches then go through: one of their own, so that a `WAIT` (which
-/// holds up everything after it on its connection) holds up no reservation, heartbeat or
-/// acknowledgement; and one that does not reconnect by itself between a dispatch and its `WAIT`
-/// (a `WAIT` on a new connection, which has written nothing, would confirm nothing).
-struct Replicated {
-    replicas: u32,
-    timeout: Duration,
-    link: tokio::sync::Mutex<Option<Connection>>,
-}
-
-/// How long a command may take: the longest `WAIT` ([`MAX_WAIT`]) and then some.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The longest `WAIT` a dispatch makes.
-pub const MAX_WAIT: Duration = Duration::from_secs(25);
-
-/// A cluster client for `nodes` with the driver's timeouts, sending a failed request again up to
-/// `retries` times.
-fn cluster_client(nodes: &[String], retries: u32) -> redis::RedisResult<ClusterClient> {
-    ClusterClient::builder(nodes.iter().map(String::as_str))
-        .connection_timeout(Duration::from_secs(5))
-        .response_timeout(RESPONSE_TIMEOUT)
-        .retries(retries)
-        .max_retry_wait(2_000)
-        .build()
 }
 
 impl std::fmt::Debug for RedisDriver {
@@ -274,7 +249,12 @@ impl RedisDriver {
             });
         }
         let nodes: Vec<String> = urls.iter().map(|url| (*url).to_owned()).collect();
-        let connection = cluster_client(&nodes, 8)
+        let connection = ClusterClient::builder(nodes.iter().map(String::as_str))
+            .connection_timeout(Duration::from_secs(5))
+            .response_timeout(RESPONSE_TIMEOUT)
+            .retries(8)
+            .max_retry_wait(2_000)
+            .build()
             .map_err(connect)?
             .get_async_connection()
             .await
@@ -337,14 +317,11 @@ impl RedisDriver {
     /// without this, a primary that fails right after acknowledging a dispatch can take it with
     /// it when a replica is promoted. A dispatch that fewer replicas confirmed in time returns an
     /// error, though the primary has stored it (dispatching it again may then queue it twice).
-    /// Dispatches then go through a connection of their own. Zero replicas turns it off.
+    /// Dispatches then go through plain connections of their own, one per primary, each pinned
+    /// to its write and its `WAIT` (see the module `replicas`). Zero replicas turns it off.
     #[must_use]
     pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
-        self.durability = (replicas > 0).then(|| Replicated {
-            replicas,
-            timeout: timeout.min(MAX_WAIT),
-            link: tokio::sync::Mutex::new(None),
-        });
+        self.durability = (replicas > 0).then(|| Replicated::new(replicas, timeout));
         self
     }
 
@@ -396,74 +373,64 @@ impl RedisDriver {
         self.connection.clone()
     }
 
-    /// The connection dispatches go through when they wait for replicas (opened on first use,
-    /// and again after a dispatch that failed).
-    async fn dispatch_connection(
+    /// Stores `jobs` (one run of one queue's) and waits until enough replicas have them, on a
+    /// plain connection to the queue's primary (see [`replicas`]).
+    async fn store_replicated(
         &self,
-        replicated: &Replicated,
-    ) -> Result<Connection, DriverError> {
-        let mut link = replicated.link.lock().await;
-        if let Some(con) = link.as_ref() {
-            return Ok(con.clone());
-        }
-        let opened = match &self.cluster_nodes {
-            // No retries: a request the cluster client would send again on a new connection
-            // could be a `WAIT` that confirms nothing.
-            Some(nodes) => Connection::Cluster(
-                cluster_client(nodes, 0)
-                    .map_err(backend("push"))?
-                    .get_async_connection()
-                    .await
-                    .map_err(backend("push"))?,
-            ),
-            None => {
-                let client = self.subscribe_via.first().ok_or_else(|| {
-                    DriverError::backend("push", "the driver was made without a client")
-                })?;
-                let config = redis::AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(Duration::from_secs(5)))
-                    .set_response_timeout(Some(RESPONSE_TIMEOUT));
-                Connection::Multiplexed(
-                    client
-                        .get_multiplexed_async_connection_with_config(&config)
-                        .await
-                        .map_err(backend("push"))?,
-                )
-            }
-        };
-        *link = Some(opened.clone());
-        Ok(opened)
-    }
-
-    /// Waits until enough replicas have the writes `con` made so far, on the server of each
-    /// queue of `jobs` (see [`wait_for_replicas`](Self::wait_for_replicas)).
-    async fn replicate(
-        &self,
-        con: &mut Connection,
         replicated: &Replicated,
         jobs: &[NewJob],
-    ) -> Result<(), DriverError> {
-        let Replicated {
-            replicas, timeout, ..
-        } = *replicated;
-        let queues: std::collections::BTreeSet<&str> =
-            jobs.iter().map(|job| job.queue.as_str()).collect();
-        for queue in queues {
-            let key = self.layout.queue(queue).ready;
-            let acknowledged = con
-                .wait_for_replicas(&key, replicas, timeout)
-                .await
-                .map_err(backend("push"))?;
-            if acknowledged < replicas {
-                return Err(DriverError::backend(
+    ) -> Result<Vec<String>, DriverError> {
+        let client = self
+            .subscribe_via
+            .first()
+            .ok_or_else(|| DriverError::backend("push", "the driver was made without a client"))?;
+        let Some(queue) = jobs.first().map(|job| job.queue.as_str()) else {
+            return Ok(Vec::new());
+        };
+        let key = self.layout.queue(queue).ready;
+        let (template, address) = match &self.cluster_nodes {
+            Some(nodes) => (
+                nodes.first().map(String::as_str),
+                replicas::primary_of(&mut self.con(), &key).await?,
+            ),
+            None => (None, String::new()),
+        };
+        let mut con = replicated.link(client, template, &address).await?;
+        let stored = self.store(&mut con, jobs).await;
+        let confirmed = match &stored {
+            Ok(_) => Self::confirm(&mut con, replicated).await,
+            Err(_) => Ok(()),
+        };
+        if stored.is_err() || confirmed.is_err() {
+            // Perhaps the connection's fault: the next dispatch opens a new one.
+            replicated.forget(&address).await;
+        }
+        confirmed?;
+        stored
+    }
+
+    /// Waits until enough replicas have the writes `con` (a plain connection to one server) made
+    /// so far.
+    async fn confirm(con: &mut Connection, replicated: &Replicated) -> Result<(), DriverError> {
+        let (replicas, timeout) = (replicated.replicas, replicated.timeout);
+        let acknowledged = con
+            .wait_for_replicas(replicas, timeout)
+            .await
+            .map_err(|error| {
+                DriverError::backend(
                     "push",
-                    format!(
-                        "stored on the primary, but {acknowledged} of the {replicas} replicas \
-                         asked for confirmed it within {} ms (REDIS_WAIT_REPLICAS)",
-                        timeout.as_millis()
-                    ),
-                ));
-            }
+                    format!("stored on the primary, but waiting for its replicas failed: {error}"),
+                )
+            })?;
+        if acknowledged < replicas {
+            return Err(DriverError::backend(
+                "push",
+                format!(
+                    "stored on the primary, but {acknowledged} of the {replicas} replicas asked \
+                     for confirmed it within {} ms (REDIS_WAIT_REPLICAS)",
+                    timeout.as_millis()
+                ),
+            ));
         }
         Ok(())
     }
@@ -849,18 +816,12 @@ impl QueueDriver for RedisDriver {
         let Some(replicated) = &self.durability else {
             return self.store(&mut self.con(), jobs).await;
         };
-        let mut con = self.dispatch_connection(replicated).await?;
-        let stored = self.store(&mut con, jobs).await;
-        let confirmed = match &stored {
-            Ok(_) => self.replicate(&mut con, replicated, jobs).await,
-            Err(_) => Ok(()),
-        };
-        if stored.is_err() || confirmed.is_err() {
-            // Perhaps the connection's fault: the next dispatch opens a new one.
-            *replicated.link.lock().await = None;
+        // Each run of one queue's jobs on its primary, in dispatch order.
+        let mut ids = Vec::with_capacity(jobs.len());
+        for run in jobs.chunk_by(|a, b| a.queue == b.queue) {
+            ids.extend(self.store_replicated(replicated, run).await?);
         }
-        confirmed?;
-        stored
+        Ok(ids)
     }
 
     async fn reserve(
