@@ -562,20 +562,25 @@ impl MySqlDriver {
         let mut tx = self.pool.begin_with(BEGIN).await.map_err(backend("fail"))?;
         // Read as a range, so that a job another worker holds now is not kept locked (see
         // `mysql_claims::push_id_range`).
-        let row: Option<(String, String)> = sqlx::query_as(&format!(
-            "SELECT queue, payload FROM queue_jobs FORCE INDEX (PRIMARY)
-             WHERE id >= ? AND id <= ? AND attempts = ? AND reserved_at IS NOT NULL
-               AND (? IS NULL OR reserved_at < DATE_SUB({NOW}, INTERVAL ? MICROSECOND))
-             FOR UPDATE"
-        ))
-        .bind(id)
-        .bind(id)
-        .bind(sql::stored_attempts(lease))
-        .bind(expired_before.map(micros))
-        .bind(expired_before.map(micros))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend("fail"))?;
+        let mut select = QueryBuilder::<MySql>::new(
+            "SELECT queue, payload FROM queue_jobs FORCE INDEX (PRIMARY) WHERE ",
+        );
+        mysql_claims::push_id_range(&mut select, &[id]);
+        select
+            .push(" AND attempts = ")
+            .push_bind(sql::stored_attempts(lease))
+            .push(" AND reserved_at IS NOT NULL AND (")
+            .push_bind(expired_before.map(micros))
+            .push(format!(
+                " IS NULL OR reserved_at < DATE_SUB({NOW}, INTERVAL "
+            ))
+            .push_bind(expired_before.map(micros))
+            .push(" MICROSECOND)) FOR UPDATE");
+        let row: Option<(String, String)> = select
+            .build_query_as()
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend("fail"))?;
         let Some((queue, payload)) = row else {
             return Ok(false);
         };

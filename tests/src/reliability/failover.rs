@@ -12,12 +12,11 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use routemq::driver::redis::{KeyLayout, RedisDriver};
 
-use super::restarts::{Crash, explained_by_crashes, produce};
+use super::restarts::{Crash, explained_by_crashes, under_way};
 use super::scenarios::{Run, stop_all};
 use super::{Row, Size, Target};
 use crate::process_jobs::read_ledger;
@@ -61,20 +60,12 @@ async fn failover_run(size: Size, wait: bool, row: &mut Row) -> Result<(), Strin
         run.manager.register("target", Arc::new(producer));
     }
     let run = Arc::new(run);
-    let mut workers = (0..2)
-        .map(|_| run.worker(Duration::from_secs(1)))
-        .collect::<Result<Vec<_>, _>>()?;
-    let total = size.jobs / 2;
-    let produced = Arc::new(AtomicU64::new(0));
-    let producer = produce(Arc::clone(&run), total, Arc::clone(&produced));
-    while produced.load(Ordering::Relaxed) < total / 3 && !producer.is_finished() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let (mut workers, producer) = under_way(&run, size).await?;
 
     // Kill the queue's primary mid-enqueue and mid-drain; wait for its replica to take over.
     let key = format!("routemq-reliability:{{{}}}", run.queue);
     let primary = {
-        let cluster = Arc::clone(&cluster);
+        let (cluster, key) = (Arc::clone(&cluster), key.clone());
         tokio::task::spawn_blocking(move || cluster.primary_of(&key))
             .await
             .map_err(|e| e.to_string())?
@@ -85,7 +76,6 @@ async fn failover_run(size: Size, wait: bool, row: &mut Row) -> Result<(), Strin
     let down = Instant::now();
     {
         let cluster = Arc::clone(&cluster);
-        let key = format!("routemq-reliability:{{{}}}", run.queue);
         tokio::task::spawn_blocking(move || {
             cluster.wait_new_primary(&key, primary, Duration::from_secs(60))
         })
@@ -115,12 +105,7 @@ async fn failover_run(size: Size, wait: bool, row: &mut Row) -> Result<(), Strin
         restarted: restarted + HELD_LINES,
     };
     row.explained = explained_by_crashes(&run, &[crash], &retried);
-    if row.explained < row.duplicated {
-        row.problems.push(format!(
-            "{} jobs ran twice though no worker held them at the kill",
-            row.duplicated - row.explained
-        ));
-    }
+    row.unexplained("jobs ran twice though no worker held them at the kill");
     if !wait {
         // Lost acknowledged dispatches are what this row measures (asynchronous replication).
         row.problems

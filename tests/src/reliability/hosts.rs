@@ -138,12 +138,7 @@ async fn hosts_run(
     let faulted = BTreeSet::from([pids[0], pids[1]]);
     run.account(row, &dispatched, &BTreeSet::new(), &faulted)
         .await;
-    if row.explained < row.duplicated {
-        row.problems.push(format!(
-            "{} jobs ran twice though neither the killed nor the cut-off host held them",
-            row.duplicated - row.explained
-        ));
-    }
+    row.unexplained("jobs ran twice though neither the killed nor the cut-off host held them");
     if !alive {
         row.problems
             .push("the cut-off host's worker exited".to_owned());

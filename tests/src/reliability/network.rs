@@ -81,12 +81,7 @@ async fn network_run(target: &Target, size: Size, row: &mut Row) -> Result<(), S
     row.dispatched = dispatched.len() as u64;
     let cut = BTreeSet::from([cut_off]);
     run.account(row, &dispatched, &BTreeSet::new(), &cut).await;
-    if row.explained < row.duplicated {
-        row.problems.push(format!(
-            "{} jobs ran twice though the cut-off worker never held them",
-            row.duplicated - row.explained
-        ));
-    }
+    row.unexplained("jobs ran twice though the cut-off worker never held them");
     if !worked {
         row.problems
             .push("the cut-off worker ran no job before its link was cut".to_owned());

@@ -44,6 +44,15 @@ impl Row {
         }
     }
 
+    /// Records the duplicates that no injected fault explains, if there are any, as the problem
+    /// `"{how many} {what}"`.
+    pub fn unexplained(&mut self, what: &str) {
+        if self.explained < self.duplicated {
+            let count = self.duplicated - self.explained;
+            self.problems.push(format!("{count} {what}"));
+        }
+    }
+
     /// Whether the scenario passed.
     pub fn passed(&self) -> bool {
         self.problems.is_empty()

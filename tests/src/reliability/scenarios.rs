@@ -287,12 +287,7 @@ async fn crash_run(target: &Target, size: Size, row: &mut Row) -> Result<(), Str
     drained?;
     run.account(row, &numbered(size.jobs), &meant_to_fail, &killed)
         .await;
-    if row.explained < row.duplicated {
-        row.problems.push(format!(
-            "{} duplicates not explained by a kill",
-            row.duplicated - row.explained
-        ));
-    }
+    row.unexplained("duplicates not explained by a kill");
     Ok(())
 }
 

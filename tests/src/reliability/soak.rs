@@ -140,12 +140,7 @@ async fn soak_run(
     drained?;
     row.dispatched = dispatched.len() as u64;
     run.account(row, &dispatched, &meant_to_fail, &killed).await;
-    if row.explained < row.duplicated {
-        row.problems.push(format!(
-            "{} duplicates not explained by a kill",
-            row.duplicated - row.explained
-        ));
-    }
+    row.unexplained("duplicates not explained by a kill");
     if memory.start > 0 && memory.end as f64 > memory.start as f64 * GROWTH_LIMIT {
         row.problems.push(format!(
             "the worker's memory grew from {} KiB to {} KiB",

@@ -6,10 +6,10 @@
 //! and each chunk of 1,000 is stored in one transaction (`MULTI`: `RPUSH` of the ready ones,
 //! `ZADD` of the delayed and the prioritized ones, `PERSIST` of the counter, and a wake-up
 //! `PUBLISH`), the next chunk being built while one is on its way. Each chunk is atomic, as with
-//! the script; a huge dispatch never blocks Redis in one step. (On a cluster the `PUBLISH` follows
-//! the transaction: a channel has a slot of its own, and a cluster's `MULTI` stays in one slot.) The records are byte for byte
-//! those `push.lua` writes. Two dispatchers' runs may interleave chunk by chunk, so the list
-//! keeps arrival order, not id order. A run that fails part-way returns the error: the chunks
+//! the script; a huge dispatch never blocks Redis in one step. (On a cluster the `PUBLISH`
+//! follows the transaction: a channel has a slot of its own, and a cluster's `MULTI` stays in one
+//! slot.) The records are byte for byte those `push.lua` writes. Two dispatchers' runs may
+//! interleave chunk by chunk, so the list keeps arrival order, not id order. A run that fails part-way returns the error: the chunks
 //! before the failed one are stored, the ids of the rest stay unused (and the counter without an
 //! expiry, as a queue that holds jobs keeps it).
 
@@ -76,18 +76,20 @@ pub(super) async fn push_run(
     let now_epoch = epoch(now);
     let channel = driver.layout.wake_channel();
     let publish_apart = con.is_cluster();
+    let inside = (!publish_apart).then_some(channel.as_str());
     let mut ids = Vec::with_capacity(jobs.len());
     // The next chunk's records are built while the one before is on its way: one chunk in
     // flight at a time, so chunks are stored in order and a failed one stops the run.
     let mut in_flight = None;
     for (c, chunk) in jobs.chunks(CHUNK).enumerate() {
         let base = first + i64::try_from(c * CHUNK).unwrap_or(i64::MAX);
-        let inside = (!publish_apart).then_some(channel.as_str());
         let (transaction, wakes) =
             chunk_transaction(&keys, queue, chunk, base, now_epoch, created_at, inside);
-        let mut wake = redis::cmd("PUBLISH");
-        wake.arg(&channel).arg(queue);
-        let wake = (publish_apart && wakes).then_some(wake);
+        let wake = (publish_apart && wakes).then(|| {
+            let mut wake = redis::cmd("PUBLISH");
+            wake.arg(&channel).arg(queue);
+            wake
+        });
         if let Some(previous) = in_flight.take() {
             settle(previous).await?;
         }

@@ -143,23 +143,46 @@ impl Connection {
     }
 }
 
-/// The cluster's primaries, one route to each (by address, from `CLUSTER SLOTS`).
-async fn primaries(con: &mut ClusterConnection) -> RedisResult<Vec<SingleNodeRoutingInfo>> {
+/// A range of a cluster's slots and the primary that serves it.
+pub(super) struct SlotRange {
+    /// The first and the last slot.
+    pub(super) slots: std::ops::RangeInclusive<i64>,
+    /// The primary's host, as the cluster announces it.
+    pub(super) host: String,
+    /// The primary's port.
+    pub(super) port: u16,
+}
+
+/// `CLUSTER SLOTS` on `con`: each range of slots, with its primary.
+pub(super) async fn slot_ranges(con: &mut impl ConnectionLike) -> RedisResult<Vec<SlotRange>> {
     let slots: Vec<Value> = redis::cmd("CLUSTER").arg("SLOTS").query_async(con).await?;
-    let mut routes: Vec<SingleNodeRoutingInfo> = Vec::new();
+    let mut ranges = Vec::new();
     for range in slots {
         // [start, end, [host, port, id, ...], replicas...]
         let Value::Array(fields) = range else {
             continue;
         };
-        let Some(Value::Array(primary)) = fields.get(2) else {
+        let (Some(start), Some(end), Some(Value::Array(primary))) =
+            (fields.first(), fields.get(1), fields.get(2))
+        else {
             continue;
         };
         let (Some(host), Some(port)) = (primary.first(), primary.get(1)) else {
             continue;
         };
-        let host: String = String::from_redis_value_ref(host)?;
-        let port: u16 = u16::from_redis_value_ref(port)?;
+        ranges.push(SlotRange {
+            slots: i64::from_redis_value_ref(start)?..=i64::from_redis_value_ref(end)?,
+            host: String::from_redis_value_ref(host)?,
+            port: u16::from_redis_value_ref(port)?,
+        });
+    }
+    Ok(ranges)
+}
+
+/// The cluster's primaries, one route to each (by address, from `CLUSTER SLOTS`).
+async fn primaries(con: &mut ClusterConnection) -> RedisResult<Vec<SingleNodeRoutingInfo>> {
+    let mut routes: Vec<SingleNodeRoutingInfo> = Vec::new();
+    for SlotRange { host, port, .. } in slot_ranges(con).await? {
         let route = SingleNodeRoutingInfo::ByAddress { host, port };
         if !routes.contains(&route) {
             routes.push(route);

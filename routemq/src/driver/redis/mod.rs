@@ -465,7 +465,6 @@ impl RedisDriver {
         let now = SystemTime::now();
         let created_at = iso_utc(now);
         let mut ids = Vec::with_capacity(jobs.len());
-        // One script call per queue (a script touches one queue's keys), in dispatch order.
         let mut start = 0;
         while start < jobs.len() {
             let queue = &jobs[start].queue;

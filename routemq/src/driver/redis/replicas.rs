@@ -14,9 +14,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use redis::Value;
-
-use super::connection::Connection;
+use super::connection::{Connection, slot_ranges};
 use crate::driver::DriverError;
 
 /// The longest `WAIT` a dispatch makes.
@@ -83,33 +81,19 @@ impl Replicated {
 /// The `host:port` of the primary that serves `key`'s slot, from `CLUSTER SLOTS` on `cluster`.
 pub(super) async fn primary_of(cluster: &mut Connection, key: &str) -> Result<String, DriverError> {
     let slot = i64::from(key_slot(key.as_bytes()));
-    let ranges: Vec<Value> = redis::cmd("CLUSTER")
-        .arg("SLOTS")
-        .query_async(cluster)
+    let ranges = slot_ranges(cluster)
         .await
         .map_err(|error| DriverError::backend("push", error))?;
-    for range in ranges {
-        let Value::Array(fields) = range else {
-            continue;
-        };
-        let (Some(Value::Int(start)), Some(Value::Int(end)), Some(Value::Array(primary))) =
-            (fields.first(), fields.get(1), fields.get(2))
-        else {
-            continue;
-        };
-        if !(*start..=*end).contains(&slot) {
-            continue;
-        }
-        if let (Some(Value::BulkString(host)), Some(Value::Int(port))) =
-            (primary.first(), primary.get(1))
-        {
-            return Ok(format!("{}:{port}", String::from_utf8_lossy(host)));
-        }
-    }
-    Err(DriverError::backend(
-        "push",
-        format!("no primary serves the slot of {key} (CLUSTER SLOTS)"),
-    ))
+    ranges
+        .into_iter()
+        .find(|range| range.slots.contains(&slot))
+        .map(|range| format!("{}:{}", range.host, range.port))
+        .ok_or_else(|| {
+            DriverError::backend(
+                "push",
+                format!("no primary serves the slot of {key} (CLUSTER SLOTS)"),
+            )
+        })
 }
 
 /// `url` (`redis://[credentials@]host:port[/…]`) with its `host:port` replaced by `address`.

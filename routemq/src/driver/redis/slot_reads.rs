@@ -5,8 +5,8 @@ use std::time::Duration;
 use super::{RedisDriver, backend, scripts};
 use crate::driver::DriverError;
 
-/// Which slot names have a holder: one `EXISTS` per name, pipelined (at once on a cluster) (a slot's key expires with
-/// its last holder).
+/// Which slot names have a holder: one `EXISTS` per name, pipelined (on a cluster, sent all at
+/// once), since a slot's key expires with its last holder.
 pub(super) async fn held_slots(
     driver: &RedisDriver,
     names: &[String],
